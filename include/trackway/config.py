@@ -131,6 +131,7 @@ class Settings:
     trust_forwarded_for: bool
     load_lookback_hours: int
     dbt_project_dir: Path
+    alert_webhook_url: str | None = None
 
     @property
     def events_url(self) -> str:
@@ -169,4 +170,5 @@ def load_settings() -> Settings:
         trust_forwarded_for=(_env("TRACKWAY_TRUST_FORWARDED_FOR", "false").lower() in ("1", "true", "yes")),
         load_lookback_hours=int(_env("TRACKWAY_LOAD_LOOKBACK_HOURS", "1")),
         dbt_project_dir=Path(_env("TRACKWAY_DBT_PROJECT_DIR", str(_default_dbt_dir()))).resolve(),
+        alert_webhook_url=_env("TRACKWAY_ALERT_WEBHOOK_URL"),
     )

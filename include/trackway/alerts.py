@@ -1,0 +1,53 @@
+"""Failure alerts for the DAGs, as an Airflow notifier.
+
+Every alert is appended to ``$TRACKWAY_HOME/alerts.ndjson`` (visible without
+any service) and, when TRACKWAY_ALERT_WEBHOOK_URL is set, POSTed there as
+JSON (Slack-compatible ``text`` field included).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from datetime import datetime, timezone
+
+from airflow.sdk import BaseNotifier
+
+from trackway.config import load_settings
+
+log = logging.getLogger(__name__)
+
+
+class TrackwayAlertNotifier(BaseNotifier):
+    template_fields = ("message",)
+
+    def __init__(self, message: str = "Trackway: {{ dag.dag_id }} failed for {{ run_id }}") -> None:
+        super().__init__()
+        self.message = message
+
+    def notify(self, context) -> None:
+        settings = load_settings()
+        ti = context.get("ti") or context.get("task_instance")
+        alert = {
+            "at": datetime.now(timezone.utc).isoformat(),
+            "text": self.message,
+            "dag_id": getattr(context.get("dag"), "dag_id", None),
+            "run_id": context.get("run_id"),
+            "task_id": getattr(ti, "task_id", None),
+            "error": str(context.get("exception") or ""),
+        }
+        log.error("ALERT %s", json.dumps(alert))
+        settings.home.mkdir(parents=True, exist_ok=True)
+        with open(settings.home / "alerts.ndjson", "a", encoding="utf-8") as out:
+            out.write(json.dumps(alert) + "\n")
+        if settings.alert_webhook_url:
+            request = urllib.request.Request(
+                settings.alert_webhook_url,
+                data=json.dumps(alert).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                urllib.request.urlopen(request, timeout=10).close()
+            except OSError as exc:
+                log.error("could not deliver alert to TRACKWAY_ALERT_WEBHOOK_URL: %s", exc)

@@ -1,0 +1,10 @@
+"""Airflow Assets that chain load → transform.
+
+The URIs name tables, not files, so they stay the same whichever warehouse
+backend is configured.
+"""
+
+from airflow.sdk import Asset
+
+EVENTS_RAW = Asset(name="raw.events_raw", uri="trackway://warehouse/raw/events_raw", group="trackway")
+ANALYTICS_EVENTS = Asset(name="analytics.events", uri="trackway://warehouse/analytics/events", group="trackway")

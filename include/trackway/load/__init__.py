@@ -1,0 +1,1 @@
+"""Loading raw objects into raw.events_raw, exactly once per object."""

@@ -1,0 +1,117 @@
+"""Turn the bytes of one raw object into raw.events_raw rows.
+
+Nothing is dropped here: a line that is not a JSON object is kept with its
+text and a ``parse_error``. Objects written by other systems may be plain or
+gzip'd, truncated, or not UTF-8; each case yields rows plus a clear reason.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, Iterator
+
+from trackway.warehouse.base import RAW_TEXT_FIELDS
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Escapes that PostgreSQL's JSON types refuse; flag them at load so one line cannot break dbt.
+_RISKY_ESCAPE = re.compile(rb"\\u(0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
+
+
+@dataclass
+class ParsedObject:
+    rows: list[tuple] = field(default_factory=list)
+    parse_errors: int = 0
+    blank_lines: int = 0
+    object_error: str | None = None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _has_unstorable_string(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value)
+    if isinstance(value, dict):
+        return any(_has_unstorable_string(k) or _has_unstorable_string(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_unstorable_string(v) for v in value)
+    return False
+
+
+def parse_line(line: bytes) -> tuple[str, str | None, dict | None]:
+    """Return (text to store in ``raw``, parse error or None, parsed object or None)."""
+    try:
+        text = line.decode("utf-8")
+        error = None
+    except UnicodeDecodeError as exc:
+        text = line.decode("utf-8", errors="backslashreplace")
+        error = f"invalid UTF-8 at byte {exc.start}"
+    if "\x00" in text:
+        # Text columns cannot hold NUL; keep it visible as an escape.
+        text = text.replace("\x00", "\\x00")
+        error = error or "contains NUL bytes"
+    if error:
+        return text, error, None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return text, f"invalid JSON: {exc.msg} at column {exc.colno}", None
+    except (ValueError, RecursionError) as exc:
+        return text, f"invalid JSON: {exc}", None
+    if not isinstance(obj, dict):
+        return text, f"not a JSON object (got {type(obj).__name__})", None
+    if _RISKY_ESCAPE.search(line) and _has_unstorable_string(obj):
+        return text, "contains \\u0000 or an unpaired surrogate escape, which JSON columns cannot store", None
+    return text, None, obj
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    for line in stream:
+        yield line.rstrip(b"\r\n")
+
+
+def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
+    head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+    if head == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    return stream
+
+
+def parse_object(
+    stream: IO[bytes], *, source_object: str, load_id: str, loaded_at: datetime
+) -> ParsedObject:
+    """Read every line of one object. The stream must support ``peek`` (use io.BufferedReader)."""
+    result = ParsedObject()
+    body = _open_decompressed(stream)
+    line_number = 0
+    try:
+        for line in _lines(body):
+            line_number += 1
+            if not line.strip():
+                result.blank_lines += 1
+                continue
+            raw, error, obj = parse_line(line)
+            if error:
+                result.parse_errors += 1
+                values: list[str | None] = [None] * len(RAW_TEXT_FIELDS)
+            else:
+                values = [_as_text(obj.get(key)) for _, key in RAW_TEXT_FIELDS]
+            result.rows.append((*values, raw, error, source_object, line_number, load_id, loaded_at))
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        # A truncated or corrupt gzip member: keep what was readable, say why the rest is missing.
+        result.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
+    return result

@@ -1,0 +1,1 @@
+"""Running the dbt project that types raw.events_raw into analytics.*."""

@@ -1,0 +1,108 @@
+"""Run dbt in-process against the configured warehouse.
+
+dbt reads its connection only from environment variables (see
+include/dbt/profiles.yml), derived here from TRACKWAY_WAREHOUSE_URL, so the
+DAG, the CLI and the tests build the same project the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+from trackway.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DbtBuildError(RuntimeError):
+    """dbt failed; the message lists the failing nodes and what they said."""
+
+
+@dataclass
+class DbtReport:
+    command: list[str]
+    success: bool
+    seconds: float
+    models: int = 0
+    tests_passed: int = 0
+    tests_failed: int = 0
+    tests_warned: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"dbt {' '.join(self.command[:1])}: {self.models} models, {self.tests_passed} tests passed, "
+            f"{self.tests_warned} warned, {self.tests_failed} failed in {self.seconds:.1f}s"
+        )
+
+
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    env = settings.warehouse.dbt_env()
+    # No phoning home: the embedded default must work offline.
+    env.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"})
+    return env
+
+
+def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
+    work = settings.home / "dbt"
+    return [
+        command,
+        "--project-dir", str(settings.dbt_project_dir),
+        "--profiles-dir", str(settings.dbt_project_dir),
+        "--target-path", str(work / "target"),
+        "--log-path", str(work / "logs"),
+        *extra,
+    ]
+
+
+def run_dbt(settings: Settings, command: str = "build", *extra: str, raise_on_failure: bool = True) -> DbtReport:
+    from dbt.cli.main import dbtRunner
+
+    args = dbt_args(settings, command, *extra)
+    started = time.monotonic()
+    with _environ(dbt_environment(settings)):
+        result = dbtRunner().invoke(args)
+    report = DbtReport(command=[command, *extra], success=bool(result.success), seconds=time.monotonic() - started)
+    for node_result in getattr(result.result, "results", None) or []:
+        node = node_result.node
+        status = str(node_result.status).lower().split(".")[-1]
+        if node.resource_type == "model" and status == "success":
+            report.models += 1
+        elif node.resource_type == "test":
+            if status == "pass":
+                report.tests_passed += 1
+            elif status == "warn":
+                report.tests_warned += 1
+            elif status in ("fail", "error"):
+                report.tests_failed += 1
+        if status in ("error", "fail"):
+            report.errors.append(f"{node.resource_type} {node.name}: {status}: {node_result.message}")
+    if result.exception is not None:
+        report.errors.append(f"dbt raised {type(result.exception).__name__}: {result.exception}")
+    log.info("%s", report.summary())
+    if raise_on_failure and not report.success:
+        details = "\n  ".join(report.errors) or "see the dbt log under " + str(settings.home / "dbt" / "logs")
+        raise DbtBuildError(f"dbt {command} failed:\n  {details}")
+    return report

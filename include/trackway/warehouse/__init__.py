@@ -1,0 +1,20 @@
+"""Open the configured warehouse: ``open_warehouse(settings.warehouse)``."""
+
+from __future__ import annotations
+
+from trackway.config import WarehouseTarget
+from trackway.warehouse.base import RAW_COLUMNS, LoadRun, ObjectLoad, Warehouse
+
+__all__ = ["RAW_COLUMNS", "LoadRun", "ObjectLoad", "Warehouse", "open_warehouse"]
+
+
+def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Warehouse:
+    if target.kind == "duckdb":
+        from trackway.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+        return DuckDBWarehouse(target.duckdb_path, read_only=read_only)
+    if target.kind == "postgres":
+        from trackway.warehouse.postgres_warehouse import PostgresWarehouse
+
+        return PostgresWarehouse(target)
+    raise ValueError(f"no warehouse backend for {target.kind!r}")

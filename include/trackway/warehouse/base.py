@@ -1,0 +1,115 @@
+"""The warehouse seam: what the loader and the CLI need from any warehouse.
+
+Each backend (DuckDB, PostgreSQL, later BigQuery) implements this small
+interface, so adding one touches no DAG. Typing of events is not here: it
+lives in dbt (see adr/0002-raw-then-transform.md).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Sequence
+
+RAW_SCHEMA = "raw"
+EVENTS_RAW = "events_raw"
+LOADED_OBJECTS = "loaded_objects"
+LOAD_RUNS = "load_runs"
+
+# Input-derived columns of raw.events_raw: all text, copied from the JSON keys.
+RAW_TEXT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("message_id", "messageId"),
+    ("type", "type"),
+    ("event", "event"),
+    ("name", "name"),
+    ("user_id", "userId"),
+    ("anonymous_id", "anonymousId"),
+    ("group_id", "groupId"),
+    ("previous_id", "previousId"),
+    ("source_id", "sourceId"),
+    ("timestamp", "timestamp"),
+    ("original_timestamp", "originalTimestamp"),
+    ("sent_at", "sentAt"),
+    ("received_at", "receivedAt"),
+)
+# The full column order of raw.events_raw; lineage columns are typed because we write them.
+RAW_COLUMNS: tuple[str, ...] = tuple(c for c, _ in RAW_TEXT_FIELDS) + (
+    "raw",
+    "parse_error",
+    "source_object",
+    "line_number",
+    "load_id",
+    "loaded_at",
+)
+
+
+@dataclass(frozen=True)
+class ObjectLoad:
+    """One raw object's load, recorded in raw.loaded_objects: the exactly-once ledger."""
+
+    source_object: str
+    fingerprint: str
+    size_bytes: int
+    rows: int
+    parse_errors: int
+    blank_lines: int
+    object_error: str | None
+    load_id: str
+    loaded_at: datetime
+
+
+@dataclass(frozen=True)
+class LoadRun:
+    load_id: str
+    interval_start: datetime
+    interval_end: datetime
+    started_at: datetime
+    finished_at: datetime
+    triggered_by: str
+    objects_found: int
+    objects_loaded: int
+    objects_skipped: int
+    rows_loaded: int
+    parse_errors: int
+
+
+class Warehouse(ABC):
+    """A connection to one warehouse. Use as a context manager."""
+
+    kind: str
+
+    @abstractmethod
+    def ensure_raw_tables(self) -> None:
+        """Create schema raw and its tables if missing (idempotent)."""
+
+    @abstractmethod
+    def loaded_fingerprints(self, source_objects: Sequence[str]) -> dict[str, str]:
+        """Fingerprints of the given objects that are already loaded."""
+
+    @abstractmethod
+    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]]) -> None:
+        """Atomically replace every row of ``load.source_object`` and record it in the ledger.
+
+        Rows are tuples in RAW_COLUMNS order. Delete + insert + ledger happen in
+        one transaction, so a crash leaves either the old or the new state.
+        """
+
+    @abstractmethod
+    def record_load_run(self, run: LoadRun) -> None: ...
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a read query; ``?`` placeholders work on every backend."""
+
+    @abstractmethod
+    def table_exists(self, schema: str, table: str) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Warehouse":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,70 @@
+"""DDL for the raw schema, shared by backends that speak standard SQL.
+
+``{text}`` and ``{ts}`` are the backend's text and timestamptz types.
+"""
+
+from trackway.warehouse.base import EVENTS_RAW, LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TEXT_FIELDS
+
+_text_columns = ",\n    ".join(f'"{c}" {{text}}' for c, _ in RAW_TEXT_FIELDS)
+
+RAW_DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{EVENTS_RAW} (
+    {_text_columns},
+    raw {{text}},
+    parse_error {{text}},
+    source_object {{text}} NOT NULL,
+    line_number BIGINT NOT NULL,
+    load_id {{text}} NOT NULL,
+    loaded_at {{ts}} NOT NULL
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{LOADED_OBJECTS} (
+    source_object {{text}} PRIMARY KEY,
+    fingerprint {{text}} NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    parse_errors BIGINT NOT NULL,
+    blank_lines BIGINT NOT NULL,
+    object_error {{text}},
+    load_id {{text}} NOT NULL,
+    loaded_at {{ts}} NOT NULL
+)""",
+    f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{LOAD_RUNS} (
+    load_id {{text}} PRIMARY KEY,
+    interval_start {{ts}} NOT NULL,
+    interval_end {{ts}} NOT NULL,
+    started_at {{ts}} NOT NULL,
+    finished_at {{ts}} NOT NULL,
+    triggered_by {{text}} NOT NULL,
+    objects_found BIGINT NOT NULL,
+    objects_loaded BIGINT NOT NULL,
+    objects_skipped BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    parse_errors BIGINT NOT NULL
+)""",
+    f"CREATE INDEX IF NOT EXISTS events_raw_source_object_idx ON {RAW_SCHEMA}.{EVENTS_RAW} (source_object)",
+]
+
+
+def raw_ddl(text: str, ts: str) -> list[str]:
+    return [stmt.replace("{text}", text).replace("{ts}", ts) for stmt in RAW_DDL]
+
+
+LEDGER_UPSERT = f"""
+INSERT INTO {RAW_SCHEMA}.{LOADED_OBJECTS}
+    (source_object, fingerprint, size_bytes, rows_loaded, parse_errors, blank_lines, object_error, load_id, loaded_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source_object) DO UPDATE SET
+    fingerprint = excluded.fingerprint, size_bytes = excluded.size_bytes, rows_loaded = excluded.rows_loaded,
+    parse_errors = excluded.parse_errors, blank_lines = excluded.blank_lines, object_error = excluded.object_error,
+    load_id = excluded.load_id, loaded_at = excluded.loaded_at
+"""
+
+LOAD_RUN_INSERT = f"""
+INSERT INTO {RAW_SCHEMA}.{LOAD_RUNS}
+    (load_id, interval_start, interval_end, started_at, finished_at, triggered_by,
+     objects_found, objects_loaded, objects_skipped, rows_loaded, parse_errors)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+DELETE_OBJECT_ROWS = f"DELETE FROM {RAW_SCHEMA}.{EVENTS_RAW} WHERE source_object = ?"

@@ -1,0 +1,83 @@
+"""PostgreSQL backend: the production warehouse of the docker-compose stack."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import psycopg
+
+from trackway.config import WarehouseTarget
+from trackway.warehouse.base import EVENTS_RAW, LOADED_OBJECTS, RAW_COLUMNS, RAW_SCHEMA, LoadRun, ObjectLoad, Warehouse
+from trackway.warehouse.ddl import DELETE_OBJECT_ROWS, LEDGER_UPSERT, LOAD_RUN_INSERT, raw_ddl
+
+
+def _pg(sql: str) -> str:
+    """Our shared SQL uses ``?`` placeholders; psycopg wants ``%s``."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresWarehouse(Warehouse):
+    kind = "postgres"
+
+    def __init__(self, target: WarehouseTarget) -> None:
+        self.con = psycopg.connect(
+            host=target.host, port=target.port, user=target.user, password=target.password,
+            dbname=target.database, application_name="trackway", autocommit=True,
+        )
+
+    def ensure_raw_tables(self) -> None:
+        with self.con.transaction(), self.con.cursor() as cur:
+            # Serialize concurrent first runs: CREATE ... IF NOT EXISTS can race in PostgreSQL.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('trackway.raw.ddl'))")
+            for stmt in raw_ddl("TEXT", "TIMESTAMPTZ"):
+                cur.execute(stmt)
+
+    def loaded_fingerprints(self, source_objects: Sequence[str]) -> dict[str, str]:
+        if not source_objects:
+            return {}
+        with self.con.transaction(), self.con.cursor() as cur:
+            cur.execute(
+                f"SELECT source_object, fingerprint FROM {RAW_SCHEMA}.{LOADED_OBJECTS} WHERE source_object = ANY(%s)",
+                [list(source_objects)],
+            )
+            return dict(cur.fetchall())
+
+    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]]) -> None:
+        cols = ", ".join(f'"{c}"' for c in RAW_COLUMNS)
+        with self.con.transaction(), self.con.cursor() as cur:
+            cur.execute(_pg(DELETE_OBJECT_ROWS), [load.source_object])
+            with cur.copy(f"COPY {RAW_SCHEMA}.{EVENTS_RAW} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(
+                _pg(LEDGER_UPSERT),
+                [
+                    load.source_object, load.fingerprint, load.size_bytes, load.rows, load.parse_errors,
+                    load.blank_lines, load.object_error, load.load_id, load.loaded_at,
+                ],
+            )
+
+    def record_load_run(self, run: LoadRun) -> None:
+        with self.con.transaction(), self.con.cursor() as cur:
+            cur.execute(
+                _pg(LOAD_RUN_INSERT),
+                [
+                    run.load_id, run.interval_start, run.interval_end, run.started_at, run.finished_at,
+                    run.triggered_by, run.objects_found, run.objects_loaded, run.objects_skipped,
+                    run.rows_loaded, run.parse_errors,
+                ],
+            )
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.con.transaction(), self.con.cursor() as cur:
+            cur.execute(_pg(sql), list(params))
+            return cur.fetchall()
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        rows = self.query(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+        )
+        return bool(rows[0][0])
+
+    def close(self) -> None:
+        self.con.close()
