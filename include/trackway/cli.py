@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timedelta, timezone
 
 from trackway.config import ConfigError, load_settings
 
@@ -13,6 +14,102 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     return run_collector(settings, host=args.host or settings.collector_host, port=args.port or settings.collector_port)
+
+
+def _parse_hour(text: str) -> datetime:
+    """Accept 2026-11-22T10, 2026-11-22T10:00, 2026-11-22 10:00:00+00:00 (UTC when no zone)."""
+    cleaned = text.strip().replace(" ", "T")
+    if len(cleaned) == 13:  # YYYY-MM-DDTHH
+        cleaned += ":00"
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time; write e.g. 2026-11-22T10 (UTC)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from trackway.load.loader import load_interval
+    from trackway.load.partitions import hour_floor
+
+    start = hour_floor(args.hour)
+    end = hour_floor(args.until) if args.until else start + timedelta(hours=1)
+    if end <= start:
+        raise SystemExit("trackway load: --until must be after --hour")
+    report = load_interval(load_settings(), start, end, reload=args.reload, progress=print)
+    return 1 if report.object_errors else 0
+
+
+def _cmd_transform(args: argparse.Namespace) -> int:
+    from trackway.transform.dbt_runner import DbtBuildError, run_dbt
+
+    try:
+        report = run_dbt(load_settings(), args.dbt_command, *args.dbt_args)
+    except DbtBuildError as exc:
+        print(f"trackway transform: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from trackway.status import format_table, stage_counts
+
+    settings = load_settings()
+    try:
+        counts = stage_counts(settings)
+    except FileNotFoundError as exc:
+        print(f"trackway status: {exc}", file=sys.stderr)
+        return 1
+    rows = [
+        ("raw objects loaded", counts.objects_loaded),
+        ("  damaged objects", counts.damaged_objects),
+        ("rows in raw.events_raw", counts.raw_rows),
+        ("  unparseable lines", counts.raw_parse_errors),
+        ("rows in analytics.events", "not built yet" if counts.events is None else counts.events),
+        ("  duplicates removed", counts.duplicates),
+        ("  rejected", "not built yet" if counts.rejected is None else counts.rejected),
+        ("latest receivedAt loaded", counts.latest_received_at),
+        ("latest load finished", counts.latest_loaded_at),
+    ]
+    print(f"warehouse: {settings.warehouse.url}")
+    print(format_table(["stage", "value"], rows))
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from trackway.status import format_table
+    from trackway.warehouse import open_warehouse
+
+    settings = load_settings()
+    with open_warehouse(settings.warehouse, read_only=True) as wh:
+        if hasattr(wh, "con") and hasattr(wh.con, "execute") and settings.warehouse.kind == "duckdb":
+            cursor = wh.con.execute(args.sql)
+            headers = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchmany(args.limit)
+        else:
+            rows = wh.query(args.sql)[: args.limit]
+            headers = [f"col{i + 1}" for i in range(len(rows[0]))] if rows else []
+    print(format_table(headers, rows, indent=""))
+    print(f"({len(rows)} rows{', limited' if len(rows) == args.limit else ''})")
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from trackway.airflow_env import shell_exports
+
+    print(shell_exports(load_settings()))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from trackway.demo.runner import DemoError, run_demo
+
+    try:
+        return run_demo(people=args.people, seed=args.seed)
+    except DemoError as exc:
+        print(f"\ntrackway demo failed: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +130,53 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--host", help="address to listen on (default TRACKWAY_COLLECTOR_HOST or 127.0.0.1)")
     collect.add_argument("--port", type=int, help="port to listen on (default TRACKWAY_COLLECTOR_PORT or 8080)")
     collect.set_defaults(func=_cmd_collect)
+
+    load = sub.add_parser(
+        "load",
+        help="load raw objects of one hour (or a range) into raw.events_raw, without Airflow",
+        description="Load the raw objects received in [--hour, --until) into raw.events_raw. "
+        "Objects already loaded are skipped (exactly once), unless --reload. The events_load DAG "
+        "does the same on a schedule; use this for one-off repairs.",
+    )
+    load.add_argument("--hour", type=_parse_hour, required=True, help="first hour, UTC, e.g. 2026-11-22T10")
+    load.add_argument("--until", type=_parse_hour, help="end hour, exclusive (default: --hour + 1h)")
+    load.add_argument("--reload", action="store_true", help="reload objects even if the ledger has them")
+    load.set_defaults(func=_cmd_load)
+
+    transform = sub.add_parser(
+        "transform",
+        help="run dbt (default `dbt build`) against the configured warehouse",
+        description="Run the dbt project in include/dbt against TRACKWAY_WAREHOUSE_URL. "
+        "Extra arguments after -- go to dbt, e.g. `trackway transform build -- --select events`.",
+    )
+    transform.add_argument("dbt_command", nargs="?", default="build", help="dbt command (default: build)")
+    transform.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
+    transform.set_defaults(func=_cmd_transform)
+
+    status = sub.add_parser("status", help="show row counts and freshness of each stage",
+                            description="Show what each stage of the pipeline holds, from the warehouse.")
+    status.set_defaults(func=_cmd_status)
+
+    query = sub.add_parser("query", help="run a SQL query against the warehouse and print the result",
+                           description="Run read-only SQL against TRACKWAY_WAREHOUSE_URL, e.g. "
+                           "trackway query \"SELECT event_name, count(*) FROM analytics.events GROUP BY 1\"")
+    query.add_argument("sql", help="the SQL to run")
+    query.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100)")
+    query.set_defaults(func=_cmd_query)
+
+    env = sub.add_parser("env", help="print shell exports for Airflow and Trackway (eval \"$(trackway env)\")",
+                         description="Print `export` lines that point the airflow CLI at Trackway's DAGs and "
+                         "embedded metadata DB, e.g. eval \"$(trackway env)\"; airflow dags test events_load 2026-11-22T11:00:00+00:00")
+    env.set_defaults(func=_cmd_env)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline once on a generated day and print what it found",
+                          description="Start the collector, send a day of Nestful (home-rental marketplace) events "
+                          "through the Segment SDK, run events_load per hour and events_transform with "
+                          "`airflow dags test`, then print counts per stage and a few answers. Wipes and reuses "
+                          "TRACKWAY_HOME (default .trackway/) only if an earlier demo created it.")
+    demo.add_argument("--people", type=int, default=300, help="people in the generated day (default 300)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -1,0 +1,47 @@
+# Trackway — the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.trackway-installed
+export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
+export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
+
+.PHONY: help install demo test lint lock airflow-ui clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Trackway needs Python 3.11, found " + sys.version' \
+		|| { echo "Set PYTHON=/path/to/python3.11 (make demo PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python requirements.txt pyproject.toml
+	@echo "==> installing the pinned lock into $(VENV) (first time: about a minute)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m pip check
+	@touch $@
+
+install: $(STAMP) ## create/update .venv from requirements.txt
+
+demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
+	$(BIN)/trackway demo
+
+test: $(STAMP) ## run the whole test suite
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lock: $(BIN)/python ## re-pin requirements.txt from pyproject.toml
+	$(BIN)/python -m pip install --quiet uv
+	{ echo "# Trackway's pinned lock (Airflow's constraints files are not reachable, so this is ours)."; \
+	  echo "# Regenerate with: make lock   (uv pip compile pyproject.toml --extra dev)"; \
+	  $(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 --no-emit-package trackway --no-header; \
+	} > requirements.txt
+
+airflow-ui: $(STAMP) ## run Airflow (scheduler + UI on http://localhost:8080) on the embedded default
+	eval "$$($(BIN)/trackway env)" && $(BIN)/airflow standalone
+
+clean: ## remove the demo's data (.trackway/); keeps .venv
+	rm -rf .trackway

@@ -1,0 +1,224 @@
+"""``trackway demo``: the whole pipeline once, on the embedded default.
+
+Real parts only: the collector runs as its own process, traffic goes through
+the official Segment SDK over HTTP, and the DAGs run with ``airflow dags test``
+exactly as an operator would run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from trackway.airflow_env import apply_airflow_defaults
+from trackway.config import Settings, load_settings
+from trackway.demo import answers
+from trackway.load.partitions import hour_floor, hours_between
+from trackway.status import format_table, stage_counts
+from trackway.warehouse import open_warehouse
+
+DEMO_MARKER = ".trackway-demo"
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def _say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _stage(n: int, title: str) -> None:
+    _say(f"\n[{n}/6] {title}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _prepare_home(settings: Settings) -> None:
+    """The demo starts from nothing, but never wipes a TRACKWAY_HOME it did not create."""
+    home = settings.home
+    if home.exists() and any(home.iterdir()) and not (home / DEMO_MARKER).exists():
+        raise DemoError(
+            f"{home} holds data the demo did not create; set TRACKWAY_HOME to an empty folder "
+            "(e.g. TRACKWAY_HOME=/tmp/trackway-demo make demo) or remove it yourself."
+        )
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / DEMO_MARKER).write_text("created by `trackway demo`; the next demo run wipes this folder\n")
+    (home / "logs").mkdir()
+
+
+def _health(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+        return json.load(resp)
+
+
+def _start_collector(settings: Settings, port: int, env: dict[str, str]) -> subprocess.Popen:
+    log = open(settings.home / "logs" / "collector.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise DemoError(f"the collector exited with {proc.returncode}; see {log.name}")
+        try:
+            _health(port)
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise DemoError(f"the collector did not answer /health within 60s; see {log.name}")
+
+
+def _count_raw_objects(settings: Settings) -> tuple[int, int]:
+    from airflow.sdk import ObjectStoragePath
+
+    root = ObjectStoragePath(settings.events_url, conn_id=settings.raw_conn_id)
+    objects = lines = 0
+    if not root.exists():
+        return 0, 0
+    import gzip
+
+    for path in root.rglob("*"):
+        if path.is_file() and not path.name.startswith((".", "_")):
+            objects += 1
+            with path.open("rb") as handle, gzip.GzipFile(fileobj=handle) as body:
+                lines += sum(1 for _ in body)
+    return objects, lines
+
+
+def _airflow(args: list[str], log_name: str, settings: Settings) -> float:
+    log_path = settings.home / "logs" / log_name
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), *args], stdout=log, stderr=subprocess.STDOUT
+        )
+    if result.returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-25:]
+        raise DemoError(f"`airflow {' '.join(args)}` failed (exit {result.returncode}); log: {log_path}\n" + "\n".join(tail))
+    return time.monotonic() - started
+
+
+def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
+    from trackway.demo.marketplace import generate_day, summarize
+    from trackway.demo.sender import send_calls
+
+    wall = time.monotonic()
+    settings = load_settings()
+    _prepare_home(settings)
+    env = dict(os.environ)
+    env.update({"TRACKWAY_HOME": str(settings.home), "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "2"})
+    day = day or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    write_key = next(iter(settings.write_keys))
+    _say(f"Trackway demo — Nestful, a home-rental marketplace, one day ({day}) of {people} people")
+    _say(f"  data folder: {settings.home}")
+
+    _stage(1, "collector: starting `trackway collect`")
+    port = _free_port()
+    first_hour = hour_floor(datetime.now(timezone.utc))
+    collector = _start_collector(settings, port, env)
+    _say(f"  listening on http://127.0.0.1:{port} (log: {settings.home / 'logs' / 'collector.log'})")
+
+    _stage(2, "sending the day through the official Segment Python SDK")
+    calls = generate_day(day, people=people, seed=seed)
+    summary = summarize(calls)
+    # A few client retries: the same messageId twice, as a flaky network produces.
+    retries = calls[:: max(len(calls) // 50, 1)]
+    last_shown = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last_shown[0] > 2 or done == total:
+            last_shown[0] = time.monotonic()
+            _say(f"  sent {done:,}/{total:,}")
+
+    try:
+        report = send_calls(calls + retries, f"http://127.0.0.1:{port}", write_key, progress=progress)
+        health = _health(port)
+    finally:
+        collector.send_signal(signal.SIGTERM)
+    try:
+        code = collector.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        collector.kill()
+        raise DemoError("the collector did not stop within 120s after SIGTERM")
+    if code != 0:
+        raise DemoError(f"the collector exited with {code} after SIGTERM; see {settings.home / 'logs' / 'collector.log'}")
+    last_hour = hour_floor(datetime.now(timezone.utc))
+    _say(f"  {report.calls:,} calls ({len(calls):,} events + {len(retries)} deliberate retries) in {report.seconds:.1f}s "
+         f"= {report.calls / max(report.seconds, 1e-9):,.0f} events/s; SDK reported {report.failed} failures")
+    _say(f"  collector acknowledged {health.get('events_accepted', 0):,} events, "
+         f"quarantined {health.get('events_quarantined', 0)}; stopped cleanly with SIGTERM")
+
+    _stage(3, "raw object store")
+    objects, lines = _count_raw_objects(settings)
+    _say(f"  {objects} gzip'd NDJSON objects, {lines:,} lines under {settings.events_url}")
+
+    _stage(4, "events_load: `airflow dags test events_load <hour end>` for each hour received")
+    apply_airflow_defaults(settings)
+    secs = _airflow(["db", "migrate"], "airflow-db-migrate.log", settings)
+    _say(f"  Airflow metadata DB ready (SQLite, {secs:.0f}s)")
+    for hour in hours_between(first_hour, last_hour + timedelta(hours=1)):
+        end = hour + timedelta(hours=1)
+        secs = _airflow(["dags", "test", "events_load", end.isoformat()], f"events_load-{hour:%Y%m%dT%H}.log", settings)
+        with open_warehouse(settings.warehouse, read_only=True) as wh:
+            run = wh.query(
+                "SELECT objects_loaded, objects_skipped, rows_loaded, parse_errors FROM raw.load_runs "
+                "ORDER BY finished_at DESC LIMIT 1"
+            )[0]
+        _say(f"  {hour:%Y-%m-%d %H:00}–{end:%H:00} UTC: {run[0]} objects loaded ({run[1]} already loaded), "
+             f"{run[2]:,} rows, {run[3]} unparseable — {secs:.0f}s")
+
+    _stage(5, "events_transform: `airflow dags test events_transform` (dbt build)")
+    secs = _airflow(["dags", "test", "events_transform"], "events_transform.log", settings)
+    _say(f"  dbt build finished in {secs:.0f}s (log: {settings.home / 'logs' / 'events_transform.log'})")
+
+    _stage(6, "what arrived, stage by stage")
+    counts = stage_counts(settings)
+    rows = [
+        ("events sent (SDK calls)", report.calls),
+        ("acknowledged by the collector", health.get("events_accepted", 0)),
+        ("raw objects written", objects),
+        ("lines in raw objects", lines),
+        ("rows in raw.events_raw", counts.raw_rows),
+        ("  unparseable lines", counts.raw_parse_errors),
+        ("rows in analytics.events", counts.events or 0),
+        ("  duplicates removed", counts.duplicates),
+        ("  rejected (analytics.events_rejected)", counts.rejected or 0),
+    ]
+    _say(format_table(["stage", "count"], rows))
+    _say(f"  people: {summary.get('people', people)}, sessions: {summary.get('sessions', '?')}")
+
+    with open_warehouse(settings.warehouse, read_only=True) as wh:
+        _say("\nDaily active people")
+        _say(format_table(["day", "active people", "signed-in users", "events"], wh.query(answers.DAILY_ACTIVE_USERS)))
+        _say("\nTop events")
+        _say(format_table(["event", "events", "people"], wh.query(answers.TOP_EVENTS)))
+        _say("\nPage views by path")
+        _say(format_table(["path", "views", "viewers"], wh.query(answers.PAGE_VIEWS_BY_PATH)))
+        _say("\nAnonymous visitors who signed up")
+        _say(format_table(["anonymous visitors", "signed up"], wh.query(answers.SIGNUP_CONVERSION)))
+
+    _say(f"\nDone in {time.monotonic() - wall:.0f}s.")
+    _say(f"  Raw events:  {settings.events_url}")
+    _say(f"  Warehouse:   {settings.warehouse.duckdb_path or settings.warehouse.url}")
+    _say('  Query it:    .venv/bin/trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1"')
+    _say("  Airflow UI:  make airflow-ui   (then http://localhost:8080; runs, logs and the asset graph)")
+    _say(f"  Logs:        {settings.home / 'logs'}")
+    return 0

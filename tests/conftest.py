@@ -1,0 +1,61 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Airflow reads its configuration at import: point it at a throwaway SQLite
+# metadata DB for the whole session before any test imports airflow.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="trackway-test-airflow-"))
+REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DO_NOT_TRACK": "1",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (SQLite) for tests that run DAGs."""
+    if not (_AIRFLOW_HOME / "airflow.db").exists():
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
+        )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture
+def trackway_env(tmp_path, monkeypatch) -> Path:
+    """A fresh embedded Trackway (raw folder + DuckDB) under tmp_path; returns TRACKWAY_HOME."""
+    home = tmp_path / "trackway"
+    monkeypatch.setenv("TRACKWAY_HOME", str(home))
+    for var in ("TRACKWAY_RAW_URL", "TRACKWAY_WAREHOUSE_URL", "TRACKWAY_SPOOL_DIR", "TRACKWAY_WRITE_KEYS"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL of a throwaway PostgreSQL server shared by the whole session.
+
+    Tests that need isolation create their own database on it
+    (see ``postgres_server.create_database``).
+    """
+    from postgres_server import postgres_server
+
+    with postgres_server() as url:
+        yield url

@@ -1,0 +1,134 @@
+"""raw.events_raw loads: exactly once per object, nothing lost to bad input.
+
+Runs on DuckDB and on a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from raw_files import event, hour_dir, write_gz_lines
+from trackway.config import load_settings
+from trackway.load.loader import load_interval
+from trackway.warehouse import open_warehouse
+
+HOUR = datetime(2026, 11, 22, 10, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_env(request, trackway_env, monkeypatch):
+    if request.param == "postgres":
+        from postgres_server import create_database
+
+        url = request.getfixturevalue("postgres_url")
+        db_url = create_database(url, f"loader_{abs(hash(request.node.name)) % 10**8}")
+        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", db_url)
+    return trackway_env
+
+
+def _rows(settings, sql="SELECT message_id, parse_error, line_number, raw FROM raw.events_raw ORDER BY source_object, line_number"):
+    with open_warehouse(settings.warehouse) as wh:
+        return wh.query(sql)
+
+
+def test_bad_lines_are_kept_with_their_reason(warehouse_env):
+    settings = load_settings()
+    folder = hour_dir(warehouse_env / "raw", "2026-11-22", 10)
+    good = event("m-good", properties={"city": "Zürich", "nested": {"a": [1, 2.5, None]}})
+    write_gz_lines(
+        folder / "a.ndjson.gz",
+        [
+            good,
+            "this is not json {",
+            "",
+            "[1, 2, 3]",
+            b'{"messageId": "m-latin1", "event": "caf\xe9"}',
+            '{"messageId": "m-nan", "value": NaN}',
+            '{"messageId": "m-nul", "event": "a\\u0000b"}',
+            b'{"messageId": "m-rawnul"\x00}',
+            json.dumps(event("m-crlf")) + "\r",
+        ],
+    )
+    report = load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    assert (report.objects_loaded, report.rows_loaded, report.parse_errors, report.blank_lines) == (1, 8, 6, 1)
+
+    rows = _rows(settings)
+    by_line = {r[2]: r for r in rows}
+    assert by_line[1][0] == "m-good" and by_line[1][1] is None
+    assert json.loads(by_line[1][3]) == good  # the whole original line, unchanged
+    assert by_line[2][1].startswith("invalid JSON") and by_line[2][3] == "this is not json {"
+    assert 3 not in by_line  # blank line: counted, not a row
+    assert by_line[4][1] == "not a JSON object (got list)"
+    assert by_line[5][1] == "invalid UTF-8 at byte 39" and "\\xe9" in by_line[5][3]
+    assert "NaN" in by_line[6][1]
+    assert "\\u0000" in by_line[7][1]
+    assert by_line[8][1] == "contains NUL bytes" and "\\x00" in by_line[8][3]
+    assert by_line[9][0] == "m-crlf" and by_line[9][1] is None
+
+
+def test_rerun_of_the_same_hour_does_not_double_load(warehouse_env):
+    settings = load_settings()
+    folder = hour_dir(warehouse_env / "raw", "2026-11-22", 10)
+    write_gz_lines(folder / "a.ndjson.gz", [event(f"m-{i}") for i in range(50)])
+    write_gz_lines(folder / "b.ndjson.gz", [event(f"n-{i}") for i in range(25)])
+    (folder / ".inflight.tmp").write_bytes(b"partial")
+    (folder / "_SUCCESS").write_bytes(b"")
+
+    first = load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    second = load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    assert (first.objects_loaded, first.rows_loaded) == (2, 75)
+    assert (second.objects_loaded, second.objects_skipped, second.rows_loaded) == (0, 2, 0)
+    assert _rows(settings, "SELECT count(*), count(DISTINCT message_id) FROM raw.events_raw") == [(75, 75)]
+
+    forced = load_interval(settings, HOUR, HOUR + timedelta(hours=1), reload=True)
+    assert (forced.objects_loaded, forced.rows_loaded) == (2, 75)
+    assert _rows(settings, "SELECT count(*), count(DISTINCT load_id) FROM raw.events_raw") == [(75, 1)]
+    assert _rows(settings, "SELECT count(*) FROM raw.load_runs") == [(3,)]
+
+
+def test_a_changed_object_is_replaced_not_appended(warehouse_env):
+    settings = load_settings()
+    folder = hour_dir(warehouse_env / "raw", "2026-11-22", 10)
+    write_gz_lines(folder / "a.ndjson.gz", [event("m-1"), event("m-2")])
+    load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    write_gz_lines(folder / "a.ndjson.gz", [event("m-1"), event("m-2"), event("m-3")])
+    again = load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    assert again.objects_loaded == 1
+    assert _rows(settings, "SELECT count(*), count(DISTINCT message_id) FROM raw.events_raw") == [(3, 3)]
+
+
+def test_late_objects_of_the_previous_hour_are_picked_up_once(warehouse_env):
+    settings = load_settings()
+    write_gz_lines(hour_dir(warehouse_env / "raw", "2026-11-22", 10) / "a.ndjson.gz", [event("m-1")])
+    load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    # A collector that was down uploads an hour-10 segment after the hour-10 run.
+    write_gz_lines(hour_dir(warehouse_env / "raw", "2026-11-22", 10) / "late.ndjson.gz", [event("m-late")])
+    write_gz_lines(hour_dir(warehouse_env / "raw", "2026-11-22", 11) / "b.ndjson.gz", [event("m-2")])
+    next_hour = load_interval(settings, HOUR + timedelta(hours=1), HOUR + timedelta(hours=2))
+    assert (next_hour.objects_loaded, next_hour.objects_skipped, next_hour.rows_loaded) == (2, 1, 2)
+    assert sorted(r[0] for r in _rows(settings)) == ["m-1", "m-2", "m-late"]
+
+
+def test_objects_written_by_other_systems(warehouse_env):
+    """Plain NDJSON, multi-member gzip and a truncated gzip all load what they hold."""
+    settings = load_settings()
+    folder = hour_dir(warehouse_env / "raw", "2026-11-22", 10)
+    (folder / "plain.json").write_text(json.dumps(event("p-1")) + "\n" + json.dumps(event("p-2")))  # no final newline
+    (folder / "members.ndjson.gz").write_bytes(
+        gzip.compress(json.dumps(event("g-1")).encode() + b"\n") + gzip.compress(json.dumps(event("g-2")).encode() + b"\n")
+    )
+    whole = gzip.compress(b"".join(json.dumps(event(f"t-{i}")).encode() + b"\n" for i in range(2000)))
+    (folder / "truncated.ndjson.gz").write_bytes(whole[: len(whole) // 2])
+
+    report = load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    assert report.objects_loaded == 3
+    assert len(report.object_errors) == 1 and "truncated.ndjson.gz" in report.object_errors[0]
+    ids = {r[0] for r in _rows(settings)}
+    assert {"p-1", "p-2", "g-1", "g-2"} <= ids
+    truncated = {i for i in ids if i and i.startswith("t-")}
+    assert 0 < len(truncated) < 2000
+    assert _rows(settings, "SELECT count(object_error) FROM raw.loaded_objects") == [(1,)]
