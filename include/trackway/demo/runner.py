@@ -163,6 +163,9 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     last_hour = hour_floor(datetime.now(timezone.utc))
     _say(f"  {report.calls:,} calls ({len(calls):,} events + {len(retries)} deliberate retries) in {report.seconds:.1f}s "
          f"= {report.calls / max(report.seconds, 1e-9):,.0f} events/s; SDK reported {report.failed} failures")
+    if report.failed or getattr(report, "skipped", 0):
+        errors = "; ".join(getattr(report, "errors", []) or []) or "see the collector log"
+        raise DemoError(f"the collector refused {report.failed} events and {getattr(report, 'skipped', 0)} were not sent: {errors}")
     _say(f"  collector acknowledged {health.get('events_accepted', 0):,} events, "
          f"quarantined {health.get('events_quarantined', 0)}; stopped cleanly with SIGTERM")
 
