@@ -1,0 +1,144 @@
+"""Segment SDK → collector over HTTP → raw objects → events_load → events_transform → analytics.events.
+
+Every part is real: the collector runs as its own process, the official
+Segment Python SDK is the client, the DAGs run with ``dag.test()`` against a
+SQLite Airflow DB, and dbt builds on DuckDB.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from segment.analytics import Client
+
+from collector_helpers import WRITE_KEYS, CollectorProcess
+from raw_files import hour_dir, write_gz_lines
+from trackway.config import load_settings
+from trackway.load.partitions import hour_floor, hours_between
+from trackway.warehouse import open_warehouse
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _load_dag(name: str):
+    spec = importlib.util.spec_from_file_location(f"dag_{name}", REPO_ROOT / "dags" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)()
+
+
+def _send_through_sdk(port: int, write_key: str) -> tuple[dict[str, dict], list[str]]:
+    """Send a mix of calls; return what was sent by messageId and the ids the SDK saw fail."""
+    failed: list[str] = []
+    client = Client(
+        write_key, host=f"http://127.0.0.1:{port}", upload_size=10, max_retries=1,
+        on_error=lambda exc, batch: failed.extend(m["messageId"] for m in batch),
+    )
+    sent: dict[str, dict] = {}
+    t0 = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+
+    def call(method: str, **kwargs) -> str:
+        message_id = kwargs.setdefault("message_id", str(uuid.uuid4()))
+        getattr(client, method)(**kwargs)
+        sent[message_id] = {"method": method, **kwargs}
+        return message_id
+
+    for i in range(30):
+        call(
+            "track", user_id=f"user-{i % 7}", event="Listing Viewed", timestamp=t0 + timedelta(minutes=i),
+            properties={"listing_id": f"lst_{i:05d}", "price_per_night": 100 + i, "amenities": ["wifi", "pool"],
+                        "host": {"name": "Zoë", "superhost": i % 2 == 0}},
+            context={"sessionId": 1_700_000_000_000 + i // 10, "userAgent": "Mozilla/5.0 (test)"},
+        )
+    call("page", anonymous_id="anon-1", category="Marketing", name="Home", timestamp=t0,
+         properties={"url": "https://nestful.example/?q=1", "path": "/", "referrer": "https://search.example/",
+                     "title": "Nestful"})
+    call("screen", user_id="user-1", name="Listing", timestamp=t0, properties={"listing_id": "lst_00001"})
+    call("identify", user_id="user-1", anonymous_id="anon-1", timestamp=t0, traits={"email": "a@example.com", "role": "renter"})
+    call("group", user_id="user-1", group_id="agency-1", timestamp=t0, traits={"name": "Acme Lettings"})
+    call("alias", previous_id="anon-1", user_id="user-1", timestamp=t0)
+    retried = call("track", user_id="user-2", event="Showing Requested", timestamp=t0,
+                   properties={"listing_id": "lst_00002"})
+    # A client retry: the very same message sent again.
+    client.track(user_id="user-2", event="Showing Requested", timestamp=t0,
+                 properties={"listing_id": "lst_00002"}, message_id=retried)
+    client.flush()
+    client.shutdown()
+    return sent, failed
+
+
+def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch):
+    monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
+    started = hour_floor(datetime.now(timezone.utc))
+    collector = CollectorProcess(trackway_env).start()
+    try:
+        sent, failed = _send_through_sdk(collector.port, "key-web")
+        accepted = collector.health()["events_accepted"]
+    finally:
+        assert collector.stop() == 0  # SIGTERM: flush, upload, exit 0
+    assert failed == []
+    assert accepted == len(sent) + 1  # the retry was acknowledged too
+
+    # A raw object from another system, with a garbage line in it.
+    garbage_dir = hour_dir(trackway_env / "raw", f"{started:%Y-%m-%d}", started.hour)
+    write_gz_lines(garbage_dir / "legacy-export.ndjson.gz", ['{"messageId": "broken", "type": "track", ', "%%%"])
+
+    finished = hour_floor(datetime.now(timezone.utc))
+    load_dag = _load_dag("events_load")
+    for hour in hours_between(started, finished + timedelta(hours=1)):
+        run = load_dag.test(logical_date=hour + timedelta(hours=1))
+        assert run.state == "success"
+    assert _load_dag("events_transform").test().state == "success"
+
+    settings = load_settings()
+    with open_warehouse(settings.warehouse) as wh:  # dbt-duckdb keeps a read-write handle in this process
+        rows = wh.query(
+            "SELECT event_id, event_type, event_name, user_id, anonymous_id, source_id, "
+            "CAST(properties AS VARCHAR), CAST(traits AS VARCHAR), original_timestamp, occurred_at, session_id, "
+            "page_path, page_url, referrer, page_name, group_id, previous_id, user_agent, ip "
+            "FROM analytics.events"
+        )
+        garbage = wh.query(
+            "SELECT raw, parse_error FROM raw.events_raw WHERE source_object LIKE '%legacy-export%' ORDER BY line_number"
+        )
+        rejected = wh.query("SELECT count(*) FROM analytics.events_rejected WHERE reject_reason = 'parse_error' AND source_object LIKE '%legacy-export%'")
+
+    by_id = {r[0]: r for r in rows}
+    assert len(rows) == len(by_id) == len(sent), "every acknowledged event exactly once"
+    assert set(by_id) == set(sent)
+    expected_name = {"page": "Page Viewed", "screen": "Screen Viewed", "identify": "Identify", "group": "Group", "alias": "Alias"}
+    for message_id, call in sent.items():
+        row = by_id[message_id]
+        (_, event_type, event_name, user_id, anonymous_id, source_id, properties, traits, original_ts, occurred_at,
+         session_id, page_path, page_url, referrer, page_name, group_id, previous_id, user_agent, ip) = row
+        assert event_type == call["method"]
+        assert event_name == call.get("event", expected_name.get(call["method"]))
+        assert user_id == call.get("user_id")
+        assert source_id == "web"
+        assert original_ts == call["timestamp"]
+        assert abs(occurred_at - call["timestamp"]) < timedelta(minutes=1)  # skew-corrected against sentAt
+        assert ip == "127.0.0.1"
+        if call["method"] in ("track", "page", "screen"):
+            assert json.loads(properties) == call.get("properties", {})
+        if call["method"] == "identify":
+            assert json.loads(traits) == call["traits"]
+            assert anonymous_id == "anon-1"
+        if call["method"] == "track" and "context" in call:
+            assert session_id == str(call["context"]["sessionId"])
+            assert user_agent == "Mozilla/5.0 (test)"
+        if call["method"] == "page":
+            assert (page_path, page_url, referrer, page_name) == ("/", "https://nestful.example/?q=1", "https://search.example/", "Home")
+        if call["method"] == "group":
+            assert group_id == "agency-1"
+        if call["method"] == "alias":
+            assert previous_id == "anon-1"
+
+    assert [g[0] for g in garbage] == ['{"messageId": "broken", "type": "track", ', "%%%"]
+    assert all(g[1].startswith("invalid JSON") for g in garbage)
+    assert rejected == [(2,)]
