@@ -123,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     collect = sub.add_parser(
         "collect",
         help="run the Segment-compatible HTTP collector",
-        description="Serve the Segment HTTP tracking API (/v1/batch, /v1/track, ...). "
-        "Events are acknowledged only after they are fsync'd to the local spool; "
-        "spool segments are uploaded to TRACKWAY_RAW_URL as gzip'd NDJSON by hour received.",
+        description="Serve the Segment HTTP tracking API (/v1/batch, /v1/import, /v1/track, /v1/page, "
+        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for live counters). "
+        "Events are acknowledged only after they are fsync'd to the local spool (TRACKWAY_SPOOL_DIR); "
+        "spool segments are uploaded to TRACKWAY_RAW_URL as gzip'd NDJSON by hour received, "
+        "invalid events of a batch to its quarantine/ folder. SIGTERM/SIGINT uploads everything, then exits.",
     )
     collect.add_argument("--host", help="address to listen on (default TRACKWAY_COLLECTOR_HOST or 127.0.0.1)")
     collect.add_argument("--port", type=int, help="port to listen on (default TRACKWAY_COLLECTOR_PORT or 8080)")

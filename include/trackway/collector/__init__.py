@@ -1,0 +1,1 @@
+"""Segment-compatible HTTP collector: acknowledge only what is fsync'd, upload it by hour received."""

@@ -1,0 +1,187 @@
+"""Segment message rules: what makes an event acceptable and what we add to it.
+
+Kept free of I/O so the HTTP layer, tests and any replay tool apply exactly
+the same rules. Enrichment only adds or overwrites the fields the collector
+owns (messageId when missing, receivedAt, context.ip, sourceId, merged batch
+context/integrations, sentAt from the batch); every other field is stored as
+the client sent it so the raw store stays a faithful record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
+
+# Segment refuses single events over 32 KB; refusing them here too keeps
+# clients that pass our collector from failing later against Segment.
+MAX_EVENT_BYTES = 32 * 1024
+
+_OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
+_TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
+
+
+class InvalidEvent(ValueError):
+    """One event breaks the Segment spec; ``str()`` is the reason shown to the sender."""
+
+
+class InvalidBody(ValueError):
+    """The request body as a whole is unusable (a 400 for the request)."""
+
+
+def _reject_constant(name: str):
+    raise InvalidBody(f"JSON contains {name}, which is not valid JSON; send finite numbers only")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidBody(f"JSON number {text[:40]} is out of range; send it as a string")
+    return value
+
+
+def parse_json_body(raw: bytes) -> dict:
+    """Strict JSON parse: no NaN/Infinity, so what we store is always valid JSON."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidBody(f"body is not UTF-8 ({exc.reason} at byte {exc.start}); send UTF-8 encoded JSON") from None
+    if not text.strip():
+        raise InvalidBody("body is empty; send a JSON object (see the Segment HTTP Tracking API)")
+    try:
+        body = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
+    except json.JSONDecodeError as exc:
+        raise InvalidBody(f"body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); send a JSON object") from None
+    except RecursionError:
+        raise InvalidBody("body JSON is nested too deeply; flatten the event") from None
+    if not isinstance(body, dict):
+        raise InvalidBody(f"body is a JSON {type(body).__name__}, not an object; send a JSON object")
+    return body
+
+
+def dumps(value) -> bytes:
+    """Compact one-line JSON; non-ASCII kept as UTF-8 so text round-trips unchanged."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def format_received_at(moment: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and ``Z``, e.g. ``2026-11-23T14:05:09.123Z``."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _has_id(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        return value.strip() != ""
+    return isinstance(value, (int, float))
+
+
+def validate_event(event, implied_type: str | None = None) -> str:
+    """Raise InvalidEvent unless ``event`` is a usable Segment message; return its type."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"event is a JSON {type(event).__name__}, not an object")
+    etype = implied_type or event.get("type")
+    if etype is None:
+        raise InvalidEvent(f"event has no 'type'; set it to one of {', '.join(EVENT_TYPES)}")
+    if etype not in EVENT_TYPES:
+        raise InvalidEvent(f"event type {str(etype)[:40]!r} is not one of {', '.join(EVENT_TYPES)}")
+    if not _has_id(event.get("userId")) and not _has_id(event.get("anonymousId")):
+        raise InvalidEvent("event has neither 'userId' nor 'anonymousId'; every Segment call needs one of them")
+    if etype == "track" and not (isinstance(event.get("event"), str) and event["event"].strip()):
+        raise InvalidEvent("track event has no 'event' name; set 'event' to e.g. \"Order Completed\"")
+    if etype == "group" and not _has_id(event.get("groupId")):
+        raise InvalidEvent("group event has no 'groupId'; set it to the account/company id")
+    if etype == "alias" and not _has_id(event.get("previousId")):
+        raise InvalidEvent("alias event has no 'previousId'; set it to the old user id")
+    message_id = event.get("messageId")
+    if message_id is not None and not isinstance(message_id, str):
+        raise InvalidEvent("'messageId' must be a string; leave it out to have one assigned")
+    for name in _OBJECT_FIELDS:
+        if event.get(name) is not None and not isinstance(event[name], dict):
+            raise InvalidEvent(f"'{name}' must be a JSON object, got {type(event[name]).__name__}")
+    for name in _TIME_FIELDS:
+        if event.get(name) is not None and not isinstance(event[name], str):
+            raise InvalidEvent(f"'{name}' must be an ISO-8601 string, got {type(event[name]).__name__}")
+    return etype
+
+
+def _merge_one_level(own: dict | None, shared: dict | None) -> dict | None:
+    """Batch-level values fill gaps; the event's own keys win, one level deep."""
+    if not shared:
+        return own
+    merged = dict(own or {})
+    for key, value in shared.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(merged[key], dict) and isinstance(value, dict):
+            merged[key] = {**value, **merged[key]}
+    return merged
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What the collector knows about one HTTP request, applied to each of its events."""
+
+    source_id: str
+    received_at: str
+    client_ip: str
+    context: dict | None = None
+    integrations: dict | None = None
+    sent_at: str | None = None
+
+
+def enrich_event(event: dict, info: RequestInfo, implied_type: str | None = None) -> dict:
+    """A copy of a validated event with the collector's fields set; input is not mutated."""
+    out = dict(event)
+    out.pop("writeKey", None)
+    if implied_type:
+        out["type"] = implied_type
+    context = _merge_one_level(out.get("context"), info.context) or {}
+    if not context.get("ip"):
+        context = {**context, "ip": info.client_ip}
+    out["context"] = context
+    integrations = _merge_one_level(out.get("integrations"), info.integrations)
+    if integrations is not None:
+        out["integrations"] = integrations
+    if out.get("sentAt") is None and info.sent_at is not None:
+        out["sentAt"] = info.sent_at
+    if not out.get("messageId"):
+        out["messageId"] = str(uuid.uuid4())
+    out["receivedAt"] = info.received_at
+    out["sourceId"] = info.source_id
+    return out
+
+
+def quarantine_record(event, reason: str, info: RequestInfo) -> dict:
+    """The visible trace of a refused event: why, when, from which source, and the event itself."""
+    original = event
+    if isinstance(event, dict) and "writeKey" in event:
+        original = {k: v for k, v in event.items() if k != "writeKey"}
+    return {"reason": reason, "receivedAt": info.received_at, "sourceId": info.source_id, "event": original}
+
+
+def process_event(event, info: RequestInfo, implied_type: str | None = None) -> bytes:
+    """Validate, enrich and serialise one event; raise InvalidEvent with the reason."""
+    validate_event(event, implied_type)
+    line = dumps(enrich_event(event, info, implied_type))
+    if len(line) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event is {len(line)} bytes; the limit is {MAX_EVENT_BYTES} bytes per event (Segment's 32 KB)")
+    return line
+
+
+def batch_level(body: dict) -> tuple[dict | None, dict | None, str | None]:
+    """Batch-wide context, integrations and sentAt, checked; raise InvalidBody if malformed."""
+    context, integrations, sent_at = body.get("context"), body.get("integrations"), body.get("sentAt")
+    if context is not None and not isinstance(context, dict):
+        raise InvalidBody("batch-level 'context' must be a JSON object")
+    if integrations is not None and not isinstance(integrations, dict):
+        raise InvalidBody("batch-level 'integrations' must be a JSON object")
+    if sent_at is not None and not isinstance(sent_at, str):
+        raise InvalidBody("batch-level 'sentAt' must be an ISO-8601 string")
+    return context, integrations, sent_at

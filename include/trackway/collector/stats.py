@@ -1,0 +1,37 @@
+"""Live counters behind ``GET /health``; shared by the HTTP, spool and upload threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Stats:
+    FIELDS = (
+        "requests",
+        "requests_rejected",
+        "events_accepted",
+        "events_quarantined",
+        "segments_rotated",
+        "objects_written",
+        "upload_failures",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._values = dict.fromkeys(self.FIELDS, 0)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._values[name] += amount
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._values[name]
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            values = dict(self._values)
+        values["uptime_seconds"] = round(time.monotonic() - self._started, 3)
+        return values

@@ -1,0 +1,167 @@
+"""Moves sealed spool segments into the object store, one gzip'd object each.
+
+A segment is deleted from the spool only after its object is stored, and
+its object key comes from the segment's name alone; so a crash anywhere in
+between leads to the same object being written again, never to loss or a
+second copy. When the store fails the segment stays queued and is retried
+with exponential backoff, so an outage only grows the spool.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import random
+import threading
+from collections import deque
+from pathlib import Path
+
+from trackway.collector.spool import UPLOAD_TMP_PREFIX, SealedSegment
+from trackway.collector.stats import Stats
+from trackway.objectstore import ObjectStore
+
+log = logging.getLogger("trackway.collector.uploader")
+
+
+class Uploader:
+    def __init__(
+        self,
+        store: ObjectStore,
+        spool_dir: Path,
+        stats: Stats,
+        *,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.spool_dir = Path(spool_dir)
+        self.stats = stats
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._queue: deque[SealedSegment] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._abort = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def enqueue(self, segment: SealedSegment) -> None:
+        with self._cond:
+            self._queue.append(segment)
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
+        self._thread.start()
+
+    def drain(self) -> bool:
+        """Upload everything queued (retrying) and stop; True if nothing is left behind."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)  # short joins keep the main thread responsive to signals
+        return self.pending() == 0
+
+    def abort(self) -> None:
+        """Stop retrying (second signal): what is left stays in the spool for the next start."""
+        self._abort.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        delay = self.backoff_initial
+        while not self._abort.is_set():
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                segment = self._queue[0]
+            if self.upload(segment):
+                with self._cond:
+                    self._queue.popleft()
+                delay = self.backoff_initial
+                continue
+            wait = delay * (0.5 + random.random() / 2)
+            log.warning(
+                "upload: will retry %s in %.1fs; %d segment(s) (%d bytes) waiting in %s",
+                segment.path.name,
+                wait,
+                self.pending(),
+                _spool_bytes(self._queue),
+                self.spool_dir,
+            )
+            self._abort.wait(wait)
+            delay = min(delay * 2, self.backoff_max)
+
+    def upload(self, segment: SealedSegment) -> bool:
+        """One attempt; False (and the segment left in place) on any failure."""
+        tmp = self.spool_dir / f"{UPLOAD_TMP_PREFIX}{segment.stream}-{segment.segment_id}.ndjson.gz"
+        if not segment.path.exists():
+            log.warning("upload: %s is gone from the spool; skipping it", segment.path.name)
+            return True
+        try:
+            raw_bytes = segment.path.stat().st_size
+            lines = _gzip_file(segment.path, tmp)
+            if lines:
+                self.store.put_file(segment.object_key, tmp)
+            segment.path.unlink()
+            _fsync_dir(self.spool_dir)
+        except Exception as exc:
+            self.stats.add("upload_failures")
+            log.error(
+                "upload: could not store %s as %s: %s: %s (segment kept in the spool)",
+                segment.path.name,
+                self.store.url_for(segment.object_key),
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        if lines:
+            self.stats.add("objects_written")
+            log.info(
+                "rotated %s segment (%s): %d %s, %d bytes -> %s",
+                segment.stream,
+                segment.reason,
+                lines,
+                "event(s)" if segment.stream == "events" else "quarantined event(s)",
+                raw_bytes,
+                self.store.url_for(segment.object_key),
+            )
+        return True
+
+
+def _gzip_file(src: Path, dst: Path) -> int:
+    """Gzip ``src`` into ``dst`` deterministically (mtime 0); return the line count."""
+    lines = 0
+    with open(src, "rb") as fin, open(dst, "wb") as raw_out:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0) as out:
+            while chunk := fin.read(1024 * 1024):
+                lines += chunk.count(b"\n")
+                out.write(chunk)
+    return lines
+
+
+def _spool_bytes(segments) -> int:
+    total = 0
+    for seg in list(segments):
+        try:
+            total += seg.path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,185 @@
+"""Run the real collector as a subprocess and read what it wrote to the object store."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from trackway.objectstore import ObjectStore, open_object_store
+
+WRITE_KEYS = {"key-web": "web", "key-backend": "backend"}
+WRITE_KEYS_SPEC = ",".join(f"{source}:{key}" for key, source in WRITE_KEYS.items())
+DEADLINE = 60.0  # generous: only ever waited out when something is broken
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The test process's environment without any TRACKWAY_* leaking in from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKWAY_")}
+    env.update(overrides)
+    return env
+
+
+def wait_for(predicate, what: str, deadline: float = DEADLINE, interval: float = 0.05):
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class CollectorProcess:
+    """``python -m trackway.cli collect`` on a free port, logs captured to files."""
+
+    def __init__(self, home: Path, **env: str):
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        defaults = {
+            "TRACKWAY_HOME": str(self.home),
+            "TRACKWAY_WRITE_KEYS": WRITE_KEYS_SPEC,
+            "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "1",
+        }
+        self.env = clean_env(**{**defaults, **env})
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self._runs = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return Path(self.env.get("TRACKWAY_SPOOL_DIR", self.home / "spool"))
+
+    def start(self) -> "CollectorProcess":
+        for _ in range(5):  # another process may grab the port between probe and bind
+            self.port = free_port()
+            self._runs += 1
+            self.out_path = self.home / f"collector-{self._runs}.out"
+            self.err_path = self.home / f"collector-{self._runs}.err"
+            with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "trackway.cli", "collect", "--port", str(self.port)],
+                    env=self.env,
+                    stdout=out,
+                    stderr=err,
+                    cwd=self.home,
+                )
+            try:
+                ready = self._wait_ready()
+            except BaseException:
+                self.close()  # never leave a stray collector behind a failed test
+                raise
+            if ready:
+                return self
+            if "cannot listen" not in self.stderr:
+                raise AssertionError(f"collector exited with {self.proc.returncode}:\n{self.stderr}")
+        raise AssertionError("could not find a free port for the collector")
+
+    def _wait_ready(self) -> bool:
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    return True
+            except requests.RequestException:  # not listening yet, or not serving yet
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"collector not ready after {DEADLINE}s:\n{self.stderr}")
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def health(self) -> dict:
+        return requests.get(self.url + "/health", timeout=10).json()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = DEADLINE) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(DEADLINE)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
+def read_lines(store: ObjectStore, prefix: str) -> list[dict]:
+    """Every JSON line of every finished object under ``prefix``."""
+    rows = []
+    for key in store.list(prefix):
+        assert key.endswith(".ndjson.gz"), key
+        for line in gzip.decompress(store.read_bytes(key)).splitlines():
+            rows.append(json.loads(line))
+    return rows
+
+
+def local_store(home: Path) -> ObjectStore:
+    return open_object_store((Path(home) / "raw").as_uri())
+
+
+def wait_for_events(store: ObjectStore, message_ids, prefix: str = "events/", deadline: float = DEADLINE) -> dict[str, dict]:
+    """Poll until every message id is in the store; return them by id."""
+    wanted = set(message_ids)
+
+    def found():
+        rows = {r["messageId"]: r for r in read_lines(store, prefix)}
+        return rows if wanted <= rows.keys() else None
+
+    return wait_for(found, f"{len(wanted)} events in {store.url}/{prefix}", deadline)
+
+
+def start_moto(port: int = 0):
+    """A real S3 endpoint on loopback (moto in server mode), returning (server, endpoint).
+
+    Port 0 lets the OS pick a free port. ThreadedMotoServer.start() waits forever if its
+    port is taken, so it is started from a helper thread with a deadline.
+    """
+    import threading
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    starter = threading.Thread(target=server.start, daemon=True)
+    starter.start()
+    starter.join(DEADLINE)
+    if starter.is_alive():
+        raise AssertionError(f"moto server could not start on port {port} (taken?)")
+    host, real_port = server.get_host_and_port()
+    return server, f"http://{host}:{real_port}"
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }

@@ -1,0 +1,148 @@
+"""The object-store contract, run against a local folder and a real S3 API (moto server)."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import pytest
+
+from trackway.config import ConfigError
+from trackway.objectstore import LocalObjectStore, S3ObjectStore, is_hidden_key, open_object_store
+
+try:
+    from collector_helpers import s3_env, start_moto
+except ImportError:  # tests/ imported as a package
+    from tests.collector_helpers import s3_env, start_moto
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    server, endpoint = start_moto()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_env_vars(moto_endpoint, monkeypatch):
+    for name, value in s3_env(moto_endpoint).items():
+        monkeypatch.setenv(name, value)
+    return moto_endpoint
+
+
+_bucket_counter = iter(range(10_000))
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    if request.param == "file":
+        return open_object_store((tmp_path / "raw").as_uri())
+    request.getfixturevalue("s3_env_vars")
+    bucket = f"trackway-test-{next(_bucket_counter)}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return open_object_store(f"s3://{bucket}/some/prefix")
+
+
+def test_put_list_read_round_trip(store, tmp_path):
+    src = tmp_path / "payload.bin"
+    src.write_bytes(b"line1\nline2\n")
+    store.put_file("events/dt=2026-11-23/hour=14/a.ndjson.gz", src)
+    store.put_bytes("events/dt=2026-11-23/hour=15/b.ndjson.gz", b"other")
+    store.put_bytes("quarantine/dt=2026-11-23/hour=14/c.ndjson.gz", b"q")
+
+    assert store.list("events/") == [
+        "events/dt=2026-11-23/hour=14/a.ndjson.gz",
+        "events/dt=2026-11-23/hour=15/b.ndjson.gz",
+    ]
+    assert store.list("events/dt=2026-11-23/hour=15/") == ["events/dt=2026-11-23/hour=15/b.ndjson.gz"]
+    assert store.list("events/dt=2026-11-2") == store.list("events/")  # prefix may end mid-name
+    assert len(store.list()) == 3
+    assert store.read_bytes("events/dt=2026-11-23/hour=14/a.ndjson.gz") == b"line1\nline2\n"
+    with store.open("quarantine/dt=2026-11-23/hour=14/c.ndjson.gz") as f:
+        assert f.read() == b"q"
+    assert store.exists("quarantine/dt=2026-11-23/hour=14/c.ndjson.gz")
+    assert not store.exists("quarantine/nope.ndjson.gz")
+    assert store.list("nothing-here/") == []
+
+
+def test_overwrite_replaces_and_delete_is_idempotent(store):
+    key = "events/dt=2026-11-23/hour=14/x.ndjson.gz"
+    store.put_bytes(key, b"first")
+    store.put_bytes(key, b"second")
+    assert store.read_bytes(key) == b"second"
+    assert store.list("events/") == [key]
+    store.delete(key)
+    store.delete(key)
+    assert store.list("events/") == []
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes(key)
+
+
+def test_hidden_names_are_not_listed(store):
+    store.put_bytes("events/dt=2026-11-23/hour=14/.in-progress", b"x")
+    store.put_bytes("events/dt=2026-11-23/hour=14/_SUCCESS", b"x")
+    store.put_bytes("events/_tmp/whatever.ndjson.gz", b"x")
+    store.put_bytes("events/dt=2026-11-23/hour=14/done.ndjson.gz", b"x")
+    assert store.list("events/") == ["events/dt=2026-11-23/hour=14/done.ndjson.gz"]
+
+
+def test_keys_must_be_plain_relative_paths(store):
+    for bad in ("", "/", "a/../b", "a//b", "./a"):
+        with pytest.raises(ValueError):
+            store.put_bytes(bad, b"x")
+
+
+def test_url_for_names_the_object(store):
+    assert store.url_for("events/a.ndjson.gz") == store.url.rstrip("/") + "/events/a.ndjson.gz"
+
+
+def test_check_passes_on_reachable_store(store):
+    store.check()
+
+
+def test_local_put_is_atomic_rename_and_leaves_no_temp(tmp_path, monkeypatch):
+    store = LocalObjectStore(tmp_path / "raw")
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append((os.path.basename(src), os.path.basename(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    store.put_bytes("events/dt=2026-11-23/hour=14/a.ndjson.gz", b"data")
+    (tmp_name, final_name), = seen
+    assert tmp_name.startswith(".") and not tmp_name.endswith(".ndjson.gz")
+    assert final_name == "a.ndjson.gz"
+    assert sorted(p.name for p in (tmp_path / "raw/events/dt=2026-11-23/hour=14").iterdir()) == ["a.ndjson.gz"]
+
+
+def test_s3_store_keeps_prefix_and_missing_bucket_is_clear(s3_env_vars):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="prefixed")
+    store = open_object_store("s3://prefixed/deep/pre/")
+    assert isinstance(store, S3ObjectStore)
+    assert store.url == "s3://prefixed/deep/pre"
+    store.put_bytes("events/a.ndjson.gz", b"x")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="prefixed")["Contents"]]
+    assert keys == ["deep/pre/events/a.ndjson.gz"]
+    assert store.list() == ["events/a.ndjson.gz"]
+    with pytest.raises(Exception, match="404|Not Found|NoSuchBucket"):
+        open_object_store("s3://no-such-bucket/x").check()
+
+
+def test_factory_schemes(tmp_path):
+    local = open_object_store((tmp_path / "r").as_uri())
+    assert isinstance(local, LocalObjectStore) and local.root == (tmp_path / "r").resolve()
+    assert open_object_store("file://localhost" + str(tmp_path / "r")).root == local.root
+    with pytest.raises(ConfigError, match="gs:// is not supported yet"):
+        open_object_store("gs://bucket/prefix")
+    with pytest.raises(ConfigError, match="use file:///path"):
+        open_object_store("ftp://host/x")
+    with pytest.raises(ConfigError, match="no bucket"):
+        open_object_store("s3:///prefix")
+
+
+def test_is_hidden_key():
+    assert is_hidden_key(".tmp") and is_hidden_key("a/_b/c") and is_hidden_key("a/.x.ndjson.gz.tmp")
+    assert not is_hidden_key("events/dt=2026-11-23/hour=14/x.ndjson.gz")
