@@ -42,12 +42,15 @@ RAW_DDL = [
     rows_loaded BIGINT NOT NULL,
     parse_errors BIGINT NOT NULL
 )""",
-    f"CREATE INDEX IF NOT EXISTS events_raw_source_object_idx ON {RAW_SCHEMA}.{EVENTS_RAW} (source_object)",
 ]
 
+# Row stores need it for per-object replace; DuckDB's zone maps do better without an ART index.
+SOURCE_OBJECT_INDEX = f"CREATE INDEX IF NOT EXISTS events_raw_source_object_idx ON {RAW_SCHEMA}.{EVENTS_RAW} (source_object)"
 
-def raw_ddl(text: str, ts: str) -> list[str]:
-    return [stmt.replace("{text}", text).replace("{ts}", ts) for stmt in RAW_DDL]
+
+def raw_ddl(text: str, ts: str, *, index_source_object: bool = True) -> list[str]:
+    statements = RAW_DDL + ([SOURCE_OBJECT_INDEX] if index_source_object else [])
+    return [stmt.replace("{text}", text).replace("{ts}", ts) for stmt in statements]
 
 
 LEDGER_UPSERT = f"""

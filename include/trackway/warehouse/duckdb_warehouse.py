@@ -42,7 +42,7 @@ class DuckDBWarehouse(Warehouse):
                 time.sleep(1)
 
     def ensure_raw_tables(self) -> None:
-        for stmt in raw_ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE"):
+        for stmt in raw_ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE", index_source_object=False):
             self.con.execute(stmt)
 
     def loaded_fingerprints(self, source_objects: Sequence[str]) -> dict[str, str]:
