@@ -9,7 +9,6 @@ leaves no half object behind.
 
 from __future__ import annotations
 
-import io
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -65,6 +64,11 @@ def _fingerprint(stat: dict) -> tuple[str, int]:
     return f"size={size};etag={str(etag).strip(chr(34))}", size
 
 
+def object_url(path: ObjectStoragePath) -> str:
+    """The object's address without the Airflow connection id, e.g. s3://bucket/key or file:///path."""
+    return f"{path.protocol}://{path.path}" if path.protocol != "file" else f"file://{path.path}"
+
+
 def list_interval_objects(
     settings: Settings, start: datetime, end: datetime
 ) -> tuple[list[str], list[tuple[ObjectStoragePath, bool]]]:
@@ -107,7 +111,7 @@ def load_interval(
 
     with open_warehouse(settings.warehouse) as wh:
         wh.ensure_raw_tables()
-        urls = [str(p) for p, _ in objects]
+        urls = [object_url(p) for p, _ in objects]
         known = wh.loaded_fingerprints(urls)
         for n, ((path, in_interval), url) in enumerate(zip(objects, urls), start=1):
             fingerprint, size = _fingerprint(path.stat())
@@ -118,7 +122,7 @@ def load_interval(
             loaded_at = datetime.now(timezone.utc)
             with path.open("rb") as handle:
                 parsed = parse_object(
-                    io.BufferedReader(handle) if not hasattr(handle, "peek") else handle,
+                    handle,
                     source_object=url,
                     load_id=load_id,
                     loaded_at=loaded_at,

@@ -85,7 +85,12 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 
 
 def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
-    head = stream.peek(2)[:2] if hasattr(stream, "peek") else b""
+    """Gzip or plain, by content rather than by name: other systems name files freely."""
+    if hasattr(stream, "peek"):
+        head = stream.peek(2)[:2]
+    else:  # object-store files (s3fs, gcsfs) are seekable but have no peek
+        head = stream.read(2)
+        stream.seek(0)
     if head == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=stream, mode="rb")
     return stream
@@ -94,7 +99,7 @@ def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
 def parse_object(
     stream: IO[bytes], *, source_object: str, load_id: str, loaded_at: datetime
 ) -> ParsedObject:
-    """Read every line of one object. The stream must support ``peek`` (use io.BufferedReader)."""
+    """Read every line of one object; the stream must support ``peek`` or ``seek``."""
     result = ParsedObject()
     body = _open_decompressed(stream)
     line_number = 0
