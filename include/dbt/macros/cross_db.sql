@@ -1,0 +1,186 @@
+{#
+    The few places where DuckDB and PostgreSQL SQL differ, behind
+    adapter.dispatch so models stay one file for both warehouses.
+    Everything else in the models is SQL both understand.
+#}
+
+{% macro _unsupported_adapter(what) -%}
+    {{ exceptions.raise_compiler_error(
+        "trackway." ~ what ~ ": Trackway supports the duckdb and postgres adapters, not " ~ adapter.type()
+    ) }}
+{%- endmacro %}
+
+
+{# Parse a text column into the warehouse's JSON type; NULL unless it is a JSON object the warehouse accepts. #}
+{% macro try_json_object(text_expr) -%}
+    {{ return(adapter.dispatch('try_json_object', 'trackway')(text_expr)) }}
+{%- endmacro %}
+
+{% macro default__try_json_object(text_expr) -%}{{ trackway._unsupported_adapter('try_json_object') }}{%- endmacro %}
+
+{% macro duckdb__try_json_object(text_expr) -%}
+    case when json_valid({{ text_expr }}) then
+        case when json_type({{ text_expr }}) = 'OBJECT' then cast({{ text_expr }} as json) end
+    end
+{%- endmacro %}
+
+{% macro postgres__try_json_object(text_expr) -%}
+    {#- ::jsonb raises on bad input (NaN, \u0000, lone surrogates), which would fail the whole build. -#}
+    {{ trackway.udf_schema() }}.trackway_try_jsonb_object({{ text_expr }})
+{%- endmacro %}
+
+
+{# Text at a key path (list of keys) inside a JSON value; NULL when absent or JSON null. Non-strings come back as JSON text. #}
+{% macro json_text(json_expr, path) -%}
+    {{ return(adapter.dispatch('json_text', 'trackway')(json_expr, path)) }}
+{%- endmacro %}
+
+{% macro default__json_text(json_expr, path) -%}{{ trackway._unsupported_adapter('json_text') }}{%- endmacro %}
+
+{% macro duckdb__json_text(json_expr, path) -%}
+    json_extract_string({{ json_expr }}, '$.{{ path | join(".") }}')
+{%- endmacro %}
+
+{% macro postgres__json_text(json_expr, path) -%}
+    ({{ json_expr }} #>> '{ {{- path | join(",") -}} }')
+{%- endmacro %}
+
+
+{# JSON value (warehouse JSON type) at a key path; NULL when absent. #}
+{% macro json_value(json_expr, path) -%}
+    {{ return(adapter.dispatch('json_value', 'trackway')(json_expr, path)) }}
+{%- endmacro %}
+
+{% macro default__json_value(json_expr, path) -%}{{ trackway._unsupported_adapter('json_value') }}{%- endmacro %}
+
+{% macro duckdb__json_value(json_expr, path) -%}
+    json_extract({{ json_expr }}, '$.{{ path | join(".") }}')
+{%- endmacro %}
+
+{% macro postgres__json_value(json_expr, path) -%}
+    ({{ json_expr }} #> '{ {{- path | join(",") -}} }')
+{%- endmacro %}
+
+
+{#
+    Text -> timestamptz, NULL when it is not an ISO-8601 date-time.
+    Accepts '2026-11-22T10:15:00.123Z', '...+02:00', '...+0200' and
+    zone-less '2026-11-22 10:15:00' (taken as UTC, never the session zone).
+    Anything else ('now', '2026-02-30T00:00:00Z', 'yesterday') gives NULL,
+    so a bad value is rejected instead of failing the build or silently
+    becoming "now" (PostgreSQL's cast accepts 'now').
+#}
+{% macro iso_timestamp_regex() -%}
+    ^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,9})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?$
+{%- endmacro %}
+
+{% macro iso_zone_regex() -%}
+    (Z|[+-][0-9]{2}(:?[0-9]{2})?)$
+{%- endmacro %}
+
+{% macro try_timestamptz(text_expr) -%}
+    {{ return(adapter.dispatch('try_timestamptz', 'trackway')(text_expr)) }}
+{%- endmacro %}
+
+{% macro default__try_timestamptz(text_expr) -%}{{ trackway._unsupported_adapter('try_timestamptz') }}{%- endmacro %}
+
+{% macro duckdb__try_timestamptz(text_expr) -%}
+    {%- set v = "upper(trim(" ~ text_expr ~ "))" -%}
+    case when regexp_matches({{ v }}, '{{ trackway.iso_timestamp_regex() }}') then
+        try_cast(
+            case when regexp_matches({{ v }}, '{{ trackway.iso_zone_regex() }}') then {{ v }} else {{ v }} || '+00:00' end
+            as timestamptz
+        )
+    end
+{%- endmacro %}
+
+{% macro postgres__try_timestamptz(text_expr) -%}
+    {{ trackway.udf_schema() }}.trackway_try_timestamptz({{ text_expr }})
+{%- endmacro %}
+
+
+{#
+    Segment's clock-skew correction: received_at - (sent_at - client_ts).
+    Done on exact microseconds so the result never depends on the session
+    time zone (calendar-day interval arithmetic shifts by an hour across DST).
+#}
+{% macro skew_corrected(received_at, sent_at, client_ts) -%}
+    {{ return(adapter.dispatch('skew_corrected', 'trackway')(received_at, sent_at, client_ts)) }}
+{%- endmacro %}
+
+{% macro default__skew_corrected(received_at, sent_at, client_ts) -%}{{ trackway._unsupported_adapter('skew_corrected') }}{%- endmacro %}
+
+{% macro duckdb__skew_corrected(received_at, sent_at, client_ts) -%}
+    ({{ received_at }} - to_microseconds(epoch_us({{ sent_at }}) - epoch_us({{ client_ts }})))
+{%- endmacro %}
+
+{% macro postgres__skew_corrected(received_at, sent_at, client_ts) -%}
+    ({{ received_at }} - (extract(epoch from {{ sent_at }}) - extract(epoch from {{ client_ts }})) * interval '1 second')
+{%- endmacro %}
+
+
+{# Date of a timestamptz in UTC, whatever the session time zone. #}
+{% macro utc_date(ts_expr) -%}
+    cast(({{ ts_expr }}) at time zone 'UTC' as date)
+{%- endmacro %}
+
+
+{# Empty or blank text counts as absent. #}
+{% macro nullif_blank(text_expr) -%}
+    case when trim({{ text_expr }}) = '' then null else {{ text_expr }} end
+{%- endmacro %}
+
+
+{#
+    A select over `relation` adding one column per JSON field of
+    `json_column`: text_fields and json_fields are lists of
+    (column_name, [key, ...]); text fields come back as text (non-strings
+    as JSON text), json fields in the warehouse's JSON type, NULL when absent.
+    DuckDB stores JSON as text and would re-parse it for every field, so
+    there all paths are extracted in one pass per row.
+#}
+{% macro select_json_fields(relation, json_column, text_fields, json_fields) -%}
+    {{ return(adapter.dispatch('select_json_fields', 'trackway')(relation, json_column, text_fields, json_fields)) }}
+{%- endmacro %}
+
+{% macro default__select_json_fields(relation, json_column, text_fields, json_fields) -%}
+    {{ trackway._unsupported_adapter('select_json_fields') }}
+{%- endmacro %}
+
+{% macro duckdb__select_json_fields(relation, json_column, text_fields, json_fields) -%}
+    select
+        * exclude (_json_texts, _json_values),
+        {%- for name, path in text_fields %}
+        _json_texts[{{ loop.index }}] as {{ name }},
+        {%- endfor %}
+        {%- for name, path in json_fields %}
+        _json_values[{{ loop.index }}] as {{ name }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from (
+        select
+            {{ relation }}.*,
+            json_extract_string({{ json_column }}, [
+                {%- for name, path in text_fields -%}
+                '$.{{ path | join(".") }}'{{ ", " if not loop.last }}
+                {%- endfor -%}
+            ]) as _json_texts,
+            json_extract({{ json_column }}, [
+                {%- for name, path in json_fields -%}
+                '$.{{ path | join(".") }}'{{ ", " if not loop.last }}
+                {%- endfor -%}
+            ]) as _json_values
+        from {{ relation }}
+    ) as with_json_lists
+{%- endmacro %}
+
+{% macro postgres__select_json_fields(relation, json_column, text_fields, json_fields) -%}
+    select
+        {{ relation }}.*,
+        {%- for name, path in text_fields %}
+        {{ trackway.json_text(json_column, path) }} as {{ name }},
+        {%- endfor %}
+        {%- for name, path in json_fields %}
+        {{ trackway.json_value(json_column, path) }} as {{ name }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ relation }}
+{%- endmacro %}

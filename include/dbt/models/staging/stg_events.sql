@@ -1,0 +1,126 @@
+{#
+    One row per raw line: renamed, blank ids made NULL, timestamps typed
+    (NULL when unparseable; the text is kept alongside so validation can
+    tell "absent" from "bad"), JSON fields extracted.
+#}
+
+{%- set text_fields = [
+    ('context_ip', ['context', 'ip']),
+    ('context_user_agent', ['context', 'userAgent']),
+    ('context_locale', ['context', 'locale']),
+    ('context_library_name', ['context', 'library', 'name']),
+    ('context_library_version', ['context', 'library', 'version']),
+    ('context_page_url', ['context', 'page', 'url']),
+    ('context_page_path', ['context', 'page', 'path']),
+    ('context_page_title', ['context', 'page', 'title']),
+    ('context_page_referrer', ['context', 'page', 'referrer']),
+    ('context_page_search', ['context', 'page', 'search']),
+    ('context_session_id_camel', ['context', 'sessionId']),
+    ('context_session_id_snake', ['context', 'session_id']),
+    ('properties_session_id', ['properties', 'session_id']),
+    ('properties_url', ['properties', 'url']),
+    ('properties_path', ['properties', 'path']),
+    ('properties_title', ['properties', 'title']),
+    ('properties_referrer', ['properties', 'referrer']),
+    ('properties_search', ['properties', 'search']),
+] -%}
+{%- set json_fields = [
+    ('properties_json', ['properties']),
+    ('traits_json', ['traits']),
+    ('context_json', ['context']),
+] %}
+
+with source as (
+
+    select * from {{ source('raw', 'events_raw') }}
+
+),
+
+-- The expensive parses (exception-guarded functions on PostgreSQL), once per
+-- row: MATERIALIZED stops the planner from inlining this CTE and re-running
+-- a parse for every later reference to its result.
+parsed as materialized (
+
+    select
+        source.*,
+        case
+            when parse_error is null then {{ trackway.try_json_object('raw') }}
+        end as payload,
+        {{ trackway.try_timestamptz(adapter.quote('timestamp')) }} as timestamp_at,
+        {{ trackway.try_timestamptz('original_timestamp') }} as original_timestamp_at,
+        {{ trackway.try_timestamptz('sent_at') }} as sent_at_ts,
+        {{ trackway.try_timestamptz('received_at') }} as received_at_ts
+    from source
+
+),
+
+extracted as (
+
+    {{ trackway.select_json_fields('parsed', 'payload', text_fields, json_fields) }}
+
+),
+
+renamed as (
+
+    select
+        -- lineage
+        source_object,
+        line_number,
+        load_id,
+        loaded_at,
+        raw,
+        parse_error,
+        payload is not null as is_json_object,
+
+        -- identifiers
+        {{ trackway.nullif_blank('message_id') }} as message_id,
+        {{ trackway.nullif_blank(adapter.quote('type')) }} as event_type,
+        {{ trackway.nullif_blank(adapter.quote('event')) }} as track_event,
+        {{ trackway.nullif_blank(adapter.quote('name')) }} as page_name,
+        {{ trackway.nullif_blank('user_id') }} as user_id,
+        {{ trackway.nullif_blank('anonymous_id') }} as anonymous_id,
+        {{ trackway.nullif_blank('group_id') }} as group_id,
+        {{ trackway.nullif_blank('previous_id') }} as previous_id,
+        {{ trackway.nullif_blank('source_id') }} as source_id,
+
+        -- timestamps, as sent and typed
+        {{ trackway.nullif_blank(adapter.quote('timestamp')) }} as timestamp_text,
+        {{ trackway.nullif_blank('original_timestamp') }} as original_timestamp_text,
+        {{ trackway.nullif_blank('sent_at') }} as sent_at_text,
+        {{ trackway.nullif_blank('received_at') }} as received_at_text,
+        timestamp_at,
+        original_timestamp_at,
+        sent_at_ts as sent_at,
+        received_at_ts as received_at,
+
+        -- context
+        context_ip,
+        context_user_agent,
+        context_locale,
+        context_library_name,
+        context_library_version,
+        context_page_url,
+        context_page_path,
+        context_page_title,
+        context_page_referrer,
+        context_page_search,
+        coalesce(context_session_id_camel, context_session_id_snake) as context_session_id,
+
+        -- properties used as fallbacks
+        properties_session_id,
+        properties_url,
+        properties_path,
+        properties_title,
+        properties_referrer,
+        properties_search,
+
+        -- JSON kept whole
+        properties_json as properties,
+        traits_json as traits,
+        context_json as context
+
+    from extracted
+
+)
+
+select * from renamed
