@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -10,22 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from trackway.airflow_env import airflow_defaults
+
 # Airflow reads its configuration at import: point it at a throwaway SQLite
 # metadata DB for the whole session before any test imports airflow.
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="trackway-test-airflow-"))
 REPO_ROOT = Path(__file__).resolve().parents[1]
-os.environ.update(
-    {
-        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DO_NOT_TRACK": "1",
-    }
-)
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
+os.environ.update(airflow_defaults(_AIRFLOW_HOME))
+os.environ.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"})
 
 
 @pytest.fixture(scope="session")

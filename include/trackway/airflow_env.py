@@ -15,8 +15,7 @@ from trackway.config import Settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def airflow_defaults(settings: Settings) -> dict[str, str]:
-    airflow_home = settings.home / "airflow"
+def airflow_defaults(airflow_home: Path) -> dict[str, str]:
     return {
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
@@ -33,7 +32,7 @@ def airflow_defaults(settings: Settings) -> dict[str, str]:
 def apply_airflow_defaults(settings: Settings) -> dict[str, str]:
     """Set the defaults in os.environ (before airflow is imported); return the effective values."""
     effective = {}
-    for key, value in airflow_defaults(settings).items():
+    for key, value in airflow_defaults(settings.home / "airflow").items():
         os.environ.setdefault(key, value)
         effective[key] = os.environ[key]
     Path(effective["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -47,5 +46,5 @@ def shell_exports(settings: Settings) -> str:
         "TRACKWAY_RAW_URL": settings.raw_url,
         "TRACKWAY_WAREHOUSE_URL": settings.warehouse.url,
     }
-    values.update({k: os.environ.get(k, v) for k, v in airflow_defaults(settings).items()})
+    values.update({k: os.environ.get(k, v) for k, v in airflow_defaults(settings.home / "airflow").items()})
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items())

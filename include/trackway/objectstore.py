@@ -104,7 +104,7 @@ class LocalObjectStore(ObjectStore):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def list(self, prefix: str = "") -> list[str]:
         prefix = prefix.lstrip("/")
@@ -236,7 +236,8 @@ def open_object_store(url: str, *, s3_client=None) -> ObjectStore:
     raise ConfigError(f"object store URL {url!r}: use file:///path, s3://bucket/prefix or gs://bucket/prefix")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or create in ``path`` durable: the directory entry needs its own fsync."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

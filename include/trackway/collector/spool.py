@@ -33,6 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from trackway.objectstore import fsync_dir
+
 log = logging.getLogger("trackway.collector.spool")
 
 STREAMS = ("events", "quarantine")
@@ -99,14 +101,6 @@ class _Batch:
     items: list = field(default_factory=list)  # (stream, dt, hour, line ending in b"\n")
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -207,7 +201,7 @@ class Spool:
                 path = sealed
             found.append(SealedSegment(path, match["stream"], match["dt"], match["hour"], match["sid"], "recovered"))
         if found:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             log.info("spool: recovered %d segment(s) left by a previous run from %s", len(found), self.dir)
         return found
 
@@ -299,7 +293,7 @@ class Spool:
         sid = new_segment_id()
         path = self.dir / f"{stream}~{dt}~{hour}~{sid}.open"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
-        _fsync_dir(self.dir)  # the file's name must survive a crash as well as its bytes
+        fsync_dir(self.dir)  # the file's name must survive a crash as well as its bytes
         seg = _Active(stream, dt, hour, sid, path, fd, time.monotonic())
         self._active[(stream, dt, hour)] = seg
         return seg
@@ -348,5 +342,5 @@ class Spool:
         os.close(seg.fd)
         sealed = seg.path.with_name(seg.path.name[: -len("open")] + "sealed")
         os.rename(seg.path, sealed)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self.on_sealed(SealedSegment(sealed, seg.stream, seg.dt, seg.hour, seg.segment_id, reason))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trackway.collector.spool import UPLOAD_TMP_PREFIX, SealedSegment
 from trackway.collector.stats import Stats
-from trackway.objectstore import ObjectStore
+from trackway.objectstore import ObjectStore, fsync_dir
 
 log = logging.getLogger("trackway.collector.uploader")
 
@@ -111,7 +111,7 @@ class Uploader:
             if lines:
                 self.store.put_file(segment.object_key, tmp)
             segment.path.unlink()
-            _fsync_dir(self.spool_dir)
+            fsync_dir(self.spool_dir)
         except Exception as exc:
             self.stats.add("upload_failures")
             log.error(
@@ -159,9 +159,3 @@ def _spool_bytes(segments) -> int:
     return total
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
