@@ -7,7 +7,7 @@ STAMP := $(VENV)/.trackway-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: help install demo test lint lock airflow-ui clean
+.PHONY: help install demo test lock airflow-ui clean postgres-server
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,8 +30,16 @@ install: $(STAMP) ## create/update .venv from requirements.txt
 demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
-test: $(STAMP) ## run the whole test suite
+test: $(STAMP) postgres-server ## run the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+postgres-server: ## make sure PostgreSQL server binaries exist (tests run dbt and the loader on a real server)
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "==> installing Debian's postgresql package (server binaries for the tests)"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL 13+ server binaries are needed under /usr/lib/postgresql/*/bin: install your distribution's postgresql package"; exit 1; fi
 
 lock: $(BIN)/python ## re-pin requirements.txt from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
