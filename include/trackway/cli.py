@@ -36,7 +36,7 @@ def _cmd_load(args: argparse.Namespace) -> int:
     end = hour_floor(args.until) if args.until else start + timedelta(hours=1)
     if end <= start:
         raise SystemExit("trackway load: --until must be after --hour")
-    report = load_interval(load_settings(), start, end, reload=args.reload, progress=print)
+    report = load_interval(load_settings(), start, end, reload=args.reload, progress=lambda msg: print(msg, flush=True))
     return 1 if report.object_errors else 0
 
 
