@@ -30,7 +30,7 @@ install: $(STAMP) ## create/update .venv from requirements.txt
 demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
-test: $(STAMP) postgres-server ## run the whole test suite
+test: $(STAMP) postgres-server sdk-clients ## run the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 postgres-server: ## make sure PostgreSQL server binaries exist (tests run dbt and the loader on a real server)
@@ -41,6 +41,17 @@ postgres-server: ## make sure PostgreSQL server binaries exist (tests run dbt an
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL 13+ server binaries are needed under /usr/lib/postgresql/*/bin: install your distribution's postgresql package"; exit 1; fi
 
+.PHONY: sdk-clients
+sdk-clients: ## install the Node SDKs that tests/test_sdk_compatibility.py drives (needs Node.js 20+)
+	@command -v node >/dev/null && command -v npm >/dev/null \
+		|| { echo "node/npm not found: install Node.js 20+ (with npm) to run the SDK compatibility tests"; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+		|| { echo "Node.js $$(node --version) is too old: install Node.js 20+ (@segment/analytics-node needs it)"; exit 1; }
+	@if [ ! -d tests/sdk_clients/node_modules ] || [ tests/sdk_clients/package-lock.json -nt tests/sdk_clients/node_modules ]; then \
+		echo "==> installing the Node SDK clients (tests/sdk_clients/package-lock.json)"; \
+		npm ci --prefix tests/sdk_clients --no-audit --no-fund && touch tests/sdk_clients/node_modules; \
+	fi
+
 lock: $(BIN)/python ## re-pin requirements.txt from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
 	{ echo "# Trackway's pinned lock (Airflow's constraints files are not reachable, so this is ours)."; \
@@ -49,7 +60,7 @@ lock: $(BIN)/python ## re-pin requirements.txt from pyproject.toml
 	} > requirements.txt
 
 airflow-ui: $(STAMP) ## run Airflow (scheduler + UI on http://localhost:8080) on the embedded default
-	eval "$$($(BIN)/trackway env)" && $(BIN)/airflow standalone
+	eval "$$($(BIN)/trackway env)" && PATH="$(abspath $(BIN)):$$PATH" airflow standalone
 
 clean: ## remove the demo's data (.trackway/); keeps .venv
 	rm -rf .trackway

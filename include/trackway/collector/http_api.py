@@ -3,6 +3,8 @@
 Endpoints (Segment field names; the single-event endpoints imply ``type``):
   POST /v1/batch  (alias /v1/import)   {"batch": [...], "context"?, "integrations"?, "sentAt"?, "writeKey"?}
   POST /v1/track /v1/page /v1/screen /v1/identify /v1/group /v1/alias   one event
+  POST /v1/t /v1/p /v1/s /v1/i /v1/g /v1/a, /v1/b   analytics.js' short paths (its
+       standard dispatcher posts to ``<apiHost>/<first letter of type>``, batching to ``/b``)
   GET  /health    live counters as JSON
   OPTIONS *       CORS preflight (browser SDKs)
 
@@ -11,7 +13,10 @@ or from ``writeKey`` in the body. Bodies may be ``Content-Encoding: gzip``
 and ``Content-Type`` may be anything (analytics.js sends text/plain): the
 body is always parsed as JSON.
 
-Statuses (every error body is ``{"success": false, "error": "<what to do>"}``):
+Statuses (every error body is ``{"success": false, "error": "<what to do>",
+"code": "<status name>", "message": "<what to do>"}``: ``code``/``message`` are
+what the Segment and RudderStack Python SDKs read, and they misreport or retry
+a 4xx whose body lacks them):
   200  stored: all events are fsync'd to the spool. For a batch the body also
        has ``accepted`` and ``quarantined`` counts; invalid events of a batch
        that has valid ones are kept in the quarantine with their reason
@@ -64,13 +69,26 @@ ROUTES = {
     "/v1/identify": "identify",
     "/v1/group": "group",
     "/v1/alias": "alias",
-    # analytics.js shorthand paths
+    # analytics.js (analytics-next) short paths: "/" + the type's first letter, "/b" for batches
     "/v1/t": "track",
     "/v1/p": "page",
     "/v1/i": "identify",
     "/v1/g": "group",
     "/v1/a": "alias",
+    "/v1/s": "screen",
     "/v1/b": BATCH,
+}
+# Machine-readable ``code`` for each error status, as Segment-style clients expect.
+ERROR_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_encoding",
+    500: "internal_error",
+    503: "unavailable",
 }
 _MAX_REASONS_IN_MESSAGE = 5
 _MAX_ERRORS_IN_RESPONSE = 100
@@ -151,7 +169,8 @@ class CollectorHandler(BaseHTTPRequestHandler):
         collector.stats.add("requests_rejected")
         level = logging.WARNING if err.status >= 500 else logging.INFO
         log.log(level, "%d %s %s from %s: %s", err.status, self.command, self.path[:200], self.client_address[0], err.message)
-        self._send_json(err.status, {"success": False, "error": err.message}, close=err.close, headers=err.headers)
+        payload = {"success": False, "error": err.message, "code": ERROR_CODES.get(err.status, "error"), "message": err.message}
+        self._send_json(err.status, payload, close=err.close, headers=err.headers)
 
     def _too_large(self, size: int, what: str = "body") -> HttpError:
         limit = self.server.collector.settings.max_body_bytes
