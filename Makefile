@@ -59,7 +59,7 @@ lock: $(BIN)/python ## re-pin requirements.txt from pyproject.toml
 	  $(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 --no-emit-package trackway --no-header; \
 	} > requirements.txt
 
-airflow-ui: $(STAMP) ## run Airflow (scheduler + UI on http://localhost:8080) on the embedded default
+airflow-ui: $(STAMP) ## run Airflow (scheduler + UI on http://localhost:8081) on the embedded default
 	eval "$$($(BIN)/trackway env)" && PATH="$(abspath $(BIN)):$$PATH" airflow standalone
 
 clean: ## remove the demo's data (.trackway/); keeps .venv

@@ -19,6 +19,7 @@ from trackway.assets import EVENTS_RAW
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
+    is_paused_upon_creation=False,  # the pipeline should run as soon as Airflow starts
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0},
     on_failure_callback=TrackwayAlertNotifier(),

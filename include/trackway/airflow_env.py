@@ -13,6 +13,7 @@ from pathlib import Path
 from trackway.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_UI_PORT = 8081
 
 
 def airflow_defaults(airflow_home: Path) -> dict[str, str]:
@@ -26,6 +27,9 @@ def airflow_defaults(airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
         "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        # The collector's default port is 8080, so the embedded Airflow UI moves aside.
+        "AIRFLOW__API__PORT": str(AIRFLOW_UI_PORT),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{AIRFLOW_UI_PORT}/execution/",
     }
 
 

@@ -222,6 +222,6 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  Raw events:  {settings.events_url}")
     _say(f"  Warehouse:   {settings.warehouse.duckdb_path or settings.warehouse.url}")
     _say('  Query it:    .venv/bin/trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1"')
-    _say("  Airflow UI:  make airflow-ui   (then http://localhost:8080; runs, logs and the asset graph)")
+    _say("  Airflow UI:  make airflow-ui   (then http://localhost:8081, user admin; runs, logs, assets)")
     _say(f"  Logs:        {settings.home / 'logs'}")
     return 0
