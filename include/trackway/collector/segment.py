@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,6 +45,9 @@ def _parse_float(text: str) -> float:
     return value
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_json_body(raw: bytes) -> dict:
     """Strict JSON parse: no NaN/Infinity, so what we store is always valid JSON."""
     try:
@@ -58,8 +62,18 @@ def parse_json_body(raw: bytes) -> dict:
         raise InvalidBody(f"body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); send a JSON object") from None
     except RecursionError:
         raise InvalidBody("body JSON is nested too deeply; flatten the event") from None
+    except ValueError as exc:  # e.g. an integer past Python's 4300-digit limit
+        raise InvalidBody(f"body has a number that cannot be stored ({exc}); send shorter numbers") from None
     if not isinstance(body, dict):
         raise InvalidBody(f"body is a JSON {type(body).__name__}, not an object; send a JSON object")
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            dumps(body)
+        except UnicodeEncodeError:
+            raise InvalidBody(
+                "body has an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), which is not valid Unicode; "
+                "send valid UTF-8 text"
+            ) from None
     return body
 
 
