@@ -83,13 +83,11 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     with open_warehouse(settings.warehouse, read_only=True) as wh:
-        if hasattr(wh, "con") and hasattr(wh.con, "execute") and settings.warehouse.kind == "duckdb":
-            cursor = wh.con.execute(args.sql)
-            headers = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchmany(args.limit)
-        else:
-            rows = wh.query(args.sql)[: args.limit]
-            headers = [f"col{i + 1}" for i in range(len(rows[0]))] if rows else []
+        try:
+            headers, rows = wh.query_with_headers(args.sql, limit=args.limit)
+        except Exception as exc:  # the database's own message is the useful part
+            print(f"trackway query: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     print(format_table(headers, rows, indent=""))
     print(f"({len(rows)} rows{', limited' if len(rows) == args.limit else ''})")
     return 0
@@ -193,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"trackway: configuration error: {exc}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:
+        print(f"trackway {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -77,9 +77,27 @@ def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
     ]
 
 
+def _check_raw_exists(settings: Settings) -> None:
+    """Fail with a next step, not a catalog error, when nothing was ever loaded."""
+    from trackway.warehouse import open_warehouse
+
+    try:
+        with open_warehouse(settings.warehouse, read_only=True) as wh:
+            if wh.table_exists("raw", "events_raw"):
+                return
+    except FileNotFoundError:
+        pass
+    raise DbtBuildError(
+        f"raw.events_raw does not exist in {settings.warehouse.url} yet: load raw events first "
+        "(the events_load DAG, or `trackway load --hour YYYY-MM-DDTHH`)"
+    )
+
+
 def run_dbt(settings: Settings, command: str = "build", *extra: str, raise_on_failure: bool = True) -> DbtReport:
     from dbt.cli.main import dbtRunner
 
+    if command in ("build", "run", "test", "seed", "snapshot"):
+        _check_raw_exists(settings)
     args = dbt_args(settings, command, *extra)
     started = time.monotonic()
     with _environ(dbt_environment(settings)):

@@ -103,6 +103,10 @@ class Warehouse(ABC):
         """Run a read query; ``?`` placeholders work on every backend."""
 
     @abstractmethod
+    def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
+        """Run ad-hoc SQL for people: column names and at most ``limit`` rows."""
+
+    @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...
 
     @abstractmethod

@@ -97,6 +97,10 @@ class DuckDBWarehouse(Warehouse):
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()
 
+    def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
+        cursor = self.con.execute(sql)
+        return [d[0] for d in cursor.description or []], cursor.fetchmany(limit)
+
     def table_exists(self, schema: str, table: str) -> bool:
         return bool(
             self.con.execute(

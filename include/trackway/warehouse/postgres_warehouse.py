@@ -73,6 +73,12 @@ class PostgresWarehouse(Warehouse):
             cur.execute(_pg(sql), list(params))
             return cur.fetchall()
 
+    def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
+        with self.con.transaction(), self.con.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
+            cur.execute(sql)
+            return [d.name for d in cur.description or []], cur.fetchmany(limit)
+
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.query(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
