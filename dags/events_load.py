@@ -12,6 +12,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from trackway.alerts import TrackwayAlertNotifier
 from trackway.assets import EVENTS_RAW
+from trackway.config import load_settings
 
 
 @dag(
@@ -21,8 +22,12 @@ from trackway.assets import EVENTS_RAW
     catchup=False,
     is_paused_upon_creation=False,  # the pipeline should run as soon as Airflow starts
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0},
-    on_failure_callback=TrackwayAlertNotifier(),
+    default_args={
+        "retries": load_settings().task_retries,
+        "retry_delay": timedelta(minutes=1),
+        "on_failure_callback": TrackwayAlertNotifier(),
+        "retry_exponential_backoff": 2.0,
+    },
     params={"reload": Param(False, type="boolean", description="Reload objects already in the ledger for this hour")},
     tags=["trackway", "load"],
     doc_md=__doc__,

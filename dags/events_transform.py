@@ -8,6 +8,7 @@ from airflow.sdk import dag, task
 
 from trackway.alerts import TrackwayAlertNotifier
 from trackway.assets import ANALYTICS_EVENTS, EVENTS_RAW
+from trackway.config import load_settings
 
 
 @dag(
@@ -17,8 +18,11 @@ from trackway.assets import ANALYTICS_EVENTS, EVENTS_RAW
     catchup=False,
     is_paused_upon_creation=False,  # the pipeline should run as soon as Airflow starts
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
-    on_failure_callback=TrackwayAlertNotifier(),
+    default_args={
+        "retries": load_settings().task_retries,
+        "retry_delay": timedelta(minutes=1),
+        "on_failure_callback": TrackwayAlertNotifier(),
+    },
     tags=["trackway", "transform", "dbt"],
     doc_md=__doc__,
 )

@@ -39,6 +39,7 @@ def test_events_load_is_hourly_over_data_intervals(dagbag):
     assert [a.uri for a in outlets] == ["trackway://warehouse/raw/events_raw"]
     assert dag.max_active_runs == 1
     assert dag.default_args["retries"] >= 1
+    assert type(dag.default_args["on_failure_callback"]).__name__ == "TrackwayAlertNotifier"
 
 
 def test_events_transform_runs_on_the_raw_asset(dagbag):

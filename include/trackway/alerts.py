@@ -20,22 +20,27 @@ log = logging.getLogger(__name__)
 
 
 class TrackwayAlertNotifier(BaseNotifier):
-    template_fields = ("message",)
+    """Use as a task's ``on_failure_callback``: it runs in the worker, once the last retry has failed.
 
-    def __init__(self, message: str = "Trackway: {{ dag.dag_id }} failed for {{ run_id }}") -> None:
-        super().__init__()
-        self.message = message
+    The text is built in Python, not Jinja, so the alert still goes out when
+    templating is unavailable (as in DAG-level callbacks under ``dag.test``).
+    """
+
+    template_fields = ()
 
     def notify(self, context) -> None:
         settings = load_settings()
         ti = context.get("ti") or context.get("task_instance")
+        dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(ti, "dag_id", None)
+        task_id = getattr(ti, "task_id", None)
+        error = str(context.get("exception") or "")
         alert = {
             "at": datetime.now(timezone.utc).isoformat(),
-            "text": self.message,
-            "dag_id": getattr(context.get("dag"), "dag_id", None),
+            "text": f"Trackway: {dag_id}.{task_id} failed for {context.get('run_id')}: {error[:300]}",
+            "dag_id": dag_id,
             "run_id": context.get("run_id"),
-            "task_id": getattr(ti, "task_id", None),
-            "error": str(context.get("exception") or ""),
+            "task_id": task_id,
+            "error": error,
         }
         log.error("ALERT %s", json.dumps(alert))
         settings.home.mkdir(parents=True, exist_ok=True)

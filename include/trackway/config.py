@@ -22,7 +22,7 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def _int_env(name: str, default: int) -> int:
+def _int_env(name: str, default: int, *, minimum: int = 1) -> int:
     raw = _env(name)
     if raw is None:
         return default
@@ -30,8 +30,8 @@ def _int_env(name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be positive; set it to e.g. {default}")
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}; set it to e.g. {default}")
     return value
 
 
@@ -132,6 +132,7 @@ class Settings:
     load_lookback_hours: int
     dbt_project_dir: Path
     alert_webhook_url: str | None = None
+    task_retries: int = 2
 
     @property
     def events_url(self) -> str:
@@ -168,7 +169,8 @@ def load_settings() -> Settings:
         collector_host=_env("TRACKWAY_COLLECTOR_HOST", "127.0.0.1"),
         collector_port=_int_env("TRACKWAY_COLLECTOR_PORT", 8080),
         trust_forwarded_for=(_env("TRACKWAY_TRUST_FORWARDED_FOR", "false").lower() in ("1", "true", "yes")),
-        load_lookback_hours=int(_env("TRACKWAY_LOAD_LOOKBACK_HOURS", "1")),
+        load_lookback_hours=_int_env("TRACKWAY_LOAD_LOOKBACK_HOURS", 1, minimum=0),
         dbt_project_dir=Path(_env("TRACKWAY_DBT_PROJECT_DIR", str(_default_dbt_dir()))).resolve(),
         alert_webhook_url=_env("TRACKWAY_ALERT_WEBHOOK_URL"),
+        task_retries=_int_env("TRACKWAY_TASK_RETRIES", 2, minimum=0),
     )
