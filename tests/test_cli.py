@@ -55,6 +55,9 @@ def test_query_reports_bad_sql_without_a_traceback(trackway_env):
     load_interval(load_settings(), datetime(2026, 11, 22, 10, tzinfo=timezone.utc), datetime(2026, 11, 22, 11, tzinfo=timezone.utc))
     ok = _run("query", "SELECT count(*) AS n FROM raw.events_raw")
     assert ok.returncode == 0 and ok.stdout.splitlines()[0].strip() == "n"
+    status = _run("status")
+    assert status.returncode == 0 and "lag (now - latest receivedAt)" in status.stdout
+    assert "last load" in status.stdout and "rows/s" in status.stdout
     bad = _run("query", "SELEC 1")
     assert bad.returncode == 1 and "syntax error" in bad.stderr and "Traceback" not in bad.stderr
 

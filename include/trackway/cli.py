@@ -53,7 +53,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from trackway.status import format_table, stage_counts
+    from trackway.status import format_duration, format_table, stage_counts
 
     settings = load_settings()
     try:
@@ -70,8 +70,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         ("  duplicates removed", counts.duplicates),
         ("  rejected", "not built yet" if counts.rejected is None else counts.rejected),
         ("latest receivedAt loaded", counts.latest_received_at),
+        ("lag (now - latest receivedAt)", format_duration(counts.lag_seconds)),
         ("latest load finished", counts.latest_loaded_at),
     ]
+    if counts.last_load:
+        start, loaded, objects, seconds = counts.last_load
+        rate = f", {loaded / seconds:,.0f} rows/s" if seconds > 0 else ""
+        rows.append(("last load", f"hour {start}: {loaded:,} rows from {objects} objects in {seconds:.1f}s{rate}"))
     print(f"warehouse: {settings.warehouse.url}")
     print(format_table(["stage", "value"], rows))
     return 0

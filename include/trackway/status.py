@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from trackway.config import Settings
 from trackway.warehouse import open_warehouse
@@ -19,6 +20,20 @@ class StageCounts:
     rejected: int | None = None
     latest_received_at: str | None = None
     latest_loaded_at: str | None = None
+    last_load: tuple | None = None  # (interval_start, rows_loaded, objects_loaded, seconds)
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """How far the warehouse is behind now: the newest event received that is loaded."""
+        if not self.latest_received_at:
+            return None
+        try:
+            received = datetime.fromisoformat(self.latest_received_at.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if received.tzinfo is None:
+            received = received.replace(tzinfo=timezone.utc)
+        return (datetime.now(timezone.utc) - received).total_seconds()
 
     @property
     def duplicates(self) -> int:
@@ -41,11 +56,34 @@ def stage_counts(settings: Settings) -> StageCounts:
         counts.objects_loaded, counts.damaged_objects = wh.query(
             "SELECT count(*), count(object_error) FROM raw.loaded_objects"
         )[0]
+        last = wh.query(
+            "SELECT CAST(interval_start AS VARCHAR), rows_loaded, objects_loaded, "
+            "CAST(finished_at AS VARCHAR), CAST(started_at AS VARCHAR) FROM raw.load_runs ORDER BY finished_at DESC LIMIT 1"
+        )
+        if last:
+            start, rows, objects, finished, started = last[0]
+            seconds = (_ts(finished) - _ts(started)).total_seconds()
+            counts.last_load = (start, rows, objects, seconds)
         if wh.table_exists("analytics", "events"):
             counts.events = wh.query("SELECT count(*) FROM analytics.events")[0][0]
         if wh.table_exists("analytics", "events_rejected"):
             counts.rejected = wh.query("SELECT count(*) FROM analytics.events_rejected")[0][0]
     return counts
+
+
+def _ts(text: str) -> datetime:
+    moment = datetime.fromisoformat(str(text).replace(" ", "T"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def format_table(headers: list[str], rows: list[tuple], indent: str = "    ") -> str:
