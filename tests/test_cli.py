@@ -67,3 +67,16 @@ def test_env_prints_exports_for_the_airflow_cli(trackway_env):
     assert result.returncode == 0
     assert f"export TRACKWAY_HOME={trackway_env}" in result.stdout
     assert "export AIRFLOW__CORE__DAGS_FOLDER=" in result.stdout
+
+
+def test_readers_are_told_when_a_writer_holds_duckdb(trackway_env):
+    import duckdb
+
+    trackway_env.mkdir(parents=True, exist_ok=True)
+    writer = duckdb.connect(str(trackway_env / "warehouse.duckdb"))  # as a running load or dbt would
+    try:
+        result = _run("status")
+    finally:
+        writer.close()
+    assert result.returncode == 75
+    assert "locked by another process" in result.stderr and "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 from trackway.config import ConfigError, load_settings
+from trackway.warehouse.base import WarehouseBusy
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
@@ -199,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"trackway {args.command}: {exc}", file=sys.stderr)
         return 1
+    except WarehouseBusy as exc:
+        print(f"trackway {args.command}: {exc}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
 
 
 if __name__ == "__main__":

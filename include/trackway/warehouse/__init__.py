@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from trackway.config import WarehouseTarget
-from trackway.warehouse.base import RAW_COLUMNS, LoadRun, ObjectLoad, Warehouse
+from trackway.warehouse.base import RAW_COLUMNS, LoadRun, ObjectLoad, Warehouse, WarehouseBusy
 
-__all__ = ["RAW_COLUMNS", "LoadRun", "ObjectLoad", "Warehouse", "open_warehouse"]
+__all__ = ["RAW_COLUMNS", "LoadRun", "ObjectLoad", "Warehouse", "WarehouseBusy", "open_warehouse"]
 
 
 def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Warehouse:

@@ -44,6 +44,10 @@ RAW_COLUMNS: tuple[str, ...] = tuple(c for c, _ in RAW_TEXT_FIELDS) + (
 )
 
 
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse (DuckDB's single writer); the message says what to do."""
+
+
 @dataclass(frozen=True)
 class ObjectLoad:
     """One raw object's load, recorded in raw.loaded_objects: the exactly-once ledger."""

@@ -9,7 +9,16 @@ from typing import Any, Sequence
 import duckdb
 import pyarrow as pa
 
-from trackway.warehouse.base import EVENTS_RAW, LOADED_OBJECTS, RAW_COLUMNS, RAW_SCHEMA, LoadRun, ObjectLoad, Warehouse
+from trackway.warehouse.base import (
+    EVENTS_RAW,
+    LOADED_OBJECTS,
+    RAW_COLUMNS,
+    RAW_SCHEMA,
+    LoadRun,
+    ObjectLoad,
+    Warehouse,
+    WarehouseBusy,
+)
 from trackway.warehouse.ddl import DELETE_OBJECT_ROWS, LEDGER_UPSERT, LOAD_RUN_INSERT, raw_ddl
 
 _ARROW_SCHEMA = pa.schema(
@@ -17,7 +26,8 @@ _ARROW_SCHEMA = pa.schema(
     + [("line_number", pa.int64()), ("load_id", pa.string()), ("loaded_at", pa.timestamp("us", tz="UTC"))]
 )
 # DuckDB allows one writing process per file: the load task and dbt take turns.
-_LOCK_WAIT_SECONDS = 120
+# Writers wait their turn; people reading (status, query) should hear at once.
+_LOCK_WAIT_SECONDS = {False: 120, True: 5}
 
 
 class DuckDBWarehouse(Warehouse):
@@ -32,14 +42,19 @@ class DuckDBWarehouse(Warehouse):
         self.con = self._connect(read_only)
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS[read_only]
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                if "lock" not in str(exc).lower():
                     raise
-                time.sleep(1)
+                if time.monotonic() > deadline:
+                    raise WarehouseBusy(
+                        f"{self.path} is locked by another process (a load or dbt run; DuckDB allows one writer): "
+                        "retry when it has finished"
+                    ) from exc
+                time.sleep(0.5)
 
     def ensure_raw_tables(self) -> None:
         for stmt in raw_ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE", index_source_object=False):
