@@ -31,11 +31,16 @@ def test_load_then_transform(backend, trackway_env, request, monkeypatch):
                  properties={"path": "/", "url": "https://nestful.example/", "title": "Nestful"},
                  context={"page": {"path": "/", "url": "https://nestful.example/", "referrer": "https://ref.example/"},
                           "sessionId": 1732270000000})
-    write_gz_lines(folder / "a.ndjson.gz", [event(f"m-{i}", properties={"i": i, "tags": ["x", "ü"]}) for i in range(20)] + [page])
+    # RudderStack SDKs send identify traits in context.traits only.
+    rudder_identify = event("i-1", type="identify", event=None, properties=None, context={"traits": {"plan": "pro"}})
+    write_gz_lines(
+        folder / "a.ndjson.gz",
+        [event(f"m-{i}", properties={"i": i, "tags": ["x", "ü"]}) for i in range(20)] + [page, rudder_identify],
+    )
     write_gz_lines(folder / "b.ndjson.gz", [event("m-3"), "{garbage", '{"messageId": "m-nul", "type": "track", "userId": "u", "event": "a\\u0000b"}'])
 
     report = load_interval(load_settings(), HOUR, HOUR + timedelta(hours=1))
-    assert (report.rows_loaded, report.parse_errors) == (24, 2)
+    assert (report.rows_loaded, report.parse_errors) == (25, 2)
     dbt = run_dbt(load_settings(), "build")
     assert dbt.success and dbt.tests_failed == 0 and dbt.models >= 4
 
@@ -44,7 +49,9 @@ def test_load_then_transform(backend, trackway_env, request, monkeypatch):
         rejected = wh.query("SELECT reject_reason, count(*) FROM analytics.events_rejected GROUP BY reject_reason")
         page_row = wh.query("SELECT page_path, referrer, session_id, anonymous_id FROM analytics.events WHERE event_id = 'p-1'")
         props = wh.query("SELECT CAST(properties AS VARCHAR) FROM analytics.events WHERE event_id = 'm-7'")[0][0]
-    assert len(events) == 21 and events["p-1"] == "page"  # m-3 twice → once
+        traits = wh.query("SELECT CAST(traits AS VARCHAR) FROM analytics.events WHERE event_id = 'i-1'")[0][0]
+    assert len(events) == 22 and events["p-1"] == "page"  # m-3 twice → once
     assert dict(rejected) == {"parse_error": 2}
     assert page_row == [("/", "https://ref.example/", "1732270000000", "a-1")]
     assert json.loads(props) == {"i": 7, "tags": ["x", "ü"]}
+    assert json.loads(traits) == {"plan": "pro"}

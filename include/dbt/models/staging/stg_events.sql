@@ -27,6 +27,7 @@
 {%- set json_fields = [
     ('properties_json', ['properties']),
     ('traits_json', ['traits']),
+    ('context_traits_json', ['context', 'traits']),
     ('context_json', ['context']),
 ] %}
 
@@ -116,7 +117,11 @@ renamed as (
 
         -- JSON kept whole
         properties_json as properties,
-        traits_json as traits,
+        -- RudderStack's SDKs send identify/group traits in context.traits only.
+        case
+            when {{ adapter.quote('type') }} in ('identify', 'group') then coalesce(traits_json, context_traits_json)
+            else traits_json
+        end as traits,
         context_json as context
 
     from extracted
