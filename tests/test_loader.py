@@ -5,8 +5,10 @@ Runs on DuckDB and on a real PostgreSQL server.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import lzma
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -114,7 +116,7 @@ def test_late_objects_of_the_previous_hour_are_picked_up_once(warehouse_env):
 
 
 def test_objects_written_by_other_systems(warehouse_env):
-    """Plain NDJSON, multi-member gzip and a truncated gzip all load what they hold."""
+    """Plain, BOM'd, gzip (multi-member, truncated), bz2 and xz NDJSON load what they hold; zstd is refused loudly."""
     settings = load_settings()
     folder = hour_dir(warehouse_env / "raw", "2026-11-22", 10)
     (folder / "plain.json").write_text(json.dumps(event("p-1")) + "\n" + json.dumps(event("p-2")))  # no final newline
@@ -124,11 +126,18 @@ def test_objects_written_by_other_systems(warehouse_env):
     whole = gzip.compress(b"".join(json.dumps(event(f"t-{i}")).encode() + b"\n" for i in range(2000)))
     (folder / "truncated.ndjson.gz").write_bytes(whole[: len(whole) // 2])
 
+    (folder / "windows.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(event("bom-1")).encode() + b"\r\n")
+    (folder / "export.ndjson.bz2").write_bytes(bz2.compress(json.dumps(event("bz-1")).encode() + b"\n"))
+    (folder / "export.ndjson.xz").write_bytes(lzma.compress(json.dumps(event("xz-1")).encode() + b"\n"))
+    (folder / "export.ndjson.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 32)
+
     report = load_interval(settings, HOUR, HOUR + timedelta(hours=1))
-    assert report.objects_loaded == 3
-    assert len(report.object_errors) == 1 and "truncated.ndjson.gz" in report.object_errors[0]
+    assert report.objects_loaded == 7
+    assert len(report.object_errors) == 2
+    assert any("truncated.ndjson.gz" in e for e in report.object_errors)
+    assert any("export.ndjson.zst" in e and "zstd objects are not supported" in e for e in report.object_errors)
     ids = {r[0] for r in _rows(settings)}
-    assert {"p-1", "p-2", "g-1", "g-2"} <= ids
+    assert {"p-1", "p-2", "g-1", "g-2", "bom-1", "bz-1", "xz-1"} <= ids
     truncated = {i for i in ids if i and i.startswith("t-")}
     assert 0 < len(truncated) < 2000
-    assert _rows(settings, "SELECT count(object_error) FROM raw.loaded_objects") == [(1,)]
+    assert _rows(settings, "SELECT count(object_error) FROM raw.loaded_objects") == [(2,)]

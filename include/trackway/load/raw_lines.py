@@ -7,8 +7,10 @@ gzip'd, truncated, or not UTF-8; each case yields rows plus a clear reason.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import lzma
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -18,6 +20,13 @@ from typing import IO, Any, Iterator
 from trackway.warehouse.base import RAW_TEXT_FIELDS
 
 GZIP_MAGIC = b"\x1f\x8b"
+# Other compressions seen in exports from other systems: read what the stdlib can, refuse the rest loudly.
+_READERS = {b"BZh": bz2.BZ2File, b"\xfd7zXZ\x00": lzma.LZMAFile}
+_UNSUPPORTED = {b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip", b"\x04\x22\x4d\x18": "lz4", b"PAR1": "parquet"}
+
+
+class UnsupportedObject(ValueError):
+    """The object is in a format the loader cannot read; the message names it."""
 # Escapes that PostgreSQL's JSON types refuse; flag them at load so one line cannot break dbt.
 _RISKY_ESCAPE = re.compile(rb"\\u(0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
 
@@ -66,6 +75,8 @@ def parse_line(line: bytes) -> tuple[str, str | None, dict | None]:
         error = error or "contains NUL bytes"
     if error:
         return text, error, None
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a byte-order mark (Windows exports) belongs to the file's encoding, not to the line
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
@@ -87,12 +98,18 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
     """Gzip or plain, by content rather than by name: other systems name files freely."""
     if hasattr(stream, "peek"):
-        head = stream.peek(2)[:2]
+        head = stream.peek(6)[:6]
     else:  # object-store files (s3fs, gcsfs) are seekable but have no peek
-        head = stream.read(2)
+        head = stream.read(6)
         stream.seek(0)
-    if head == GZIP_MAGIC:
+    if head.startswith(GZIP_MAGIC):
         return gzip.GzipFile(fileobj=stream, mode="rb")
+    for magic, reader in _READERS.items():
+        if head.startswith(magic):
+            return reader(stream, mode="rb")
+    for magic, name in _UNSUPPORTED.items():
+        if head.startswith(magic):
+            raise UnsupportedObject(f"{name} objects are not supported; write gzip'd or plain NDJSON")
     return stream
 
 
@@ -101,7 +118,11 @@ def parse_object(
 ) -> ParsedObject:
     """Read every line of one object; the stream must support ``peek`` or ``seek``."""
     result = ParsedObject()
-    body = _open_decompressed(stream)
+    try:
+        body = _open_decompressed(stream)
+    except UnsupportedObject as exc:
+        result.object_error = str(exc)
+        return result
     line_number = 0
     try:
         for line in _lines(body):
@@ -116,7 +137,7 @@ def parse_object(
             else:
                 values = [_as_text(obj.get(key)) for _, key in RAW_TEXT_FIELDS]
             result.rows.append((*values, raw, error, source_object, line_number, load_id, loaded_at))
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+    except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
         # A truncated or corrupt gzip member: keep what was readable, say why the rest is missing.
         result.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
     return result
