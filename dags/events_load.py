@@ -49,6 +49,8 @@ def events_load():
             "load_id": report.load_id,
             "rows_loaded": report.rows_loaded,
             "objects_loaded": report.objects_loaded,
+            "parse_errors": report.parse_errors,
+            "damaged_objects": len(report.object_errors),
         }
         return report.as_dict()
 

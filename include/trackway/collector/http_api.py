@@ -5,6 +5,11 @@ Endpoints (Segment field names; the single-event endpoints imply ``type``):
   POST /v1/track /v1/page /v1/screen /v1/identify /v1/group /v1/alias   one event
   POST /v1/t /v1/p /v1/s /v1/i /v1/g /v1/a, /v1/b   analytics.js' short paths (its
        standard dispatcher posts to ``<apiHost>/<first letter of type>``, batching to ``/b``)
+  GET  /v1/projects/<writeKey>/settings   what analytics.js fetches from its ``cdnURL``
+       before sending: only the 'Segment.io' destination, its apiHost the Host header
+       the request came in on + ``/v1`` and its protocol this request's (X-Forwarded-Host
+       and X-Forwarded-Proto win when TRACKWAY_TRUST_FORWARDED_FOR), so a page needs
+       only ``cdnURL`` set to the collector. 404 for an unknown key, 400 for a bad Host
   GET  /health    live counters as JSON
   OPTIONS *       CORS preflight (browser SDKs)
 
@@ -42,8 +47,9 @@ import sys
 import zlib
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+from trackway.collector.analytics_js import SETTINGS_PATH, settings_document, valid_host
 from trackway.collector.segment import (
     InvalidBody,
     InvalidEvent,
@@ -195,12 +201,18 @@ class CollectorHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = _route_path(self.path)
+        settings_match = SETTINGS_PATH.match(path)
         if path == "/health":
             self._send_json(200, self.server.collector.health())
+        elif settings_match:
+            try:
+                self._send_json(200, self._analytics_js_settings(unquote(settings_match["key"])))
+            except HttpError as err:
+                self._send_error(err)
         elif path in ROUTES:
             self._send_error(HttpError(405, f"{path} accepts POST only", headers={"Allow": "POST, OPTIONS"}))
         else:
-            self._send_error(HttpError(404, f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, ... or GET /health"))
+            self._send_error(HttpError(404, f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, ... GET /v1/projects/<writeKey>/settings or /health"))
 
     def do_PUT(self):
         self._send_error(HttpError(405, "use POST", close=True, headers={"Allow": "POST, GET, OPTIONS"}))
@@ -232,6 +244,22 @@ class CollectorHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             collector.end_request()
+
+    def _analytics_js_settings(self, key: str) -> dict:
+        settings = self.server.collector.settings
+        if key not in settings.write_keys:
+            raise HttpError(404, "no settings for this write key; use a key configured in TRACKWAY_WRITE_KEYS")
+        host = self.headers.get("Host") or ""
+        protocol = "http"  # the collector itself serves plain HTTP; TLS is a proxy's job
+        if settings.trust_forwarded_for:
+            host = (self.headers.get("X-Forwarded-Host") or "").split(",")[0].strip() or host
+            forwarded = (self.headers.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
+            if forwarded in ("http", "https"):
+                protocol = forwarded
+        host = host.strip()
+        if not valid_host(host):
+            raise HttpError(400, "the Host header is missing or not a host[:port]; analytics.js is told to send events to that host")
+        return settings_document(key, host, protocol)
 
     # -- the tracking API ------------------------------------------------
 
