@@ -73,6 +73,20 @@ def _send_through_sdk(port: int, write_key: str) -> tuple[dict[str, dict], list[
     return sent, failed
 
 
+def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
+    """What the scheduler acts on: the load's asset events, and events_transform queued on them."""
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        asset_id = session.scalar(select(AssetModel.id).where(AssetModel.uri == "trackway://warehouse/raw/events_raw"))
+        extras = session.scalars(select(AssetEvent.extra).where(AssetEvent.asset_id == asset_id)).all()
+        queued = session.scalars(select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.asset_id == asset_id)).all()
+    assert sum(extra["rows_loaded"] for extra in extras) == expected_rows
+    assert queued == ["events_transform"]
+
+
 def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch):
     monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
     started = hour_floor(datetime.now(timezone.utc))
@@ -94,6 +108,7 @@ def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch
     for hour in hours_between(started, finished + timedelta(hours=1)):
         run = load_dag.test(logical_date=hour + timedelta(hours=1))
         assert run.state == "success"
+    _assert_transform_is_queued_by_the_asset(expected_rows=len(sent) + 1 + 2)
     assert _load_dag("events_transform").test().state == "success"
 
     settings = load_settings()
