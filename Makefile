@@ -30,7 +30,7 @@ install: $(STAMP) ## create/update .venv from requirements.txt
 demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
-test: $(STAMP) postgres-server sdk-clients ## run the whole test suite
+test: $(STAMP) postgres-server sdk-clients browser ## run the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 postgres-server: ## make sure PostgreSQL server binaries exist (tests run dbt and the loader on a real server)
@@ -40,6 +40,15 @@ postgres-server: ## make sure PostgreSQL server binaries exist (tests run dbt an
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL 13+ server binaries are needed under /usr/lib/postgresql/*/bin: install your distribution's postgresql package"; exit 1; fi
+
+.PHONY: browser
+browser: ## make sure Debian's chromium exists (tests/test_browser_analytics_js.py runs analytics.js in it)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "==> installing Debian's chromium package (headless browser for the analytics.js test)"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	else echo "/usr/bin/chromium is missing and apt-get is not available: install your distribution's chromium package at /usr/bin/chromium to run tests/test_browser_analytics_js.py"; exit 1; fi
 
 .PHONY: sdk-clients
 sdk-clients: ## install the Node SDKs that tests/test_sdk_compatibility.py drives (needs Node.js 20+)

@@ -29,7 +29,8 @@ a 4xx whose body lacks them):
        every event of a batch is invalid, or a field has the wrong type;
        nothing was stored
   401  write key missing or unknown
-  404  unknown path          405  wrong method
+  404  unknown path, or settings asked for an unknown write key
+  405  wrong method
   411  no Content-Length and not chunked
   413  body (raw or after gunzip) larger than TRACKWAY_MAX_BODY_BYTES
   415  Content-Encoding other than gzip/deflate/identity
