@@ -54,3 +54,21 @@ def postgres_url():
 
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory):
+    """A real collector process shared by one test module (SDK tests send to it)."""
+    from collector_helpers import CollectorProcess
+
+    proc = CollectorProcess(tmp_path_factory.mktemp("collector")).start()
+    yield proc
+    proc.close()
+
+
+@pytest.fixture(scope="module")
+def store(collector):
+    """The collector's raw object store."""
+    from collector_helpers import local_store
+
+    return local_store(collector.home)

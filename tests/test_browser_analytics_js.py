@@ -24,9 +24,9 @@ import pytest
 import requests
 
 try:
-    from collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, local_store, wait_for_events
+    from collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, wait_for_events
 except ImportError:  # tests/ imported as a package
-    from tests.collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, local_store, wait_for_events
+    from tests.collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, wait_for_events
 
 SDK_DIR = Path(__file__).resolve().parent / "sdk_clients"
 AJS_DIR = SDK_DIR / "node_modules" / "@segment" / "analytics-next"
@@ -93,18 +93,6 @@ AnalyticsNext.AnalyticsBrowser.load({writeKey: %(key)s, cdnURL: %(collector)s}, 
   .catch((err) => { window.__result = {loadError: String(err && err.message || err)}; });
 </script></head><body>npm</body></html>
 """
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory):
-    proc = CollectorProcess(tmp_path_factory.mktemp("collector")).start()
-    yield proc
-    proc.close()
-
-
-@pytest.fixture(scope="module")
-def store(collector):
-    return local_store(collector.home)
 
 
 @pytest.fixture(scope="module")

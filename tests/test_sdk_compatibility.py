@@ -24,27 +24,15 @@ import pytest
 import requests
 
 try:
-    from collector_helpers import DEADLINE, CollectorProcess, local_store, wait_for_events
+    from collector_helpers import DEADLINE, wait_for_events
 except ImportError:  # tests/ imported as a package
-    from tests.collector_helpers import DEADLINE, CollectorProcess, local_store, wait_for_events
+    from tests.collector_helpers import DEADLINE, wait_for_events
 
 SDK_DIR = Path(__file__).resolve().parent / "sdk_clients"
 RECEIVED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 COLLECTOR_FIELDS = {"receivedAt", "sourceId", "sentAt", "context"}  # the only keys the collector may add
 BATCH_SIZE = 15
 BATCH_EVENTS = 20
-
-
-@pytest.fixture(scope="module")
-def collector(tmp_path_factory):
-    proc = CollectorProcess(tmp_path_factory.mktemp("collector")).start()
-    yield proc
-    proc.close()
-
-
-@pytest.fixture(scope="module")
-def store(collector):
-    return local_store(collector.home)
 
 
 @pytest.fixture(scope="module")
