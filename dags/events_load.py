@@ -6,31 +6,19 @@ are safe because each object is loaded exactly once (see trackway.load.loader).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from trackway.alerts import TrackwayAlertNotifier
 from trackway.assets import EVENTS_RAW
-from trackway.config import load_settings
+from trackway.dag_defaults import dag_defaults
 
 
 @dag(
     dag_id="events_load",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    is_paused_upon_creation=False,  # the pipeline should run as soon as Airflow starts
-    max_active_runs=1,
-    default_args={
-        "retries": load_settings().task_retries,
-        "retry_delay": timedelta(minutes=1),
-        "on_failure_callback": TrackwayAlertNotifier(),
-        "retry_exponential_backoff": 2.0,
-    },
     params={"reload": Param(False, type="boolean", description="Reload objects already in the ledger for this hour")},
     tags=["trackway", "load"],
     doc_md=__doc__,
+    **dag_defaults(),
 )
 def events_load():
     @task(outlets=[EVENTS_RAW])
