@@ -1,0 +1,55 @@
+"""`trackway demo` (what `make demo` runs) works end to end and its counts add up."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _count(output: str, label: str) -> int:
+    match = re.search(rf"^\s*{re.escape(label)}\s+([\d,]+)\s*$", output, re.MULTILINE)
+    assert match, f"{label!r} not in the demo output:\n{output}"
+    return int(match.group(1).replace(",", ""))
+
+
+def test_demo_runs_and_counts_add_up(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKWAY_", "AIRFLOW"))}
+    env["TRACKWAY_HOME"] = str(tmp_path / "demo")
+    command = [sys.executable, "-m", "trackway.cli", "demo", "--people", "12"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = first.stdout
+
+    sent = _count(out, "events sent (SDK calls)")
+    assert sent > 100
+    assert _count(out, "acknowledged by the collector") == sent
+    assert _count(out, "lines in raw objects") == sent
+    assert _count(out, "rows in raw.events_raw") == sent
+    duplicates = _count(out, "duplicates removed")
+    assert duplicates > 0  # the demo re-sends some calls, as a flaky client would
+    assert _count(out, "rows in analytics.events") == sent - duplicates
+    assert _count(out, "rejected (analytics.events_rejected)") == 0
+    for heading in ("Daily active people", "Top events", "Page views by path", "Query it:", "Airflow UI:"):
+        assert heading in out
+
+    # A second run starts from nothing again (it created that folder), with the same result.
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert _count(second.stdout, "rows in analytics.events") == sent - duplicates
+
+
+def test_demo_refuses_to_wipe_a_folder_it_did_not_create(tmp_path):
+    home = tmp_path / "precious"
+    home.mkdir()
+    (home / "warehouse.duckdb").write_bytes(b"not the demo's")
+    env = {**os.environ, "TRACKWAY_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-m", "trackway.cli", "demo"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "holds data the demo did not create" in result.stderr
+    assert (home / "warehouse.duckdb").read_bytes() == b"not the demo's"
