@@ -67,6 +67,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         ("  damaged objects", counts.damaged_objects),
         ("rows in raw.events_raw", counts.raw_rows),
         ("  unparseable lines", counts.raw_parse_errors),
+        ("quarantined by the collector (raw.events_quarantine)", counts.quarantined),
         ("rows in analytics.events", "not built yet" if counts.events is None else counts.events),
         ("  duplicates removed", counts.duplicates),
         ("  rejected", "not built yet" if counts.rejected is None else counts.rejected),

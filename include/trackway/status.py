@@ -16,6 +16,7 @@ class StageCounts:
     raw_distinct_message_ids: int = 0
     objects_loaded: int = 0
     damaged_objects: int = 0
+    quarantined: int = 0
     events: int | None = None
     rejected: int | None = None
     latest_received_at: str | None = None
@@ -64,6 +65,8 @@ def stage_counts(settings: Settings) -> StageCounts:
             start, rows, objects, finished, started = last[0]
             seconds = (_ts(finished) - _ts(started)).total_seconds()
             counts.last_load = (start, rows, objects, seconds)
+        if wh.table_exists("raw", "events_quarantine"):
+            counts.quarantined = wh.query("SELECT count(*) FROM raw.events_quarantine")[0][0]
         if wh.table_exists("analytics", "events"):
             counts.events = wh.query("SELECT count(*) FROM analytics.events")[0][0]
         if wh.table_exists("analytics", "events_rejected"):

@@ -201,6 +201,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         ("lines in raw objects", lines),
         ("rows in raw.events_raw", counts.raw_rows),
         ("  unparseable lines", counts.raw_parse_errors),
+        ("quarantined by the collector", counts.quarantined),
         ("rows in analytics.events", counts.events or 0),
         ("  duplicates removed", counts.duplicates),
         ("  rejected (analytics.events_rejected)", counts.rejected or 0),

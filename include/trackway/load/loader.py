@@ -21,6 +21,7 @@ from trackway.config import Settings
 from trackway.load.partitions import hours_between, is_data_object, partition_path
 from trackway.load.raw_lines import parse_object
 from trackway.warehouse import LoadRun, ObjectLoad, open_warehouse
+from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class LoadReport:
     objects_loaded: int = 0
     objects_skipped: int = 0
     rows_loaded: int = 0
+    quarantined_rows: int = 0
     parse_errors: int = 0
     blank_lines: int = 0
     object_errors: list[str] = field(default_factory=list)
@@ -52,6 +54,7 @@ class LoadReport:
             f"{self.interval_start:%Y-%m-%d %H:%M}–{self.interval_end:%H:%M} UTC: "
             f"{self.objects_found} objects ({self.objects_loaded} loaded, {self.objects_skipped} already loaded), "
             f"{self.rows_loaded:,} rows, {self.parse_errors} unparseable lines, "
+            f"{self.quarantined_rows} quarantined events, "
             f"{len(self.object_errors)} damaged objects, {self.seconds:.1f}s ({rate:,.0f} rows/s)"
         )
 
@@ -71,18 +74,23 @@ def object_url(path: ObjectStoragePath) -> str:
 
 def list_interval_objects(
     settings: Settings, start: datetime, end: datetime
-) -> tuple[list[str], list[tuple[ObjectStoragePath, bool]]]:
-    """The hours to scan and their data objects as (path, in_interval), sorted by name for a stable order."""
-    root = ObjectStoragePath(settings.events_url, conn_id=settings.raw_conn_id)
+) -> tuple[list[str], list[tuple[ObjectStoragePath, bool, RawTable]]]:
+    """The hours to scan and their objects as (path, in_interval, target table), in a stable order.
+
+    Events land in raw.events_raw; what the collector quarantined lands in
+    raw.events_quarantine, so bad input is visible in SQL too.
+    """
     interval_hours = set(hours_between(start, end))
     hours = hours_between(start - timedelta(hours=settings.load_lookback_hours), end)
-    objects: list[tuple[ObjectStoragePath, bool]] = []
-    for hour in hours:
-        folder = root / partition_path(hour)
-        if not folder.exists():
-            continue
-        found = sorted((p for p in folder.iterdir() if p.is_file() and is_data_object(p.name)), key=str)
-        objects.extend((p, hour in interval_hours) for p in found)
+    objects: list[tuple[ObjectStoragePath, bool, RawTable]] = []
+    for url, table in ((settings.events_url, EVENTS_RAW_TABLE), (settings.quarantine_url, QUARANTINE_TABLE)):
+        root = ObjectStoragePath(url, conn_id=settings.raw_conn_id)
+        for hour in hours:
+            folder = root / partition_path(hour)
+            if not folder.exists():
+                continue
+            found = sorted((p for p in folder.iterdir() if p.is_file() and is_data_object(p.name)), key=str)
+            objects.extend((p, hour in interval_hours, table) for p in found)
     return [partition_path(h) for h in hours], objects
 
 
@@ -111,9 +119,9 @@ def load_interval(
 
     with open_warehouse(settings.warehouse) as wh:
         wh.ensure_raw_tables()
-        urls = [object_url(p) for p, _ in objects]
+        urls = [object_url(p) for p, _, _ in objects]
         known = wh.loaded_fingerprints(urls)
-        for n, ((path, in_interval), url) in enumerate(zip(objects, urls), start=1):
+        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls), start=1):
             fingerprint, size = _fingerprint(path.stat())
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):
@@ -122,10 +130,7 @@ def load_interval(
             loaded_at = datetime.now(timezone.utc)
             with path.open("rb") as handle:
                 parsed = parse_object(
-                    handle,
-                    source_object=url,
-                    load_id=load_id,
-                    loaded_at=loaded_at,
+                    handle, source_object=url, load_id=load_id, loaded_at=loaded_at, text_fields=table.text_fields
                 )
             wh.replace_object(
                 ObjectLoad(
@@ -134,15 +139,22 @@ def load_interval(
                     object_error=parsed.object_error, load_id=load_id, loaded_at=loaded_at,
                 ),
                 parsed.rows,
+                table,
             )
             report.objects_loaded += 1
-            report.rows_loaded += len(parsed.rows)
             report.parse_errors += parsed.parse_errors
             report.blank_lines += parsed.blank_lines
             if parsed.object_error:
                 report.object_errors.append(f"{url}: {parsed.object_error}")
                 log.warning("damaged raw object %s: %s", url, parsed.object_error)
-            say(f"  [{n}/{len(objects)}] {path.name}: {len(parsed.rows):,} rows, {parsed.parse_errors} unparseable")
+            if table is QUARANTINE_TABLE:
+                report.quarantined_rows += len(parsed.rows)
+            else:
+                report.rows_loaded += len(parsed.rows)
+            say(
+                f"  [{n}/{len(objects)}] {path.name}: {len(parsed.rows):,} rows -> raw.{table.name}, "
+                f"{parsed.parse_errors} unparseable"
+            )
         finished = datetime.now(timezone.utc)
         report.seconds = (finished - started).total_seconds()
         wh.record_load_run(

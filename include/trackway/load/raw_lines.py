@@ -114,7 +114,12 @@ def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
 
 
 def parse_object(
-    stream: IO[bytes], *, source_object: str, load_id: str, loaded_at: datetime
+    stream: IO[bytes],
+    *,
+    source_object: str,
+    load_id: str,
+    loaded_at: datetime,
+    text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
 ) -> ParsedObject:
     """Read every line of one object; the stream must support ``peek`` or ``seek``."""
     result = ParsedObject()
@@ -133,9 +138,9 @@ def parse_object(
             raw, error, obj = parse_line(line)
             if error:
                 result.parse_errors += 1
-                values: list[str | None] = [None] * len(RAW_TEXT_FIELDS)
+                values: list[str | None] = [None] * len(text_fields)
             else:
-                values = [_as_text(obj.get(key)) for _, key in RAW_TEXT_FIELDS]
+                values = [_as_text(obj.get(key)) for _, key in text_fields]
             result.rows.append((*values, raw, error, source_object, line_number, load_id, loaded_at))
     except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
         # A truncated or corrupt gzip member: keep what was readable, say why the rest is missing.

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 RAW_SCHEMA = "raw"
 EVENTS_RAW = "events_raw"
+EVENTS_QUARANTINE = "events_quarantine"
 LOADED_OBJECTS = "loaded_objects"
 LOAD_RUNS = "load_runs"
 
@@ -33,15 +34,32 @@ RAW_TEXT_FIELDS: tuple[tuple[str, str], ...] = (
     ("sent_at", "sentAt"),
     ("received_at", "receivedAt"),
 )
-# The full column order of raw.events_raw; lineage columns are typed because we write them.
-RAW_COLUMNS: tuple[str, ...] = tuple(c for c, _ in RAW_TEXT_FIELDS) + (
-    "raw",
-    "parse_error",
-    "source_object",
-    "line_number",
-    "load_id",
-    "loaded_at",
+LINE_COLUMNS: tuple[str, ...] = ("raw", "parse_error", "source_object", "line_number", "load_id", "loaded_at")
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A raw landing table: text columns copied from JSON keys, then the line and its lineage.
+
+    Lineage columns are typed because we write them; everything from the input is text.
+    """
+
+    name: str
+    text_fields: tuple[tuple[str, str], ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.text_fields) + LINE_COLUMNS
+
+
+EVENTS_RAW_TABLE = RawTable(EVENTS_RAW, RAW_TEXT_FIELDS)
+# What the collector quarantined (invalid events of otherwise valid batches), with its reason.
+QUARANTINE_TABLE = RawTable(
+    EVENTS_QUARANTINE,
+    (("reason", "reason"), ("received_at", "receivedAt"), ("source_id", "sourceId"), ("event", "event")),
 )
+RAW_TABLES = (EVENTS_RAW_TABLE, QUARANTINE_TABLE)
+RAW_COLUMNS: tuple[str, ...] = EVENTS_RAW_TABLE.columns
 
 
 class WarehouseBusy(RuntimeError):
@@ -92,10 +110,10 @@ class Warehouse(ABC):
         """Fingerprints of the given objects that are already loaded."""
 
     @abstractmethod
-    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]]) -> None:
-        """Atomically replace every row of ``load.source_object`` and record it in the ledger.
+    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE) -> None:
+        """Atomically replace every row of ``load.source_object`` in ``table`` and record it in the ledger.
 
-        Rows are tuples in RAW_COLUMNS order. Delete + insert + ledger happen in
+        Rows are tuples in ``table.columns`` order. Delete + insert + ledger happen in
         one transaction, so a crash leaves either the old or the new state.
         """
 

@@ -3,21 +3,25 @@
 ``{text}`` and ``{ts}`` are the backend's text and timestamptz types.
 """
 
-from trackway.warehouse.base import EVENTS_RAW, LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TEXT_FIELDS
+from trackway.warehouse.base import LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
 
-_text_columns = ",\n    ".join(f'"{c}" {{text}}' for c, _ in RAW_TEXT_FIELDS)
 
-RAW_DDL = [
-    f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{EVENTS_RAW} (
-    {_text_columns},
+def _landing_table_ddl(table: RawTable) -> str:
+    text_columns = ",\n    ".join(f'"{c}" {{text}}' for c, _ in table.text_fields)
+    return f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table.name} (
+    {text_columns},
     raw {{text}},
     parse_error {{text}},
     source_object {{text}} NOT NULL,
     line_number BIGINT NOT NULL,
     load_id {{text}} NOT NULL,
     loaded_at {{ts}} NOT NULL
-)""",
+)"""
+
+
+RAW_DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}",
+    *(_landing_table_ddl(table) for table in RAW_TABLES),
     f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{LOADED_OBJECTS} (
     source_object {{text}} PRIMARY KEY,
     fingerprint {{text}} NOT NULL,
@@ -45,11 +49,14 @@ RAW_DDL = [
 ]
 
 # Row stores need it for per-object replace; DuckDB's zone maps do better without an ART index.
-SOURCE_OBJECT_INDEX = f"CREATE INDEX IF NOT EXISTS events_raw_source_object_idx ON {RAW_SCHEMA}.{EVENTS_RAW} (source_object)"
+SOURCE_OBJECT_INDEXES = [
+    f"CREATE INDEX IF NOT EXISTS {table.name}_source_object_idx ON {RAW_SCHEMA}.{table.name} (source_object)"
+    for table in RAW_TABLES
+]
 
 
 def raw_ddl(text: str, ts: str, *, index_source_object: bool = True) -> list[str]:
-    statements = RAW_DDL + ([SOURCE_OBJECT_INDEX] if index_source_object else [])
+    statements = RAW_DDL + (SOURCE_OBJECT_INDEXES if index_source_object else [])
     return [stmt.replace("{text}", text).replace("{ts}", ts) for stmt in statements]
 
 
@@ -70,4 +77,5 @@ INSERT INTO {RAW_SCHEMA}.{LOAD_RUNS}
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-DELETE_OBJECT_ROWS = f"DELETE FROM {RAW_SCHEMA}.{EVENTS_RAW} WHERE source_object = ?"
+def delete_object_rows(table: RawTable) -> str:
+    return f"DELETE FROM {RAW_SCHEMA}.{table.name} WHERE source_object = ?"

@@ -10,21 +10,22 @@ import duckdb
 import pyarrow as pa
 
 from trackway.warehouse.base import (
-    EVENTS_RAW,
+    EVENTS_RAW_TABLE,
     LOADED_OBJECTS,
-    RAW_COLUMNS,
     RAW_SCHEMA,
     LoadRun,
     ObjectLoad,
+    RawTable,
     Warehouse,
     WarehouseBusy,
 )
-from trackway.warehouse.ddl import DELETE_OBJECT_ROWS, LEDGER_UPSERT, LOAD_RUN_INSERT, raw_ddl
+from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
 
-_ARROW_SCHEMA = pa.schema(
-    [(c, pa.string()) for c in RAW_COLUMNS[:-3]]
-    + [("line_number", pa.int64()), ("load_id", pa.string()), ("loaded_at", pa.timestamp("us", tz="UTC"))]
-)
+def _arrow_schema(table: RawTable) -> pa.Schema:
+    return pa.schema(
+        [(c, pa.string()) for c in table.columns[:-3]]
+        + [("line_number", pa.int64()), ("load_id", pa.string()), ("loaded_at", pa.timestamp("us", tz="UTC"))]
+    )
 # DuckDB allows one writing process per file: the load task and dbt take turns.
 # Writers wait their turn; people reading (status, query) should hear at once.
 _LOCK_WAIT_SECONDS = {False: 120, True: 5}
@@ -74,18 +75,19 @@ class DuckDBWarehouse(Warehouse):
             self.con.unregister("_wanted")
         return dict(rows)
 
-    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]]) -> None:
-        columns = list(zip(*rows)) if rows else [[] for _ in RAW_COLUMNS]
+    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE) -> None:
+        schema = _arrow_schema(table)
+        columns = list(zip(*rows)) if rows else [[] for _ in table.columns]
         batch = pa.table(
-            [pa.array(list(col), type=field.type) for col, field in zip(columns, _ARROW_SCHEMA)],
-            schema=_ARROW_SCHEMA,
+            [pa.array(list(col), type=field.type) for col, field in zip(columns, schema)],
+            schema=schema,
         )
-        cols = ", ".join(f'"{c}"' for c in RAW_COLUMNS)
+        cols = ", ".join(f'"{c}"' for c in table.columns)
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute(DELETE_OBJECT_ROWS, [load.source_object])
+            self.con.execute(delete_object_rows(table), [load.source_object])
             self.con.register("_batch", batch)
-            self.con.execute(f"INSERT INTO {RAW_SCHEMA}.{EVENTS_RAW} ({cols}) SELECT {cols} FROM _batch")
+            self.con.execute(f"INSERT INTO {RAW_SCHEMA}.{table.name} ({cols}) SELECT {cols} FROM _batch")
             self.con.unregister("_batch")
             self.con.execute(
                 LEDGER_UPSERT,

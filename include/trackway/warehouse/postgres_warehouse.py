@@ -7,8 +7,8 @@ from typing import Any, Sequence
 import psycopg
 
 from trackway.config import WarehouseTarget
-from trackway.warehouse.base import EVENTS_RAW, LOADED_OBJECTS, RAW_COLUMNS, RAW_SCHEMA, LoadRun, ObjectLoad, Warehouse
-from trackway.warehouse.ddl import DELETE_OBJECT_ROWS, LEDGER_UPSERT, LOAD_RUN_INSERT, raw_ddl
+from trackway.warehouse.base import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, LoadRun, ObjectLoad, RawTable, Warehouse
+from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
 
 
 def _pg(sql: str) -> str:
@@ -42,11 +42,11 @@ class PostgresWarehouse(Warehouse):
             )
             return dict(cur.fetchall())
 
-    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]]) -> None:
-        cols = ", ".join(f'"{c}"' for c in RAW_COLUMNS)
+    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE) -> None:
+        cols = ", ".join(f'"{c}"' for c in table.columns)
         with self.con.transaction(), self.con.cursor() as cur:
-            cur.execute(_pg(DELETE_OBJECT_ROWS), [load.source_object])
-            with cur.copy(f"COPY {RAW_SCHEMA}.{EVENTS_RAW} ({cols}) FROM STDIN") as copy:
+            cur.execute(_pg(delete_object_rows(table)), [load.source_object])
+            with cur.copy(f"COPY {RAW_SCHEMA}.{table.name} ({cols}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             cur.execute(
