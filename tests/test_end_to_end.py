@@ -112,7 +112,7 @@ def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch
     assert _load_dag("events_transform").test().state == "success"
 
     settings = load_settings()
-    with open_warehouse(settings.warehouse) as wh:  # dbt-duckdb keeps a read-write handle in this process
+    with open_warehouse(settings.warehouse, read_only=True) as wh:
         rows = wh.query(
             "SELECT event_id, event_type, event_name, user_id, anonymous_id, source_id, "
             "CAST(properties AS VARCHAR), CAST(traits AS VARCHAR), original_timestamp, occurred_at, session_id, "

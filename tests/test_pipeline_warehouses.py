@@ -14,6 +14,7 @@ import pytest
 from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
 from trackway.load.loader import load_interval
+from trackway.status import stage_counts
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
 
@@ -43,6 +44,12 @@ def test_load_then_transform(backend, trackway_env, request, monkeypatch):
     assert (report.rows_loaded, report.parse_errors) == (25, 2)
     dbt = run_dbt(load_settings(), "build")
     assert dbt.success and dbt.tests_failed == 0 and dbt.models >= 4
+    # A second build in the same process (a long-lived worker, or a retry) works and changes nothing.
+    assert run_dbt(load_settings(), "build").success
+
+    counts = stage_counts(load_settings())
+    assert (counts.raw_rows, counts.raw_parse_errors, counts.rejected, counts.events) == (25, 2, 2, 22)
+    assert counts.duplicates == 1  # m-3 came twice
 
     with open_warehouse(load_settings().warehouse) as wh:
         events = dict(wh.query("SELECT event_id, event_type FROM analytics.events"))

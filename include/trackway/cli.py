@@ -57,11 +57,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from trackway.status import format_duration, format_table, stage_counts
 
     settings = load_settings()
-    try:
-        counts = stage_counts(settings)
-    except FileNotFoundError as exc:
-        print(f"trackway status: {exc}", file=sys.stderr)
-        return 1
+    counts = stage_counts(settings)  # a missing warehouse is reported by main()
     rows = [
         ("raw objects loaded", counts.objects_loaded),
         ("  damaged objects", counts.damaged_objects),
@@ -78,7 +74,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if counts.last_load:
         start, loaded, objects, seconds = counts.last_load
         rate = f", {loaded / seconds:,.0f} rows/s" if seconds > 0 else ""
-        rows.append(("last load", f"hour {start}: {loaded:,} rows from {objects} objects in {seconds:.1f}s{rate}"))
+        rows.append(("last load", f"hour {start} UTC: {loaded:,} rows from {objects} objects in {seconds:.1f}s{rate}"))
     print(f"warehouse: {settings.warehouse.url}")
     print(format_table(["stage", "value"], rows))
     return 0

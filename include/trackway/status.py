@@ -13,7 +13,6 @@ from trackway.warehouse import open_warehouse
 class StageCounts:
     raw_rows: int = 0
     raw_parse_errors: int = 0
-    raw_distinct_message_ids: int = 0
     objects_loaded: int = 0
     damaged_objects: int = 0
     quarantined: int = 0
@@ -38,10 +37,14 @@ class StageCounts:
 
     @property
     def duplicates(self) -> int:
-        """Valid raw rows that dedupe dropped (client retries, re-sent objects)."""
+        """Raw rows that dedupe dropped (client retries, re-sent objects).
+
+        Every raw row is either an event or a reject (unparseable lines included),
+        so the rest are extra copies of a messageId.
+        """
         if self.events is None:
             return 0
-        return max(self.raw_rows - self.raw_parse_errors - (self.rejected or 0) - self.events, 0)
+        return max(self.raw_rows - (self.rejected or 0) - self.events, 0)
 
 
 def stage_counts(settings: Settings) -> StageCounts:
@@ -49,22 +52,20 @@ def stage_counts(settings: Settings) -> StageCounts:
     with open_warehouse(settings.warehouse, read_only=True) as wh:
         if not wh.table_exists("raw", "events_raw"):
             return counts
-        (counts.raw_rows, counts.raw_parse_errors, counts.raw_distinct_message_ids,
-         counts.latest_received_at, counts.latest_loaded_at) = wh.query(
-            "SELECT count(*), count(parse_error), count(DISTINCT message_id), max(received_at), "
-            "CAST(max(loaded_at) AS VARCHAR) FROM raw.events_raw"
+        counts.raw_rows, counts.raw_parse_errors, counts.latest_received_at, latest_loaded_at = wh.query(
+            "SELECT count(*), count(parse_error), max(received_at), max(loaded_at) FROM raw.events_raw"
         )[0]
+        counts.latest_loaded_at = latest_loaded_at.isoformat() if latest_loaded_at else None
         counts.objects_loaded, counts.damaged_objects = wh.query(
             "SELECT count(*), count(object_error) FROM raw.loaded_objects"
         )[0]
         last = wh.query(
-            "SELECT CAST(interval_start AS VARCHAR), rows_loaded, objects_loaded, "
-            "CAST(finished_at AS VARCHAR), CAST(started_at AS VARCHAR) FROM raw.load_runs ORDER BY finished_at DESC LIMIT 1"
+            "SELECT interval_start, rows_loaded, objects_loaded, finished_at, started_at "
+            "FROM raw.load_runs ORDER BY finished_at DESC LIMIT 1"
         )
         if last:
             start, rows, objects, finished, started = last[0]
-            seconds = (_ts(finished) - _ts(started)).total_seconds()
-            counts.last_load = (start, rows, objects, seconds)
+            counts.last_load = (f"{start:%Y-%m-%d %H:%M}", rows, objects, (finished - started).total_seconds())
         if wh.table_exists("raw", "events_quarantine"):
             counts.quarantined = wh.query("SELECT count(*) FROM raw.events_quarantine")[0][0]
         if wh.table_exists("analytics", "events"):
@@ -72,11 +73,6 @@ def stage_counts(settings: Settings) -> StageCounts:
         if wh.table_exists("analytics", "events_rejected"):
             counts.rejected = wh.query("SELECT count(*) FROM analytics.events_rejected")[0][0]
     return counts
-
-
-def _ts(text: str) -> datetime:
-    moment = datetime.fromisoformat(str(text).replace(" ", "T"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def format_duration(seconds: float | None) -> str:

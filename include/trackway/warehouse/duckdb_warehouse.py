@@ -47,6 +47,12 @@ class DuckDBWarehouse(Warehouse):
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.ConnectionException as exc:
+                # This process already writes the file (dbt-duckdb runs in-process): DuckDB
+                # refuses a second, read-only handle, but sharing the open database is safe.
+                if read_only and "different configuration" in str(exc):
+                    return duckdb.connect(str(self.path))
+                raise
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
