@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 
 from postgres_server import create_database
+from trackway.config import WarehouseTarget
+from trackway.warehouse import RAW_COLUMNS, open_warehouse
+from trackway.warehouse.base import RAW_TEXT_FIELDS
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "include" / "dbt"
 
@@ -26,13 +29,7 @@ LOADED_A = datetime(2026, 11, 22, 11, 5, tzinfo=timezone.utc)
 LOADED_B = datetime(2026, 11, 22, 12, 5, tzinfo=timezone.utc)
 SESSION_TZ = "America/Los_Angeles"
 
-JSON_FIELDS = {
-    "message_id": "messageId", "type": "type", "event": "event", "name": "name", "user_id": "userId",
-    "anonymous_id": "anonymousId", "group_id": "groupId", "previous_id": "previousId", "source_id": "sourceId",
-    "timestamp": "timestamp", "original_timestamp": "originalTimestamp", "sent_at": "sentAt",
-    "received_at": "receivedAt",
-}
-RAW_COLUMNS = [*JSON_FIELDS, "raw", "parse_error", "source_object", "line_number", "load_id", "loaded_at"]
+JSON_FIELDS = dict(RAW_TEXT_FIELDS)  # the loader's contract: raw.events_raw column -> JSON key
 
 PROPERTIES = {
     "order": {"id": 42, "items": [{"sku": "é-ü", "price": 9.99, "qty": 2}]},
@@ -177,14 +174,6 @@ def raw_rows() -> list[tuple]:
     return rows
 
 
-CREATE_RAW = """
-create schema if not exists raw;
-create table raw.events_raw (
-    message_id text, type text, event text, name text, user_id text, anonymous_id text, group_id text,
-    previous_id text, source_id text, timestamp text, original_timestamp text, sent_at text, received_at text,
-    raw text, parse_error text, source_object text, line_number bigint, load_id text, loaded_at timestamptz
-)
-"""
 INSERT_RAW = f"insert into raw.events_raw ({', '.join(RAW_COLUMNS)}) values ({', '.join(['%s'] * len(RAW_COLUMNS))})"
 
 
@@ -260,18 +249,14 @@ def warehouse(request, tmp_path_factory) -> Warehouse:
     work = tmp_path_factory.mktemp(f"dbt-{request.param}")
     if request.param == "duckdb":
         path = work / "warehouse.duckdb"
-        env = {"TRACKWAY_DBT_TARGET": "duckdb", "TRACKWAY_DUCKDB_PATH": str(path)}
-        wh = Warehouse("duckdb", env, work, duckdb_path=path)
+        target = WarehouseTarget.parse(f"duckdb://{path}")
+        wh = Warehouse("duckdb", target.dbt_env(), work, duckdb_path=path)
     else:
-        from urllib.parse import urlparse
-
         url = create_database(request.getfixturevalue("postgres_url"), "trackway_dbt_models")
-        parsed = urlparse(url)
-        env = {"TRACKWAY_DBT_TARGET": "postgres", "TRACKWAY_PG_HOST": parsed.hostname, "TRACKWAY_PG_PORT": str(parsed.port),
-               "TRACKWAY_PG_USER": parsed.username, "TRACKWAY_PG_PASSWORD": parsed.password,
-               "TRACKWAY_PG_DATABASE": parsed.path.lstrip("/")}
-        wh = Warehouse("postgres", env, work, pg_url=url)
-    wh.execute(CREATE_RAW)
+        target = WarehouseTarget.parse(url)
+        wh = Warehouse("postgres", target.dbt_env(), work, pg_url=url)
+    with open_warehouse(target) as loader_side:  # the tables exactly as the loader creates them
+        loader_side.ensure_raw_tables()
     wh.execute(INSERT_RAW, raw_rows())
     wh.build_result, wh.build_seconds = wh.dbt("build")
     print(f"\ndbt build on {wh.kind}: {wh.build_seconds:.1f}s")
