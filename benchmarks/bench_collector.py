@@ -42,7 +42,10 @@ def _free_port() -> int:
 def _batch_body(size: int) -> bytes:
     events = [
         {
-            "type": "track", "event": "Listing Viewed", "userId": f"user-{i}", "messageId": str(uuid.uuid4()),
+            "type": "track",
+            "event": "Listing Viewed",
+            "userId": f"user-{i}",
+            "messageId": str(uuid.uuid4()),
             "timestamp": "2026-11-22T10:15:00.000Z",
             "properties": {"listing_id": f"lst_{i:05d}", "city": "Lisbon", "price_per_night": 120, "currency": "USD"},
             "context": {"library": {"name": "bench", "version": "1"}, "userAgent": "Mozilla/5.0 (bench)"},
@@ -67,7 +70,9 @@ def drive(port: int, clients: int, batch: int, seconds: float) -> dict:
             body = bodies[(n + i) % len(bodies)]
             i += 1
             started = time.perf_counter()
-            conn.request("POST", "/v1/batch", body=body, headers={"Authorization": auth, "Content-Type": "application/json"})
+            conn.request(
+                "POST", "/v1/batch", body=body, headers={"Authorization": auth, "Content-Type": "application/json"}
+            )
             response = conn.getresponse()
             response.read()
             mine.append(time.perf_counter() - started)
@@ -141,8 +146,10 @@ def bench_bare_fsync(batch: int, seconds: float, folder: Path) -> dict:
     os.close(fd)
     latencies.sort()
     return {
-        "requests": writes, "events_per_s": writes * batch / (time.monotonic() - started),
-        "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
+        "requests": writes,
+        "events_per_s": writes * batch / (time.monotonic() - started),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
         "errors": 0,
     }
 
@@ -152,8 +159,12 @@ def bench_collector(clients: int, batch: int, seconds: float, home: Path) -> dic
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKWAY_")}
     env.update({"TRACKWAY_HOME": str(home), "TRACKWAY_WRITE_KEYS": f"bench:{WRITE_KEY}"})
     with open(home / "collector.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "trackway.cli", "collect", "--port", str(port)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -182,7 +193,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trackway-bench-") as tmp:
         home = Path(tmp)
-        print(f"{args.clients} clients, {args.batch} events per batch, {args.seconds:.0f}s each, {os.cpu_count()} CPUs", flush=True)
+        print(
+            f"{args.clients} clients, {args.batch} events per batch, {args.seconds:.0f}s each, {os.cpu_count()} CPUs",
+            flush=True,
+        )
         rows = [
             ("trackway collector (fsync'd)", bench_collector(args.clients, args.batch, args.seconds, home)),
             ("baseline: bare HTTP, no storage", bench_bare_http(args.clients, args.batch, args.seconds)),
@@ -190,12 +204,18 @@ def main() -> int:
         ]
     print(f"\n{'method':34} {'requests':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in rows:
-        print(f"{name:34} {r['requests']:>9,} {r['events_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}")
+        print(
+            f"{name:34} {r['requests']:>9,} {r['events_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7}"
+        )
     ours = rows[0][1]
-    bound = "HTTP and JSON handling" if rows[2][1]["events_per_s"] > rows[1][1]["events_per_s"] else "the disk's fsync rate"
-    print(f"\ncollector acknowledged {ours.get('accepted', 0):,} events at "
-          f"{ours['events_per_s'] / rows[1][1]['events_per_s']:.0%} of the bare-HTTP rate; "
-          f"this disk fsyncs {rows[2][1]['events_per_s']:,.0f} events/s alone, so the limit here is {bound}.")
+    bound = (
+        "HTTP and JSON handling" if rows[2][1]["events_per_s"] > rows[1][1]["events_per_s"] else "the disk's fsync rate"
+    )
+    print(
+        f"\ncollector acknowledged {ours.get('accepted', 0):,} events at "
+        f"{ours['events_per_s'] / rows[1][1]['events_per_s']:.0%} of the bare-HTTP rate; "
+        f"this disk fsyncs {rows[2][1]['events_per_s']:,.0f} events/s alone, so the limit here is {bound}."
+    )
     return 0
 
 

@@ -36,7 +36,7 @@ def write_objects(root: Path, events: int, objects: int) -> tuple[Path, int]:
     total_bytes = 0
     for n in range(objects):
         lines = []
-        for call in calls[n * per:(n + 1) * per]:
+        for call in calls[n * per : (n + 1) * per]:
             body = {k: v for k, v in call.kwargs.items()}
             msg = {
                 "type": call.method,
@@ -115,8 +115,10 @@ def main() -> int:
     for name, rows, seconds in results:
         print(f"{name:34} {rows:>10,} {seconds:>9.2f} {rows / seconds:>11,.0f} {raw_bytes / 1e6 / seconds:>7.1f}")
     ours = results[0][2]
-    print(f"\ntrackway loader takes {ours / results[1][2]:.1f}x the pure-parse time and "
-          f"{ours / results[2][2]:.1f}x DuckDB's native line copy.")
+    print(
+        f"\ntrackway loader takes {ours / results[1][2]:.1f}x the pure-parse time and "
+        f"{ours / results[2][2]:.1f}x DuckDB's native line copy."
+    )
     return 0
 
 

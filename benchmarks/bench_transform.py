@@ -76,10 +76,16 @@ def main() -> int:
 
     print(f"\n{args.events:,} raw rows, DuckDB, {os.cpu_count()} CPUs\n")
     print(f"{'method':36} {'rows out':>10} {'seconds':>8} {'raw rows/s':>11}")
-    print(f"{'trackway dbt build (+' + str(report.tests_passed) + ' tests)':36} {events:>10,} {dbt_seconds:>8.2f} {args.events / dbt_seconds:>11,.0f}")
-    print(f"{'baseline: one CTAS, no tests':36} {baseline_rows:>10,} {baseline_seconds:>8.2f} {args.events / baseline_seconds:>11,.0f}")
-    print(f"\ndbt build takes {dbt_seconds / baseline_seconds:.1f}x the single statement; the difference buys validation, "
-          "rejects with reasons, skew correction, lineage and the data tests.")
+    print(
+        f"{'trackway dbt build (+' + str(report.tests_passed) + ' tests)':36} {events:>10,} {dbt_seconds:>8.2f} {args.events / dbt_seconds:>11,.0f}"
+    )
+    print(
+        f"{'baseline: one CTAS, no tests':36} {baseline_rows:>10,} {baseline_seconds:>8.2f} {args.events / baseline_seconds:>11,.0f}"
+    )
+    print(
+        f"\ndbt build takes {dbt_seconds / baseline_seconds:.1f}x the single statement; the difference buys validation, "
+        "rejects with reasons, skew correction, lineage and the data tests."
+    )
     return 0
 
 

@@ -22,7 +22,9 @@ from trackway.dag_defaults import dag_defaults
 )
 def events_load():
     @task(outlets=[EVENTS_RAW])
-    def load_raw_objects(data_interval_start=None, data_interval_end=None, dag_run=None, params=None, outlet_events=None):
+    def load_raw_objects(
+        data_interval_start=None, data_interval_end=None, dag_run=None, params=None, outlet_events=None
+    ):
         from trackway.config import load_settings
         from trackway.load.loader import load_interval
 

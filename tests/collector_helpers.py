@@ -145,7 +145,9 @@ def local_store(home: Path) -> ObjectStore:
     return open_object_store((Path(home) / "raw").as_uri())
 
 
-def wait_for_events(store: ObjectStore, message_ids, prefix: str = "events/", deadline: float = DEADLINE) -> dict[str, dict]:
+def wait_for_events(
+    store: ObjectStore, message_ids, prefix: str = "events/", deadline: float = DEADLINE
+) -> dict[str, dict]:
     """Poll until every message id is in the store; return them by id."""
     wanted = set(message_ids)
 

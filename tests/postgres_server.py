@@ -109,8 +109,18 @@ def postgres_server() -> Iterator[str]:
     try:
         _run_as(
             os_user,
-            [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", f"--pwfile={pw_file}",
-             "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                f"--pwfile={pw_file}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
             cwd=base,
         )
         for _attempt in range(5):
@@ -122,8 +132,19 @@ def postgres_server() -> Iterator[str]:
             try:
                 _run_as(
                     os_user,
-                    [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-o", options,
-                     "-w", "-t", str(START_DEADLINE_SECONDS), "start"],
+                    [
+                        str(bin_dir / "pg_ctl"),
+                        "-D",
+                        str(data_dir),
+                        "-l",
+                        str(log_file),
+                        "-o",
+                        options,
+                        "-w",
+                        "-t",
+                        str(START_DEADLINE_SECONDS),
+                        "start",
+                    ],
                     cwd=base,
                 )
             except RuntimeError:
@@ -144,7 +165,9 @@ def postgres_server() -> Iterator[str]:
     finally:
         if started:
             with contextlib.suppress(Exception):
-                _run_as(os_user, [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"], cwd=base)
+                _run_as(
+                    os_user, [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"], cwd=base
+                )
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -142,15 +142,30 @@ def page_server(collector):
         "all_calls": json.dumps(CALLS),
         "load_options": "{}",
     }
-    batching = {"integrations": {"Segment.io": {"deliveryStrategy": {
-        "strategy": "batching", "config": {"size": len(CALLS), "timeout": 60_000},  # size, not time, sends it
-    }}}}
-    handler = type("PageHandler", (_PageHandler,), {"pages": {
-        "/snippet.html": (SNIPPET_PAGE % {**fill, "key": json.dumps(KEY)}).encode(),
-        "/npm.html": (NPM_PAGE % {**fill, "key": json.dumps(KEY)}).encode(),
-        "/batching.html": (NPM_PAGE % {**fill, "key": json.dumps(KEY), "load_options": json.dumps(batching)}).encode(),
-        "/npm-unknown-key.html": (NPM_PAGE % {**fill, "key": json.dumps("no-such-key")}).encode(),
-    }})
+    batching = {
+        "integrations": {
+            "Segment.io": {
+                "deliveryStrategy": {
+                    "strategy": "batching",
+                    "config": {"size": len(CALLS), "timeout": 60_000},  # size, not time, sends it
+                }
+            }
+        }
+    }
+    handler = type(
+        "PageHandler",
+        (_PageHandler,),
+        {
+            "pages": {
+                "/snippet.html": (SNIPPET_PAGE % {**fill, "key": json.dumps(KEY)}).encode(),
+                "/npm.html": (NPM_PAGE % {**fill, "key": json.dumps(KEY)}).encode(),
+                "/batching.html": (
+                    NPM_PAGE % {**fill, "key": json.dumps(KEY), "load_options": json.dumps(batching)}
+                ).encode(),
+                "/npm-unknown-key.html": (NPM_PAGE % {**fill, "key": json.dumps("no-such-key")}).encode(),
+            }
+        },
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -162,8 +177,18 @@ def page_server(collector):
 def _open(browser_tools, page_url: str, collector, tmp_path: Path, expected_posts: int) -> dict:
     node, _ = browser_tools
     proc = subprocess.run(
-        [node, str(SDK_DIR / "browser_page.js"), page_url, str(tmp_path / "chromium-profile"), collector.url, str(expected_posts)],
-        capture_output=True, text=True, timeout=2 * DEADLINE, cwd=SDK_DIR,
+        [
+            node,
+            str(SDK_DIR / "browser_page.js"),
+            page_url,
+            str(tmp_path / "chromium-profile"),
+            collector.url,
+            str(expected_posts),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=2 * DEADLINE,
+        cwd=SDK_DIR,
     )
     assert proc.returncode == 0, f"browser_page.js failed ({proc.returncode}):\n{proc.stderr}"
     return json.loads(proc.stdout)
@@ -236,7 +261,9 @@ def test_analytics_js_in_chromium_lands_every_call(variant, browser_tools, colle
     assert stored["alias"]["userId"] == "u-browser-2" and stored["alias"]["previousId"] == "u-browser-1"
 
 
-def test_analytics_js_with_an_unknown_key_fails_to_load_and_sends_nothing(browser_tools, collector, page_server, tmp_path):
+def test_analytics_js_with_an_unknown_key_fails_to_load_and_sends_nothing(
+    browser_tools, collector, page_server, tmp_path
+):
     out = _open(browser_tools, f"{page_server}/npm-unknown-key.html", collector, tmp_path, expected_posts=0)
     assert "no settings for this write key" in out["result"]["loadError"], out
     settings = [r for r in out["requests"] if "/settings" in r["url"]]
@@ -249,21 +276,30 @@ def test_analytics_js_with_an_unknown_key_fails_to_load_and_sends_nothing(browse
 
 
 def test_settings_point_analytics_js_back_at_the_host_it_was_asked_on(collector):
-    resp = requests.get(f"{collector.url}/v1/projects/{KEY}/settings", headers={"Origin": "https://shop.example"}, timeout=10)
+    resp = requests.get(
+        f"{collector.url}/v1/projects/{KEY}/settings", headers={"Origin": "https://shop.example"}, timeout=10
+    )
     assert resp.status_code == 200
     assert resp.headers["Access-Control-Allow-Origin"] == "https://shop.example"
     doc = resp.json()
     assert list(doc["integrations"]) == ["Segment.io"]  # no other destination is loaded
     segment = doc["integrations"]["Segment.io"]
-    assert (segment["apiKey"], segment["apiHost"], segment["protocol"]) == (KEY, f"127.0.0.1:{collector.port}/v1", "http")
+    assert (segment["apiKey"], segment["apiHost"], segment["protocol"]) == (
+        KEY,
+        f"127.0.0.1:{collector.port}/v1",
+        "http",
+    )
     assert doc["metrics"]["sampleRate"] == 0 and doc["remotePlugins"] == []
 
-    other = requests.get(f"{collector.url}/v1/projects/{KEY}/settings/", headers={"Host": "collector.example:8443"}, timeout=10)
+    other = requests.get(
+        f"{collector.url}/v1/projects/{KEY}/settings/", headers={"Host": "collector.example:8443"}, timeout=10
+    )
     assert other.json()["integrations"]["Segment.io"]["apiHost"] == "collector.example:8443/v1"
     # Forwarded headers are not trusted by default.
     untrusted = requests.get(
         f"{collector.url}/v1/projects/{KEY}/settings",
-        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}, timeout=10,
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"},
+        timeout=10,
     ).json()["integrations"]["Segment.io"]
     assert (untrusted["apiHost"], untrusted["protocol"]) == (f"127.0.0.1:{collector.port}/v1", "http")
 
@@ -273,12 +309,15 @@ def test_settings_behind_a_trusted_proxy_use_forwarded_host_and_proto(tmp_path):
     try:
         doc = requests.get(
             f"{proc.url}/v1/projects/{KEY}/settings",
-            headers={"X-Forwarded-Proto": "https, http", "X-Forwarded-Host": "track.example.com"}, timeout=10,
+            headers={"X-Forwarded-Proto": "https, http", "X-Forwarded-Host": "track.example.com"},
+            timeout=10,
         ).json()
         segment = doc["integrations"]["Segment.io"]
         assert (segment["apiHost"], segment["protocol"]) == ("track.example.com/v1", "https")
         # Only http/https are believed; anything else keeps the request's own protocol.
-        odd = requests.get(f"{proc.url}/v1/projects/{KEY}/settings", headers={"X-Forwarded-Proto": "gopher"}, timeout=10)
+        odd = requests.get(
+            f"{proc.url}/v1/projects/{KEY}/settings", headers={"X-Forwarded-Proto": "gopher"}, timeout=10
+        )
         assert odd.json()["integrations"]["Segment.io"]["protocol"] == "http"
     finally:
         proc.close()

@@ -15,7 +15,10 @@ SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "trackway.cli", *args], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "trackway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, **env},
     )
 
@@ -52,7 +55,11 @@ def test_query_reports_bad_sql_without_a_traceback(trackway_env):
     from trackway.config import load_settings
     from trackway.load.loader import load_interval
 
-    load_interval(load_settings(), datetime(2026, 11, 22, 10, tzinfo=timezone.utc), datetime(2026, 11, 22, 11, tzinfo=timezone.utc))
+    load_interval(
+        load_settings(),
+        datetime(2026, 11, 22, 10, tzinfo=timezone.utc),
+        datetime(2026, 11, 22, 11, tzinfo=timezone.utc),
+    )
     ok = _run("query", "SELECT count(*) AS n FROM raw.events_raw")
     assert ok.returncode == 0 and ok.stdout.splitlines()[0].strip() == "n"
     status = _run("status")

@@ -92,7 +92,9 @@ def test_sdk_async_batches_gzip_and_second_source(collector, store):
 
 def test_basic_auth_only_and_body_write_key_only(collector, store):
     a, b = _mid(), _mid()
-    r1 = requests.post(collector.url + "/v1/track", json={"userId": "u", "event": "A", "messageId": a}, headers=_auth("key-web"))
+    r1 = requests.post(
+        collector.url + "/v1/track", json={"userId": "u", "event": "A", "messageId": a}, headers=_auth("key-web")
+    )
     # analytics.js style: text/plain, key in the body, no Authorization header
     r2 = requests.post(
         collector.url + "/v1/track",
@@ -176,16 +178,28 @@ def test_batch_level_context_integrations_and_sent_at_are_merged(collector, stor
     r = requests.post(collector.url + "/v1/batch", json=body)
     assert r.json() == {"success": True, "accepted": 2, "quarantined": 0}
     rows = wait_for_events(store, [own, plain])
-    assert rows[own]["context"] == {"library": {"name": "own-lib", "version": "9"}, "locale": "en-US", "ip": "127.0.0.1"}
+    assert rows[own]["context"] == {
+        "library": {"name": "own-lib", "version": "9"},
+        "locale": "en-US",
+        "ip": "127.0.0.1",
+    }
     assert rows[own]["integrations"] == {"All": True, "Mixpanel": False}
     assert rows[own]["sentAt"] == "2026-11-23T11:59:59.000Z"
-    assert rows[plain]["context"] == {"library": {"name": "batch-lib", "version": "9"}, "locale": "fr-FR", "ip": "127.0.0.1"}
+    assert rows[plain]["context"] == {
+        "library": {"name": "batch-lib", "version": "9"},
+        "locale": "fr-FR",
+        "ip": "127.0.0.1",
+    }
     assert rows[plain]["sentAt"] == "2026-11-23T12:00:00.000Z"
 
 
 def test_import_is_an_alias_of_batch(collector, store):
     mid = _mid()
-    r = requests.post(collector.url + "/v1/import", json={"batch": [{"type": "page", "userId": "u", "messageId": mid}]}, headers=_auth("key-web"))
+    r = requests.post(
+        collector.url + "/v1/import",
+        json={"batch": [{"type": "page", "userId": "u", "messageId": mid}]},
+        headers=_auth("key-web"),
+    )
     assert r.json()["accepted"] == 1
     wait_for_events(store, [mid])
 
@@ -232,24 +246,41 @@ def _error(r: requests.Response, status: int) -> str:
 def test_bad_requests_get_clear_errors_and_lose_nothing(collector, store):
     url = collector.url
     acked = _mid()
-    assert requests.post(url + "/v1/track", json={"userId": "u", "event": "Before", "messageId": acked}, headers=_auth("key-web")).ok
+    assert requests.post(
+        url + "/v1/track", json={"userId": "u", "event": "Before", "messageId": acked}, headers=_auth("key-web")
+    ).ok
     rejected = _mid()
     good = {"userId": "u", "event": "Rejected", "messageId": rejected}
 
-    assert "not valid JSON" in _error(requests.post(url + "/v1/track", data=b'{"userId": ', headers=_auth("key-web")), 400)
+    assert "not valid JSON" in _error(
+        requests.post(url + "/v1/track", data=b'{"userId": ', headers=_auth("key-web")), 400
+    )
     assert "not an object" in _error(requests.post(url + "/v1/track", json=[good], headers=_auth("key-web")), 400)
-    assert "NaN" in _error(requests.post(url + "/v1/track", data=b'{"userId":"u","event":"x","properties":{"v":NaN}}', headers=_auth("key-web")), 400)
+    assert "NaN" in _error(
+        requests.post(
+            url + "/v1/track", data=b'{"userId":"u","event":"x","properties":{"v":NaN}}', headers=_auth("key-web")
+        ),
+        400,
+    )
     assert "unknown write key" in _error(requests.post(url + "/v1/track", json=good, headers=_auth("wrong")), 401)
     assert "unknown write key" in _error(requests.post(url + "/v1/track", json={**good, "writeKey": "wrong"}), 401)
     assert "no write key" in _error(requests.post(url + "/v1/track", json=good), 401)
-    assert "basic auth" in _error(requests.post(url + "/v1/track", json=good, headers={"Authorization": "Bearer x"}), 401)
-    msg = _error(requests.post(url + "/v1/track", json={"event": "x", "messageId": rejected}, headers=_auth("key-web")), 400)
+    assert "basic auth" in _error(
+        requests.post(url + "/v1/track", json=good, headers={"Authorization": "Bearer x"}), 401
+    )
+    msg = _error(
+        requests.post(url + "/v1/track", json={"event": "x", "messageId": rejected}, headers=_auth("key-web")), 400
+    )
     assert "userId" in msg and "anonymousId" in msg
-    assert "'event' name" in _error(requests.post(url + "/v1/track", json={"userId": "u"}, headers=_auth("key-web")), 400)
+    assert "'event' name" in _error(
+        requests.post(url + "/v1/track", json={"userId": "u"}, headers=_auth("key-web")), 400
+    )
     assert "'properties' must be a JSON object" in _error(
         requests.post(url + "/v1/track", json={**good, "properties": [1]}, headers=_auth("key-web")), 400
     )
-    assert "'batch'" in _error(requests.post(url + "/v1/batch", json={"batch": {"a": 1}}, headers=_auth("key-web")), 400)
+    assert "'batch'" in _error(
+        requests.post(url + "/v1/batch", json={"batch": {"a": 1}}, headers=_auth("key-web")), 400
+    )
     assert "TRACKWAY_MAX_BODY_BYTES" in _error(
         requests.post(url + "/v1/batch", data=b"x" * (MAX_BODY + 1), headers=_auth("key-web")), 413
     )
@@ -259,22 +290,36 @@ def test_bad_requests_get_clear_errors_and_lose_nothing(collector, store):
         requests.post(url + "/v1/batch", data=bomb, headers={**_auth("key-web"), "Content-Encoding": "gzip"}), 413
     )
     assert "not valid gzip" in _error(
-        requests.post(url + "/v1/batch", data=b"not gzip", headers={**_auth("key-web"), "Content-Encoding": "gzip"}), 400
+        requests.post(url + "/v1/batch", data=b"not gzip", headers={**_auth("key-web"), "Content-Encoding": "gzip"}),
+        400,
     )
     assert "not supported" in _error(
         requests.post(url + "/v1/batch", data=b"{}", headers={**_auth("key-web"), "Content-Encoding": "br"}), 415
     )
-    msg = _error(requests.post(url + "/v1/batch", json={"batch": [{"type": "track"}, {"type": "nope", "userId": "u"}]}, headers=_auth("key-web")), 400)
+    msg = _error(
+        requests.post(
+            url + "/v1/batch",
+            json={"batch": [{"type": "track"}, {"type": "nope", "userId": "u"}]},
+            headers=_auth("key-web"),
+        ),
+        400,
+    )
     assert "none of the 2 events" in msg and "event 1" in msg
     assert "POST" in _error(requests.get(url + "/v1/track"), 405)
     assert "/v1/batch" in _error(requests.post(url + "/v2/whatever", json=good, headers=_auth("key-web")), 404)
 
     # Every rejected request stored nothing; the event acknowledged before is intact.
     marker = _mid()
-    assert requests.post(url + "/v1/track", json={"userId": "u", "event": "After", "messageId": marker}, headers=_auth("key-web")).ok
+    assert requests.post(
+        url + "/v1/track", json={"userId": "u", "event": "After", "messageId": marker}, headers=_auth("key-web")
+    ).ok
     rows = wait_for_events(store, [acked, marker])
     assert rejected not in rows
-    assert all(q["event"].get("messageId") != rejected for q in read_lines(store, "quarantine/") if isinstance(q["event"], dict))
+    assert all(
+        q["event"].get("messageId") != rejected
+        for q in read_lines(store, "quarantine/")
+        if isinstance(q["event"], dict)
+    )
 
 
 def test_sdk_sees_401_for_a_wrong_key(collector):
@@ -295,7 +340,9 @@ def test_mixed_batch_accepts_valid_and_quarantines_invalid(collector, store):
             {"type": "page", "anonymousId": "a", "messageId": ok2},
         ],
     }
-    r = requests.post(collector.url + "/v1/batch", data=gzip.compress(json.dumps(body).encode()), headers={"Content-Encoding": "gzip"})
+    r = requests.post(
+        collector.url + "/v1/batch", data=gzip.compress(json.dumps(body).encode()), headers={"Content-Encoding": "gzip"}
+    )
     assert r.status_code == 200
     payload = r.json()
     assert payload["success"] is True and payload["accepted"] == 2 and payload["quarantined"] == 2
@@ -305,12 +352,19 @@ def test_mixed_batch_accepts_valid_and_quarantines_invalid(collector, store):
 
     def quarantined():
         lines = read_lines(store, "quarantine/")
-        mine = [q for q in lines if q["event"] == "not an object" or (isinstance(q["event"], dict) and q["event"].get("messageId") == bad_mid)]
+        mine = [
+            q
+            for q in lines
+            if q["event"] == "not an object"
+            or (isinstance(q["event"], dict) and q["event"].get("messageId") == bad_mid)
+        ]
         return mine if len(mine) == 2 else None
 
     by_event = {json.dumps(q["event"]): q for q in wait_for(quarantined, "quarantined events")}
     no_user = by_event[json.dumps({"type": "track", "event": "No user", "messageId": bad_mid})]  # writeKey dropped
-    assert "userId" in no_user["reason"] and no_user["sourceId"] == "backend" and RECEIVED_AT.match(no_user["receivedAt"])
+    assert (
+        "userId" in no_user["reason"] and no_user["sourceId"] == "backend" and RECEIVED_AT.match(no_user["receivedAt"])
+    )
     assert "not an object" in by_event['"not an object"']["reason"]
     keys = store.list("quarantine/")
     assert all(re.search(r"^quarantine/dt=\d{4}-\d{2}-\d{2}/hour=\d{2}/[^/]+\.ndjson\.gz$", k) for k in keys)

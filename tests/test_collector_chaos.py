@@ -38,9 +38,14 @@ def test_acknowledged_events_survive_repeated_sigkill(tmp_path):
         conn, conn_port = None, None
         while not stop.is_set():
             ids = [f"chaos-{n}-{uuid.uuid4().hex}" for _ in range(5)]
-            body = json.dumps({"batch": [
-                {"type": "track", "event": "Chaos", "userId": f"u{n}", "messageId": i, "properties": {"n": n}} for i in ids
-            ]})
+            body = json.dumps(
+                {
+                    "batch": [
+                        {"type": "track", "event": "Chaos", "userId": f"u{n}", "messageId": i, "properties": {"n": n}}
+                        for i in ids
+                    ]
+                }
+            )
             with lock:
                 sent.update(ids)
             try:

@@ -24,11 +24,25 @@ from trackway.objectstore import LocalObjectStore, open_object_store
 
 try:
     from collector_helpers import (
-        CollectorProcess, free_port, local_store, read_lines, s3_env, start_moto, wait_for, wait_for_events,
+        CollectorProcess,
+        free_port,
+        local_store,
+        read_lines,
+        s3_env,
+        start_moto,
+        wait_for,
+        wait_for_events,
     )
 except ImportError:  # tests/ imported as a package
     from tests.collector_helpers import (
-        CollectorProcess, free_port, local_store, read_lines, s3_env, start_moto, wait_for, wait_for_events,
+        CollectorProcess,
+        free_port,
+        local_store,
+        read_lines,
+        s3_env,
+        start_moto,
+        wait_for,
+        wait_for_events,
     )
 
 LONG = "3600"  # max segment age that never triggers during a test
@@ -52,7 +66,16 @@ def test_sigkill_before_rotation_then_restart_delivers_every_ack_once(tmp_path):
     proc = CollectorProcess(tmp_path, TRACKWAY_SPOOL_MAX_AGE_SECONDS=LONG).start()
     try:
         ids = _send_sdk(proc.url, 25)
-        r = requests.post(proc.url + "/v1/batch", json={"writeKey": "key-web", "batch": [{"type": "track", "event": "x"}, {"type": "track", "userId": "u", "event": "ok", "messageId": "m-batch"}]})
+        r = requests.post(
+            proc.url + "/v1/batch",
+            json={
+                "writeKey": "key-web",
+                "batch": [
+                    {"type": "track", "event": "x"},
+                    {"type": "track", "userId": "u", "event": "ok", "messageId": "m-batch"},
+                ],
+            },
+        )
         assert r.json()["quarantined"] == 1
         ids.append("m-batch")
         proc.kill()
@@ -117,7 +140,10 @@ def test_concurrent_senders_every_ack_exactly_once_with_size_rotation(tmp_path):
     def sender(t: int) -> None:
         with requests.Session() as session:
             for r in range(per_thread):
-                batch = [{"type": "track", "userId": f"t{t}", "event": "Load", "messageId": f"{t}-{r}-{e}-{uuid.uuid4()}"} for e in range(per_request)]
+                batch = [
+                    {"type": "track", "userId": f"t{t}", "event": "Load", "messageId": f"{t}-{r}-{e}-{uuid.uuid4()}"}
+                    for e in range(per_request)
+                ]
                 resp = session.post(proc.url + "/v1/batch", json={"writeKey": "key-web", "batch": batch}, timeout=30)
                 if resp.status_code != 200:
                     errors.append(resp.text)
@@ -150,7 +176,10 @@ def test_second_collector_on_same_spool_refuses_to_start(tmp_path):
     try:
         other = subprocess.run(
             [sys.executable, "-m", "trackway.cli", "collect", "--port", str(free_port())],
-            env=proc.env, capture_output=True, text=True, timeout=60,
+            env=proc.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert other.returncode == 1
         assert "in use by another collector" in other.stderr
@@ -165,7 +194,13 @@ def test_end_to_end_into_s3(tmp_path):
     server, endpoint = start_moto()
     try:
         env = s3_env(endpoint)
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket="lake")
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_bucket(Bucket="lake")
         proc = CollectorProcess(tmp_path, TRACKWAY_RAW_URL="s3://lake/trackway/raw", **env).start()
         try:
             ids = _send_sdk(proc.url, 12)
@@ -182,7 +217,13 @@ def test_end_to_end_into_s3(tmp_path):
 
 
 def _s3_store(endpoint: str, url: str):
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     return open_object_store(url, s3_client=client)
 
 
@@ -213,7 +254,9 @@ def test_s3_outage_keeps_events_in_spool_and_retries(tmp_path):
 def test_shutdown_while_store_is_down_keeps_spool_for_next_start(tmp_path):
     port = free_port()
     env = s3_env(f"http://127.0.0.1:{port}")
-    proc = CollectorProcess(tmp_path, TRACKWAY_RAW_URL="s3://lake/raw", TRACKWAY_SPOOL_MAX_AGE_SECONDS=LONG, **env).start()
+    proc = CollectorProcess(
+        tmp_path, TRACKWAY_RAW_URL="s3://lake/raw", TRACKWAY_SPOOL_MAX_AGE_SECONDS=LONG, **env
+    ).start()
     try:
         ids = _send_sdk(proc.url, 4)
         proc.proc.send_signal(signal.SIGTERM)
@@ -251,7 +294,13 @@ def test_each_received_hour_gets_its_own_segment_and_idle_hour_change_rotates(tm
     spool.start()
     try:
         now = hour_key(datetime.now(timezone.utc))
-        spool.append([("events", "2020-01-01", "23", b'{"a":1}\n'), ("events", *now, b'{"b":2}\n'), ("events", "2020-01-01", "23", b'{"c":3}\n')])
+        spool.append(
+            [
+                ("events", "2020-01-01", "23", b'{"a":1}\n'),
+                ("events", *now, b'{"b":2}\n'),
+                ("events", "2020-01-01", "23", b'{"c":3}\n'),
+            ]
+        )
         # No more traffic: the background timer alone seals the past hour's segment.
         wait_for(lambda: sealed, "the past hour's segment to be sealed")
         (past,) = sealed

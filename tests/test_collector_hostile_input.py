@@ -24,7 +24,11 @@ CASES = {
     "body is a string": ("/v1/track", b'"hello"', 400),
     "context is a string": ("/v1/track", b'{"userId":"u","event":"e","context":"x"}', 400),
     "messageId is a number": ("/v1/track", b'{"userId":"u","event":"e","messageId":5}', 400),
-    "event over 32 KB": ("/v1/track", json.dumps({"userId": "u", "event": "e", "properties": {"x": "a" * 40000}}).encode(), 400),
+    "event over 32 KB": (
+        "/v1/track",
+        json.dumps({"userId": "u", "event": "e", "properties": {"x": "a" * 40000}}).encode(),
+        400,
+    ),
     "gzip header, not gzip": ("/v1/track", b"\x1f\x8bnot gzip", 400),
 }
 
@@ -54,7 +58,9 @@ def test_hostile_request_gets_a_clear_answer(collector, name):
 
 
 def test_collector_keeps_earlier_events_after_hostile_requests(collector):
-    status, _ = _post(collector.port, "/v1/track", json.dumps({"userId": "u", "event": "Kept", "messageId": "kept-1"}).encode())
+    status, _ = _post(
+        collector.port, "/v1/track", json.dumps({"userId": "u", "event": "Kept", "messageId": "kept-1"}).encode()
+    )
     assert status == 200
     for path, body, _ in CASES.values():
         _post(collector.port, path, body)

@@ -37,7 +37,7 @@ PROPERTIES = {
     "ratio": -0.0015,
     "flag": True,
     "nothing": None,
-    "text": "🚀 ünïcödé 日本語 \"quoted\"\nnext line",
+    "text": '🚀 ünïcödé 日本語 "quoted"\nnext line',
     "empty": {},
     "list": [],
 }
@@ -58,7 +58,9 @@ CONTEXT = {
 }
 
 
-def _event(message_id: str | None, type_: str | None, received_at: str | None = "2026-11-22T10:00:00.000Z", **fields: Any) -> dict:
+def _event(
+    message_id: str | None, type_: str | None, received_at: str | None = "2026-11-22T10:00:00.000Z", **fields: Any
+) -> dict:
     event: dict[str, Any] = {}
     if message_id is not None:
         event["messageId"] = message_id
@@ -80,73 +82,189 @@ def rejected_lines() -> list[tuple[str, dict[str, str | None]]]:
         (json.dumps(_event(None, "track", event="No Id", userId="u1")), both("missing_message_id")),
         (json.dumps(_event("   ", "track", event="Blank Id", userId="u1")), both("missing_message_id")),
         (json.dumps(_event("m-noids", "track", event="Who")), both("missing_user_and_anonymous_id")),
-        (json.dumps(_event("m-blankids", "track", event="Who", userId="", anonymousId=" ")),
-         both("missing_user_and_anonymous_id")),
+        (
+            json.dumps(_event("m-blankids", "track", event="Who", userId="", anonymousId=" ")),
+            both("missing_user_and_anonymous_id"),
+        ),
         (json.dumps(_event("m-unknown", "purchase", userId="u1")), both("unknown_type")),
         (json.dumps(_event("m-notype", None, userId="u1")), both("unknown_type")),
         (json.dumps(_event("m-noevent", "track", userId="u1")), both("missing_event_name")),
-        (json.dumps(_event("m-badts-word", "track", event="E", userId="u1", timestamp="yesterday")),
-         both("unparseable_timestamp")),
+        (
+            json.dumps(_event("m-badts-word", "track", event="E", userId="u1", timestamp="yesterday")),
+            both("unparseable_timestamp"),
+        ),
         # PostgreSQL's own cast would turn 'now' into the build time.
-        (json.dumps(_event("m-badts-now", "track", event="E", userId="u1", timestamp="now")),
-         both("unparseable_timestamp")),
-        (json.dumps(_event("m-badts-date", "track", event="E", userId="u1", timestamp="2026-02-28T10:00:00Z",
-                           sentAt="2026-02-30T10:00:00Z")), both("unparseable_timestamp")),
+        (
+            json.dumps(_event("m-badts-now", "track", event="E", userId="u1", timestamp="now")),
+            both("unparseable_timestamp"),
+        ),
+        (
+            json.dumps(
+                _event(
+                    "m-badts-date",
+                    "track",
+                    event="E",
+                    userId="u1",
+                    timestamp="2026-02-28T10:00:00Z",
+                    sentAt="2026-02-30T10:00:00Z",
+                )
+            ),
+            both("unparseable_timestamp"),
+        ),
         (json.dumps(_event("m-norecv", "track", None, event="E", userId="u1")), both("missing_received_at")),
         (json.dumps(_event("m-badrecv", "track", "22/11/2026", event="E", userId="u1")), both("unparseable_timestamp")),
         # A bad copy of a good message: rejected, and its valid twin is still an event.
         (json.dumps(_event("m-dup", "bogus", "2026-11-22T10:00:00.000Z", anonymousId="anon-3")), both("unknown_type")),
         # Valid for Python's json (the loader) but not for every warehouse's JSON type.
-        ('{"messageId": "m-surrogate", "type": "track", "event": "E", "userId": "u1", '
-         '"receivedAt": "2026-11-22T10:00:00.000Z", "properties": {"s": "\\ud800"}}', both("invalid_json")),
-        ('{"messageId": "m-nan", "type": "track", "event": "E", "userId": "u1", '
-         '"receivedAt": "2026-11-22T10:00:00.000Z", "properties": {"x": NaN}}',
-         {"duckdb": None, "postgres": "invalid_json"}),
-        ('{"messageId": "m-nul", "type": "track", "event": "E", "userId": "u1", '
-         '"receivedAt": "2026-11-22T10:00:00.000Z", "properties": {"s": "a\\u0000b"}}',
-         {"duckdb": None, "postgres": "invalid_json"}),
+        (
+            '{"messageId": "m-surrogate", "type": "track", "event": "E", "userId": "u1", '
+            '"receivedAt": "2026-11-22T10:00:00.000Z", "properties": {"s": "\\ud800"}}',
+            both("invalid_json"),
+        ),
+        (
+            '{"messageId": "m-nan", "type": "track", "event": "E", "userId": "u1", '
+            '"receivedAt": "2026-11-22T10:00:00.000Z", "properties": {"x": NaN}}',
+            {"duckdb": None, "postgres": "invalid_json"},
+        ),
+        (
+            '{"messageId": "m-nul", "type": "track", "event": "E", "userId": "u1", '
+            '"receivedAt": "2026-11-22T10:00:00.000Z", "properties": {"s": "a\\u0000b"}}',
+            {"duckdb": None, "postgres": "invalid_json"},
+        ),
     ]
 
 
 def raw_lines() -> list[tuple[str, int, str]]:
     """(source_object, line_number, line) for every raw line, valid and not."""
     a = [
-        json.dumps(_event("m-track", "track", "2026-11-22T10:15:07.000Z", event="Order Completed", userId="u1",
-                          anonymousId="anon-1", properties=PROPERTIES, context=CONTEXT,
-                          timestamp="2026-11-22T10:15:00.123Z", sentAt="2026-11-22T10:15:05.123Z"),
-                   ensure_ascii=False),
+        json.dumps(
+            _event(
+                "m-track",
+                "track",
+                "2026-11-22T10:15:07.000Z",
+                event="Order Completed",
+                userId="u1",
+                anonymousId="anon-1",
+                properties=PROPERTIES,
+                context=CONTEXT,
+                timestamp="2026-11-22T10:15:00.123Z",
+                sentAt="2026-11-22T10:15:05.123Z",
+            ),
+            ensure_ascii=False,
+        ),
         # Client clock years off: the skew correction puts it back at arrival minus transit.
-        json.dumps(_event("m-skew", "track", "2026-11-22T10:00:10.000Z", event="Clock Wrong", userId="u1",
-                          timestamp="2020-01-01T00:00:00Z", sentAt="2020-01-01T00:00:10Z")),
-        json.dumps(_event("m-identify", "identify", "2026-11-22T10:00:03.000Z", anonymousId="anon-2",
-                          traits={"email": "zoe@example.com", "name": "Zoë", "plan": "pro", "logins": 3},
-                          originalTimestamp="2026-11-22T12:00:00+02:00", timestamp="2026-11-22T09:00:00Z",
-                          sentAt="2026-11-22T12:00:01+0200")),
-        json.dumps(_event("m-page", "page", "2026-11-22T09:30:01.000Z", name="Pricing", userId="u1",
-                          timestamp="2026-11-22T11:30:00+02:00",
-                          properties={"url": "https://shop.example/pricing", "path": "/pricing", "title": "Pricing",
-                                      "referrer": "https://ref.example/", "search": "?a=1", "session_id": "sess-props"},
-                          context={"library": {"name": "analytics.js", "version": "5.2.0"}})),
-        json.dumps(_event("m-screen", "screen", "2026-11-23T02:31:00.000Z", name="Home", anonymousId="anon-2",
-                          timestamp="2026-11-23 02:30:00", properties={"url": "app://home"},
-                          context={"session_id": "sess-snake", "library": {"name": "analytics-ios", "version": "4.1"}})),
-        json.dumps(_event("m-group", "group", userId="u3", groupId="g-1", traits={"name": "Acme", "employees": 100},
-                          timestamp="2026-11-22T10:00:00Z")),
+        json.dumps(
+            _event(
+                "m-skew",
+                "track",
+                "2026-11-22T10:00:10.000Z",
+                event="Clock Wrong",
+                userId="u1",
+                timestamp="2020-01-01T00:00:00Z",
+                sentAt="2020-01-01T00:00:10Z",
+            )
+        ),
+        json.dumps(
+            _event(
+                "m-identify",
+                "identify",
+                "2026-11-22T10:00:03.000Z",
+                anonymousId="anon-2",
+                traits={"email": "zoe@example.com", "name": "Zoë", "plan": "pro", "logins": 3},
+                originalTimestamp="2026-11-22T12:00:00+02:00",
+                timestamp="2026-11-22T09:00:00Z",
+                sentAt="2026-11-22T12:00:01+0200",
+            )
+        ),
+        json.dumps(
+            _event(
+                "m-page",
+                "page",
+                "2026-11-22T09:30:01.000Z",
+                name="Pricing",
+                userId="u1",
+                timestamp="2026-11-22T11:30:00+02:00",
+                properties={
+                    "url": "https://shop.example/pricing",
+                    "path": "/pricing",
+                    "title": "Pricing",
+                    "referrer": "https://ref.example/",
+                    "search": "?a=1",
+                    "session_id": "sess-props",
+                },
+                context={"library": {"name": "analytics.js", "version": "5.2.0"}},
+            )
+        ),
+        json.dumps(
+            _event(
+                "m-screen",
+                "screen",
+                "2026-11-23T02:31:00.000Z",
+                name="Home",
+                anonymousId="anon-2",
+                timestamp="2026-11-23 02:30:00",
+                properties={"url": "app://home"},
+                context={"session_id": "sess-snake", "library": {"name": "analytics-ios", "version": "4.1"}},
+            )
+        ),
+        json.dumps(
+            _event(
+                "m-group",
+                "group",
+                userId="u3",
+                groupId="g-1",
+                traits={"name": "Acme", "employees": 100},
+                timestamp="2026-11-22T10:00:00Z",
+            )
+        ),
         json.dumps(_event("m-alias", "alias", "2026-11-22T10:20:00.000Z", userId="u4", previousId="anon-9")),
-        json.dumps(_event("m-dup", "track", "2026-11-22T10:59:59.000Z", event="Button Clicked", anonymousId="anon-3",
-                          properties={"copy": "first"})),
-        json.dumps(_event("m-dup", "track", "2026-11-22T10:59:59.000Z", event="Button Clicked", anonymousId="anon-3",
-                          properties={"copy": "same time, later line"})),
+        json.dumps(
+            _event(
+                "m-dup",
+                "track",
+                "2026-11-22T10:59:59.000Z",
+                event="Button Clicked",
+                anonymousId="anon-3",
+                properties={"copy": "first"},
+            )
+        ),
+        json.dumps(
+            _event(
+                "m-dup",
+                "track",
+                "2026-11-22T10:59:59.000Z",
+                event="Button Clicked",
+                anonymousId="anon-3",
+                properties={"copy": "same time, later line"},
+            )
+        ),
         json.dumps(_event("m-numeric", "track", event="Signed Up", userId=12345)),
         # Queued offline for 3 days across the end of US daylight saving time (1 Nov 2026).
-        json.dumps(_event("m-offline", "screen", "2026-11-02T12:00:05.000Z", name="Offline", anonymousId="anon-4",
-                          timestamp="2026-10-30T12:00:00Z", sentAt="2026-11-02T12:00:00Z")),
+        json.dumps(
+            _event(
+                "m-offline",
+                "screen",
+                "2026-11-02T12:00:05.000Z",
+                name="Offline",
+                anonymousId="anon-4",
+                timestamp="2026-10-30T12:00:00Z",
+                sentAt="2026-11-02T12:00:00Z",
+            )
+        ),
     ]
     a += [line for line, _reason in rejected_lines()]
     b = [
         # A retry received later, in a later object: must lose to the first copy.
-        json.dumps(_event("m-dup", "track", "2026-11-22T11:00:05.000Z", event="Button Clicked", anonymousId="anon-3",
-                          properties={"copy": "late"})),
+        json.dumps(
+            _event(
+                "m-dup",
+                "track",
+                "2026-11-22T11:00:05.000Z",
+                event="Button Clicked",
+                anonymousId="anon-3",
+                properties={"copy": "late"},
+            )
+        ),
     ]
     return [(OBJ_A, i, line) for i, line in enumerate(a, 1)] + [(OBJ_B, i, line) for i, line in enumerate(b, 1)]
 
@@ -169,8 +287,17 @@ def raw_rows() -> list[tuple]:
         if parse_error is None and not isinstance(obj, dict):
             obj, parse_error = {}, "not a JSON object"
         load_id, loaded_at = ("load-a", LOADED_A) if source_object == OBJ_A else ("load-b", LOADED_B)
-        rows.append((*(_as_text(obj.get(key)) for key in JSON_FIELDS.values()),
-                     line, parse_error, source_object, line_number, load_id, loaded_at))
+        rows.append(
+            (
+                *(_as_text(obj.get(key)) for key in JSON_FIELDS.values()),
+                line,
+                parse_error,
+                source_object,
+                line_number,
+                load_id,
+                loaded_at,
+            )
+        )
     return rows
 
 
@@ -180,7 +307,9 @@ INSERT_RAW = f"insert into raw.events_raw ({', '.join(RAW_COLUMNS)}) values ({',
 class Warehouse:
     """One warehouse with raw data loaded; runs dbt and SQL against it."""
 
-    def __init__(self, kind: str, env: dict[str, str], work: Path, pg_url: str | None = None, duckdb_path: Path | None = None):
+    def __init__(
+        self, kind: str, env: dict[str, str], work: Path, pg_url: str | None = None, duckdb_path: Path | None = None
+    ):
         self.kind, self.env, self.work, self.pg_url, self.duckdb_path = kind, env, work, pg_url, duckdb_path
 
     def _connect(self):
@@ -223,8 +352,17 @@ class Warehouse:
         """
         from dbt.cli.main import dbtRunner
 
-        argv = [*args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
-                "--target-path", str(self.work / "target"), "--log-path", str(self.work / "logs")]
+        argv = [
+            *args,
+            "--project-dir",
+            str(DBT_DIR),
+            "--profiles-dir",
+            str(DBT_DIR),
+            "--target-path",
+            str(self.work / "target"),
+            "--log-path",
+            str(self.work / "logs"),
+        ]
         try:
             with pytest.MonkeyPatch.context() as mp:
                 mp.setenv("DO_NOT_TRACK", "1")
@@ -284,8 +422,11 @@ def test_build_succeeds_and_runs_the_data_tests(warehouse):
     assert result.success, failing
     assert not failing
     expected = {
-        "unique_events_event_id", "not_null_events_event_id", "not_null_events_occurred_at",
-        "not_null_events_received_at", "assert_every_raw_line_is_accounted_for",
+        "unique_events_event_id",
+        "not_null_events_event_id",
+        "not_null_events_occurred_at",
+        "not_null_events_received_at",
+        "assert_every_raw_line_is_accounted_for",
     }
     assert expected <= set(statuses), sorted(statuses)
     assert any(name.startswith("accepted_values_events_event_type") for name in statuses)
@@ -295,8 +436,18 @@ def test_build_succeeds_and_runs_the_data_tests(warehouse):
 
 def test_each_message_is_one_event(warehouse):
     events = _events(warehouse)
-    expected = {"m-track", "m-skew", "m-identify", "m-page", "m-screen", "m-group", "m-alias", "m-dup", "m-numeric",
-                "m-offline"}
+    expected = {
+        "m-track",
+        "m-skew",
+        "m-identify",
+        "m-page",
+        "m-screen",
+        "m-group",
+        "m-alias",
+        "m-dup",
+        "m-numeric",
+        "m-offline",
+    }
     if warehouse.kind == "duckdb":
         expected |= {"m-nan", "m-nul"}  # DuckDB's JSON type stores both; PostgreSQL's jsonb cannot
     assert set(events) == expected
@@ -321,8 +472,17 @@ def test_event_columns_are_typed_and_mapped(warehouse):
     assert track["loaded_at"] == LOADED_A
     assert track["event_date"] == date(2026, 11, 22)
     assert (track["page_url"], track["page_path"], track["page_title"], track["referrer"], track["page_search"]) == (
-        "https://shop.example/checkout?step=2", "/checkout", "Checkout", "https://search.example/", "?step=2")
-    assert (track["user_agent"], track["ip"], track["locale"]) == ("Mozilla/5.0 (X11; Linux x86_64)", "203.0.113.7", "de-DE")
+        "https://shop.example/checkout?step=2",
+        "/checkout",
+        "Checkout",
+        "https://search.example/",
+        "?step=2",
+    )
+    assert (track["user_agent"], track["ip"], track["locale"]) == (
+        "Mozilla/5.0 (X11; Linux x86_64)",
+        "203.0.113.7",
+        "de-DE",
+    )
     assert (track["library_name"], track["library_version"]) == ("analytics.js", "5.2.0")
     assert _json(track["context"]) == CONTEXT
     assert (track["source_object"], track["line_number"]) == (OBJ_A, 1)
@@ -342,7 +502,12 @@ def test_event_columns_are_typed_and_mapped(warehouse):
     assert (page["event_name"], page["page_name"]) == ("Page Viewed", "Pricing")
     assert page["occurred_at"] == _utc("2026-11-22T09:30:00Z")  # +02:00 offset, no sentAt
     assert (page["page_url"], page["page_path"], page["page_title"], page["referrer"], page["page_search"]) == (
-        "https://shop.example/pricing", "/pricing", "Pricing", "https://ref.example/", "?a=1")
+        "https://shop.example/pricing",
+        "/pricing",
+        "Pricing",
+        "https://ref.example/",
+        "?a=1",
+    )
     assert page["session_id"] == "sess-props"
 
     screen = events["m-screen"]
@@ -380,7 +545,9 @@ def test_every_bad_line_is_rejected_with_a_reason(warehouse):
     expected = {line: reasons[warehouse.kind] for line, reasons in rejected_lines() if reasons[warehouse.kind]}
     assert {raw: r["reject_reason"] for raw, r in by_raw.items()} == expected
     positions = {line: (obj, n) for obj, n, line in raw_lines()}
-    assert all((r["source_object"], r["line_number"]) == positions[r["raw"]] for r in rows)  # lineage and raw kept exactly
+    assert all(
+        (r["source_object"], r["line_number"]) == positions[r["raw"]] for r in rows
+    )  # lineage and raw kept exactly
     assert all(r["reject_detail"] and r["load_id"] == "load-a" and r["loaded_at"] == LOADED_A for r in rows)
 
     garbage = by_raw["this is not json"]
@@ -402,6 +569,8 @@ def test_data_tests_can_fail(warehouse):
     statuses = _test_statuses(result)
     assert statuses["unique_events_event_id"] == "fail"
     assert statuses["assert_every_raw_line_is_accounted_for"] == "fail"
-    assert any(name.startswith("accepted_values_events_rejected_reject_reason") and status == "fail"
-               for name, status in statuses.items())
+    assert any(
+        name.startswith("accepted_values_events_rejected_reject_reason") and status == "fail"
+        for name, status in statuses.items()
+    )
     assert statuses["not_null_events_event_id"] == "pass"

@@ -49,7 +49,9 @@ def test_demo_refuses_to_wipe_a_folder_it_did_not_create(tmp_path):
     home.mkdir()
     (home / "warehouse.duckdb").write_bytes(b"not the demo's")
     env = {**os.environ, "TRACKWAY_HOME": str(home)}
-    result = subprocess.run([sys.executable, "-m", "trackway.cli", "demo"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "trackway.cli", "demo"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     assert "holds data the demo did not create" in result.stderr
     assert (home / "warehouse.duckdb").read_bytes() == b"not the demo's"

@@ -116,8 +116,18 @@ def test_event_properties_have_the_documented_shape(day_calls):
         elif call.method == "screen":
             assert kw["context"]["app"]["name"] == "Nestful" and "page" not in kw["context"]
         seen.add(event or call.method)
-    assert {"Listing Viewed", "Listings Searched", "Showing Requested", "Newsletter Subscribed", "Signed Up",
-            "identify", "group", "page", "screen", "alias"} <= seen
+    assert {
+        "Listing Viewed",
+        "Listings Searched",
+        "Showing Requested",
+        "Newsletter Subscribed",
+        "Signed Up",
+        "identify",
+        "group",
+        "page",
+        "screen",
+        "alias",
+    } <= seen
 
 
 def test_anonymous_visitors_sign_up_and_keep_their_anonymous_id(day_calls):

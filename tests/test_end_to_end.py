@@ -37,7 +37,10 @@ def _send_through_sdk(port: int, write_key: str) -> tuple[dict[str, dict], list[
     """Send a mix of calls; return what was sent by messageId and the ids the SDK saw fail."""
     failed: list[str] = []
     client = Client(
-        write_key, host=f"http://127.0.0.1:{port}", upload_size=10, max_retries=1,
+        write_key,
+        host=f"http://127.0.0.1:{port}",
+        upload_size=10,
+        max_retries=1,
         on_error=lambda exc, batch: failed.extend(m["messageId"] for m in batch),
     )
     sent: dict[str, dict] = {}
@@ -51,23 +54,52 @@ def _send_through_sdk(port: int, write_key: str) -> tuple[dict[str, dict], list[
 
     for i in range(30):
         call(
-            "track", user_id=f"user-{i % 7}", event="Listing Viewed", timestamp=t0 + timedelta(minutes=i),
-            properties={"listing_id": f"lst_{i:05d}", "price_per_night": 100 + i, "amenities": ["wifi", "pool"],
-                        "host": {"name": "Zoë", "superhost": i % 2 == 0}},
+            "track",
+            user_id=f"user-{i % 7}",
+            event="Listing Viewed",
+            timestamp=t0 + timedelta(minutes=i),
+            properties={
+                "listing_id": f"lst_{i:05d}",
+                "price_per_night": 100 + i,
+                "amenities": ["wifi", "pool"],
+                "host": {"name": "Zoë", "superhost": i % 2 == 0},
+            },
             context={"sessionId": 1_700_000_000_000 + i // 10, "userAgent": "Mozilla/5.0 (test)"},
         )
-    call("page", anonymous_id="anon-1", category="Marketing", name="Home", timestamp=t0,
-         properties={"url": "https://nestful.example/?q=1", "path": "/", "referrer": "https://search.example/",
-                     "title": "Nestful"})
+    call(
+        "page",
+        anonymous_id="anon-1",
+        category="Marketing",
+        name="Home",
+        timestamp=t0,
+        properties={
+            "url": "https://nestful.example/?q=1",
+            "path": "/",
+            "referrer": "https://search.example/",
+            "title": "Nestful",
+        },
+    )
     call("screen", user_id="user-1", name="Listing", timestamp=t0, properties={"listing_id": "lst_00001"})
-    call("identify", user_id="user-1", anonymous_id="anon-1", timestamp=t0, traits={"email": "a@example.com", "role": "renter"})
+    call(
+        "identify",
+        user_id="user-1",
+        anonymous_id="anon-1",
+        timestamp=t0,
+        traits={"email": "a@example.com", "role": "renter"},
+    )
     call("group", user_id="user-1", group_id="agency-1", timestamp=t0, traits={"name": "Acme Lettings"})
     call("alias", previous_id="anon-1", user_id="user-1", timestamp=t0)
-    retried = call("track", user_id="user-2", event="Showing Requested", timestamp=t0,
-                   properties={"listing_id": "lst_00002"})
+    retried = call(
+        "track", user_id="user-2", event="Showing Requested", timestamp=t0, properties={"listing_id": "lst_00002"}
+    )
     # A client retry: the very same message sent again.
-    client.track(user_id="user-2", event="Showing Requested", timestamp=t0,
-                 properties={"listing_id": "lst_00002"}, message_id=retried)
+    client.track(
+        user_id="user-2",
+        event="Showing Requested",
+        timestamp=t0,
+        properties={"listing_id": "lst_00002"},
+        message_id=retried,
+    )
     client.flush()
     client.shutdown()
     return sent, failed
@@ -82,7 +114,9 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
     with create_session() as session:
         asset_id = session.scalar(select(AssetModel.id).where(AssetModel.uri == "trackway://warehouse/raw/events_raw"))
         extras = session.scalars(select(AssetEvent.extra).where(AssetEvent.asset_id == asset_id)).all()
-        queued = session.scalars(select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.asset_id == asset_id)).all()
+        queued = session.scalars(
+            select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.asset_id == asset_id)
+        ).all()
     assert sum(extra["rows_loaded"] for extra in extras) == expected_rows
     assert queued == ["events_transform"]
 
@@ -122,16 +156,43 @@ def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch
         garbage = wh.query(
             "SELECT raw, parse_error FROM raw.events_raw WHERE source_object LIKE '%legacy-export%' ORDER BY line_number"
         )
-        rejected = wh.query("SELECT count(*) FROM analytics.events_rejected WHERE reject_reason = 'parse_error' AND source_object LIKE '%legacy-export%'")
+        rejected = wh.query(
+            "SELECT count(*) FROM analytics.events_rejected WHERE reject_reason = 'parse_error' AND source_object LIKE '%legacy-export%'"
+        )
 
     by_id = {r[0]: r for r in rows}
     assert len(rows) == len(by_id) == len(sent), "every acknowledged event exactly once"
     assert set(by_id) == set(sent)
-    expected_name = {"page": "Page Viewed", "screen": "Screen Viewed", "identify": "Identify", "group": "Group", "alias": "Alias"}
+    expected_name = {
+        "page": "Page Viewed",
+        "screen": "Screen Viewed",
+        "identify": "Identify",
+        "group": "Group",
+        "alias": "Alias",
+    }
     for message_id, call in sent.items():
         row = by_id[message_id]
-        (_, event_type, event_name, user_id, anonymous_id, source_id, properties, traits, original_ts, occurred_at,
-         session_id, page_path, page_url, referrer, page_name, group_id, previous_id, user_agent, ip) = row
+        (
+            _,
+            event_type,
+            event_name,
+            user_id,
+            anonymous_id,
+            source_id,
+            properties,
+            traits,
+            original_ts,
+            occurred_at,
+            session_id,
+            page_path,
+            page_url,
+            referrer,
+            page_name,
+            group_id,
+            previous_id,
+            user_agent,
+            ip,
+        ) = row
         assert event_type == call["method"]
         assert event_name == call.get("event", expected_name.get(call["method"]))
         assert user_id == call.get("user_id")
@@ -148,7 +209,12 @@ def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch
             assert session_id == str(call["context"]["sessionId"])
             assert user_agent == "Mozilla/5.0 (test)"
         if call["method"] == "page":
-            assert (page_path, page_url, referrer, page_name) == ("/", "https://nestful.example/?q=1", "https://search.example/", "Home")
+            assert (page_path, page_url, referrer, page_name) == (
+                "/",
+                "https://nestful.example/?q=1",
+                "https://search.example/",
+                "Home",
+            )
         if call["method"] == "group":
             assert group_id == "agency-1"
         if call["method"] == "alias":

@@ -21,7 +21,9 @@ def test_sigkill_mid_load_then_rerun(backend, trackway_env, request, monkeypatch
     if backend == "postgres":
         from postgres_server import create_database
 
-        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "load_crash"))
+        monkeypatch.setenv(
+            "TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "load_crash")
+        )
     folder = hour_dir(trackway_env / "raw", "2026-11-22", 10)
     for n in range(OBJECTS):
         write_gz_lines(folder / f"part-{n:03d}.ndjson.gz", [event(f"m-{n}-{i}") for i in range(LINES)])

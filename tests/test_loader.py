@@ -32,7 +32,10 @@ def warehouse_env(request, trackway_env, monkeypatch):
     return trackway_env
 
 
-def _rows(settings, sql="SELECT message_id, parse_error, line_number, raw FROM raw.events_raw ORDER BY source_object, line_number"):
+def _rows(
+    settings,
+    sql="SELECT message_id, parse_error, line_number, raw FROM raw.events_raw ORDER BY source_object, line_number",
+):
     with open_warehouse(settings.warehouse) as wh:
         return wh.query(sql)
 
@@ -121,7 +124,8 @@ def test_objects_written_by_other_systems(warehouse_env):
     folder = hour_dir(warehouse_env / "raw", "2026-11-22", 10)
     (folder / "plain.json").write_text(json.dumps(event("p-1")) + "\n" + json.dumps(event("p-2")))  # no final newline
     (folder / "members.ndjson.gz").write_bytes(
-        gzip.compress(json.dumps(event("g-1")).encode() + b"\n") + gzip.compress(json.dumps(event("g-2")).encode() + b"\n")
+        gzip.compress(json.dumps(event("g-1")).encode() + b"\n")
+        + gzip.compress(json.dumps(event("g-2")).encode() + b"\n")
     )
     whole = gzip.compress(b"".join(json.dumps(event(f"t-{i}")).encode() + b"\n" for i in range(2000)))
     (folder / "truncated.ndjson.gz").write_bytes(whole[: len(whole) // 2])

@@ -27,7 +27,9 @@ def moto_s3(monkeypatch):
     server, endpoint = start_moto()
     for key, value in s3_env(endpoint).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("AIRFLOW_CONN_TRACKWAY_RAW", json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TRACKWAY_RAW", json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint}})
+    )
     import boto3
 
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")

@@ -111,7 +111,7 @@ def test_local_put_is_atomic_rename_and_leaves_no_temp(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", spy)
     store.put_bytes("events/dt=2026-11-23/hour=14/a.ndjson.gz", b"data")
-    (tmp_name, final_name), = seen
+    ((tmp_name, final_name),) = seen
     assert tmp_name.startswith(".") and not tmp_name.endswith(".ndjson.gz")
     assert final_name == "a.ndjson.gz"
     assert sorted(p.name for p in (tmp_path / "raw/events/dt=2026-11-23/hour=14").iterdir()) == ["a.ndjson.gz"]

@@ -21,18 +21,27 @@ def test_quarantined_events_reach_the_warehouse(backend, trackway_env, request, 
     if backend == "postgres":
         from postgres_server import create_database
 
-        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "quarantine"))
+        monkeypatch.setenv(
+            "TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "quarantine")
+        )
     started = hour_floor(datetime.now(timezone.utc))
     collector = CollectorProcess(trackway_env).start()
     try:
         conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=30)
-        batch = {"batch": [
-            {"type": "track", "event": "Kept", "userId": "u-1", "messageId": "ok-1"},
-            {"type": "track", "event": "No Ids", "messageId": "bad-1", "properties": {"why": "no user"}},
-            {"type": "bogus", "userId": "u-1", "messageId": "bad-2"},
-        ]}
+        batch = {
+            "batch": [
+                {"type": "track", "event": "Kept", "userId": "u-1", "messageId": "ok-1"},
+                {"type": "track", "event": "No Ids", "messageId": "bad-1", "properties": {"why": "no user"}},
+                {"type": "bogus", "userId": "u-1", "messageId": "bad-2"},
+            ]
+        }
         auth = "Basic " + base64.b64encode(b"key-web:").decode()
-        conn.request("POST", "/v1/batch", body=json.dumps(batch), headers={"Authorization": auth, "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/v1/batch",
+            body=json.dumps(batch),
+            headers={"Authorization": auth, "Content-Type": "application/json"},
+        )
         answer = json.loads(conn.getresponse().read())
         assert (answer["accepted"], answer["quarantined"]) == (1, 2)
     finally:

@@ -47,21 +47,61 @@ def _calls(tag: str) -> list[dict]:
     """One of each call type plus a burst the SDK must batch; params in the Node SDKs' shape."""
     mid = lambda name: f"{tag}-{name}-{uuid.uuid4().hex[:8]}"  # noqa: E731
     calls = [
-        {"call": "track", "args": {
-            "userId": "u-1", "event": "Order Completed", "messageId": mid("track"),
-            "properties": {"total": 12.5, "items": [1, 2], "coupon": None, "note": "Café ☕ \"quoted\""},
-            "context": {"app": {"name": "shop", "version": "1.2.3"}, "traits": {"plan": "pro"}},
-            "integrations": {"Amplitude": False},
-            "timestamp": "2026-01-02T03:04:05.678Z",
-        }},
-        {"call": "page", "args": {"userId": "u-1", "category": "Docs", "name": "Install", "properties": {"path": "/install"}, "messageId": mid("page")}},
-        {"call": "screen", "args": {"anonymousId": "anon-1", "name": "Home", "properties": {"tab": 2}, "messageId": mid("screen")}},
-        {"call": "identify", "args": {"userId": "u-1", "traits": {"email": "u1@example.com", "plan": "pro"}, "messageId": mid("identify")}},
-        {"call": "group", "args": {"userId": "u-1", "groupId": "acme", "traits": {"name": "Acme", "seats": 40}, "messageId": mid("group")}},
+        {
+            "call": "track",
+            "args": {
+                "userId": "u-1",
+                "event": "Order Completed",
+                "messageId": mid("track"),
+                "properties": {"total": 12.5, "items": [1, 2], "coupon": None, "note": 'Café ☕ "quoted"'},
+                "context": {"app": {"name": "shop", "version": "1.2.3"}, "traits": {"plan": "pro"}},
+                "integrations": {"Amplitude": False},
+                "timestamp": "2026-01-02T03:04:05.678Z",
+            },
+        },
+        {
+            "call": "page",
+            "args": {
+                "userId": "u-1",
+                "category": "Docs",
+                "name": "Install",
+                "properties": {"path": "/install"},
+                "messageId": mid("page"),
+            },
+        },
+        {
+            "call": "screen",
+            "args": {"anonymousId": "anon-1", "name": "Home", "properties": {"tab": 2}, "messageId": mid("screen")},
+        },
+        {
+            "call": "identify",
+            "args": {
+                "userId": "u-1",
+                "traits": {"email": "u1@example.com", "plan": "pro"},
+                "messageId": mid("identify"),
+            },
+        },
+        {
+            "call": "group",
+            "args": {
+                "userId": "u-1",
+                "groupId": "acme",
+                "traits": {"name": "Acme", "seats": 40},
+                "messageId": mid("group"),
+            },
+        },
         {"call": "alias", "args": {"userId": "u-1", "previousId": "anon-1", "messageId": mid("alias")}},
     ]
     calls += [
-        {"call": "track", "args": {"anonymousId": "anon-2", "event": "Item Viewed", "properties": {"i": i}, "messageId": mid(f"b{i}")}}
+        {
+            "call": "track",
+            "args": {
+                "anonymousId": "anon-2",
+                "event": "Item Viewed",
+                "properties": {"i": i},
+                "messageId": mid(f"b{i}"),
+            },
+        }
         for i in range(BATCH_EVENTS)
     ]
     return calls
@@ -72,7 +112,10 @@ def _run_node(node: str, script: str, collector, key: str, calls: list[dict], tm
     calls_path.write_text(json.dumps(calls))
     proc = subprocess.run(
         [node, str(SDK_DIR / script), collector.url, key, str(calls_path), str(BATCH_SIZE)],
-        capture_output=True, text=True, timeout=DEADLINE, cwd=SDK_DIR,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        cwd=SDK_DIR,
     )
     assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stderr}"
     return json.loads(proc.stdout)
@@ -221,7 +264,9 @@ class _Wire:
         body = sent.body
         if sent.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        self.requests.append({"url": sent.url, "headers": dict(sent.headers), "status": response.status_code, "body": json.loads(body)})
+        self.requests.append(
+            {"url": sent.url, "headers": dict(sent.headers), "status": response.status_code, "body": json.loads(body)}
+        )
 
 
 def _rudder_python_send(client, call: dict) -> None:
@@ -246,7 +291,9 @@ def _rudder_python_send(client, call: dict) -> None:
 def test_rudderstack_python_sdk_every_call_and_a_batch(rudderstack, collector, store):
     calls = _calls("rspy")
     errors = []
-    client = rudderstack.Client("key-web", host=collector.url, upload_size=BATCH_SIZE, max_retries=0, on_error=lambda e, batch: errors.append(e))
+    client = rudderstack.Client(
+        "key-web", host=collector.url, upload_size=BATCH_SIZE, max_retries=0, on_error=lambda e, batch: errors.append(e)
+    )
     with _Wire(rudderstack) as wire:
         for call in calls:
             _rudder_python_send(client, call)
@@ -291,7 +338,13 @@ def _ajs_event(call: dict, key: str) -> dict:
         "type": call["call"],
         **call["args"],
         "context": {
-            "page": {"path": "/pricing", "referrer": "", "search": "?utm_source=x", "title": "Pricing", "url": "https://shop.example/pricing?utm_source=x"},
+            "page": {
+                "path": "/pricing",
+                "referrer": "",
+                "search": "?utm_source=x",
+                "title": "Pricing",
+                "url": "https://shop.example/pricing?utm_source=x",
+            },
             "userAgent": "Mozilla/5.0 (X11; Linux x86_64)",
             "locale": "en-US",
             "library": {"name": "analytics.js", "version": "npm:next-1.81.0"},
@@ -312,7 +365,12 @@ def test_analytics_js_short_paths_text_plain_and_body_write_key(collector, store
     wire = []
     for call in calls:
         event = _ajs_event(call, "key-web")
-        r = requests.post(f"{collector.url}/v1/{AJS_PATHS[call['call']]}", data=json.dumps(event).encode(), headers=origin, timeout=DEADLINE)
+        r = requests.post(
+            f"{collector.url}/v1/{AJS_PATHS[call['call']]}",
+            data=json.dumps(event).encode(),
+            headers=origin,
+            timeout=DEADLINE,
+        )
         assert r.status_code == 200, r.text
         assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"  # or the browser hides the answer
         wire.append((event, {}))
@@ -329,7 +387,12 @@ def test_analytics_js_batching_endpoint(collector, store):
         del event["sentAt"]
         batch.append(event)
     body = {"writeKey": "key-web", "batch": batch, "sentAt": "2026-11-23T10:00:00.000Z"}
-    r = requests.post(collector.url + "/v1/b", data=json.dumps(body).encode(), headers={"Content-Type": "text/plain"}, timeout=DEADLINE)
+    r = requests.post(
+        collector.url + "/v1/b",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "text/plain"},
+        timeout=DEADLINE,
+    )
     assert r.status_code == 200 and r.json() == {"success": True, "accepted": len(calls), "quarantined": 0}, r.text
     rows = _assert_stored_as_sent(store, [(event, body) for event in batch], "web")
     _assert_calls_landed(rows, calls)
@@ -342,4 +405,3 @@ def test_error_bodies_carry_segment_code_and_message(collector):
     assert body["success"] is False and body["code"] == "unauthorized" and body["message"] == body["error"]
     r = requests.post(collector.url + "/v1/s", data=json.dumps({"writeKey": "key-web"}), timeout=DEADLINE)
     assert (r.status_code, r.json()["code"]) == (400, "invalid_request")
-

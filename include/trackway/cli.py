@@ -156,27 +156,39 @@ def build_parser() -> argparse.ArgumentParser:
     transform.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
     transform.set_defaults(func=_cmd_transform)
 
-    status = sub.add_parser("status", help="show row counts and freshness of each stage",
-                            description="Show what each stage of the pipeline holds, from the warehouse.")
+    status = sub.add_parser(
+        "status",
+        help="show row counts and freshness of each stage",
+        description="Show what each stage of the pipeline holds, from the warehouse.",
+    )
     status.set_defaults(func=_cmd_status)
 
-    query = sub.add_parser("query", help="run a SQL query against the warehouse and print the result",
-                           description="Run read-only SQL against TRACKWAY_WAREHOUSE_URL, e.g. "
-                           "trackway query \"SELECT event_name, count(*) FROM analytics.events GROUP BY 1\"")
+    query = sub.add_parser(
+        "query",
+        help="run a SQL query against the warehouse and print the result",
+        description="Run read-only SQL against TRACKWAY_WAREHOUSE_URL, e.g. "
+        'trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1"',
+    )
     query.add_argument("sql", help="the SQL to run")
     query.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100)")
     query.set_defaults(func=_cmd_query)
 
-    env = sub.add_parser("env", help="print shell exports for Airflow and Trackway (eval \"$(trackway env)\")",
-                         description="Print `export` lines that point the airflow CLI at Trackway's DAGs and "
-                         "embedded metadata DB, e.g. eval \"$(trackway env)\"; airflow dags test events_load 2026-11-22T11:00:00+00:00")
+    env = sub.add_parser(
+        "env",
+        help='print shell exports for Airflow and Trackway (eval "$(trackway env)")',
+        description="Print `export` lines that point the airflow CLI at Trackway's DAGs and "
+        'embedded metadata DB, e.g. eval "$(trackway env)"; airflow dags test events_load 2026-11-22T11:00:00+00:00',
+    )
     env.set_defaults(func=_cmd_env)
 
-    demo = sub.add_parser("demo", help="run the whole pipeline once on a generated day and print what it found",
-                          description="Start the collector, send a day of Nestful (home-rental marketplace) events "
-                          "through the Segment SDK, run events_load per hour and events_transform with "
-                          "`airflow dags test`, then print counts per stage and a few answers. Wipes and reuses "
-                          "TRACKWAY_HOME (default .trackway/) only if an earlier demo created it.")
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole pipeline once on a generated day and print what it found",
+        description="Start the collector, send a day of Nestful (home-rental marketplace) events "
+        "through the Segment SDK, run events_load per hour and events_transform with "
+        "`airflow dags test`, then print counts per stage and a few answers. Wipes and reuses "
+        "TRACKWAY_HOME (default .trackway/) only if an earlier demo created it.",
+    )
     demo.add_argument("--people", type=int, default=300, help="people in the generated day (default 300)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(func=_cmd_demo)

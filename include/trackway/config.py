@@ -80,12 +80,16 @@ class WarehouseTarget:
             # duckdb:///abs/path.duckdb or duckdb://relative/path.duckdb
             path = unquote(parsed.netloc + parsed.path)
             if not path:
-                raise ConfigError(f"TRACKWAY_WAREHOUSE_URL={url!r} names no DuckDB file; write duckdb:///path/to/warehouse.duckdb")
+                raise ConfigError(
+                    f"TRACKWAY_WAREHOUSE_URL={url!r} names no DuckDB file; write duckdb:///path/to/warehouse.duckdb"
+                )
             return cls(kind="duckdb", url=url, duckdb_path=Path(path).expanduser().resolve())
         if parsed.scheme in ("postgres", "postgresql"):
             database = unquote(parsed.path.lstrip("/"))
             if not database:
-                raise ConfigError(f"TRACKWAY_WAREHOUSE_URL={url!r} names no database; write postgresql://user:pass@host:5432/dbname")
+                raise ConfigError(
+                    f"TRACKWAY_WAREHOUSE_URL={url!r} names no database; write postgresql://user:pass@host:5432/dbname"
+                )
             return cls(
                 kind="postgres",
                 url=url,

@@ -81,7 +81,9 @@ class Collector:
 def _setup_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -136,7 +138,11 @@ def run_collector(settings: Settings, host: str, port: int) -> int:
         if first:
             log.info("%s received: stopping; finishing requests, then uploading the spool", signal.Signals(signum).name)
         else:
-            log.warning("second %s: giving up on uploads; what is left stays in %s for the next start", signal.Signals(signum).name, settings.spool_dir)
+            log.warning(
+                "second %s: giving up on uploads; what is left stays in %s for the next start",
+                signal.Signals(signum).name,
+                settings.spool_dir,
+            )
             collector.uploader.abort()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -175,8 +175,21 @@ class CollectorHandler(BaseHTTPRequestHandler):
         collector = self.server.collector
         collector.stats.add("requests_rejected")
         level = logging.WARNING if err.status >= 500 else logging.INFO
-        log.log(level, "%d %s %s from %s: %s", err.status, self.command, self.path[:200], self.client_address[0], err.message)
-        payload = {"success": False, "error": err.message, "code": ERROR_CODES.get(err.status, "error"), "message": err.message}
+        log.log(
+            level,
+            "%d %s %s from %s: %s",
+            err.status,
+            self.command,
+            self.path[:200],
+            self.client_address[0],
+            err.message,
+        )
+        payload = {
+            "success": False,
+            "error": err.message,
+            "code": ERROR_CODES.get(err.status, "error"),
+            "message": err.message,
+        }
         self._send_json(err.status, payload, close=err.close, headers=err.headers)
 
     def _too_large(self, size: int, what: str = "body") -> HttpError:
@@ -190,7 +203,9 @@ class CollectorHandler(BaseHTTPRequestHandler):
     # -- methods ---------------------------------------------------------
 
     def do_OPTIONS(self):
-        requested = self.headers.get("Access-Control-Request-Headers") or "Content-Type, Authorization, Content-Encoding"
+        requested = (
+            self.headers.get("Access-Control-Request-Headers") or "Content-Type, Authorization, Content-Encoding"
+        )
         self.send_response(204)
         for name, value in self._cors_headers().items():
             self.send_header(name, value)
@@ -213,7 +228,12 @@ class CollectorHandler(BaseHTTPRequestHandler):
         elif path in ROUTES:
             self._send_error(HttpError(405, f"{path} accepts POST only", headers={"Allow": "POST, OPTIONS"}))
         else:
-            self._send_error(HttpError(404, f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, ... GET /v1/projects/<writeKey>/settings or /health"))
+            self._send_error(
+                HttpError(
+                    404,
+                    f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, ... GET /v1/projects/<writeKey>/settings or /health",
+                )
+            )
 
     def do_PUT(self):
         self._send_error(HttpError(405, "use POST", close=True, headers={"Allow": "POST, GET, OPTIONS"}))
@@ -224,7 +244,11 @@ class CollectorHandler(BaseHTTPRequestHandler):
         collector = self.server.collector
         collector.stats.add("requests")
         if not collector.begin_request():
-            self._send_error(HttpError(503, "collector is shutting down; retry in a moment", close=True, headers={"Retry-After": "1"}))
+            self._send_error(
+                HttpError(
+                    503, "collector is shutting down; retry in a moment", close=True, headers={"Retry-After": "1"}
+                )
+            )
             return
         try:
             try:
@@ -236,12 +260,18 @@ class CollectorHandler(BaseHTTPRequestHandler):
                 raise
             except Exception:
                 log.exception("unexpected error handling %s %s", self.command, self.path[:200])
-                self._send_error(HttpError(500, "internal error; nothing was stored; retry later and report it if it persists", close=True))
+                self._send_error(
+                    HttpError(
+                        500, "internal error; nothing was stored; retry later and report it if it persists", close=True
+                    )
+                )
                 return
             self._send_json(status, payload)
         except (TimeoutError, ConnectionError) as exc:
             # If this happened after storing, the client saw no 200 and will resend: messageId dedups.
-            log.info("%s %s from %s: connection failed (%s)", self.command, self.path[:200], self.client_address[0], exc)
+            log.info(
+                "%s %s from %s: connection failed (%s)", self.command, self.path[:200], self.client_address[0], exc
+            )
             self.close_connection = True
         finally:
             collector.end_request()
@@ -259,7 +289,9 @@ class CollectorHandler(BaseHTTPRequestHandler):
                 protocol = forwarded
         host = host.strip()
         if not valid_host(host):
-            raise HttpError(400, "the Host header is missing or not a host[:port]; analytics.js is told to send events to that host")
+            raise HttpError(
+                400, "the Host header is missing or not a host[:port]; analytics.js is told to send events to that host"
+            )
         return settings_document(key, host, protocol)
 
     # -- the tracking API ------------------------------------------------
@@ -270,7 +302,11 @@ class CollectorHandler(BaseHTTPRequestHandler):
         path = _route_path(self.path)
         route = ROUTES.get(path)
         if route is None:
-            raise HttpError(404, f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/group or /v1/alias", close=True)
+            raise HttpError(
+                404,
+                f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/group or /v1/alias",
+                close=True,
+            )
 
         header_key = self._header_write_key()
         if header_key is not None and header_key not in settings.write_keys:
@@ -286,7 +322,10 @@ class CollectorHandler(BaseHTTPRequestHandler):
         if key is None:
             key = body.get("writeKey")
             if key is None:
-                raise HttpError(401, "no write key; send it as the HTTP basic auth user name (empty password) or as \"writeKey\" in the body")
+                raise HttpError(
+                    401,
+                    'no write key; send it as the HTTP basic auth user name (empty password) or as "writeKey" in the body',
+                )
             if not isinstance(key, str) or key not in settings.write_keys:
                 raise HttpError(401, "unknown write key; use a key configured in TRACKWAY_WRITE_KEYS")
         source_id = settings.write_keys[key]
@@ -307,7 +346,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
         events = body.get("batch")
         if not isinstance(events, list):
             got = "no 'batch'" if events is None else f"'batch' is a JSON {type(events).__name__}"
-            raise HttpError(400, f"body has {got}; send {{\"batch\": [event, ...]}} (or one event to /v1/track etc.)")
+            raise HttpError(400, f'body has {got}; send {{"batch": [event, ...]}} (or one event to /v1/track etc.)')
         try:
             context, integrations, sent_at = batch_level(body)
         except InvalidBody as exc:
@@ -324,8 +363,12 @@ class CollectorHandler(BaseHTTPRequestHandler):
         accepted = len(events) - len(errors)
         if events and accepted == 0:
             reasons = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:_MAX_REASONS_IN_MESSAGE])
-            more = f" (and {len(errors) - _MAX_REASONS_IN_MESSAGE} more)" if len(errors) > _MAX_REASONS_IN_MESSAGE else ""
-            raise HttpError(400, f"none of the {len(events)} events in the batch is valid, nothing was stored: {reasons}{more}")
+            more = (
+                f" (and {len(errors) - _MAX_REASONS_IN_MESSAGE} more)" if len(errors) > _MAX_REASONS_IN_MESSAGE else ""
+            )
+            raise HttpError(
+                400, f"none of the {len(events)} events in the batch is valid, nothing was stored: {reasons}{more}"
+            )
         self._store(items)
         collector.stats.add("events_accepted", accepted)
         collector.stats.add("events_quarantined", len(errors))
@@ -338,9 +381,18 @@ class CollectorHandler(BaseHTTPRequestHandler):
         try:
             self.server.collector.spool.append(items)
         except SpoolClosed:
-            raise HttpError(503, "collector is shutting down; nothing was stored; retry in a moment", close=True, headers={"Retry-After": "1"}) from None
+            raise HttpError(
+                503,
+                "collector is shutting down; nothing was stored; retry in a moment",
+                close=True,
+                headers={"Retry-After": "1"},
+            ) from None
         except SpoolWriteError as exc:
-            raise HttpError(503, f"could not store events durably ({exc}); nothing was stored; retry later", headers={"Retry-After": "5"}) from None
+            raise HttpError(
+                503,
+                f"could not store events durably ({exc}); nothing was stored; retry later",
+                headers={"Retry-After": "5"},
+            ) from None
 
     def _header_write_key(self) -> str | None:
         auth = self.headers.get("Authorization")
@@ -348,7 +400,11 @@ class CollectorHandler(BaseHTTPRequestHandler):
             return None
         scheme, _, value = auth.strip().partition(" ")
         if scheme.lower() != "basic":
-            raise HttpError(401, "Authorization must be HTTP basic auth with the write key as user name and an empty password", close=True)
+            raise HttpError(
+                401,
+                "Authorization must be HTTP basic auth with the write key as user name and an empty password",
+                close=True,
+            )
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
@@ -381,7 +437,9 @@ class CollectorHandler(BaseHTTPRequestHandler):
             raise self._too_large(size)
         body = self.rfile.read(size)
         if len(body) < size:
-            raise HttpError(400, f"body ended after {len(body)} of {size} bytes announced by Content-Length", close=True)
+            raise HttpError(
+                400, f"body ended after {len(body)} of {size} bytes announced by Content-Length", close=True
+            )
         return body
 
     def _read_chunked(self, limit: int) -> bytes:
@@ -427,7 +485,9 @@ class CollectorHandler(BaseHTTPRequestHandler):
                     raise HttpError(400, f"{encoding} body is truncated; send the complete compressed body")
                 data = inflater.unused_data  # concatenated gzip members
         except zlib.error as exc:
-            raise HttpError(400, f"body says Content-Encoding: {encoding} but is not valid {encoding} data ({exc})") from None
+            raise HttpError(
+                400, f"body says Content-Encoding: {encoding} but is not valid {encoding} data ({exc})"
+            ) from None
         return bytes(out)
 
 

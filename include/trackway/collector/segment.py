@@ -59,7 +59,9 @@ def parse_json_body(raw: bytes) -> dict:
     try:
         body = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float)
     except json.JSONDecodeError as exc:
-        raise InvalidBody(f"body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); send a JSON object") from None
+        raise InvalidBody(
+            f"body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); send a JSON object"
+        ) from None
     except RecursionError:
         raise InvalidBody("body JSON is nested too deeply; flatten the event") from None
     except ValueError as exc:  # e.g. an integer past Python's 4300-digit limit
@@ -185,7 +187,9 @@ def process_event(event, info: RequestInfo, implied_type: str | None = None) -> 
     validate_event(event, implied_type)
     line = dumps(enrich_event(event, info, implied_type))
     if len(line) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"event is {len(line)} bytes; the limit is {MAX_EVENT_BYTES} bytes per event (Segment's 32 KB)")
+        raise InvalidEvent(
+            f"event is {len(line)} bytes; the limit is {MAX_EVENT_BYTES} bytes per event (Segment's 32 KB)"
+        )
     return line
 
 

@@ -38,7 +38,9 @@ from trackway.objectstore import fsync_dir
 log = logging.getLogger("trackway.collector.spool")
 
 STREAMS = ("events", "quarantine")
-_NAME = re.compile(r"^(?P<stream>[a-z]+)~(?P<dt>\d{4}-\d{2}-\d{2})~(?P<hour>\d{2})~(?P<sid>[A-Za-z0-9-]+)\.(?P<state>open|sealed)$")
+_NAME = re.compile(
+    r"^(?P<stream>[a-z]+)~(?P<dt>\d{4}-\d{2}-\d{2})~(?P<hour>\d{2})~(?P<sid>[A-Za-z0-9-]+)\.(?P<state>open|sealed)$"
+)
 UPLOAD_TMP_PREFIX = ".upload-"
 
 
@@ -321,7 +323,9 @@ class Spool:
                     seg.size = before
                 except OSError:
                     log.exception("spool: could not roll back %s", seg.path.name)
-            log.error("spool: write to %s failed (%s); %d request line(s) refused with 503", self.dir, exc, len(batch.items))
+            log.error(
+                "spool: write to %s failed (%s); %d request line(s) refused with 503", self.dir, exc, len(batch.items)
+            )
             batch.error = exc
 
     def _rotate_due(self) -> None:

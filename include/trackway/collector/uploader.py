@@ -157,5 +157,3 @@ def _spool_bytes(segments) -> int:
         except OSError:
             pass
     return total
-
-

@@ -18,7 +18,9 @@ WITH known AS (
 )
 """
 
-DAILY_ACTIVE_USERS = _PEOPLE + """
+DAILY_ACTIVE_USERS = (
+    _PEOPLE
+    + """
 SELECT event_date,
        count(DISTINCT person_id) AS active_people,
        count(DISTINCT user_id) AS signed_in_users,
@@ -27,8 +29,11 @@ FROM people
 GROUP BY event_date
 ORDER BY event_date
 """
+)
 
-TOP_EVENTS = _PEOPLE + """
+TOP_EVENTS = (
+    _PEOPLE
+    + """
 SELECT event_name, count(*) AS events, count(DISTINCT person_id) AS people
 FROM people
 WHERE event_type IN ('track', 'page', 'screen')
@@ -36,8 +41,11 @@ GROUP BY event_name
 ORDER BY events DESC, event_name
 LIMIT 8
 """
+)
 
-PAGE_VIEWS_BY_PATH = _PEOPLE + """
+PAGE_VIEWS_BY_PATH = (
+    _PEOPLE
+    + """
 SELECT page_path, count(*) AS views, count(DISTINCT person_id) AS viewers
 FROM people
 WHERE event_type = 'page'
@@ -45,6 +53,7 @@ GROUP BY page_path
 ORDER BY views DESC, page_path
 LIMIT 8
 """
+)
 
 SIGNUP_CONVERSION = """
 SELECT count(DISTINCT anonymous_id) AS anonymous_visitors,

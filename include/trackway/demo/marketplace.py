@@ -100,18 +100,77 @@ def _build_catalog(seed: int) -> dict[str, list[Listing]]:
 
 # --------------------------------------------------------------------------- people and devices
 
-_FIRST = ["Ana", "Ben", "Chloe", "Diego", "Elena", "Farah", "Gus", "Hana", "Ivan", "Julia", "Kofi", "Lena",
-          "Marco", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sam", "Tomas", "Uma", "Victor", "Wen", "Yara",
-          "Zoe", "Liam", "Maya", "Noah", "Ines", "Jonas"]
-_LAST = ["Silva", "Garcia", "Nguyen", "Muller", "Smith", "Dubois", "Rossi", "Kowalski", "Haddad", "Okafor",
-         "Tanaka", "Larsen", "Moreau", "Ferreira", "Johnson", "Schmidt", "Lopez", "Novak", "Cohen", "Patel",
-         "Kim", "Berg", "Costa", "Walker", "Ibrahim"]
+_FIRST = [
+    "Ana",
+    "Ben",
+    "Chloe",
+    "Diego",
+    "Elena",
+    "Farah",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Julia",
+    "Kofi",
+    "Lena",
+    "Marco",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tomas",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Yara",
+    "Zoe",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Ines",
+    "Jonas",
+]
+_LAST = [
+    "Silva",
+    "Garcia",
+    "Nguyen",
+    "Muller",
+    "Smith",
+    "Dubois",
+    "Rossi",
+    "Kowalski",
+    "Haddad",
+    "Okafor",
+    "Tanaka",
+    "Larsen",
+    "Moreau",
+    "Ferreira",
+    "Johnson",
+    "Schmidt",
+    "Lopez",
+    "Novak",
+    "Cohen",
+    "Patel",
+    "Kim",
+    "Berg",
+    "Costa",
+    "Walker",
+    "Ibrahim",
+]
 _EMAIL_DOMAINS = ["example.com", "example.org", "example.net"]  # RFC 2606: never someone's real address
 
 _LOCALES = [  # (locale, timezone, weight)
-    ("en-US", "America/New_York", 24), ("en-US", "America/Chicago", 10), ("en-US", "America/Los_Angeles", 12),
-    ("en-GB", "Europe/London", 12), ("es-ES", "Europe/Madrid", 8), ("es-MX", "America/Mexico_City", 6),
-    ("fr-CA", "America/Toronto", 6), ("en-CA", "America/Toronto", 6), ("de-DE", "Europe/Berlin", 8),
+    ("en-US", "America/New_York", 24),
+    ("en-US", "America/Chicago", 10),
+    ("en-US", "America/Los_Angeles", 12),
+    ("en-GB", "Europe/London", 12),
+    ("es-ES", "Europe/Madrid", 8),
+    ("es-MX", "America/Mexico_City", 6),
+    ("fr-CA", "America/Toronto", 6),
+    ("en-CA", "America/Toronto", 6),
+    ("de-DE", "Europe/Berlin", 8),
     ("pt-PT", "Europe/Lisbon", 8),
 ]
 
@@ -119,14 +178,20 @@ _CHROME = "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0"
 _DESKTOP_UAS = [
     (f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_CHROME} Safari/537.36", 30),
     (f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {_CHROME} Safari/537.36", 20),
-    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-     "Version/18.1 Safari/605.1.15", 18),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/18.1 Safari/605.1.15",
+        18,
+    ),
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0", 10),
     (f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_CHROME} Safari/537.36 Edg/131.0.0.0", 12),
 ]
 _MOBILE_WEB_UAS = [
-    ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-     "Version/18.1 Mobile/15E148 Safari/604.1", 55),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/18.1 Mobile/15E148 Safari/604.1",
+        55,
+    ),
     (f"Mozilla/5.0 (Linux; Android 10; K) {_CHROME} Mobile Safari/537.36", 45),
 ]
 _DESKTOP_SCREENS = [(1920, 1080, 1), (1536, 864, 1.25), (1440, 900, 2), (2560, 1440, 1), (1366, 768, 1)]
@@ -135,15 +200,29 @@ _APP_VERSION = ("5.3.1", "5310")
 _APP_DEVICES = [  # (os, os version, manufacturer, model, user agent, screen)
     ("iOS", "18.1.1", "Apple", "iPhone15,2", "Nestful/5.3.1 CFNetwork/1568.200.51 Darwin/24.1.0", (393, 852, 3)),
     ("iOS", "17.6.1", "Apple", "iPhone14,5", "Nestful/5.3.1 CFNetwork/1496.0.7 Darwin/23.6.0", (390, 844, 3)),
-    ("Android", "14", "Google", "Pixel 8", "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240905.003)",
-     (412, 915, 2.625)),
-    ("Android", "14", "samsung", "SM-S921B", "Dalvik/2.1.0 (Linux; U; Android 14; SM-S921B Build/UP1A.231005.007)",
-     (384, 832, 3)),
+    (
+        "Android",
+        "14",
+        "Google",
+        "Pixel 8",
+        "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240905.003)",
+        (412, 915, 2.625),
+    ),
+    (
+        "Android",
+        "14",
+        "samsung",
+        "SM-S921B",
+        "Dalvik/2.1.0 (Linux; U; Android 14; SM-S921B Build/UP1A.231005.007)",
+        (384, 832, 3),
+    ),
 ]
 
 _AGENCIES = [  # landlords who manage through an agency send `group`
-    ("agc_0001", "Harbor & Pine Realty", 42), ("agc_0002", "Casa Viva Properties", 17),
-    ("agc_0003", "Northline Rentals", 85), ("agc_0004", "Urban Nest Management", 230),
+    ("agc_0001", "Harbor & Pine Realty", 42),
+    ("agc_0002", "Casa Viva Properties", 17),
+    ("agc_0003", "Northline Rentals", 85),
+    ("agc_0004", "Urban Nest Management", 230),
     ("agc_0005", "Sol y Mar Estates", 9),
 ]
 
@@ -165,8 +244,12 @@ class Device:
         ctx["screen"] = {"width": width, "height": height, "density": density}
         if self.app:
             os_name, os_version, manufacturer, model, device_id = self.app
-            ctx["app"] = {"name": "Nestful", "version": _APP_VERSION[0], "build": _APP_VERSION[1],
-                          "namespace": "com.nestful.app"}
+            ctx["app"] = {
+                "name": "Nestful",
+                "version": _APP_VERSION[0],
+                "build": _APP_VERSION[1],
+                "namespace": "com.nestful.app",
+            }
             ctx["device"] = {"id": device_id, "manufacturer": manufacturer, "model": model, "type": os_name.lower()}
             ctx["os"] = {"name": os_name, "version": os_version}
         return ctx
@@ -227,16 +310,54 @@ def _make_person(seed: int, index: int, day: date) -> Person:
         device = Device(kind, ua, locale, tz, ip, screen)
     city = rng.choices([c[0] for c in CITIES], weights=_CITY_WEIGHTS)[0]
     activity = rng.choice([0.6, 0.8, 1.0, 1.0, 1.3, 1.8])
-    return Person(index, anonymous_id, user_id, known, signs_up, role, first, last, email, created_at, agency,
-                  device, city, activity)
+    return Person(
+        index,
+        anonymous_id,
+        user_id,
+        known,
+        signs_up,
+        role,
+        first,
+        last,
+        email,
+        created_at,
+        agency,
+        device,
+        city,
+        activity,
+    )
 
 
 # --------------------------------------------------------------------------- one session
 
 # Relative likelihood that a session starts in each UTC hour: quiet nights, a
 # working-day plateau and an evening peak (Europe's and the Americas' evenings overlap).
-HOURLY_WEIGHTS = [2.2, 1.6, 1.1, 0.8, 0.6, 0.6, 0.8, 1.2, 2.0, 2.8, 3.2, 3.4,
-                  3.5, 3.4, 3.3, 3.5, 3.9, 4.6, 5.6, 6.6, 7.2, 6.6, 5.0, 3.4]
+HOURLY_WEIGHTS = [
+    2.2,
+    1.6,
+    1.1,
+    0.8,
+    0.6,
+    0.6,
+    0.8,
+    1.2,
+    2.0,
+    2.8,
+    3.2,
+    3.4,
+    3.5,
+    3.4,
+    3.3,
+    3.5,
+    3.9,
+    4.6,
+    5.6,
+    6.6,
+    7.2,
+    6.6,
+    5.0,
+    3.4,
+]
 
 _CAMPAIGNS = [  # (source, medium, name, term, referrer, weight)
     ("google", "cpc", "winter_getaways", "apartment rental", "https://www.google.com/", 30),
@@ -246,13 +367,26 @@ _CAMPAIGNS = [  # (source, medium, name, term, referrer, weight)
     ("partner_blog", "referral", "city_guides", None, "https://travel-notes.example/", 8),
     ("google", "cpc", "become_a_host", "rent out my apartment", "https://www.google.com/", 10),
 ]
-_ORGANIC_REFERRERS = [("", 50), ("https://www.google.com/", 32), ("https://www.bing.com/", 5),
-                      ("https://duckduckgo.com/", 5), ("https://www.reddit.com/", 4), ("https://t.co/", 4)]
+_ORGANIC_REFERRERS = [
+    ("", 50),
+    ("https://www.google.com/", 32),
+    ("https://www.bing.com/", 5),
+    ("https://duckduckgo.com/", 5),
+    ("https://www.reddit.com/", 4),
+    ("https://t.co/", 4),
+]
 
-_HOST_PAGES = [("Host Dashboard", "/host/dashboard", "Dashboard"), ("Host Listings", "/host/listings", "Your listings"),
-               ("Host Inbox", "/host/inbox", "Inbox"), ("Host Calendar", "/host/calendar", "Calendar")]
-_INFO_PAGES = [("How It Works", "/how-it-works", "How Nestful works"), ("Help Center", "/help", "Help Center"),
-               ("About", "/about", "About Nestful")]
+_HOST_PAGES = [
+    ("Host Dashboard", "/host/dashboard", "Dashboard"),
+    ("Host Listings", "/host/listings", "Your listings"),
+    ("Host Inbox", "/host/inbox", "Inbox"),
+    ("Host Calendar", "/host/calendar", "Calendar"),
+]
+_INFO_PAGES = [
+    ("How It Works", "/how-it-works", "How Nestful works"),
+    ("Help Center", "/help", "Help Center"),
+    ("About", "/about", "About Nestful"),
+]
 
 
 class _DayOver(Exception):
@@ -336,9 +470,11 @@ class _Session:
                 context["campaign"] = dict(self.campaign)
         if self.current_page is not None and not self.is_app:
             context["page"] = dict(self.current_page)
-        call_kwargs = {"message_id": self.emitter.message_id(),
-                       "timestamp": self.day_start + timedelta(milliseconds=self.t),
-                       "context": context}
+        call_kwargs = {
+            "message_id": self.emitter.message_id(),
+            "timestamp": self.day_start + timedelta(milliseconds=self.t),
+            "context": context,
+        }
         if method == "alias":
             call_kwargs["previous_id"] = self.person.anonymous_id
             call_kwargs["user_id"] = self.person.user_id
@@ -350,13 +486,26 @@ class _Session:
         self.emitter.out.append(Call(method, call_kwargs))
         self.calls_emitted += 1
 
-    def view(self, name: str, category: str, path: str, title: str, search: str = "", wait_ms: int | None = None,
-             screen_properties: dict | None = None) -> None:
+    def view(
+        self,
+        name: str,
+        category: str,
+        path: str,
+        title: str,
+        search: str = "",
+        wait_ms: int | None = None,
+        screen_properties: dict | None = None,
+    ) -> None:
         """A page view on the web, a screen view in the app."""
         wait_ms = self.think() if wait_ms is None else wait_ms
         if self.is_app:
-            self._emit("screen", wait_ms, name=_APP_SCREENS.get(name, name), category=category,
-                       properties=dict(screen_properties or {}))
+            self._emit(
+                "screen",
+                wait_ms,
+                name=_APP_SCREENS.get(name, name),
+                category=category,
+                properties=dict(screen_properties or {}),
+            )
             return
         url = BASE_URL + path + search
         page = {"path": path, "referrer": self.referrer, "search": search, "title": f"{title} | Nestful", "url": url}
@@ -371,17 +520,27 @@ class _Session:
         p = self.person
         plan = "free" if p.role == "renter" else ("host_pro" if p.agency else "host_basic")
         created = p.created_at or self.emitter.signed_up_at
-        return {"email": p.email, "name": f"{p.first_name} {p.last_name}", "first_name": p.first_name,
-                "last_name": p.last_name, "role": p.role, "plan": plan,
-                "created_at": created.isoformat(timespec="seconds")}
+        return {
+            "email": p.email,
+            "name": f"{p.first_name} {p.last_name}",
+            "first_name": p.first_name,
+            "last_name": p.last_name,
+            "role": p.role,
+            "plan": plan,
+            "created_at": created.isoformat(timespec="seconds"),
+        }
 
     def identify(self, wait_ms: int) -> None:
         self._emit("identify", wait_ms, traits=self.traits())
 
     def group(self) -> None:
         group_id, name, employees = self.person.agency
-        self._emit("group", self.quick(), group_id=group_id,
-                   traits={"name": name, "industry": "Real Estate", "employees": employees, "plan": "agency"})
+        self._emit(
+            "group",
+            self.quick(),
+            group_id=group_id,
+            traits={"name": name, "industry": "Real Estate", "employees": employees, "plan": "agency"},
+        )
 
     # ---- the visit
 
@@ -476,8 +635,7 @@ class _Session:
         if state == "listing":
             roll = rng.random()
             listing = self.last_listing
-            if (self.identified and p.role == "renter" and listing.listing_id not in self.requested
-                    and roll < 0.09):
+            if self.identified and p.role == "renter" and listing.listing_id not in self.requested and roll < 0.09:
                 self.request_showing(listing)
                 return "listing"
             if roll < 0.30:
@@ -526,32 +684,55 @@ class _Session:
         guests = rng.choices([1, 2, 3, 4, 5, 6], weights=[18, 40, 14, 16, 6, 6])[0]
         min_price = rng.choice([0, 0, 0, 50, 75, 100])
         max_price = rng.choice([150, 200, 250, 300, 400, 600])
-        self.search = {"city": city, "check_in": check_in, "check_out": check_in + timedelta(days=nights),
-                       "guests": guests, "min_price": min_price, "max_price": max_price}
+        self.search = {
+            "city": city,
+            "check_in": check_in,
+            "check_out": check_in + timedelta(days=nights),
+            "guests": guests,
+            "min_price": min_price,
+            "max_price": max_price,
+        }
         self._run_search()
 
     def _run_search(self) -> None:
         s = self.search
         need = max(0, (s["guests"] - 1) // 2)
-        self.results = [lst for lst in self.catalog[s["city"]]
-                        if s["min_price"] <= lst.price_per_night <= s["max_price"] and lst.bedrooms >= need]
+        self.results = [
+            lst
+            for lst in self.catalog[s["city"]]
+            if s["min_price"] <= lst.price_per_night <= s["max_price"] and lst.bedrooms >= need
+        ]
 
     def _search_properties(self) -> dict:
         s = self.search
-        return {"city": s["city"], "check_in": s["check_in"].isoformat(), "check_out": s["check_out"].isoformat(),
-                "guests": s["guests"], "min_price": s["min_price"], "max_price": s["max_price"],
-                "results_count": len(self.results)}
+        return {
+            "city": s["city"],
+            "check_in": s["check_in"].isoformat(),
+            "check_out": s["check_out"].isoformat(),
+            "guests": s["guests"],
+            "min_price": s["min_price"],
+            "max_price": s["max_price"],
+            "results_count": len(self.results),
+        }
 
     def search_page(self, utm: str = "", again: bool = False, wait_ms: int | None = None) -> None:
         if self.search is None or not again:
             self._pick_search(self.rng)
         s = self.search
-        query = (f"?city={_CITY_SLUGS[s['city']]}&check_in={s['check_in']}"
-                 f"&check_out={s['check_out']}&guests={s['guests']}")
+        query = (
+            f"?city={_CITY_SLUGS[s['city']]}&check_in={s['check_in']}&check_out={s['check_out']}&guests={s['guests']}"
+        )
         if utm:
             query += "&" + utm
-        self.view("Search Results", "Search", "/search", f"Stays in {s['city']}", search=query, wait_ms=wait_ms,
-                  screen_properties={"city": s["city"]})
+        self.view(
+            "Search Results",
+            "Search",
+            "/search",
+            f"Stays in {s['city']}",
+            search=query,
+            wait_ms=wait_ms,
+            screen_properties={"city": s["city"]},
+        )
         self.track("Listings Searched", self._search_properties())
 
     def refine_search(self) -> None:
@@ -579,27 +760,50 @@ class _Session:
         pool = self.results if from_search and self.results else self.catalog[self.search["city"]]
         listing = self.rng.choice(pool)
         self.last_listing = listing
-        self.view("Listing", "Listings", f"/listings/{listing.listing_id}", listing.title, search=search,
-                  wait_ms=self.think(median_s=20) if wait_ms is None else wait_ms,
-                  screen_properties={"listing_id": listing.listing_id})
-        self.track("Listing Viewed", {"listing_id": listing.listing_id, "city": listing.city,
-                                      "price_per_night": listing.price_per_night, "currency": "USD",
-                                      "bedrooms": listing.bedrooms, "property_type": listing.property_type})
+        self.view(
+            "Listing",
+            "Listings",
+            f"/listings/{listing.listing_id}",
+            listing.title,
+            search=search,
+            wait_ms=self.think(median_s=20) if wait_ms is None else wait_ms,
+            screen_properties={"listing_id": listing.listing_id},
+        )
+        self.track(
+            "Listing Viewed",
+            {
+                "listing_id": listing.listing_id,
+                "city": listing.city,
+                "price_per_night": listing.price_per_night,
+                "currency": "USD",
+                "bedrooms": listing.bedrooms,
+                "property_type": listing.property_type,
+            },
+        )
 
     def request_showing(self, listing: Listing) -> None:
         when = self.day_start.date() + timedelta(days=self.rng.randint(1, 14))
         self.requested.add(listing.listing_id)
-        self.track("Showing Requested", {"listing_id": listing.listing_id, "requested_date": when.isoformat(),
-                                         "message_length": self.rng.randint(0, 600)},
-                   wait_ms=self.think(median_s=45))
+        self.track(
+            "Showing Requested",
+            {
+                "listing_id": listing.listing_id,
+                "requested_date": when.isoformat(),
+                "message_length": self.rng.randint(0, 600),
+            },
+            wait_ms=self.think(median_s=45),
+        )
 
     def newsletter(self) -> None:
         topics = ["new_listings", "city_guides", "price_drops"]
         if self.person.role == "landlord":
             topics.append("hosting_tips")
         chosen = sorted(self.rng.sample(topics, self.rng.randint(1, len(topics))))
-        self.track("Newsletter Subscribed", {"source": self.rng.choice(["footer", "blog", "listing_page", "popup"]),
-                                             "topics": chosen}, wait_ms=self.think())
+        self.track(
+            "Newsletter Subscribed",
+            {"source": self.rng.choice(["footer", "blog", "listing_page", "popup"]), "topics": chosen},
+            wait_ms=self.think(),
+        )
 
     def sign_up(self) -> None:
         """Sign Up page, form submit, then the same anonymousId travels on with the new userId."""
@@ -643,8 +847,9 @@ def generate_day(day: date, people: int = 300, seed: int = 7) -> list[Call]:
         person = _make_person(seed, index, day)
         rng = random.Random(f"nestful/{seed}/{day.isoformat()}/{index}")
         emitter = _Emitter(seed, day, person, calls)
-        count = max(1, round(rng.choices([1, 2, 3, 4, 5, 6, 7, 8], weights=[8, 14, 17, 17, 14, 11, 9, 10])[0]
-                             * person.activity))
+        count = max(
+            1, round(rng.choices([1, 2, 3, 4, 5, 6, 7, 8], weights=[8, 14, 17, 17, 14, 11, 9, 10])[0] * person.activity)
+        )
         starts = _session_starts(rng, count)
         # "Later within the day": not in their first visit when they have several.
         signup_session = (rng.randrange(1, count) if count > 1 else 0) if person.signs_up else None
@@ -661,8 +866,16 @@ def generate_day(day: date, people: int = 300, seed: int = 7) -> list[Call]:
             used_session_ids.add(session_id)
             # A visit that ended before the sign-up step carries the intent to the next one.
             pending_signup = signup_session is not None and k >= signup_session and not identified
-            session = _Session(rng, emitter, catalog, day_start, start, session_id, identified,
-                               signup_step=rng.randint(1, 4) if pending_signup else None)
+            session = _Session(
+                rng,
+                emitter,
+                catalog,
+                day_start,
+                start,
+                session_id,
+                identified,
+                signup_step=rng.randint(1, 4) if pending_signup else None,
+            )
             end = session.run()
             identified = session.identified
             earliest = end + rng.randint(5, 90) * 60_000

@@ -71,7 +71,9 @@ def _start_collector(settings: Settings, port: int, env: dict[str, str]) -> subp
     log = open(settings.home / "logs" / "collector.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -112,7 +114,9 @@ def _airflow(args: list[str], log_name: str, settings: Settings) -> float:
         )
     if result.returncode != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-25:]
-        raise DemoError(f"`airflow {' '.join(args)}` failed (exit {result.returncode}); log: {log_path}\n" + "\n".join(tail))
+        raise DemoError(
+            f"`airflow {' '.join(args)}` failed (exit {result.returncode}); log: {log_path}\n" + "\n".join(tail)
+        )
     return time.monotonic() - started
 
 
@@ -159,15 +163,23 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         collector.kill()
         raise DemoError("the collector did not stop within 120s after SIGTERM")
     if code != 0:
-        raise DemoError(f"the collector exited with {code} after SIGTERM; see {settings.home / 'logs' / 'collector.log'}")
+        raise DemoError(
+            f"the collector exited with {code} after SIGTERM; see {settings.home / 'logs' / 'collector.log'}"
+        )
     last_hour = hour_floor(datetime.now(timezone.utc))
-    _say(f"  {report.calls:,} calls ({len(calls):,} events + {len(retries)} deliberate retries) in {report.seconds:.1f}s "
-         f"= {report.calls / max(report.seconds, 1e-9):,.0f} events/s; SDK reported {report.failed} failures")
+    _say(
+        f"  {report.calls:,} calls ({len(calls):,} events + {len(retries)} deliberate retries) in {report.seconds:.1f}s "
+        f"= {report.calls / max(report.seconds, 1e-9):,.0f} events/s; SDK reported {report.failed} failures"
+    )
     if report.failed or getattr(report, "skipped", 0):
         errors = "; ".join(getattr(report, "errors", []) or []) or "see the collector log"
-        raise DemoError(f"the collector refused {report.failed} events and {getattr(report, 'skipped', 0)} were not sent: {errors}")
-    _say(f"  collector acknowledged {health.get('events_accepted', 0):,} events, "
-         f"quarantined {health.get('events_quarantined', 0)}; stopped cleanly with SIGTERM")
+        raise DemoError(
+            f"the collector refused {report.failed} events and {getattr(report, 'skipped', 0)} were not sent: {errors}"
+        )
+    _say(
+        f"  collector acknowledged {health.get('events_accepted', 0):,} events, "
+        f"quarantined {health.get('events_quarantined', 0)}; stopped cleanly with SIGTERM"
+    )
 
     _stage(3, "raw object store")
     objects, lines = _count_raw_objects(settings)
@@ -185,8 +197,10 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
                 "SELECT objects_loaded, objects_skipped, rows_loaded, parse_errors FROM raw.load_runs "
                 "ORDER BY finished_at DESC LIMIT 1"
             )[0]
-        _say(f"  {hour:%Y-%m-%d %H:00}–{end:%H:00} UTC: {run[0]} objects loaded ({run[1]} already loaded), "
-             f"{run[2]:,} rows, {run[3]} unparseable — {secs:.0f}s")
+        _say(
+            f"  {hour:%Y-%m-%d %H:00}–{end:%H:00} UTC: {run[0]} objects loaded ({run[1]} already loaded), "
+            f"{run[2]:,} rows, {run[3]} unparseable — {secs:.0f}s"
+        )
 
     _stage(5, "events_transform: `airflow dags test events_transform` (dbt build)")
     secs = _airflow(["dags", "test", "events_transform"], "events_transform.log", settings)

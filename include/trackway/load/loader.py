@@ -134,9 +134,15 @@ def load_interval(
                 )
             wh.replace_object(
                 ObjectLoad(
-                    source_object=url, fingerprint=fingerprint, size_bytes=size, rows=len(parsed.rows),
-                    parse_errors=parsed.parse_errors, blank_lines=parsed.blank_lines,
-                    object_error=parsed.object_error, load_id=load_id, loaded_at=loaded_at,
+                    source_object=url,
+                    fingerprint=fingerprint,
+                    size_bytes=size,
+                    rows=len(parsed.rows),
+                    parse_errors=parsed.parse_errors,
+                    blank_lines=parsed.blank_lines,
+                    object_error=parsed.object_error,
+                    load_id=load_id,
+                    loaded_at=loaded_at,
                 ),
                 parsed.rows,
                 table,
@@ -159,9 +165,16 @@ def load_interval(
         report.seconds = (finished - started).total_seconds()
         wh.record_load_run(
             LoadRun(
-                load_id=load_id, interval_start=start, interval_end=end, started_at=started, finished_at=finished,
-                triggered_by=triggered_by, objects_found=report.objects_found, objects_loaded=report.objects_loaded,
-                objects_skipped=report.objects_skipped, rows_loaded=report.rows_loaded,
+                load_id=load_id,
+                interval_start=start,
+                interval_end=end,
+                started_at=started,
+                finished_at=finished,
+                triggered_by=triggered_by,
+                objects_found=report.objects_found,
+                objects_loaded=report.objects_loaded,
+                objects_skipped=report.objects_skipped,
+                rows_loaded=report.rows_loaded,
                 parse_errors=report.parse_errors,
             )
         )

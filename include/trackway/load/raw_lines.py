@@ -27,6 +27,8 @@ _UNSUPPORTED = {b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip", b"\x04\x22\x4
 
 class UnsupportedObject(ValueError):
     """The object is in a format the loader cannot read; the message names it."""
+
+
 # Escapes that PostgreSQL's JSON types refuse; flag them at load so one line cannot break dbt.
 _RISKY_ESCAPE = re.compile(rb"\\u(0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
 

@@ -69,10 +69,14 @@ def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
     work = settings.home / "dbt"
     return [
         command,
-        "--project-dir", str(settings.dbt_project_dir),
-        "--profiles-dir", str(settings.dbt_project_dir),
-        "--target-path", str(work / "target"),
-        "--log-path", str(work / "logs"),
+        "--project-dir",
+        str(settings.dbt_project_dir),
+        "--profiles-dir",
+        str(settings.dbt_project_dir),
+        "--target-path",
+        str(work / "target"),
+        "--log-path",
+        str(work / "logs"),
         *extra,
     ]
 

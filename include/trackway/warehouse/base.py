@@ -110,7 +110,9 @@ class Warehouse(ABC):
         """Fingerprints of the given objects that are already loaded."""
 
     @abstractmethod
-    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE) -> None:
+    def replace_object(
+        self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE
+    ) -> None:
         """Atomically replace every row of ``load.source_object`` in ``table`` and record it in the ledger.
 
         Rows are tuples in ``table.columns`` order. Delete + insert + ledger happen in

@@ -77,5 +77,6 @@ INSERT INTO {RAW_SCHEMA}.{LOAD_RUNS}
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
+
 def delete_object_rows(table: RawTable) -> str:
     return f"DELETE FROM {RAW_SCHEMA}.{table.name} WHERE source_object = ?"

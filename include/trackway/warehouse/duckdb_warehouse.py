@@ -21,11 +21,14 @@ from trackway.warehouse.base import (
 )
 from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
 
+
 def _arrow_schema(table: RawTable) -> pa.Schema:
     return pa.schema(
         [(c, pa.string()) for c in table.columns[:-3]]
         + [("line_number", pa.int64()), ("load_id", pa.string()), ("loaded_at", pa.timestamp("us", tz="UTC"))]
     )
+
+
 # DuckDB allows one writing process per file: the load task and dbt take turns.
 # Writers wait their turn; people reading (status, query) should hear at once.
 _LOCK_WAIT_SECONDS = {False: 120, True: 5}
@@ -81,7 +84,9 @@ class DuckDBWarehouse(Warehouse):
             self.con.unregister("_wanted")
         return dict(rows)
 
-    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE) -> None:
+    def replace_object(
+        self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE
+    ) -> None:
         schema = _arrow_schema(table)
         columns = list(zip(*rows)) if rows else [[] for _ in table.columns]
         batch = pa.table(
@@ -98,8 +103,15 @@ class DuckDBWarehouse(Warehouse):
             self.con.execute(
                 LEDGER_UPSERT,
                 [
-                    load.source_object, load.fingerprint, load.size_bytes, load.rows, load.parse_errors,
-                    load.blank_lines, load.object_error, load.load_id, load.loaded_at,
+                    load.source_object,
+                    load.fingerprint,
+                    load.size_bytes,
+                    load.rows,
+                    load.parse_errors,
+                    load.blank_lines,
+                    load.object_error,
+                    load.load_id,
+                    load.loaded_at,
                 ],
             )
             self.con.execute("COMMIT")
@@ -111,9 +123,17 @@ class DuckDBWarehouse(Warehouse):
         self.con.execute(
             LOAD_RUN_INSERT,
             [
-                run.load_id, run.interval_start, run.interval_end, run.started_at, run.finished_at,
-                run.triggered_by, run.objects_found, run.objects_loaded, run.objects_skipped,
-                run.rows_loaded, run.parse_errors,
+                run.load_id,
+                run.interval_start,
+                run.interval_end,
+                run.started_at,
+                run.finished_at,
+                run.triggered_by,
+                run.objects_found,
+                run.objects_loaded,
+                run.objects_skipped,
+                run.rows_loaded,
+                run.parse_errors,
             ],
         )
 

@@ -7,7 +7,15 @@ from typing import Any, Sequence
 import psycopg
 
 from trackway.config import WarehouseTarget
-from trackway.warehouse.base import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, LoadRun, ObjectLoad, RawTable, Warehouse
+from trackway.warehouse.base import (
+    EVENTS_RAW_TABLE,
+    LOADED_OBJECTS,
+    RAW_SCHEMA,
+    LoadRun,
+    ObjectLoad,
+    RawTable,
+    Warehouse,
+)
 from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
 
 
@@ -21,8 +29,13 @@ class PostgresWarehouse(Warehouse):
 
     def __init__(self, target: WarehouseTarget) -> None:
         self.con = psycopg.connect(
-            host=target.host, port=target.port, user=target.user, password=target.password,
-            dbname=target.database, application_name="trackway", autocommit=True,
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            dbname=target.database,
+            application_name="trackway",
+            autocommit=True,
         )
 
     def ensure_raw_tables(self) -> None:
@@ -42,7 +55,9 @@ class PostgresWarehouse(Warehouse):
             )
             return dict(cur.fetchall())
 
-    def replace_object(self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE) -> None:
+    def replace_object(
+        self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE
+    ) -> None:
         cols = ", ".join(f'"{c}"' for c in table.columns)
         with self.con.transaction(), self.con.cursor() as cur:
             cur.execute(_pg(delete_object_rows(table)), [load.source_object])
@@ -52,8 +67,15 @@ class PostgresWarehouse(Warehouse):
             cur.execute(
                 _pg(LEDGER_UPSERT),
                 [
-                    load.source_object, load.fingerprint, load.size_bytes, load.rows, load.parse_errors,
-                    load.blank_lines, load.object_error, load.load_id, load.loaded_at,
+                    load.source_object,
+                    load.fingerprint,
+                    load.size_bytes,
+                    load.rows,
+                    load.parse_errors,
+                    load.blank_lines,
+                    load.object_error,
+                    load.load_id,
+                    load.loaded_at,
                 ],
             )
 
@@ -62,9 +84,17 @@ class PostgresWarehouse(Warehouse):
             cur.execute(
                 _pg(LOAD_RUN_INSERT),
                 [
-                    run.load_id, run.interval_start, run.interval_end, run.started_at, run.finished_at,
-                    run.triggered_by, run.objects_found, run.objects_loaded, run.objects_skipped,
-                    run.rows_loaded, run.parse_errors,
+                    run.load_id,
+                    run.interval_start,
+                    run.interval_end,
+                    run.started_at,
+                    run.finished_at,
+                    run.triggered_by,
+                    run.objects_found,
+                    run.objects_loaded,
+                    run.objects_skipped,
+                    run.rows_loaded,
+                    run.parse_errors,
                 ],
             )
 
