@@ -103,7 +103,7 @@ def drive(port: int, clients: int, batch: int, seconds: float) -> dict:
 class _Sink(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self):  # noqa: N802 — the stdlib's naming
+    def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         body = b'{"success": true}'
         self.send_response(200)
@@ -173,7 +173,7 @@ def bench_collector(clients: int, batch: int, seconds: float, home: Path) -> dic
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"collector did not start; see {home / 'collector.log'}")
+                    raise SystemExit(f"collector did not start; see {home / 'collector.log'}") from None
                 time.sleep(0.1)
         result = drive(port, clients, batch, seconds)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:

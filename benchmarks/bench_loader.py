@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 
@@ -37,7 +37,7 @@ def write_objects(root: Path, events: int, objects: int) -> tuple[Path, int]:
     for n in range(objects):
         lines = []
         for call in calls[n * per : (n + 1) * per]:
-            body = {k: v for k, v in call.kwargs.items()}
+            body = dict(call.kwargs.items())
             msg = {
                 "type": call.method,
                 "messageId": body.pop("message_id"),
@@ -62,7 +62,7 @@ def bench_trackway(home: Path) -> tuple[int, float]:
     from trackway.load.loader import load_interval
 
     settings = load_settings()
-    hour = datetime(2026, 11, 23, 10, tzinfo=timezone.utc)
+    hour = datetime(2026, 11, 23, 10, tzinfo=UTC)
     load_interval(settings, hour, hour + timedelta(hours=1), progress=lambda m: None, reload=True)  # warm imports
     started = time.perf_counter()
     report = load_interval(settings, hour, hour + timedelta(hours=1), progress=lambda m: None, reload=True)

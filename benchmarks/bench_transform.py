@@ -16,11 +16,11 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_loader import write_objects  # noqa: E402 — same synthetic events as the loader benchmark
+from bench_loader import write_objects
 
 BASELINE_SQL = """
 CREATE OR REPLACE TABLE baseline_events AS
@@ -57,7 +57,7 @@ def main() -> int:
         print(f"loading {args.events:,} events into raw.events_raw ...", flush=True)
         write_objects(home, args.events, 8)
         settings = load_settings()
-        hour = datetime(2026, 11, 23, 10, tzinfo=timezone.utc)
+        hour = datetime(2026, 11, 23, 10, tzinfo=UTC)
         load_interval(settings, hour, hour + timedelta(hours=1), progress=lambda m: None)
 
         started = time.perf_counter()

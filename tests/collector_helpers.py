@@ -69,7 +69,7 @@ class CollectorProcess:
     def spool_dir(self) -> Path:
         return Path(self.env.get("TRACKWAY_SPOOL_DIR", self.home / "spool"))
 
-    def start(self) -> "CollectorProcess":
+    def start(self) -> CollectorProcess:
         for _ in range(5):  # another process may grab the port between probe and bind
             self.port = free_port()
             self._runs += 1

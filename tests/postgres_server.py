@@ -173,8 +173,9 @@ def postgres_server() -> Iterator[str]:
 
 def create_database(url: str, name: str) -> str:
     """Create database ``name`` on the server behind ``url``; return its URL."""
-    import psycopg
     from urllib.parse import urlparse, urlunparse
+
+    import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')

@@ -6,7 +6,7 @@ import importlib.util
 import json
 import socket
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -20,7 +20,7 @@ def webhook():
     received: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 — the stdlib's naming
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -50,7 +50,7 @@ def test_failed_load_alerts(trackway_env, airflow_db, webhook, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    run = module.events_load().test(logical_date=datetime(2026, 11, 22, 11, tzinfo=timezone.utc))
+    run = module.events_load().test(logical_date=datetime(2026, 11, 22, 11, tzinfo=UTC))
     assert run.state == "failed"
     lines = [json.loads(line) for line in (trackway_env / "alerts.ndjson").read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["dag_id"] == "events_load"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC
 
 import pytest
 
@@ -50,15 +51,15 @@ def test_errors_say_what_to_do(trackway_env, args, env, message):
 
 
 def test_query_reports_bad_sql_without_a_traceback(trackway_env):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from trackway.config import load_settings
     from trackway.load.loader import load_interval
 
     load_interval(
         load_settings(),
-        datetime(2026, 11, 22, 10, tzinfo=timezone.utc),
-        datetime(2026, 11, 22, 11, tzinfo=timezone.utc),
+        datetime(2026, 11, 22, 10, tzinfo=UTC),
+        datetime(2026, 11, 22, 11, tzinfo=UTC),
     )
     ok = _run("query", "SELECT count(*) AS n FROM raw.events_raw")
     assert ok.returncode == 0 and ok.stdout.splitlines()[0].strip() == "n"

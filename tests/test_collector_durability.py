@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -293,7 +293,7 @@ def test_each_received_hour_gets_its_own_segment_and_idle_hour_change_rotates(tm
     spool.recover()
     spool.start()
     try:
-        now = hour_key(datetime.now(timezone.utc))
+        now = hour_key(datetime.now(UTC))
         spool.append(
             [
                 ("events", "2020-01-01", "23", b'{"a":1}\n'),

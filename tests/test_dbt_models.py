@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ DBT_DIR = Path(__file__).resolve().parent.parent / "include" / "dbt"
 
 OBJ_A = "file:///srv/trackway/raw/events/dt=2026-11-22/hour=10/a.ndjson.gz"
 OBJ_B = "file:///srv/trackway/raw/events/dt=2026-11-22/hour=11/b.ndjson.gz"
-LOADED_A = datetime(2026, 11, 22, 11, 5, tzinfo=timezone.utc)
-LOADED_B = datetime(2026, 11, 22, 12, 5, tzinfo=timezone.utc)
+LOADED_A = datetime(2026, 11, 22, 11, 5, tzinfo=UTC)
+LOADED_B = datetime(2026, 11, 22, 12, 5, tzinfo=UTC)
 SESSION_TZ = "America/Los_Angeles"
 
 JSON_FIELDS = dict(RAW_TEXT_FIELDS)  # the loader's contract: raw.events_raw column -> JSON key
@@ -339,7 +339,7 @@ class Warehouse:
         try:
             cur = conn.execute(sql)
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         finally:
             conn.close()
 

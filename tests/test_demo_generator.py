@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import gzip
+import itertools
 import json
 import re
 import threading
 import uuid
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from trackway.demo import Call, generate_day, send_calls, summarize
 
 DAY = date(2026, 11, 22)
-DAY_START = datetime(2026, 11, 22, tzinfo=timezone.utc)
+DAY_START = datetime(2026, 11, 22, tzinfo=UTC)
 WRITE_KEY = "test-write-key"
 METHODS = {"track", "page", "screen", "identify", "group", "alias"}
 
@@ -136,7 +137,7 @@ def test_anonymous_visitors_sign_up_and_keep_their_anonymous_id(day_calls):
         if call.kwargs.get("anonymous_id"):
             by_anon[call.kwargs["anonymous_id"]].append(call)
     converted = 0
-    for anon, calls in by_anon.items():
+    for calls in by_anon.values():
         signed = [i for i, c in enumerate(calls) if c.kwargs.get("event") == "Signed Up"]
         if not signed:
             assert len({c.kwargs.get("user_id") for c in calls}) == 1  # always anonymous or always known
@@ -157,14 +158,14 @@ def test_sessions_are_consistent(day_calls):
     for session_id, calls in sessions.items():
         assert isinstance(session_id, int)
         # The id is the session's start in epoch milliseconds, like RudderStack's.
-        start = datetime.fromtimestamp(session_id / 1000, tz=timezone.utc)
+        start = datetime.fromtimestamp(session_id / 1000, tz=UTC)
         assert calls[0].kwargs["timestamp"] == start
         assert [c.kwargs["context"].get("sessionStart") for c in calls] == [True] + [None] * (len(calls) - 1)
         assert calls[-1].kwargs["timestamp"] - start < timedelta(hours=1)
         assert len({c.kwargs.get("anonymous_id") for c in calls if c.method != "alias"}) == 1
         assert len({c.kwargs["context"]["userAgent"] for c in calls}) == 1
         assert len({c.kwargs["context"]["locale"] for c in calls}) == 1
-        gaps = [(b.kwargs["timestamp"] - a.kwargs["timestamp"]).total_seconds() for a, b in zip(calls, calls[1:])]
+        gaps = [(b.kwargs["timestamp"] - a.kwargs["timestamp"]).total_seconds() for a, b in itertools.pairwise(calls)]
         assert all(0 < g <= 300 for g in gaps)
         assert all("campaign" not in c.kwargs["context"] for c in calls[1:])
     assert sum(1 for calls in sessions.values() if "campaign" in calls[0].kwargs["context"]) > 100

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -44,7 +44,7 @@ def _send_through_sdk(port: int, write_key: str) -> tuple[dict[str, dict], list[
         on_error=lambda exc, batch: failed.extend(m["messageId"] for m in batch),
     )
     sent: dict[str, dict] = {}
-    t0 = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
     def call(method: str, **kwargs) -> str:
         message_id = kwargs.setdefault("message_id", str(uuid.uuid4()))
@@ -123,7 +123,7 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
 
 def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch):
     monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
-    started = hour_floor(datetime.now(timezone.utc))
+    started = hour_floor(datetime.now(UTC))
     collector = CollectorProcess(trackway_env).start()
     try:
         sent, failed = _send_through_sdk(collector.port, "key-web")
@@ -137,7 +137,7 @@ def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch
     garbage_dir = hour_dir(trackway_env / "raw", f"{started:%Y-%m-%d}", started.hour)
     write_gz_lines(garbage_dir / "legacy-export.ndjson.gz", ['{"messageId": "broken", "type": "track", ', "%%%"])
 
-    finished = hour_floor(datetime.now(timezone.utc))
+    finished = hour_floor(datetime.now(UTC))
     load_dag = _load_dag("events_load")
     for hour in hours_between(started, finished + timedelta(hours=1)):
         run = load_dag.test(logical_date=hour + timedelta(hours=1))

@@ -9,7 +9,7 @@ import bz2
 import gzip
 import json
 import lzma
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from trackway.config import load_settings
 from trackway.load.loader import load_interval
 from trackway.warehouse import open_warehouse
 
-HOUR = datetime(2026, 11, 22, 10, tzinfo=timezone.utc)
+HOUR = datetime(2026, 11, 22, 10, tzinfo=UTC)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -127,7 +127,7 @@ def test_s3_store_keeps_prefix_and_missing_bucket_is_clear(s3_env_vars):
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="prefixed")["Contents"]]
     assert keys == ["deep/pre/events/a.ndjson.gz"]
     assert store.list() == ["events/a.ndjson.gz"]
-    with pytest.raises(Exception, match="404|Not Found|NoSuchBucket"):
+    with pytest.raises(Exception, match=r"404|Not Found|NoSuchBucket"):
         open_object_store("s3://no-such-bucket/x").check()
 
 

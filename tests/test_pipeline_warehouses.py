@@ -7,7 +7,7 @@ on DuckDB and on a real PostgreSQL server.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from trackway.status import stage_counts
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
 
-HOUR = datetime(2026, 11, 22, 10, tzinfo=timezone.utc)
+HOUR = datetime(2026, 11, 22, 10, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("backend", ["duckdb", "postgres"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,7 +24,7 @@ def test_quarantined_events_reach_the_warehouse(backend, trackway_env, request, 
         monkeypatch.setenv(
             "TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "quarantine")
         )
-    started = hour_floor(datetime.now(timezone.utc))
+    started = hour_floor(datetime.now(UTC))
     collector = CollectorProcess(trackway_env).start()
     try:
         conn = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=30)
@@ -48,7 +48,7 @@ def test_quarantined_events_reach_the_warehouse(backend, trackway_env, request, 
         assert collector.stop() == 0
     wait_for_events(local_store(trackway_env), ["ok-1"])
 
-    report = load_interval(load_settings(), started, hour_floor(datetime.now(timezone.utc)) + timedelta(hours=1))
+    report = load_interval(load_settings(), started, hour_floor(datetime.now(UTC)) + timedelta(hours=1))
     assert (report.rows_loaded, report.quarantined_rows) == (1, 2)
     with open_warehouse(load_settings().warehouse) as wh:
         rows = wh.query("SELECT reason, source_id, event, received_at FROM raw.events_quarantine ORDER BY line_number")

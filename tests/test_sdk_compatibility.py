@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -135,7 +135,7 @@ def _contains(stored, wanted, path="") -> None:
 
 
 def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _wire_events(requests_sent: list[dict]) -> list[tuple[dict, dict]]:
@@ -333,7 +333,7 @@ AJS_PATHS = {"track": "t", "page": "p", "screen": "s", "identify": "i", "group":
 def _ajs_event(call: dict, key: str) -> dict:
     """An event as analytics-next's segmentio plugin serialises it (normalize.ts)."""
     return {
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "integrations": {},
         "type": call["call"],
         **call["args"],
@@ -353,7 +353,7 @@ def _ajs_event(call: dict, key: str) -> dict:
         },
         "anonymousId": call["args"].get("anonymousId", "ajs-anon-1"),
         "writeKey": key,
-        "sentAt": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "sentAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "_metadata": {"bundled": ["Segment.io"], "unbundled": [], "bundledIds": []},
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from trackway.config import ConfigError, load_settings
 from trackway.warehouse.base import WarehouseBusy
@@ -26,7 +26,7 @@ def _parse_hour(text: str) -> datetime:
         moment = datetime.fromisoformat(cleaned)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a time; write e.g. 2026-11-22T10 (UTC)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _cmd_load(args: argparse.Namespace) -> int:

@@ -38,8 +38,8 @@ def _int_env(name: str, default: int, *, minimum: int = 1) -> int:
 def parse_write_keys(spec: str) -> dict[str, str]:
     """Parse ``source:key,source:key`` into ``{key: source}``."""
     keys: dict[str, str] = {}
-    for item in spec.split(","):
-        item = item.strip()
+    for entry in spec.split(","):
+        item = entry.strip()
         if not item:
             continue
         source, sep, key = item.partition(":")
@@ -74,7 +74,7 @@ class WarehouseTarget:
     database: str | None = None
 
     @classmethod
-    def parse(cls, url: str) -> "WarehouseTarget":
+    def parse(cls, url: str) -> WarehouseTarget:
         parsed = urlparse(url)
         if parsed.scheme == "duckdb":
             # duckdb:///abs/path.duckdb or duckdb://relative/path.duckdb
@@ -159,6 +159,11 @@ def load_settings() -> Settings:
         raise ConfigError(f"TRACKWAY_RAW_URL={raw_url!r}: use file:///path, s3://bucket/prefix or gs://bucket/prefix")
     warehouse_url = _env("TRACKWAY_WAREHOUSE_URL", "duckdb://" + str(home / "warehouse.duckdb"))
     keys_spec = _env("TRACKWAY_WRITE_KEYS")
+    alert_webhook_url = _env("TRACKWAY_ALERT_WEBHOOK_URL")
+    if alert_webhook_url and urlparse(alert_webhook_url).scheme not in ("http", "https"):
+        raise ConfigError(
+            f"TRACKWAY_ALERT_WEBHOOK_URL={alert_webhook_url!r} is not an http(s) URL; write e.g. https://hooks.example.com/trackway"
+        )
     return Settings(
         home=home,
         raw_url=raw_url,
@@ -175,6 +180,6 @@ def load_settings() -> Settings:
         trust_forwarded_for=(_env("TRACKWAY_TRUST_FORWARDED_FOR", "false").lower() in ("1", "true", "yes")),
         load_lookback_hours=_int_env("TRACKWAY_LOAD_LOOKBACK_HOURS", 1, minimum=0),
         dbt_project_dir=Path(_env("TRACKWAY_DBT_PROJECT_DIR", str(_default_dbt_dir()))).resolve(),
-        alert_webhook_url=_env("TRACKWAY_ALERT_WEBHOOK_URL"),
+        alert_webhook_url=alert_webhook_url,
         task_retries=_int_env("TRACKWAY_TASK_RETRIES", 2, minimum=0),
     )

@@ -6,7 +6,7 @@ retry or alert.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from trackway.alerts import TrackwayAlertNotifier
 from trackway.config import load_settings
@@ -14,7 +14,7 @@ from trackway.config import load_settings
 
 def dag_defaults() -> dict:
     return {
-        "start_date": datetime(2026, 1, 1, tzinfo=timezone.utc),
+        "start_date": datetime(2026, 1, 1, tzinfo=UTC),
         "catchup": False,  # history is loaded with `airflow backfill create`
         "is_paused_upon_creation": False,  # the pipeline runs as soon as a scheduler starts
         "max_active_runs": 1,

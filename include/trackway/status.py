@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from trackway.config import Settings
 from trackway.warehouse import open_warehouse
@@ -32,8 +32,8 @@ class StageCounts:
         except ValueError:
             return None
         if received.tzinfo is None:
-            received = received.replace(tzinfo=timezone.utc)
-        return (datetime.now(timezone.utc) - received).total_seconds()
+            received = received.replace(tzinfo=UTC)
+        return (datetime.now(UTC) - received).total_seconds()
 
     @property
     def duplicates(self) -> int:
@@ -91,7 +91,10 @@ def format_table(headers: list[str], rows: list[tuple], indent: str = "    ") ->
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        lines.append(indent + "  ".join(c.rjust(w) if _numeric(c) and n else c.ljust(w) for c, w in zip(row, widths)))
+        lines.append(
+            indent
+            + "  ".join(c.rjust(w) if _numeric(c) and n else c.ljust(w) for c, w in zip(row, widths, strict=True))
+        )
         if n == 0:
             lines.append(indent + "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -155,7 +155,7 @@ def run_collector(settings: Settings, host: str, port: int) -> int:
 
     bound_host, bound_port = server.server_address[:2]
     sources = ", ".join(sorted(set(settings.write_keys.values())))
-    print(
+    print(  # noqa: T201 (the start-up banner operators read)
         f"trackway collector listening on http://{bound_host}:{bound_port} "
         f"(sources: {sources}; spool: {settings.spool_dir}; raw: {settings.raw_url})",
         flush=True,

@@ -46,7 +46,7 @@ import binascii
 import logging
 import sys
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -142,7 +142,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
 
     # -- plumbing --------------------------------------------------------
 
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+    def log_message(self, format, *args):
         log.debug("%s %s", self.address_string(), format % args)
 
     def handle_expect_100(self):
@@ -330,7 +330,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
                 raise HttpError(401, "unknown write key; use a key configured in TRACKWAY_WRITE_KEYS")
         source_id = settings.write_keys[key]
 
-        received = datetime.now(timezone.utc)
+        received = datetime.now(UTC)
         dt, hour = hour_key(received)
         info = RequestInfo(source_id=source_id, received_at=format_received_at(received), client_ip=self._client_ip())
 

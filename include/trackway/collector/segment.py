@@ -14,7 +14,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 
@@ -86,7 +86,7 @@ def dumps(value) -> bytes:
 
 def format_received_at(moment: datetime) -> str:
     """UTC ISO-8601 with milliseconds and ``Z``, e.g. ``2026-11-23T14:05:09.123Z``."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

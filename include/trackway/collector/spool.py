@@ -19,6 +19,7 @@ size, age and hour change on a timer, so an idle collector still rotates.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -28,10 +29,10 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from trackway.objectstore import fsync_dir
 
@@ -57,7 +58,7 @@ class SpoolLocked(RuntimeError):
 
 
 def hour_key(received: datetime) -> tuple[str, str]:
-    received = received.astimezone(timezone.utc)
+    received = received.astimezone(UTC)
     return received.strftime("%Y-%m-%d"), received.strftime("%H")
 
 
@@ -67,7 +68,7 @@ def _host_tag() -> str:
 
 def new_segment_id(now: datetime | None = None) -> str:
     """Unique across processes and hosts; sortable by creation time."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S}-{_host_tag()}-{uuid.uuid4().hex}"
 
 
@@ -197,11 +198,11 @@ class Spool:
             if path.stat().st_size == 0:
                 path.unlink()
                 continue
+            sealed = path
             if match["state"] == "open":
                 sealed = path.with_name(name[: -len("open")] + "sealed")
                 os.rename(path, sealed)
-                path = sealed
-            found.append(SealedSegment(path, match["stream"], match["dt"], match["hour"], match["sid"], "recovered"))
+            found.append(SealedSegment(sealed, match["stream"], match["dt"], match["hour"], match["sid"], "recovered"))
         if found:
             fsync_dir(self.dir)
             log.info("spool: recovered %d segment(s) left by a previous run from %s", len(found), self.dir)
@@ -246,10 +247,8 @@ class Spool:
         try:
             for entry in os.scandir(self.dir):
                 if _NAME.match(entry.name):
-                    try:
+                    with contextlib.suppress(FileNotFoundError):
                         total += entry.stat().st_size
-                    except FileNotFoundError:
-                        pass
         except FileNotFoundError:
             pass
         return total
@@ -330,7 +329,7 @@ class Spool:
 
     def _rotate_due(self) -> None:
         now = time.monotonic()
-        current = hour_key(datetime.now(timezone.utc))
+        current = hour_key(datetime.now(UTC))
         for seg in list(self._active.values()):
             if (seg.dt, seg.hour) != current:
                 self._seal(seg, "hour change")

@@ -9,9 +9,9 @@ with exponential backoff, so an outage only grows the spool.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
-import os
 import random
 import threading
 from collections import deque
@@ -87,7 +87,7 @@ class Uploader:
                     self._queue.popleft()
                 delay = self.backoff_initial
                 continue
-            wait = delay * (0.5 + random.random() / 2)
+            wait = delay * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not a secret)
             log.warning(
                 "upload: will retry %s in %.1fs; %d segment(s) (%d bytes) waiting in %s",
                 segment.path.name,
@@ -141,19 +141,20 @@ class Uploader:
 def _gzip_file(src: Path, dst: Path) -> int:
     """Gzip ``src`` into ``dst`` deterministically (mtime 0); return the line count."""
     lines = 0
-    with open(src, "rb") as fin, open(dst, "wb") as raw_out:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0) as out:
-            while chunk := fin.read(1024 * 1024):
-                lines += chunk.count(b"\n")
-                out.write(chunk)
+    with (
+        open(src, "rb") as fin,
+        open(dst, "wb") as raw_out,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0) as out,
+    ):
+        while chunk := fin.read(1024 * 1024):
+            lines += chunk.count(b"\n")
+            out.write(chunk)
     return lines
 
 
 def _spool_bytes(segments) -> int:
     total = 0
     for seg in list(segments):
-        try:
+        with contextlib.suppress(OSError):
             total += seg.path.stat().st_size
-        except OSError:
-            pass
     return total

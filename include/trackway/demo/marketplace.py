@@ -18,7 +18,7 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 BASE_URL = "https://www.nestful.example"
 DAY_MS = 24 * 3600 * 1000
@@ -273,7 +273,7 @@ class Person:
     activity: float  # how many sessions they tend to have
 
 
-_ACCOUNTS_SINCE = datetime(2023, 6, 1, tzinfo=timezone.utc)
+_ACCOUNTS_SINCE = datetime(2023, 6, 1, tzinfo=UTC)
 
 
 def _uuid4_from(rng: random.Random) -> str:
@@ -290,7 +290,7 @@ def _make_person(seed: int, index: int, day: date) -> Person:
     first, last = rng.choice(_FIRST), rng.choice(_LAST)
     email = f"{first}.{last}{rng.randint(1, 99)}@{rng.choice(_EMAIL_DOMAINS)}".lower()
     agency = rng.choice(_AGENCIES) if role == "landlord" and rng.random() < 0.45 else None
-    day_start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+    day_start = datetime.combine(day, time(0), tzinfo=UTC)
     # Fixed per person across generated days, but never after the day itself.
     created_at = _ACCOUNTS_SINCE + timedelta(days=rng.randint(0, 1200), seconds=rng.randint(0, 86399))
     if created_at >= day_start:
@@ -574,7 +574,7 @@ class _Session:
                 self.campaign["term"] = term
             self.referrer = referrer
         elif not self.is_app:
-            referrers, weights = zip(*_ORGANIC_REFERRERS)
+            referrers, weights = zip(*_ORGANIC_REFERRERS, strict=False)
             self.referrer = rng.choices(referrers, weights=weights)[0]
         utm = ""
         if self.campaign:
@@ -839,7 +839,7 @@ def generate_day(day: date, people: int = 300, seed: int = 7) -> list[Call]:
     if people < 0:
         raise ValueError(f"people must be >= 0, got {people}")
     catalog = _build_catalog(seed)
-    day_start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+    day_start = datetime.combine(day, time(0), tzinfo=UTC)
     day_epoch_ms = int(day_start.timestamp() * 1000)
     calls: list[Call] = []
     used_session_ids: set[int] = set()

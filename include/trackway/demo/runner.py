@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from trackway.airflow_env import apply_airflow_defaults
@@ -68,7 +68,7 @@ def _health(port: int) -> dict:
 
 
 def _start_collector(settings: Settings, port: int, env: dict[str, str]) -> subprocess.Popen:
-    log = open(settings.home / "logs" / "collector.log", "ab")
+    log = open(settings.home / "logs" / "collector.log", "ab")  # noqa: SIM115 (owned by the child process)
     proc = subprocess.Popen(
         [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port)],
         env=env,
@@ -129,14 +129,14 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _prepare_home(settings)
     env = dict(os.environ)
     env.update({"TRACKWAY_HOME": str(settings.home), "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "2"})
-    day = day or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    day = day or (datetime.now(UTC).date() - timedelta(days=1))
     write_key = next(iter(settings.write_keys))
     _say(f"Trackway demo — Nestful, a home-rental marketplace, one day ({day}) of {people} people")
     _say(f"  data folder: {settings.home}")
 
     _stage(1, "collector: starting `trackway collect`")
     port = _free_port()
-    first_hour = hour_floor(datetime.now(timezone.utc))
+    first_hour = hour_floor(datetime.now(UTC))
     collector = _start_collector(settings, port, env)
     _say(f"  listening on http://127.0.0.1:{port} (log: {settings.home / 'logs' / 'collector.log'})")
 
@@ -161,12 +161,12 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         code = collector.wait(timeout=120)
     except subprocess.TimeoutExpired:
         collector.kill()
-        raise DemoError("the collector did not stop within 120s after SIGTERM")
+        raise DemoError("the collector did not stop within 120s after SIGTERM") from None
     if code != 0:
         raise DemoError(
             f"the collector exited with {code} after SIGTERM; see {settings.home / 'logs' / 'collector.log'}"
         )
-    last_hour = hour_floor(datetime.now(timezone.utc))
+    last_hour = hour_floor(datetime.now(UTC))
     _say(
         f"  {report.calls:,} calls ({len(calls):,} events + {len(retries)} deliberate retries) in {report.seconds:.1f}s "
         f"= {report.calls / max(report.seconds, 1e-9):,.0f} events/s; SDK reported {report.failed} failures"

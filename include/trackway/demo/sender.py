@@ -20,6 +20,7 @@ fire-and-forget; this module turns it into an honest delivery report:
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 import time as _time
 from collections.abc import Callable, Iterable
@@ -103,7 +104,7 @@ def send_calls(
     handed = 0
     bounds = [0, *range(batch_size, total, chunk), total] if total > batch_size else [0, total]
     try:
-        for start, end in zip(bounds, bounds[1:]):
+        for start, end in itertools.pairwise(bounds):
             failed_before = failures.count
             part = calls[start:end]
             for call in part:

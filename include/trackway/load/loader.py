@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import ObjectStoragePath
 
@@ -109,7 +109,7 @@ def load_interval(
     so an hourly schedule also picks up segments a collector uploaded late
     (after a crash or an outage) without loading anything twice.
     """
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     load_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     hours, objects = list_interval_objects(settings, start, end)
     report = LoadReport(load_id=load_id, interval_start=start, interval_end=end, hours_scanned=hours)
@@ -121,13 +121,13 @@ def load_interval(
         wh.ensure_raw_tables()
         urls = [object_url(p) for p, _, _ in objects]
         known = wh.loaded_fingerprints(urls)
-        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls), start=1):
+        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls, strict=True), start=1):
             fingerprint, size = _fingerprint(path.stat())
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):
                 report.objects_skipped += 1
                 continue
-            loaded_at = datetime.now(timezone.utc)
+            loaded_at = datetime.now(UTC)
             with path.open("rb") as handle:
                 parsed = parse_object(
                     handle, source_object=url, load_id=load_id, loaded_at=loaded_at, text_fields=table.text_fields
@@ -161,7 +161,7 @@ def load_interval(
                 f"  [{n}/{len(objects)}] {path.name}: {len(parsed.rows):,} rows -> raw.{table.name}, "
                 f"{parsed.parse_errors} unparseable"
             )
-        finished = datetime.now(timezone.utc)
+        finished = datetime.now(UTC)
         report.seconds = (finished - started).total_seconds()
         wh.record_load_run(
             LoadRun(

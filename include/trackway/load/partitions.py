@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def hour_floor(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{moment!r} has no time zone; Trackway partitions by UTC hour")
-    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
     """UTC hours h with start <= h < end (partial hours at either end included)."""
     hours, current = [], hour_floor(start)
-    end_utc = end.astimezone(timezone.utc)
+    end_utc = end.astimezone(UTC)
     while current < end_utc:
         hours.append(current)
         current += timedelta(hours=1)

@@ -13,9 +13,10 @@ import json
 import lzma
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from trackway.warehouse.base import RAW_TEXT_FIELDS
 

@@ -11,8 +11,8 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
 
 from trackway.config import Settings
 

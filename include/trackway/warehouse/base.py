@@ -8,9 +8,10 @@ lives in dbt (see adr/0002-raw-then-transform.md).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 RAW_SCHEMA = "raw"
 EVENTS_RAW = "events_raw"
@@ -136,7 +137,7 @@ class Warehouse(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> "Warehouse":
+    def __enter__(self) -> Warehouse:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -88,9 +89,9 @@ class DuckDBWarehouse(Warehouse):
         self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE
     ) -> None:
         schema = _arrow_schema(table)
-        columns = list(zip(*rows)) if rows else [[] for _ in table.columns]
+        columns = list(zip(*rows, strict=False)) if rows else [[] for _ in table.columns]
         batch = pa.table(
-            [pa.array(list(col), type=field.type) for col, field in zip(columns, schema)],
+            [pa.array(list(col), type=field.type) for col, field in zip(columns, schema, strict=True)],
             schema=schema,
         )
         cols = ", ".join(f'"{c}"' for c in table.columns)
