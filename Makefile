@@ -7,7 +7,7 @@ STAMP := $(VENV)/.trackway-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: help install demo test lock airflow-ui clean postgres-server
+.PHONY: help install demo test lint format lock airflow-ui clean postgres-server
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,8 +30,27 @@ install: $(STAMP) ## create/update .venv from requirements.txt
 demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
-test: $(STAMP) postgres-server sdk-clients browser ## run the whole test suite
+test: lint postgres-server sdk-clients browser ## run make lint, then the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# sqlfluff's dbt templater parses the project against a throwaway DuckDB file.
+LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb
+
+lint: $(STAMP) ## ruff (lint + format check), mypy on include/trackway, sqlfluff on include/dbt; fails on any finding
+	@echo "==> ruff check"; $(BIN)/ruff check .
+	@echo "==> ruff format --check"; $(BIN)/ruff format --check .
+	@echo "==> mypy and sqlfluff (dbt templater), in parallel"; \
+	  ( $(BIN)/mypy > $(VENV)/mypy.out 2>&1; echo $$? > $(VENV)/mypy.rc ) & \
+	  $(LINT_DBT_ENV) $(BIN)/sqlfluff lint include/dbt --disable-progress-bar > $(VENV)/sqlfluff.out 2>&1; \
+	  sqlfluff_rc=$$?; wait; \
+	  cat $(VENV)/mypy.out; grep -v "because it is a macro" $(VENV)/sqlfluff.out; \
+	  if [ "$$(cat $(VENV)/mypy.rc)" != 0 ] || [ $$sqlfluff_rc != 0 ]; then \
+	    echo "make lint failed: fix the findings above ('make format' fixes formatting and most SQL layout)"; exit 1; fi
+
+format: $(STAMP) ## apply ruff's formatter and fixes, and sqlfluff fix to the dbt SQL
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(LINT_DBT_ENV) $(BIN)/sqlfluff fix include/dbt --disable-progress-bar -q
 
 postgres-server: ## make sure PostgreSQL server binaries exist (tests run dbt and the loader on a real server)
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \

@@ -11,10 +11,12 @@ select
     raw_rows.message_id
 from {{ source('raw', 'events_raw') }} as raw_rows
 left join {{ ref('events_rejected') }} as rejected
-    on rejected.source_object = raw_rows.source_object
-    and rejected.line_number = raw_rows.line_number
-    and rejected.load_id = raw_rows.load_id
+    on
+        raw_rows.source_object = rejected.source_object
+        and raw_rows.line_number = rejected.line_number
+        and raw_rows.load_id = rejected.load_id
 left join {{ ref('events') }} as events
-    on events.event_id = raw_rows.message_id
-where rejected.source_object is null
+    on raw_rows.message_id = events.event_id
+where
+    rejected.source_object is null
     and events.event_id is null

@@ -16,7 +16,7 @@ with valid as (
 ranked as (
 
     select
-        valid.*,
+        *,
         row_number() over (
             partition by message_id
             order by received_at, loaded_at, source_object, line_number

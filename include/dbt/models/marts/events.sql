@@ -12,7 +12,7 @@ with events as (
 client_timed as (
 
     select
-        events.*,
+        *,
         coalesce(original_timestamp_at, timestamp_at) as client_timestamp_at
     from events
 
@@ -21,7 +21,7 @@ client_timed as (
 timed as (
 
     select
-        client_timed.*,
+        *,
         -- Segment's skew correction when the client's clock can be
         -- calibrated against sentAt, else the client's time, else arrival.
         case

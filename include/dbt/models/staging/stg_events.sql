@@ -43,7 +43,7 @@ with source as (
 parsed as materialized (
 
     select
-        source.*,
+        *,
         case
             when parse_error is null then {{ trackway.try_json_object('raw') }}
         end as payload,
