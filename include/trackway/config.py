@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 from urllib.parse import unquote, urlparse
 
 
@@ -17,9 +18,14 @@ class ConfigError(ValueError):
     """A setting is malformed; the message says which variable and how to fix it."""
 
 
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
 def _env(name: str, default: str | None = None) -> str | None:
+    """An environment variable, where set and not empty; else ``default``."""
     value = os.environ.get(name)
-    return value if value not in (None, "") else default
+    return value if value else default
 
 
 def _int_env(name: str, default: int, *, minimum: int = 1) -> int:

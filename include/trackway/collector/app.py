@@ -154,6 +154,8 @@ def run_collector(settings: Settings, host: str, port: int) -> int:
     serve.start()
 
     bound_host, bound_port = server.server_address[:2]
+    if isinstance(bound_host, bytes):  # AF_UNIX-style addresses; ours are (host, port)
+        bound_host = bound_host.decode()
     sources = ", ".join(sorted(set(settings.write_keys.values())))
     print(  # noqa: T201 (the start-up banner operators read)
         f"trackway collector listening on http://{bound_host}:{bound_port} "

@@ -134,6 +134,7 @@ def make_server(host: str, port: int, collector) -> CollectorHTTPServer:
 
 
 class CollectorHandler(BaseHTTPRequestHandler):
+    server: CollectorHTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive: SDKs reuse connections
     server_version = "trackway-collector"
     sys_version = ""
@@ -372,7 +373,7 @@ class CollectorHandler(BaseHTTPRequestHandler):
         self._store(items)
         collector.stats.add("events_accepted", accepted)
         collector.stats.add("events_quarantined", len(errors))
-        payload = {"success": True, "accepted": accepted, "quarantined": len(errors)}
+        payload: dict[str, object] = {"success": True, "accepted": accepted, "quarantined": len(errors)}
         if errors:
             payload["errors"] = errors[:_MAX_ERRORS_IN_RESPONSE]
         return 200, payload
@@ -443,7 +444,8 @@ class CollectorHandler(BaseHTTPRequestHandler):
         return body
 
     def _read_chunked(self, limit: int) -> bytes:
-        parts, total = [], 0
+        parts: list[bytes] = []
+        total = 0
         while True:
             line = self.rfile.readline(1024)
             try:

@@ -30,8 +30,8 @@ class Stats:
         with self._lock:
             return self._values[name]
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, float]:
         with self._lock:
-            values = dict(self._values)
+            values: dict[str, float] = dict(self._values)
         values["uptime_seconds"] = round(time.monotonic() - self._started, 3)
         return values

@@ -292,10 +292,12 @@ def _make_person(seed: int, index: int, day: date) -> Person:
     agency = rng.choice(_AGENCIES) if role == "landlord" and rng.random() < 0.45 else None
     day_start = datetime.combine(day, time(0), tzinfo=UTC)
     # Fixed per person across generated days, but never after the day itself.
-    created_at = _ACCOUNTS_SINCE + timedelta(days=rng.randint(0, 1200), seconds=rng.randint(0, 86399))
-    if created_at >= day_start:
-        created_at = day_start - timedelta(days=1 + created_at.toordinal() % 30, seconds=created_at.second)
-    created_at = created_at if known else None
+    account_created = _ACCOUNTS_SINCE + timedelta(days=rng.randint(0, 1200), seconds=rng.randint(0, 86399))
+    if account_created >= day_start:
+        account_created = day_start - timedelta(
+            days=1 + account_created.toordinal() % 30, seconds=account_created.second
+        )
+    created_at = account_created if known else None
 
     locale, tz = rng.choices([(loc, z) for loc, z, _ in _LOCALES], weights=[w for *_, w in _LOCALES])[0]
     ip = f"{rng.choice(['192.0.2', '198.51.100', '203.0.113'])}.{rng.randint(1, 254)}"  # RFC 5737 documentation ranges
@@ -520,6 +522,7 @@ class _Session:
         p = self.person
         plan = "free" if p.role == "renter" else ("host_pro" if p.agency else "host_basic")
         created = p.created_at or self.emitter.signed_up_at
+        assert created is not None, "traits are only sent by people who have an account"
         return {
             "email": p.email,
             "name": f"{p.first_name} {p.last_name}",
@@ -534,6 +537,7 @@ class _Session:
         self._emit("identify", wait_ms, traits=self.traits())
 
     def group(self) -> None:
+        assert self.person.agency is not None, "only agency landlords send group"
         group_id, name, employees = self.person.agency
         self._emit(
             "group",
@@ -635,6 +639,7 @@ class _Session:
         if state == "listing":
             roll = rng.random()
             listing = self.last_listing
+            assert listing is not None, "the listing state follows a listing view"
             if self.identified and p.role == "renter" and listing.listing_id not in self.requested and roll < 0.09:
                 self.request_showing(listing)
                 return "listing"
@@ -694,8 +699,12 @@ class _Session:
         }
         self._run_search()
 
+    def _current_search(self) -> dict:
+        assert self.search is not None, "search states follow _pick_search"
+        return self.search
+
     def _run_search(self) -> None:
-        s = self.search
+        s = self._current_search()
         need = max(0, (s["guests"] - 1) // 2)
         self.results = [
             lst
@@ -704,7 +713,7 @@ class _Session:
         ]
 
     def _search_properties(self) -> dict:
-        s = self.search
+        s = self._current_search()
         return {
             "city": s["city"],
             "check_in": s["check_in"].isoformat(),
@@ -718,7 +727,7 @@ class _Session:
     def search_page(self, utm: str = "", again: bool = False, wait_ms: int | None = None) -> None:
         if self.search is None or not again:
             self._pick_search(self.rng)
-        s = self.search
+        s = self._current_search()
         query = (
             f"?city={_CITY_SLUGS[s['city']]}&check_in={s['check_in']}&check_out={s['check_out']}&guests={s['guests']}"
         )
@@ -737,7 +746,7 @@ class _Session:
 
     def refine_search(self) -> None:
         """Filter changes re-run the search without a new page load."""
-        s, rng = self.search, self.rng
+        s, rng = self._current_search(), self.rng
         if not self.results:
             s["max_price"] = min(s["max_price"] + rng.choice([100, 150, 200]), 1000)
             s["min_price"] = 0
@@ -757,7 +766,7 @@ class _Session:
         self.track("Listings Searched", self._search_properties(), wait_ms=self.think(median_s=8))
 
     def view_listing(self, wait_ms: int | None = None, from_search: bool = True, search: str = "") -> None:
-        pool = self.results if from_search and self.results else self.catalog[self.search["city"]]
+        pool = self.results if from_search and self.results else self.catalog[self._current_search()["city"]]
         listing = self.rng.choice(pool)
         self.last_listing = listing
         self.view(

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from trackway.warehouse.base import RAW_TEXT_FIELDS
 
@@ -106,7 +106,7 @@ def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
         head = stream.read(6)
         stream.seek(0)
     if head.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=stream, mode="rb")
+        return cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb"))
     for magic, reader in _READERS.items():
         if head.startswith(magic):
             return reader(stream, mode="rb")
@@ -139,9 +139,9 @@ def parse_object(
                 result.blank_lines += 1
                 continue
             raw, error, obj = parse_line(line)
-            if error:
+            values: list[str | None] = [None] * len(text_fields)
+            if obj is None:
                 result.parse_errors += 1
-                values: list[str | None] = [None] * len(text_fields)
             else:
                 values = [_as_text(obj.get(key)) for _, key in text_fields]
             result.rows.append((*values, raw, error, source_object, line_number, load_id, loaded_at))

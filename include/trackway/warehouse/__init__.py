@@ -12,6 +12,7 @@ def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Wareh
     if target.kind == "duckdb":
         from trackway.warehouse.duckdb_warehouse import DuckDBWarehouse
 
+        assert target.duckdb_path is not None, "WarehouseTarget.parse sets the path for duckdb URLs"
         return DuckDBWarehouse(target.duckdb_path, read_only=read_only)
     if target.kind == "postgres":
         from trackway.warehouse.postgres_warehouse import PostgresWarehouse

@@ -89,7 +89,7 @@ class DuckDBWarehouse(Warehouse):
         self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE
     ) -> None:
         schema = _arrow_schema(table)
-        columns = list(zip(*rows, strict=False)) if rows else [[] for _ in table.columns]
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in table.columns]
         batch = pa.table(
             [pa.array(list(col), type=field.type) for col, field in zip(columns, schema, strict=True)],
             schema=schema,
@@ -146,12 +146,11 @@ class DuckDBWarehouse(Warehouse):
         return [d[0] for d in cursor.description or []], cursor.fetchmany(limit)
 
     def table_exists(self, schema: str, table: str) -> bool:
-        return bool(
-            self.con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                [schema, table],
-            ).fetchone()[0]
-        )
+        row = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchone()
+        return bool(row and row[0])
 
     def close(self) -> None:
         self.con.close()
