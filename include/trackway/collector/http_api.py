@@ -72,7 +72,6 @@ from trackway.collector.segment import (
     batch_level,
     check_events,
     dumps,
-    format_received_at,
     parse_json_body,
     process_event,
 )
@@ -139,11 +138,15 @@ class ClientGone(Exception):
 
 
 class RateLimiter:
-    """A token bucket per write key: ``rate`` events/s, bursts up to one second's worth (at least one batch)."""
+    """A token bucket per write key: ``rate`` events/s, bursts of ``burst`` events.
+
+    A batch bigger than the burst passes when the bucket is full and leaves it
+    in debt, so the long-run rate holds and a big batch is never refused forever.
+    """
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
-        self.burst = max(rate, burst)
+        self.burst = max(1.0, burst)
         self._buckets: dict[str, tuple[float, float]] = {}
 
     def take(self, key: str, events: int) -> float:
@@ -151,11 +154,12 @@ class RateLimiter:
         now = time.monotonic()
         tokens, last = self._buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if events <= tokens:
+        needed = min(events, self.burst)
+        if tokens >= needed:
             self._buckets[key] = (tokens - events, now)
             return 0.0
         self._buckets[key] = (tokens, now)
-        return (min(events, self.burst) - tokens) / self.rate
+        return (needed - tokens) / self.rate
 
 
 class CollectorApp:
@@ -231,8 +235,7 @@ class CollectorApp:
         if close:
             response_headers.append((b"connection", b"close"))
         # Counted before answering, so a /health that follows the answer already includes it.
-        metrics.REQUESTS.labels(route_label, str(status)).inc()
-        metrics.REQUEST_SECONDS.labels(route_label).observe(time.perf_counter() - started)
+        metrics.count_request(route_label, status, time.perf_counter() - started)
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
@@ -326,11 +329,10 @@ class CollectorApp:
                 raise HttpError(401, "unknown write key; use a key configured in TRACKWAY_WRITE_KEYS")
         source_id = write_keys[key]
 
-        received = datetime.now(UTC)
-        dt, hour = hour_key(received)
+        received_at, dt, hour = _received_now()
         info = RequestInfo(
             source_id=source_id,
-            received_at=format_received_at(received),
+            received_at=received_at,
             client_ip=_client_ip(scope, headers, self.settings.trust_forwarded_for),
         )
 
@@ -343,7 +345,7 @@ class CollectorApp:
             except InvalidEvent as exc:
                 raise HttpError(400, f"{exc}; nothing was stored") from None
             await self._store([("events", dt, hour, line + b"\n")])
-            metrics.EVENTS_ACCEPTED.labels(source_id).inc()
+            metrics.events_accepted(source_id).inc()
             return 200, b'{"success":true}'
 
         events = body.get("batch")
@@ -378,7 +380,7 @@ class CollectorApp:
         items = [("events", dt, hour, line + b"\n") for line in checked.lines]
         items += [("quarantine", dt, hour, line + b"\n") for line in checked.quarantine]
         await self._store(items)
-        metrics.EVENTS_ACCEPTED.labels(source_id).inc(accepted)
+        metrics.events_accepted(source_id).inc(accepted)
         if errors:
             metrics.EVENTS_QUARANTINED.labels(source_id).inc(len(errors))
         payload: dict[str, Any] = {"success": True, "accepted": accepted, "quarantined": len(errors)}
@@ -491,6 +493,21 @@ class CollectorApp:
                 400, f"body says Content-Encoding: {encoding} but is not valid {encoding} data ({exc})"
             ) from None
         return bytes(out)
+
+
+_clock: list = [None, None]  # [whole second, (date-time prefix, dt, hour)] cached per second
+
+
+def _received_now() -> tuple[str, str, str]:
+    """receivedAt (UTC, ms, Z) and the (dt, hour) partition of now; the formatting is cached per second."""
+    now = time.time()
+    second = int(now)
+    if _clock[0] != second:
+        moment = datetime.fromtimestamp(second, UTC)
+        dt, hour = hour_key(moment)
+        _clock[0], _clock[1] = second, (moment.strftime("%Y-%m-%dT%H:%M:%S."), dt, hour)
+    prefix, dt, hour = _clock[1]
+    return f"{prefix}{int((now - second) * 1000):03d}Z", dt, hour
 
 
 def _header_write_key(auth: str | None) -> str | None:

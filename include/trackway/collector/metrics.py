@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as _multiprocess
@@ -75,6 +76,27 @@ CONNECTIONS_TIMED_OUT = Counter(
     _P + "connections_timed_out_total", "Connections closed for sending headers or body too slowly"
 )
 WORKER_RESTARTS = Counter(_P + "worker_restarts_total", "Worker processes that died and were started again")
+
+_children: dict[tuple, Any] = {}
+
+
+def count_request(route: str, status: int, seconds: float) -> None:
+    """requests_total and the latency histogram for one answered request (children cached: hot path)."""
+    key = (route, status)
+    pair = _children.get(key)
+    if pair is None:
+        pair = _children[key] = (REQUESTS.labels(route, str(status)), REQUEST_SECONDS.labels(route))
+    pair[0].inc()
+    pair[1].observe(seconds)
+
+
+def events_accepted(source: str) -> Counter:
+    key = ("accepted", source)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = EVENTS_ACCEPTED.labels(source)
+    return child
+
 
 _STATS_COUNTERS = {
     "upload_failures": UPLOAD_FAILURES,

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import resource
@@ -73,7 +74,7 @@ class Worker:
         # The cap is on all workers' backlog together; each worker holds an equal share of it.
         self.pending_cap = max(1, limits.spool_max_pending_bytes // workers)
         rate = limits.rate_limit_events_per_second / workers
-        self.rate_limiter = RateLimiter(rate, burst=max(rate, limits.max_batch_events)) if rate > 0 else None
+        self.rate_limiter = RateLimiter(rate, burst=rate) if rate > 0 else None  # bursts of one second's worth
         self.stopping = False
         self.all_uploaded = False
 
@@ -170,7 +171,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 30.0
     max_connections = 10_000
-    _deadline: asyncio.TimerHandle | None = None
+    _deadline = 0.0  # loop time by which headers/body must have arrived; 0 = none pending
+    _sweeper: asyncio.TimerHandle | None = None  # one per worker, not a timer per request
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -179,10 +181,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         self._arm(self.header_timeout)
+        cls = GuardedHttpToolsProtocol
+        if cls._sweeper is None:
+            cls._sweeper = self.loop.call_later(1.0, cls._sweep, self.loop, self.connections)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+    @classmethod
+    def _sweep(cls, loop: asyncio.AbstractEventLoop, connections: set) -> None:
+        """Once a second: close the connections past their header/body deadline."""
+        now = loop.time()
+        for conn in list(connections):
+            deadline = getattr(conn, "_deadline", 0.0)
+            if deadline and now >= deadline:
+                conn._expire()
+        cls._sweeper = loop.call_later(1.0, cls._sweep, loop, connections) if connections else None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -197,16 +208,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expire)
+        self._deadline = self.loop.time() + seconds
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline = 0.0
 
     def _expire(self) -> None:
-        self._deadline = None
+        self._deadline = 0.0
         if not self.transport.is_closing():
             metrics.CONNECTIONS_TIMED_OUT.inc()
             self.transport.close()
@@ -273,6 +281,10 @@ def serve(index: int, workers: int, fd: int, parent: int) -> int:
     )
     sock = socket.socket(fileno=fd)
     server = _Server(config, worker)
+    # Everything allocated so far lives as long as the process: keep the cyclic GC off it,
+    # and let it run less often (requests allocate many short-lived, acyclic objects).
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     server.run(sockets=[sock])
     if not server.started:
         return 3
