@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -55,6 +56,7 @@ class CollectorProcess:
             "TRACKWAY_HOME": str(self.home),
             "TRACKWAY_WRITE_KEYS": WRITE_KEYS_SPEC,
             "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "1",
+            "TRACKWAY_COLLECTOR_WORKERS": "2",  # always several workers: the spools, recovery and /health span them
         }
         self.env = clean_env(**{**defaults, **env})
         self.proc: subprocess.Popen | None = None
@@ -82,6 +84,7 @@ class CollectorProcess:
                     stdout=out,
                     stderr=err,
                     cwd=self.home,
+                    start_new_session=True,  # its own process group: kill() takes the workers too
                 )
             try:
                 ready = self._wait_ready()
@@ -123,12 +126,40 @@ class CollectorProcess:
         return self.proc.wait(timeout)
 
     def kill(self) -> None:
-        self.proc.kill()
+        """SIGKILL the whole process group (master and every worker) at once, like a crashed host."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(DEADLINE)
+        wait_for(lambda: not _group_alive(self.proc.pid), "the collector's workers to die")
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.kill()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Zombies still count for killpg; a group of zombies only is as good as dead.
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def spool_segments(spool: Path) -> list[Path]:
+    """Every segment file (open or sealed) of every worker's spool under ``spool``."""
+    return sorted(p for p in Path(spool).rglob("*") if p.suffix in (".open", ".sealed"))
 
 
 def read_lines(store: ObjectStore, prefix: str) -> list[dict]:

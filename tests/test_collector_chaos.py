@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 
-from collector_helpers import CollectorProcess, local_store
+from collector_helpers import CollectorProcess, local_store, spool_segments
 
 KILLS = 6
 SENDERS = 4
@@ -90,4 +90,4 @@ def test_acknowledged_events_survive_repeated_sigkill(tmp_path):
     duplicates = len(stored) - len(set(stored))
     assert duplicates == 0, f"{duplicates} events stored twice"
     assert set(stored) <= sent
-    assert list(collector.spool_dir.glob("*.open")) == [] and list(collector.spool_dir.glob("*.sealed")) == []
+    assert spool_segments(collector.spool_dir) == []

@@ -27,7 +27,7 @@ CASES = {
     "event over 32 KB": (
         "/v1/track",
         json.dumps({"userId": "u", "event": "e", "properties": {"x": "a" * 40000}}).encode(),
-        400,
+        413,  # over a limit: 413 naming TRACKWAY_MAX_EVENT_BYTES (issue 9), was 400
     ),
     "gzip header, not gzip": ("/v1/track", b"\x1f\x8bnot gzip", 400),
 }
@@ -55,6 +55,8 @@ def test_hostile_request_gets_a_clear_answer(collector, name):
     assert status == expected, answer
     if status != 200:
         assert answer["success"] is False and len(answer["error"]) > 20 and answer["code"] != "internal_error"
+    if status == 413:
+        assert "TRACKWAY_MAX_" in answer["error"]  # names the limit
 
 
 def test_collector_keeps_earlier_events_after_hostile_requests(collector):

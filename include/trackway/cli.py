@@ -14,7 +14,13 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     from trackway.collector.app import run_collector
 
     settings = load_settings()
-    return run_collector(settings, host=args.host or settings.collector_host, port=args.port or settings.collector_port)
+    return run_collector(
+        settings,
+        host=args.host or settings.collector_host,
+        port=args.port or settings.collector_port,
+        workers=args.workers,
+        log_json=True if args.log_json else None,
+    )
 
 
 def _parse_hour(text: str) -> datetime:
@@ -125,13 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
         "collect",
         help="run the Segment-compatible HTTP collector",
         description="Serve the Segment HTTP tracking API (/v1/batch, /v1/import, /v1/track, /v1/page, "
-        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for live counters). "
-        "Events are acknowledged only after they are fsync'd to the local spool (TRACKWAY_SPOOL_DIR); "
-        "spool segments are uploaded to TRACKWAY_RAW_URL as gzip'd NDJSON by hour received, "
-        "invalid events of a batch to its quarantine/ folder. SIGTERM/SIGINT uploads everything, then exits.",
+        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for live counters, /metrics for "
+        "Prometheus, /openapi.json for the API description) with uvicorn worker processes. "
+        "Events are acknowledged only after they are fsync'd to the local spool (TRACKWAY_SPOOL_DIR, one "
+        "folder per worker); spool segments are uploaded to TRACKWAY_RAW_URL as gzip'd NDJSON by hour received, "
+        "invalid events of a batch to its quarantine/ folder. SIGTERM/SIGINT uploads everything, then exits; "
+        "SIGHUP re-reads the write keys (TRACKWAY_WRITE_KEYS_FILE).",
     )
     collect.add_argument("--host", help="address to listen on (default TRACKWAY_COLLECTOR_HOST or 127.0.0.1)")
     collect.add_argument("--port", type=int, help="port to listen on (default TRACKWAY_COLLECTOR_PORT or 8080)")
+    collect.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default TRACKWAY_COLLECTOR_WORKERS or the number of CPUs)",
+    )
+    collect.add_argument(
+        "--log-json", action="store_true", help="log one JSON object per line (default TRACKWAY_LOG_FORMAT=text)"
+    )
     collect.set_defaults(func=_cmd_collect)
 
     load = sub.add_parser(

@@ -41,10 +41,28 @@ def _int_env(name: str, default: int, *, minimum: int = 1) -> int:
     return value
 
 
-def parse_write_keys(spec: str) -> dict[str, str]:
-    """Parse ``source:key,source:key`` into ``{key: source}``."""
+def _float_env(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}; set it to e.g. {default}")
+    return value
+
+
+def parse_write_keys(spec: str, what: str = "TRACKWAY_WRITE_KEYS") -> dict[str, str]:
+    """Parse ``source:key,source:key`` (commas or new lines; ``#`` comments) into ``{key: source}``.
+
+    A source may have several keys, so a key can be rotated: add the new one,
+    move the clients over, then remove the old one.
+    """
     keys: dict[str, str] = {}
-    for entry in spec.split(","):
+    lines = [line.split("#", 1)[0] for line in spec.splitlines()]
+    for entry in ",".join(lines).split(","):
         item = entry.strip()
         if not item:
             continue
@@ -52,15 +70,40 @@ def parse_write_keys(spec: str) -> dict[str, str]:
         source, key = source.strip(), key.strip()
         if not sep or not source or not key:
             raise ConfigError(
-                f"TRACKWAY_WRITE_KEYS entry {item!r} is not 'source:key'; "
-                "write e.g. TRACKWAY_WRITE_KEYS=web:abc123,backend:def456"
+                f"{what} entry {item!r} is not 'source:key'; write e.g. web:abc123,backend:def456 (one per line in a file)"
             )
         if key in keys and keys[key] != source:
-            raise ConfigError(f"TRACKWAY_WRITE_KEYS gives key {key!r} to two sources ({keys[key]}, {source})")
+            raise ConfigError(f"{what} gives one key to two sources ({keys[key]}, {source})")
         keys[key] = source
     if not keys:
-        raise ConfigError("TRACKWAY_WRITE_KEYS is empty; write e.g. TRACKWAY_WRITE_KEYS=web:abc123")
+        raise ConfigError(f"{what} is empty; write e.g. web:abc123")
     return keys
+
+
+def load_write_keys() -> tuple[dict[str, str], bool]:
+    """The write keys from TRACKWAY_WRITE_KEYS and/or TRACKWAY_WRITE_KEYS_FILE, and whether they are the demo key.
+
+    Read again on SIGHUP by the collector, so the file is the way to rotate keys without a restart.
+    """
+    spec, path = _env("TRACKWAY_WRITE_KEYS"), _env("TRACKWAY_WRITE_KEYS_FILE")
+    keys: dict[str, str] = {}
+    if spec is not None:
+        keys.update(parse_write_keys(spec))
+    if path is not None:
+        try:
+            text = Path(path).expanduser().read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"TRACKWAY_WRITE_KEYS_FILE={path!r} cannot be read ({exc.strerror}); "
+                "point it at a file of source:key lines"
+            ) from None
+        for key, source in parse_write_keys(text, f"TRACKWAY_WRITE_KEYS_FILE {path}").items():
+            if keys.get(key, source) != source:
+                raise ConfigError("TRACKWAY_WRITE_KEYS and TRACKWAY_WRITE_KEYS_FILE give one key to two sources")
+            keys[key] = source
+    if spec is None and path is None:
+        return parse_write_keys(DEMO_WRITE_KEYS), True
+    return keys, False
 
 
 DEMO_WRITE_KEYS = "demo:trackway-demo-key"
@@ -125,6 +168,24 @@ class WarehouseTarget:
 
 
 @dataclass(frozen=True)
+class CollectorLimits:
+    """The collector's server, limit and back-pressure settings (Segment's limits by default)."""
+
+    workers: int = max(1, os.cpu_count() or 1)
+    max_event_bytes: int = 32 * 1024
+    max_batch_events: int = 2500
+    rate_limit_events_per_second: float = 0.0  # per write key; 0 = off
+    spool_max_pending_bytes: int = 1024**3  # bytes not yet uploaded, all workers together
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 10_000  # per worker
+    upload_backoff_initial_seconds: float = 1.0
+    upload_backoff_max_seconds: float = 30.0
+    log_json: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     raw_url: str
@@ -143,6 +204,7 @@ class Settings:
     dbt_project_dir: Path
     alert_webhook_url: str | None = None
     task_retries: int = 2
+    collector: CollectorLimits = field(default_factory=CollectorLimits)
 
     @property
     def events_url(self) -> str:
@@ -164,7 +226,7 @@ def load_settings() -> Settings:
     if urlparse(raw_url).scheme not in ("file", "s3", "gs"):
         raise ConfigError(f"TRACKWAY_RAW_URL={raw_url!r}: use file:///path, s3://bucket/prefix or gs://bucket/prefix")
     warehouse_url = _env("TRACKWAY_WAREHOUSE_URL", "duckdb://" + str(home / "warehouse.duckdb"))
-    keys_spec = _env("TRACKWAY_WRITE_KEYS")
+    write_keys, write_keys_are_demo = load_write_keys()
     alert_webhook_url = _env("TRACKWAY_ALERT_WEBHOOK_URL")
     if alert_webhook_url and urlparse(alert_webhook_url).scheme not in ("http", "https"):
         raise ConfigError(
@@ -175,12 +237,12 @@ def load_settings() -> Settings:
         raw_url=raw_url,
         raw_conn_id=_env("TRACKWAY_RAW_CONN_ID"),
         warehouse=WarehouseTarget.parse(warehouse_url),
-        write_keys=parse_write_keys(keys_spec or DEMO_WRITE_KEYS),
-        write_keys_are_demo=keys_spec is None,
+        write_keys=write_keys,
+        write_keys_are_demo=write_keys_are_demo,
         spool_dir=Path(_env("TRACKWAY_SPOOL_DIR", str(home / "spool"))).expanduser().resolve(),
         spool_max_bytes=_int_env("TRACKWAY_SPOOL_MAX_BYTES", 64 * 1024 * 1024),
         spool_max_age_seconds=_int_env("TRACKWAY_SPOOL_MAX_AGE_SECONDS", 60),
-        max_body_bytes=_int_env("TRACKWAY_MAX_BODY_BYTES", 512 * 1024),
+        max_body_bytes=_int_env("TRACKWAY_MAX_BODY_BYTES", 500 * 1024),
         collector_host=_env("TRACKWAY_COLLECTOR_HOST", "127.0.0.1"),
         collector_port=_int_env("TRACKWAY_COLLECTOR_PORT", 8080),
         trust_forwarded_for=(_env("TRACKWAY_TRUST_FORWARDED_FOR", "false").lower() in ("1", "true", "yes")),
@@ -188,4 +250,27 @@ def load_settings() -> Settings:
         dbt_project_dir=Path(_env("TRACKWAY_DBT_PROJECT_DIR", str(_default_dbt_dir()))).resolve(),
         alert_webhook_url=alert_webhook_url,
         task_retries=_int_env("TRACKWAY_TASK_RETRIES", 2, minimum=0),
+        collector=_collector_limits(),
+    )
+
+
+def _collector_limits() -> CollectorLimits:
+    d = CollectorLimits()
+    return CollectorLimits(
+        workers=_int_env("TRACKWAY_COLLECTOR_WORKERS", d.workers),
+        max_event_bytes=_int_env("TRACKWAY_MAX_EVENT_BYTES", d.max_event_bytes),
+        max_batch_events=_int_env("TRACKWAY_MAX_BATCH_EVENTS", d.max_batch_events),
+        rate_limit_events_per_second=_float_env("TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND", 0.0),
+        spool_max_pending_bytes=_int_env("TRACKWAY_SPOOL_MAX_PENDING_BYTES", d.spool_max_pending_bytes),
+        header_timeout_seconds=_float_env("TRACKWAY_HEADER_TIMEOUT_SECONDS", d.header_timeout_seconds, minimum=0.1),
+        body_timeout_seconds=_float_env("TRACKWAY_BODY_TIMEOUT_SECONDS", d.body_timeout_seconds, minimum=0.1),
+        keep_alive_seconds=_float_env("TRACKWAY_KEEP_ALIVE_SECONDS", d.keep_alive_seconds, minimum=0.1),
+        max_connections=_int_env("TRACKWAY_MAX_CONNECTIONS", d.max_connections),
+        upload_backoff_initial_seconds=_float_env(
+            "TRACKWAY_UPLOAD_BACKOFF_INITIAL_SECONDS", d.upload_backoff_initial_seconds, minimum=0.01
+        ),
+        upload_backoff_max_seconds=_float_env(
+            "TRACKWAY_UPLOAD_BACKOFF_MAX_SECONDS", d.upload_backoff_max_seconds, minimum=0.01
+        ),
+        log_json=_env("TRACKWAY_LOG_FORMAT", "text").lower() == "json",
     )

@@ -1,91 +1,46 @@
-"""Wires spool, uploader and HTTP server together and owns the process lifecycle.
+"""The collector's master process: owns the spool, the socket and the worker processes.
 
-Start: lock the spool, bind the port, upload segments a previous run left
-behind, then serve. Stop (SIGTERM/SIGINT): stop accepting, let in-flight
-requests finish, seal every segment and upload it all, exit 0. A second
-signal stops upload retries; whatever is left stays in the spool and is
-uploaded by the next start (exit 1 says so).
+Start: lock the spool directory, bind the port, recover and upload what any
+earlier worker left behind (exactly once: no worker runs yet), then start N
+workers (worker.py) that accept on the shared socket, each with its own
+spool ``<spool>/w<i>``. Leftovers of a worker index that no longer runs
+(fewer ``--workers`` than last time) move to a running worker's directory,
+keeping their names, so they are still uploaded under the same object key.
+
+Stop (SIGTERM/SIGINT): every worker stops accepting, finishes in-flight
+requests, seals and uploads its spool; exit 0. A second signal stops upload
+retries; whatever is left stays in the spool for the next start (exit 1).
+A worker that dies is started again and recovers its own spool. SIGHUP
+re-reads the write keys (TRACKWAY_WRITE_KEYS_FILE) in every worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
+import shutil
 import signal
+import socket
+import subprocess
 import sys
 import threading
-from contextlib import suppress
+import time
+from pathlib import Path
 
-from trackway.collector.http_api import make_server
-from trackway.collector.spool import SealedSegment, Spool, SpoolLocked
+from trackway.collector.logs import setup_logging
+from trackway.collector.spool import Spool, SpoolLocked
 from trackway.collector.stats import Stats
 from trackway.collector.uploader import Uploader
-from trackway.config import Settings
-from trackway.objectstore import ObjectStore, open_object_store
+from trackway.config import ConfigError, Settings, load_write_keys
+from trackway.objectstore import ObjectStore, fsync_dir, open_object_store
 
 log = logging.getLogger("trackway.collector")
 
-
-class Collector:
-    """State shared by the request threads: settings, spool, counters, in-flight tracking."""
-
-    def __init__(self, settings: Settings, store: ObjectStore) -> None:
-        self.settings = settings
-        self.store = store
-        self.stats = Stats()
-        self.uploader = Uploader(store, settings.spool_dir, self.stats)
-        self.spool = Spool(
-            settings.spool_dir,
-            max_bytes=settings.spool_max_bytes,
-            max_age_seconds=settings.spool_max_age_seconds,
-            on_sealed=self._on_sealed,
-        )
-        self._cond = threading.Condition()
-        self._inflight = 0
-        self._stopping = False
-
-    def _on_sealed(self, segment: SealedSegment) -> None:
-        self.stats.add("segments_rotated")
-        self.uploader.enqueue(segment)
-
-    def begin_request(self) -> bool:
-        with self._cond:
-            if self._stopping:
-                return False
-            self._inflight += 1
-            return True
-
-    def end_request(self) -> None:
-        with self._cond:
-            self._inflight -= 1
-            self._cond.notify_all()
-
-    def stop_accepting(self, timeout: float = 30.0) -> None:
-        """Refuse new requests and wait for the ones being handled to be answered."""
-        with self._cond:
-            self._stopping = True
-            if not self._cond.wait_for(lambda: self._inflight == 0, timeout):
-                log.warning("%d request(s) still running after %.0fs; they will get 503", self._inflight, timeout)
-
-    def health(self) -> dict:
-        with self._cond:
-            status = "stopping" if self._stopping else "ok"
-        return {
-            "status": status,
-            **self.stats.snapshot(),
-            "spool_pending_bytes": self.spool.pending_bytes(),
-            "spool_commits": self.spool.commits,
-            "uploads_pending": self.uploader.pending(),
-        }
-
-
-def _setup_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+_WORKER_DIR = re.compile(r"^w(\d+)$")
+_RESPAWN_DELAY = 1.0
+_WORKER_SIGNALS = {signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1}
 
 
 def _check_store(store: ObjectStore) -> None:
@@ -101,65 +56,171 @@ def _check_store(store: ObjectStore) -> None:
         )
 
 
-def run_collector(settings: Settings, host: str, port: int) -> int:
+def recover_leftovers(settings: Settings, store: ObjectStore, workers: int) -> int:
+    """Seal and upload what earlier processes left in any spool directory; return how many segments.
+
+    Runs before any worker starts, so each leftover is uploaded by exactly one
+    process. One failed upload means the store is down: the rest wait in the
+    spool, in a running worker's directory, for that worker's uploader.
+    """
+    root = settings.spool_dir
+    dirs = [
+        root,
+        *sorted((d for d in root.iterdir() if d.is_dir() and _WORKER_DIR.match(d.name)), key=lambda d: int(d.name[1:])),
+    ]
+    stats = Stats()
+    store_ok = True
+    found = 0
+    for directory in dirs:
+        spool = Spool(directory, max_bytes=settings.spool_max_bytes, max_age_seconds=3600, on_sealed=lambda _s: None)
+        segments = spool.recover()
+        found += len(segments)
+        uploader = Uploader(store, directory, stats)
+        left = []
+        for segment in segments:
+            store_ok = store_ok and uploader.upload(segment)
+            if not store_ok:
+                left.append(segment)
+        match = _WORKER_DIR.match(directory.name) if directory != root else None
+        index = int(match[1]) if match else 0
+        if left and (directory == root or index >= workers):
+            target = root / f"w{index % workers}"
+            target.mkdir(exist_ok=True)
+            for segment in left:
+                os.rename(segment.path, target / segment.path.name)
+            fsync_dir(target)
+            fsync_dir(directory)
+    return found
+
+
+class _Workers:
+    """The worker processes: start, signal, reap and restart."""
+
+    def __init__(self, count: int, sock: socket.socket, env: dict[str, str]) -> None:
+        self.count = count
+        self.sock = sock
+        self.env = env
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.exit_codes: dict[int, int] = {}
+
+    def start(self, index: int) -> None:
+        fd = self.sock.fileno()
+        # Started with these signals blocked (the mask survives exec): one sent while the
+        # worker is still starting waits until its handler is in place instead of killing it.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS)
+        try:
+            self.procs[index] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trackway.collector.worker",
+                    f"--index={index}",
+                    f"--workers={self.count}",
+                    f"--fd={fd}",
+                    f"--parent={os.getpid()}",
+                ],
+                env=self.env,
+                pass_fds=(fd,),
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def signal_all(self, signum: int) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+
+    def reap(self) -> list[tuple[int, int, int]]:
+        """(index, pid, exit code) of every worker that exited since the last call."""
+        done = []
+        for index, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is not None:
+                done.append((index, proc.pid, code))
+                del self.procs[index]
+                self.exit_codes[index] = code
+        return done
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=4096)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_collector(
+    settings: Settings, host: str, port: int, workers: int | None = None, log_json: bool | None = None
+) -> int:
     """Serve until SIGTERM/SIGINT; 0 when everything received reached the object store."""
-    _setup_logging()
+    limits = settings.collector
+    workers = max(1, workers or limits.workers)
+    setup_logging(json_lines=limits.log_json if log_json is None else log_json, worker="master")
     store = open_object_store(settings.raw_url)  # ConfigError propagates to the CLI's message
-    collector = Collector(settings, store)
+    root = settings.spool_dir
+    spool = Spool(root, max_bytes=settings.spool_max_bytes, max_age_seconds=3600, on_sealed=lambda _s: None)
     try:
-        collector.spool.lock()
+        spool.lock()
     except SpoolLocked as exc:
         log.error("%s", exc)
         return 1
     try:
-        server = make_server(host, port, collector)
+        sock = _bind(host, port)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s; choose another --port or stop what is using it", host, port, exc)
         return 1
 
-    leftovers = collector.spool.recover()
-    if leftovers:
-        # Upload what a previous run acknowledged before taking new traffic; one failed
-        # attempt is enough to know the store is down, the rest wait in the retry queue.
-        store_ok = True
-        for segment in leftovers:
-            store_ok = store_ok and collector.uploader.upload(segment)
-            if not store_ok:
-                collector.uploader.enqueue(segment)
-    else:
+    # Prometheus multiprocess mode: every process of this run writes its metrics here.
+    metrics_dir = root / ".metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from trackway.collector import metrics
+
+    if not recover_leftovers(settings, store, workers):
         threading.Thread(target=_check_store, args=(store,), name="store-check", daemon=True).start()
 
-    stop = threading.Event()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "TRACKWAY_COLLECTOR_STARTED_AT": repr(time.time()),
+    }
+    pool = _Workers(workers, sock, env)
+    signals: list[int] = []
 
-    def on_signal(signum, _frame):
-        # Decide before logging: a second signal may arrive while this handler runs.
-        first = not stop.is_set()
-        stop.set()
-        if first:
+    def on_stop(signum: int, _frame: object) -> None:
+        signals.append(signum)
+        if len(signals) == 1:
             log.info("%s received: stopping; finishing requests, then uploading the spool", signal.Signals(signum).name)
         else:
             log.warning(
                 "second %s: giving up on uploads; what is left stays in %s for the next start",
                 signal.Signals(signum).name,
-                settings.spool_dir,
+                root,
             )
-            collector.uploader.abort()
+        pool.signal_all(signal.SIGTERM if len(signals) == 1 else signal.SIGUSR1)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    def on_hup(_signum: int, _frame: object) -> None:
+        try:
+            keys, _ = load_write_keys()
+        except ConfigError as exc:
+            log.error("SIGHUP: write keys not reloaded, the old ones stay in use: %s", exc)
+            return
+        log.info("SIGHUP: reloading write keys in every worker (sources: %s)", ", ".join(sorted(set(keys.values()))))
+        pool.signal_all(signal.SIGHUP)
 
-    collector.uploader.start()
-    collector.spool.start()
-    serve = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
-    serve.start()
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    for index in range(workers):
+        pool.start(index)
 
-    bound_host, bound_port = server.server_address[:2]
-    if isinstance(bound_host, bytes):  # AF_UNIX-style addresses; ours are (host, port)
-        bound_host = bound_host.decode()
+    bound_host, bound_port = sock.getsockname()[:2]
     sources = ", ".join(sorted(set(settings.write_keys.values())))
     print(  # noqa: T201 (the start-up banner operators read)
         f"trackway collector listening on http://{bound_host}:{bound_port} "
-        f"(sources: {sources}; spool: {settings.spool_dir}; raw: {settings.raw_url})",
+        f"(sources: {sources}; workers: {workers}; spool: {root}; raw: {settings.raw_url})",
         flush=True,
     )
     if settings.write_keys_are_demo:
@@ -168,30 +229,46 @@ def run_collector(settings: Settings, host: str, port: int) -> int:
             "set TRACKWAY_WRITE_KEYS=source:key,... before exposing this collector"
         )
 
-    while not stop.wait(1.0):
-        pass
+    restart_at: dict[int, float] = {}
+    while pool.procs or (restart_at and not signals):
+        for index, pid, code in pool.reap():
+            metrics.mark_process_dead(pid)
+            if not signals:
+                log.error("worker w%d (pid %d) exited with %d; starting it again", index, pid, code)
+                metrics.WORKER_RESTARTS.inc()
+                restart_at[index] = time.monotonic() + _RESPAWN_DELAY
+        for index, when in list(restart_at.items()):
+            if signals:
+                del restart_at[index]
+            elif time.monotonic() >= when:
+                del restart_at[index]
+                pool.start(index)
+        time.sleep(0.05)
+    sock.close()
 
-    server.shutdown()
-    server.server_close()
-    collector.stop_accepting()
-    collector.spool.close()
-    log.info("spool sealed; uploading %d segment(s)", collector.uploader.pending())
-    all_uploaded = collector.uploader.drain()
-    with suppress(Exception):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-    snapshot = collector.stats.snapshot()
-    if not all_uploaded:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    totals = metrics.health_counters()
+    left = sorted(p.name for p in root.glob("w*/*.sealed")) + sorted(p.name for p in root.glob("w*/*.open"))
+    failed = {f"w{index}": code for index, code in pool.exit_codes.items() if code != 0}
+    if left or failed:
+        if failed:
+            log.error("worker exit codes: %s", failed)
         log.error(
             "stopped with %d segment(s) not uploaded; they are safe in %s and will be uploaded on the next start",
-            collector.uploader.pending(),
-            settings.spool_dir,
+            len(left),
+            root,
         )
         return 1
     log.info(
         "stopped cleanly: %d event(s) accepted, %d quarantined, %d object(s) written",
-        snapshot["events_accepted"],
-        snapshot["events_quarantined"],
-        snapshot["objects_written"],
+        totals["events_accepted_total"],
+        totals["events_quarantined_total"],
+        totals["objects_written_total"],
     )
     return 0
+
+
+def spool_dirs(root: Path) -> list[Path]:
+    """The per-worker spool directories under ``root``."""
+    return sorted(d for d in root.iterdir() if d.is_dir() and _WORKER_DIR.match(d.name))

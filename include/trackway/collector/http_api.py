@@ -1,4 +1,4 @@
-"""The Segment HTTP Tracking API over the stdlib threaded HTTP server.
+"""The Segment HTTP Tracking API as a plain ASGI application (served by uvicorn, see server.py).
 
 Endpoints (Segment field names; the single-event endpoints imply ``type``):
   POST /v1/batch  (alias /v1/import)   {"batch": [...], "context"?, "integrations"?, "sentAt"?, "writeKey"?}
@@ -10,8 +10,10 @@ Endpoints (Segment field names; the single-event endpoints imply ``type``):
        the request came in on + ``/v1`` and its protocol this request's (X-Forwarded-Host
        and X-Forwarded-Proto win when TRACKWAY_TRUST_FORWARDED_FOR), so a page needs
        only ``cdnURL`` set to the collector. 404 for an unknown key, 400 for a bad Host
-  GET  /health    live counters as JSON
-  OPTIONS *       CORS preflight (browser SDKs)
+  GET  /health        live counters of all workers as JSON
+  GET  /metrics       Prometheus text format, all workers
+  GET  /openapi.json  the OpenAPI 3.1 description of all this (openapi.py)
+  OPTIONS *           CORS preflight (browser SDKs)
 
 The write key comes from HTTP basic auth (key as user name, empty password)
 or from ``writeKey`` in the body. Bodies may be ``Content-Encoding: gzip``
@@ -32,9 +34,14 @@ a 4xx whose body lacks them):
   404  unknown path, or settings asked for an unknown write key
   405  wrong method
   411  no Content-Length and not chunked
-  413  body (raw or after gunzip) larger than TRACKWAY_MAX_BODY_BYTES
+  413  over a limit, named in the message: body (raw or after gunzip) over
+       TRACKWAY_MAX_BODY_BYTES, a single event over TRACKWAY_MAX_EVENT_BYTES,
+       a batch over TRACKWAY_MAX_BATCH_EVENTS events
   415  Content-Encoding other than gzip/deflate/identity
-  503  shutting down or the spool could not be written; nothing stored, retry
+  429  the write key is over TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND; Retry-After says when to retry
+  503  shutting down, the spool is over TRACKWAY_SPOOL_MAX_PENDING_BYTES (object
+       store behind) or could not be written (disk full); nothing stored;
+       Retry-After says when to retry
   500  unexpected bug; nothing acknowledged
 A 4xx/5xx therefore always means nothing from that request was acknowledged.
 """
@@ -44,27 +51,40 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import sys
+import math
+import time
 import zlib
+from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
+import orjson
+
+from trackway.collector import metrics
 from trackway.collector.analytics_js import SETTINGS_PATH, settings_document, valid_host
 from trackway.collector.segment import (
+    CheckedBatch,
+    EventTooLarge,
     InvalidBody,
     InvalidEvent,
     RequestInfo,
     batch_level,
+    check_events,
     dumps,
-    format_received_at,
     parse_json_body,
     process_event,
-    quarantine_record,
 )
 from trackway.collector.spool import SpoolClosed, SpoolWriteError, hour_key
 
+if TYPE_CHECKING:
+    from trackway.collector.worker import Worker
+
 log = logging.getLogger("trackway.collector.http")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 BATCH = "batch"
 ROUTES = {
@@ -85,6 +105,7 @@ ROUTES = {
     "/v1/s": "screen",
     "/v1/b": BATCH,
 }
+GET_ROUTES = ("/health", "/metrics", "/openapi.json")
 # Machine-readable ``code`` for each error status, as Segment-style clients expect.
 ERROR_CODES = {
     400: "invalid_request",
@@ -94,15 +115,17 @@ ERROR_CODES = {
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_encoding",
+    429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
 }
 _MAX_REASONS_IN_MESSAGE = 5
 _MAX_ERRORS_IN_RESPONSE = 100
+_JSON = b"application/json"
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, *, close: bool = False, headers: dict | None = None):
+    def __init__(self, status: int, message: str, *, close: bool = False, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
@@ -110,182 +133,156 @@ class HttpError(Exception):
         self.headers = headers or {}
 
 
-class CollectorHTTPServer(ThreadingHTTPServer):
-    """One thread per connection; handlers block on the spool's group commit."""
-
-    daemon_threads = True
-    request_queue_size = 256
-
-    def __init__(self, address, collector):
-        self.collector = collector
-        super().__init__(address, CollectorHandler)
-
-    def handle_error(self, request, client_address):
-        # Dropped and timed-out connections are routine; only log real bugs with a traceback.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (TimeoutError, ConnectionError)):
-            log.debug("connection from %s ended: %s", client_address[0], exc)
-        else:
-            log.exception("error serving %s", client_address[0])
+class ClientGone(Exception):
+    """The client disconnected (or was timed out) before its body arrived: nothing to answer."""
 
 
-def make_server(host: str, port: int, collector) -> CollectorHTTPServer:
-    return CollectorHTTPServer((host, port), collector)
+class RateLimiter:
+    """A token bucket per write key: ``rate`` events/s, bursts of ``burst`` events.
+
+    A batch bigger than the burst passes when the bucket is full and leaves it
+    in debt, so the long-run rate holds and a big batch is never refused forever.
+    """
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, events: int) -> float:
+        """0 when ``events`` may pass now, else the seconds until they could."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        needed = min(events, self.burst)
+        if tokens >= needed:
+            self._buckets[key] = (tokens - events, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (needed - tokens) / self.rate
 
 
-class CollectorHandler(BaseHTTPRequestHandler):
-    server: CollectorHTTPServer
-    protocol_version = "HTTP/1.1"  # keep-alive: SDKs reuse connections
-    server_version = "trackway-collector"
-    sys_version = ""
-    timeout = 30  # seconds a connection may sit idle or stall mid-body
-    disable_nagle_algorithm = True  # headers and body go out in two writes; don't wait 40 ms for an ACK
+class CollectorApp:
+    """The ASGI callable: routes, limits, the write key, parsing, then the worker's spool."""
 
-    # -- plumbing --------------------------------------------------------
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.settings = worker.settings
+        self.limits = worker.settings.collector
 
-    def log_message(self, format, *args):
-        log.debug("%s %s", self.address_string(), format % args)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
 
-    def handle_expect_100(self):
-        # Refuse an oversized body before the client sends it.
-        length = self.headers.get("Content-Length")
-        if length and length.strip().isdigit() and int(length) > self.server.collector.settings.max_body_bytes:
-            self.server.collector.stats.add("requests")
-            self._send_error(self._too_large(int(length)))
-            return False
-        return super().handle_expect_100()
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.worker.startup()
+                except Exception as exc:
+                    log.exception("worker could not start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.worker.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
-    def _cors_headers(self) -> dict:
-        return {"Access-Control-Allow-Origin": self.headers.get("Origin") or "*", "Vary": "Origin"}
+    # -- HTTP --------------------------------------------------------------
 
-    def _send_json(self, status: int, payload: dict, *, close: bool = False, headers: dict | None = None) -> None:
-        body = dumps(payload)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in {**self._cors_headers(), **(headers or {})}.items():
-            self.send_header(name, value)
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _send_error(self, err: HttpError) -> None:
-        collector = self.server.collector
-        collector.stats.add("requests_rejected")
-        level = logging.WARNING if err.status >= 500 else logging.INFO
-        log.log(
-            level,
-            "%d %s %s from %s: %s",
-            err.status,
-            self.command,
-            self.path[:200],
-            self.client_address[0],
-            err.message,
-        )
-        payload = {
-            "success": False,
-            "error": err.message,
-            "code": ERROR_CODES.get(err.status, "error"),
-            "message": err.message,
-        }
-        self._send_json(err.status, payload, close=err.close, headers=err.headers)
-
-    def _too_large(self, size: int, what: str = "body") -> HttpError:
-        limit = self.server.collector.settings.max_body_bytes
-        return HttpError(
-            413,
-            f"{what} is {size} bytes or more; the limit is {limit} bytes (TRACKWAY_MAX_BODY_BYTES): send fewer events per batch",
-            close=True,
-        )
-
-    # -- methods ---------------------------------------------------------
-
-    def do_OPTIONS(self):
-        requested = (
-            self.headers.get("Access-Control-Request-Headers") or "Content-Type, Authorization, Content-Encoding"
-        )
-        self.send_response(204)
-        for name, value in self._cors_headers().items():
-            self.send_header(name, value)
-        self.send_header("Access-Control-Allow-Methods", "POST, GET, OPTIONS")
-        self.send_header("Access-Control-Allow-Headers", requested)
-        self.send_header("Access-Control-Max-Age", "86400")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def do_GET(self):
-        path = _route_path(self.path)
-        settings_match = SETTINGS_PATH.match(path)
-        if path == "/health":
-            self._send_json(200, self.server.collector.health())
-        elif settings_match:
-            try:
-                self._send_json(200, self._analytics_js_settings(unquote(settings_match["key"])))
-            except HttpError as err:
-                self._send_error(err)
-        elif path in ROUTES:
-            self._send_error(HttpError(405, f"{path} accepts POST only", headers={"Allow": "POST, OPTIONS"}))
-        else:
-            self._send_error(
-                HttpError(
-                    404,
-                    f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, ... GET /v1/projects/<writeKey>/settings or /health",
-                )
-            )
-
-    def do_PUT(self):
-        self._send_error(HttpError(405, "use POST", close=True, headers={"Allow": "POST, GET, OPTIONS"}))
-
-    do_DELETE = do_PATCH = do_PUT
-
-    def do_POST(self):
-        collector = self.server.collector
-        collector.stats.add("requests")
-        if not collector.begin_request():
-            self._send_error(
-                HttpError(
-                    503, "collector is shutting down; retry in a moment", close=True, headers={"Retry-After": "1"}
-                )
-            )
-            return
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method = scope["method"]
+        path = scope["path"].rstrip("/") or "/"
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        route_label = path if (path in ROUTES or path in GET_ROUTES) else "other"
+        extra: dict[str, str] = {}
+        close = False
+        content_type = _JSON
         try:
-            try:
-                status, payload = self._post()
-            except HttpError as err:
-                self._send_error(err)
-                return
-            except (TimeoutError, ConnectionError):
-                raise
-            except Exception:
-                log.exception("unexpected error handling %s %s", self.command, self.path[:200])
-                self._send_error(
-                    HttpError(
-                        500, "internal error; nothing was stored; retry later and report it if it persists", close=True
-                    )
-                )
-                return
-            self._send_json(status, payload)
-        except (TimeoutError, ConnectionError) as exc:
-            # If this happened after storing, the client saw no 200 and will resend: messageId dedups.
-            log.info(
-                "%s %s from %s: connection failed (%s)", self.command, self.path[:200], self.client_address[0], exc
-            )
-            self.close_connection = True
-        finally:
-            collector.end_request()
+            if method == "POST":
+                status, body = await self._post(path, headers, scope, receive)
+            elif method == "OPTIONS":
+                status, body, extra = 204, b"", self._preflight(headers)
+            elif method in ("GET", "HEAD"):
+                status, body, content_type, route_label = self._get(path, headers)
+            else:
+                raise HttpError(405, "use POST", close=True, headers={"Allow": "POST, GET, OPTIONS"})
+        except HttpError as err:
+            status, body, extra, close = err.status, self._error_body(err, method, path, scope), err.headers, err.close
+        except ClientGone:
+            metrics.REQUESTS.labels(route_label, "disconnected").inc()
+            return
+        except Exception:
+            log.exception("unexpected error handling %s %s", method, path[:200])
+            bug = HttpError(500, "internal error; nothing was stored; retry later and report it if it persists")
+            status, body, close = 500, self._error_body(bug, method, path, scope), True
+        if route_label == "other" and SETTINGS_PATH.match(path):
+            route_label = "/v1/projects/settings"
+        response_headers = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"access-control-allow-origin", (headers.get("origin") or "*").encode("latin-1")),
+            (b"vary", b"Origin"),
+        ]
+        response_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        if close:
+            response_headers.append((b"connection", b"close"))
+        # Counted before answering, so a /health that follows the answer already includes it.
+        metrics.count_request(route_label, status, time.perf_counter() - started)
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
-    def _analytics_js_settings(self, key: str) -> dict:
-        settings = self.server.collector.settings
-        if key not in settings.write_keys:
+    def _error_body(self, err: HttpError, method: str, path: str, scope: Scope) -> bytes:
+        level = logging.WARNING if err.status >= 500 else logging.INFO
+        client = scope.get("client") or ("-", 0)
+        log.log(level, "%d %s %s from %s: %s", err.status, method, path[:200], client[0], err.message)
+        code = ERROR_CODES.get(err.status, "error")
+        return dumps({"success": False, "error": err.message, "code": code, "message": err.message})
+
+    def _preflight(self, headers: dict[str, str]) -> dict[str, str]:
+        requested = headers.get("access-control-request-headers") or "Content-Type, Authorization, Content-Encoding"
+        return {
+            "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+            "Access-Control-Allow-Headers": requested,
+            "Access-Control-Max-Age": "86400",
+        }
+
+    def _get(self, path: str, headers: dict[str, str]) -> tuple[int, bytes, bytes, str]:
+        if path == "/health":
+            return 200, dumps(self.worker.health()), _JSON, path
+        if path == "/metrics":
+            return 200, metrics.exposition(), metrics.CONTENT_TYPE_LATEST.encode(), path
+        if path == "/openapi.json":
+            from trackway.collector.openapi import openapi_document
+
+            return 200, dumps(openapi_document(self.settings)), _JSON, path
+        settings_match = SETTINGS_PATH.match(path)
+        if settings_match:
+            document = self._analytics_js_settings(unquote(settings_match["key"]), headers)
+            return 200, dumps(document), _JSON, "/v1/projects/settings"
+        if path in ROUTES:
+            raise HttpError(405, f"{path} accepts POST only", headers={"Allow": "POST, OPTIONS"})
+        raise HttpError(
+            404,
+            f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, ... "
+            "GET /v1/projects/<writeKey>/settings, /health, /metrics or /openapi.json",
+        )
+
+    def _analytics_js_settings(self, key: str, headers: dict[str, str]) -> dict:
+        if key not in self.worker.write_keys:
             raise HttpError(404, "no settings for this write key; use a key configured in TRACKWAY_WRITE_KEYS")
-        host = self.headers.get("Host") or ""
+        host = headers.get("host") or ""
         protocol = "http"  # the collector itself serves plain HTTP; TLS is a proxy's job
-        if settings.trust_forwarded_for:
-            host = (self.headers.get("X-Forwarded-Host") or "").split(",")[0].strip() or host
-            forwarded = (self.headers.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
+        if self.settings.trust_forwarded_for:
+            host = (headers.get("x-forwarded-host") or "").split(",")[0].strip() or host
+            forwarded = (headers.get("x-forwarded-proto") or "").split(",")[0].strip().lower()
             if forwarded in ("http", "https"):
                 protocol = forwarded
         host = host.strip()
@@ -295,12 +292,9 @@ class CollectorHandler(BaseHTTPRequestHandler):
             )
         return settings_document(key, host, protocol)
 
-    # -- the tracking API ------------------------------------------------
+    # -- the tracking API --------------------------------------------------
 
-    def _post(self) -> tuple[int, dict]:
-        collector = self.server.collector
-        settings = collector.settings
-        path = _route_path(self.path)
+    async def _post(self, path: str, headers: dict[str, str], scope: Scope, receive: Receive) -> tuple[int, bytes]:
         route = ROUTES.get(path)
         if route is None:
             raise HttpError(
@@ -308,12 +302,16 @@ class CollectorHandler(BaseHTTPRequestHandler):
                 f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, /v1/screen, /v1/identify, /v1/group or /v1/alias",
                 close=True,
             )
-
-        header_key = self._header_write_key()
-        if header_key is not None and header_key not in settings.write_keys:
+        if self.worker.stopping:
+            raise HttpError(
+                503, "collector is shutting down; retry in a moment", close=True, headers={"Retry-After": "1"}
+            )
+        write_keys = self.worker.write_keys
+        header_key = _header_write_key(headers.get("authorization"))
+        if header_key is not None and header_key not in write_keys:
             raise HttpError(401, "unknown write key; use a key configured in TRACKWAY_WRITE_KEYS", close=True)
 
-        raw = self._decode(self._read_body())
+        raw = self._decode(await self._read_body(headers, receive), headers)
         try:
             body = parse_json_body(raw)
         except InvalidBody as exc:
@@ -327,60 +325,98 @@ class CollectorHandler(BaseHTTPRequestHandler):
                     401,
                     'no write key; send it as the HTTP basic auth user name (empty password) or as "writeKey" in the body',
                 )
-            if not isinstance(key, str) or key not in settings.write_keys:
+            if not isinstance(key, str) or key not in write_keys:
                 raise HttpError(401, "unknown write key; use a key configured in TRACKWAY_WRITE_KEYS")
-        source_id = settings.write_keys[key]
+        source_id = write_keys[key]
 
-        received = datetime.now(UTC)
-        dt, hour = hour_key(received)
-        info = RequestInfo(source_id=source_id, received_at=format_received_at(received), client_ip=self._client_ip())
+        received_at, dt, hour = _received_now()
+        info = RequestInfo(
+            source_id=source_id,
+            received_at=received_at,
+            client_ip=_client_ip(scope, headers, self.settings.trust_forwarded_for),
+        )
 
         if route != BATCH:
+            self._rate_limit(key, 1)
             try:
-                line = process_event(body, info, implied_type=route)
+                line = process_event(body, info, implied_type=route, max_event_bytes=self.limits.max_event_bytes)
+            except EventTooLarge as exc:
+                raise HttpError(413, f"{exc}; nothing was stored") from None
             except InvalidEvent as exc:
                 raise HttpError(400, f"{exc}; nothing was stored") from None
-            self._store([("events", dt, hour, line + b"\n")])
-            collector.stats.add("events_accepted")
-            return 200, {"success": True}
+            await self._store([("events", dt, hour, line + b"\n")])
+            metrics.events_accepted(source_id).inc()
+            return 200, b'{"success":true}'
 
         events = body.get("batch")
         if not isinstance(events, list):
             got = "no 'batch'" if events is None else f"'batch' is a JSON {type(events).__name__}"
             raise HttpError(400, f'body has {got}; send {{"batch": [event, ...]}} (or one event to /v1/track etc.)')
+        if len(events) > self.limits.max_batch_events:
+            raise HttpError(
+                413,
+                f"batch has {len(events)} events; the limit is {self.limits.max_batch_events} events per batch "
+                "(TRACKWAY_MAX_BATCH_EVENTS): send smaller batches; nothing was stored",
+            )
         try:
             context, integrations, sent_at = batch_level(body)
         except InvalidBody as exc:
             raise HttpError(400, f"{exc}; nothing was stored") from None
         info = RequestInfo(info.source_id, info.received_at, info.client_ip, context, integrations, sent_at)
+        self._rate_limit(key, max(1, len(events)))
 
-        items, errors = [], []
-        for index, event in enumerate(events):
-            try:
-                items.append(("events", dt, hour, process_event(event, info) + b"\n"))
-            except InvalidEvent as exc:
-                errors.append({"index": index, "reason": str(exc)})
-                items.append(("quarantine", dt, hour, dumps(quarantine_record(event, str(exc), info)) + b"\n"))
-        accepted = len(events) - len(errors)
+        checked = self.check_batch(events, info)
+        errors = checked.errors
+        accepted = len(checked.lines)
         if events and accepted == 0:
             reasons = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:_MAX_REASONS_IN_MESSAGE])
             more = (
                 f" (and {len(errors) - _MAX_REASONS_IN_MESSAGE} more)" if len(errors) > _MAX_REASONS_IN_MESSAGE else ""
             )
+            status = 413 if all("TRACKWAY_MAX_EVENT_BYTES" in e["reason"] for e in errors) else 400
             raise HttpError(
-                400, f"none of the {len(events)} events in the batch is valid, nothing was stored: {reasons}{more}"
+                status, f"none of the {len(events)} events in the batch is valid, nothing was stored: {reasons}{more}"
             )
-        self._store(items)
-        collector.stats.add("events_accepted", accepted)
-        collector.stats.add("events_quarantined", len(errors))
-        payload: dict[str, object] = {"success": True, "accepted": accepted, "quarantined": len(errors)}
+        items = [("events", dt, hour, line + b"\n") for line in checked.lines]
+        items += [("quarantine", dt, hour, line + b"\n") for line in checked.quarantine]
+        await self._store(items)
+        metrics.events_accepted(source_id).inc(accepted)
+        if errors:
+            metrics.EVENTS_QUARANTINED.labels(source_id).inc(len(errors))
+        payload: dict[str, Any] = {"success": True, "accepted": accepted, "quarantined": len(errors)}
         if errors:
             payload["errors"] = errors[:_MAX_ERRORS_IN_RESPONSE]
-        return 200, payload
+        return 200, dumps(payload)
 
-    def _store(self, items) -> None:
+    def check_batch(self, events: list, info: RequestInfo) -> CheckedBatch:
+        """Where a batch's events are checked before spooling (validation, enrichment, quarantine)."""
+        return check_events(events, info, self.limits.max_event_bytes)
+
+    def _rate_limit(self, key: str, events: int) -> None:
+        limiter = self.worker.rate_limiter
+        if limiter is None:
+            return
+        wait = limiter.take(key, events)
+        if wait > 0:
+            raise HttpError(
+                429,
+                f"this write key is over its rate limit of {self.limits.rate_limit_events_per_second:g} events/s "
+                "(TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND); nothing was stored; retry after Retry-After seconds",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+
+    async def _store(self, items: list[tuple[str, str, str, bytes]]) -> None:
+        worker = self.worker
+        size = sum(len(item[3]) for item in items)
+        if worker.spool.pending_bytes() + size > worker.pending_cap:
+            raise HttpError(
+                503,
+                "the spool holds more not-yet-uploaded events than TRACKWAY_SPOOL_MAX_PENDING_BYTES allows "
+                "(the object store is down or slow); nothing was stored; retry after Retry-After seconds",
+                headers={"Retry-After": "5"},
+            )
         try:
-            self.server.collector.spool.append(items)
+            await worker.spool.append_async(items)
         except SpoolClosed:
             raise HttpError(
                 503,
@@ -391,87 +427,53 @@ class CollectorHandler(BaseHTTPRequestHandler):
         except SpoolWriteError as exc:
             raise HttpError(
                 503,
-                f"could not store events durably ({exc}); nothing was stored; retry later",
+                f"could not store events durably ({exc}); nothing was stored; retry after Retry-After seconds",
                 headers={"Retry-After": "5"},
             ) from None
 
-    def _header_write_key(self) -> str | None:
-        auth = self.headers.get("Authorization")
-        if not auth:
-            return None
-        scheme, _, value = auth.strip().partition(" ")
-        if scheme.lower() != "basic":
-            raise HttpError(
-                401,
-                "Authorization must be HTTP basic auth with the write key as user name and an empty password",
-                close=True,
-            )
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise HttpError(401, "Authorization header is not valid base64 of 'writeKey:'", close=True) from None
-        user, _, password = decoded.partition(":")
-        return user or password or None
-
-    def _client_ip(self) -> str:
-        ip = self.client_address[0]
-        if self.server.collector.settings.trust_forwarded_for:
-            forwarded = (self.headers.get("X-Forwarded-For") or "").split(",")[0].strip()
-            if forwarded:
-                ip = forwarded
-        return ip.removeprefix("::ffff:")
-
-    def _read_body(self) -> bytes:
-        limit = self.server.collector.settings.max_body_bytes
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked(limit)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            raise HttpError(411, "Content-Length header is required (or use chunked transfer encoding)", close=True)
-        try:
-            size = int(length)
-            if size < 0:
-                raise ValueError
-        except ValueError:
-            raise HttpError(400, f"Content-Length {length[:40]!r} is not a byte count", close=True) from None
-        if size > limit:
-            raise self._too_large(size)
-        body = self.rfile.read(size)
-        if len(body) < size:
-            raise HttpError(
-                400, f"body ended after {len(body)} of {size} bytes announced by Content-Length", close=True
-            )
-        return body
-
-    def _read_chunked(self, limit: int) -> bytes:
-        parts: list[bytes] = []
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        limit = self.settings.max_body_bytes
+        if "chunked" not in (headers.get("transfer-encoding") or "").lower():
+            length = headers.get("content-length")
+            if length is None:
+                raise HttpError(411, "Content-Length header is required (or use chunked transfer encoding)", close=True)
+            try:
+                size = int(length)
+                if size < 0:
+                    raise ValueError
+            except ValueError:
+                raise HttpError(400, f"Content-Length {length[:40]!r} is not a byte count", close=True) from None
+            if size > limit:
+                raise self._too_large(size)
+        chunks: list[bytes] = []
         total = 0
         while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise HttpError(400, "malformed chunked body", close=True) from None
-            if size == 0:
-                while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
-            total += size
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            total += len(chunk)
             if total > limit:
                 raise self._too_large(total)
-            data = self.rfile.read(size)
-            if len(data) < size:
-                raise HttpError(400, "chunked body ended early", close=True)
-            parts.append(data)
-            self.rfile.readline(8)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _decode(self, body: bytes) -> bytes:
-        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+    def _too_large(self, size: int, what: str = "body") -> HttpError:
+        limit = self.settings.max_body_bytes
+        return HttpError(
+            413,
+            f"{what} is {size} bytes or more; the limit is {limit} bytes (TRACKWAY_MAX_BODY_BYTES): send fewer events per batch",
+            close=True,
+        )
+
+    def _decode(self, body: bytes, headers: dict[str, str]) -> bytes:
+        encoding = (headers.get("content-encoding") or "identity").strip().lower()
         if encoding in ("", "identity"):
             return body
         if encoding not in ("gzip", "x-gzip", "deflate"):
             raise HttpError(415, f"Content-Encoding {encoding[:40]!r} is not supported; send gzip or uncompressed JSON")
-        limit = self.server.collector.settings.max_body_bytes
+        limit = self.settings.max_body_bytes
         out = bytearray()
         data = body
         try:
@@ -493,5 +495,51 @@ class CollectorHandler(BaseHTTPRequestHandler):
         return bytes(out)
 
 
-def _route_path(raw_path: str) -> str:
-    return urlsplit(raw_path).path.rstrip("/") or "/"
+_clock: list = [None, None]  # [whole second, (date-time prefix, dt, hour)] cached per second
+
+
+def _received_now() -> tuple[str, str, str]:
+    """receivedAt (UTC, ms, Z) and the (dt, hour) partition of now; the formatting is cached per second."""
+    now = time.time()
+    second = int(now)
+    if _clock[0] != second:
+        moment = datetime.fromtimestamp(second, UTC)
+        dt, hour = hour_key(moment)
+        _clock[0], _clock[1] = second, (moment.strftime("%Y-%m-%dT%H:%M:%S."), dt, hour)
+    prefix, dt, hour = _clock[1]
+    return f"{prefix}{int((now - second) * 1000):03d}Z", dt, hour
+
+
+def _header_write_key(auth: str | None) -> str | None:
+    if not auth:
+        return None
+    scheme, _, value = auth.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise HttpError(
+            401,
+            "Authorization must be HTTP basic auth with the write key as user name and an empty password",
+            close=True,
+        )
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise HttpError(401, "Authorization header is not valid base64 of 'writeKey:'", close=True) from None
+    user, _, password = decoded.partition(":")
+    return user or password or None
+
+
+def _client_ip(scope: Scope, headers: dict[str, str], trust_forwarded_for: bool) -> str:
+    client = scope.get("client")
+    ip = client[0] if client else ""
+    if trust_forwarded_for:
+        forwarded = (headers.get("x-forwarded-for") or "").split(",")[0].strip()
+        if forwarded:
+            ip = forwarded
+    return ip.removeprefix("::ffff:")
+
+
+def error_json(status: int, message: str) -> bytes:
+    """An error body in the collector's shape, for answers given outside the app (e.g. by the server)."""
+    return orjson.dumps(
+        {"success": False, "error": message, "code": ERROR_CODES.get(status, "error"), "message": message}
+    )

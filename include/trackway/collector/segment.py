@@ -13,8 +13,11 @@ import json
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 
@@ -49,7 +52,22 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def parse_json_body(raw: bytes) -> dict:
-    """Strict JSON parse: no NaN/Infinity, so what we store is always valid JSON."""
+    """Strict JSON parse: no NaN/Infinity, so what we store is always valid JSON.
+
+    orjson takes the common case; anything it refuses (or a BOM, or an integer
+    too big for it) goes through the stdlib parser, which either accepts it or
+    says precisely what is wrong.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _parse_json_body_slow(raw)
+    if not isinstance(body, dict):
+        raise InvalidBody(f"body is a JSON {type(body).__name__}, not an object; send a JSON object")
+    return body
+
+
+def _parse_json_body_slow(raw: bytes) -> dict:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -79,9 +97,12 @@ def parse_json_body(raw: bytes) -> dict:
     return body
 
 
-def dumps(value) -> bytes:
+def dumps(value: Any) -> bytes:
     """Compact one-line JSON; non-ASCII kept as UTF-8 so text round-trips unchanged."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # integers past 64 bits, which only the stdlib parser lets through
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def format_received_at(moment: datetime) -> str:
@@ -182,15 +203,48 @@ def quarantine_record(event, reason: str, info: RequestInfo) -> dict:
     return {"reason": reason, "receivedAt": info.received_at, "sourceId": info.source_id, "event": original}
 
 
-def process_event(event, info: RequestInfo, implied_type: str | None = None) -> bytes:
+def process_event(
+    event, info: RequestInfo, implied_type: str | None = None, max_event_bytes: int = MAX_EVENT_BYTES
+) -> bytes:
     """Validate, enrich and serialise one event; raise InvalidEvent with the reason."""
     validate_event(event, implied_type)
     line = dumps(enrich_event(event, info, implied_type))
-    if len(line) > MAX_EVENT_BYTES:
-        raise InvalidEvent(
-            f"event is {len(line)} bytes; the limit is {MAX_EVENT_BYTES} bytes per event (Segment's 32 KB)"
+    if len(line) > max_event_bytes:
+        raise EventTooLarge(
+            f"event is {len(line)} bytes; the limit is {max_event_bytes} bytes per event "
+            "(TRACKWAY_MAX_EVENT_BYTES, Segment's 32 KB)"
         )
     return line
+
+
+class EventTooLarge(InvalidEvent):
+    """An event over the per-event size limit (413 when it is the request's only event)."""
+
+
+@dataclass
+class CheckedBatch:
+    """The outcome of checking a batch's events: lines to store and the refused events' reasons."""
+
+    lines: list[bytes] = field(default_factory=list)  # enriched events, one JSON line each
+    quarantine: list[bytes] = field(default_factory=list)  # quarantine records, one JSON line each
+    errors: list[dict] = field(default_factory=list)  # {"index", "reason"} per refused event
+
+
+def check_events(events: list, info: RequestInfo, max_event_bytes: int = MAX_EVENT_BYTES) -> CheckedBatch:
+    """The one place a batch's events are checked before they are spooled.
+
+    Each event is validated and enriched; a refused one becomes a quarantine
+    record with its reason. Further per-event checks (e.g. a tracking plan)
+    belong here, so every endpoint applies them.
+    """
+    out = CheckedBatch()
+    for index, event in enumerate(events):
+        try:
+            out.lines.append(process_event(event, info, max_event_bytes=max_event_bytes))
+        except InvalidEvent as exc:
+            out.errors.append({"index": index, "reason": str(exc)})
+            out.quarantine.append(dumps(quarantine_record(event, str(exc), info)))
+    return out
 
 
 def batch_level(body: dict) -> tuple[dict | None, dict | None, str | None]:

@@ -19,7 +19,7 @@ size, age and hour change on a timer, so an idle collector still rotates.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import fcntl
 import logging
 import os
@@ -57,6 +57,15 @@ class SpoolLocked(RuntimeError):
     """Another collector process owns this spool directory."""
 
 
+def _settle(future: asyncio.Future, error: BaseException | None) -> None:
+    if future.done():  # the request was cancelled (client went away); its lines are stored anyway
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(SpoolWriteError(str(error)))
+
+
 def hour_key(received: datetime) -> tuple[str, str]:
     received = received.astimezone(UTC)
     return received.strftime("%Y-%m-%d"), received.strftime("%H")
@@ -66,10 +75,14 @@ def _host_tag() -> str:
     return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-")[:40] or "host"
 
 
-def new_segment_id(now: datetime | None = None) -> str:
-    """Unique across processes and hosts; sortable by creation time."""
+def new_segment_id(now: datetime | None = None, worker: str = "w0") -> str:
+    """Unique across hosts, worker processes and segments; sortable by creation time.
+
+    The object key is derived from it alone, so a re-upload after a crash
+    writes the same object again instead of a second copy.
+    """
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}-{_host_tag()}-{uuid.uuid4().hex}"
+    return f"{now:%Y%m%dT%H%M%S}-{_host_tag()}-{worker}-{uuid.uuid4().hex}"
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,7 @@ class _Active:
     fd: int
     opened: float
     size: int = 0
+    created: float = 0.0
 
 
 @dataclass
@@ -104,6 +118,7 @@ class _Batch:
     items: list = field(default_factory=list)  # (stream, dt, hour, line ending in b"\n")
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    callbacks: list[Callable[[BaseException | None], None]] = field(default_factory=list)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -146,8 +161,17 @@ class Spool:
         max_bytes: int,
         max_age_seconds: float,
         on_sealed: Callable[[SealedSegment], None],
+        worker: str = "w0",
+        on_commit: Callable[[float, int], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self.dir = Path(directory)
+        self.worker = worker
+        self.on_commit = on_commit  # (fsync seconds, lines) after each group commit, for metrics
+        self.on_tick = on_tick  # called by the flusher thread on its timer, for gauges
+        # Sealed segments not yet uploaded: name -> (bytes, creation time); with the
+        # active segments this is the spool's backlog, kept in memory so it is cheap to check.
+        self._sealed: dict[str, tuple[int, float]] = {}
         self.max_bytes = max_bytes
         self.max_age = max_age_seconds
         self.on_sealed = on_sealed
@@ -181,6 +205,8 @@ class Spool:
         found = []
         for path in sorted(self.dir.iterdir()):
             name = path.name
+            if path.is_dir():
+                continue  # per-worker spools are recovered by their own Spool
             if name.startswith(UPLOAD_TMP_PREFIX):
                 path.unlink(missing_ok=True)  # half-made gzip of a segment that is still here
                 continue
@@ -202,7 +228,9 @@ class Spool:
             if match["state"] == "open":
                 sealed = path.with_name(name[: -len("open")] + "sealed")
                 os.rename(path, sealed)
-            found.append(SealedSegment(sealed, match["stream"], match["dt"], match["hour"], match["sid"], "recovered"))
+            segment = SealedSegment(sealed, match["stream"], match["dt"], match["hour"], match["sid"], "recovered")
+            self._sealed[sealed.name] = (sealed.stat().st_size, sealed.stat().st_mtime)
+            found.append(segment)
         if found:
             fsync_dir(self.dir)
             log.info("spool: recovered %d segment(s) left by a previous run from %s", len(found), self.dir)
@@ -229,29 +257,59 @@ class Spool:
         """Block until every line is fsync'd; raise SpoolClosed/SpoolWriteError otherwise."""
         if not items:
             return
-        with self._cond:
-            if self._closing:
-                raise SpoolClosed("collector is shutting down")
-            batch = self._current
-            batch.items.extend(items)
-            self._cond.notify_all()
+        batch = self._enqueue(items, None)
         while not batch.done.wait(5.0):
             if self._thread is None or not self._thread.is_alive():
                 raise SpoolWriteError("spool flusher thread is not running")
         if batch.error is not None:
             raise SpoolWriteError(str(batch.error)) from batch.error
 
+    def append_async(self, items: list[tuple[str, str, str, bytes]]) -> asyncio.Future:
+        """Like append, for an event loop: a future that completes when the lines are fsync'd.
+
+        The flusher thread resolves it with call_soon_threadsafe, so one group
+        commit wakes every request it covered without a thread per request.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def resolve(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, future, error)
+
+        self._enqueue(items, resolve)
+        return future
+
+    def _enqueue(self, items: list, callback: Callable[[BaseException | None], None] | None) -> _Batch:
+        with self._cond:
+            if self._closing:
+                raise SpoolClosed("collector is shutting down")
+            if self._thread is None or not self._thread.is_alive():
+                raise SpoolWriteError("spool flusher thread is not running")
+            batch = self._current
+            batch.items.extend(items)
+            if callback is not None:
+                batch.callbacks.append(callback)
+            self._cond.notify_all()
+        return batch
+
     def pending_bytes(self) -> int:
         """Bytes in segments not yet uploaded (open and sealed)."""
-        total = 0
-        try:
-            for entry in os.scandir(self.dir):
-                if _NAME.match(entry.name):
-                    with contextlib.suppress(FileNotFoundError):
-                        total += entry.stat().st_size
-        except FileNotFoundError:
-            pass
-        return total
+        return sum(seg.size for seg in list(self._active.values())) + sum(
+            size for size, _ in list(self._sealed.values())
+        )
+
+    def pending_segments(self) -> int:
+        return len(self._active) + len(self._sealed)
+
+    def oldest_pending_age(self) -> float:
+        """Seconds since the oldest segment not yet uploaded was created (0 when none): the upload lag."""
+        created = [seg.created for seg in list(self._active.values())]
+        created += [when for _, when in list(self._sealed.values())]
+        return max(0.0, time.time() - min(created)) if created else 0.0
+
+    def uploaded(self, segment: SealedSegment) -> None:
+        """The uploader stored (and deleted) ``segment``: it no longer counts as pending."""
+        self._sealed.pop(segment.path.name, None)
 
     # -- flusher thread --------------------------------------------------
 
@@ -275,6 +333,8 @@ class Spool:
                     batch.error = exc
                 self.commits += 1
                 batch.done.set()
+                for callback in batch.callbacks:
+                    callback(batch.error)
                 try:
                     for seg in [s for s in self._active.values() if s.size >= self.max_bytes]:
                         self._seal(seg, "size")
@@ -287,15 +347,17 @@ class Spool:
                 next_check = time.monotonic() + self._tick
                 try:
                     self._rotate_due()
+                    if self.on_tick is not None:
+                        self.on_tick()
                 except Exception:
                     log.exception("spool: rotation check failed; will retry")
 
     def _open_segment(self, stream: str, dt: str, hour: str) -> _Active:
-        sid = new_segment_id()
+        sid = new_segment_id(worker=self.worker)
         path = self.dir / f"{stream}~{dt}~{hour}~{sid}.open"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o640)
         fsync_dir(self.dir)  # the file's name must survive a crash as well as its bytes
-        seg = _Active(stream, dt, hour, sid, path, fd, time.monotonic())
+        seg = _Active(stream, dt, hour, sid, path, fd, time.monotonic(), created=time.time())
         self._active[(stream, dt, hour)] = seg
         return seg
 
@@ -311,8 +373,11 @@ class Spool:
                 data = b"".join(lines)
                 _write_all(seg.fd, data)
                 seg.size += len(data)
+            started = time.perf_counter()
             for seg, _ in touched:
                 os.fsync(seg.fd)
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started, len(batch.items))
         except OSError as exc:
             # Undo the whole batch so no segment holds lines that were refused to their senders.
             for seg, before in touched:
@@ -346,4 +411,5 @@ class Spool:
         sealed = seg.path.with_name(seg.path.name[: -len("open")] + "sealed")
         os.rename(seg.path, sealed)
         fsync_dir(self.dir)
+        self._sealed[sealed.name] = (seg.size, seg.created)
         self.on_sealed(SealedSegment(sealed, seg.stream, seg.dt, seg.hour, seg.segment_id, reason))

@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from trackway.collector.spool import UPLOAD_TMP_PREFIX, SealedSegment
@@ -33,7 +34,9 @@ class Uploader:
         *,
         backoff_initial: float = 1.0,
         backoff_max: float = 30.0,
+        on_uploaded: Callable[[SealedSegment], None] | None = None,
     ) -> None:
+        self.on_uploaded = on_uploaded
         self.store = store
         self.spool_dir = Path(spool_dir)
         self.stats = stats
@@ -85,9 +88,14 @@ class Uploader:
             if self.upload(segment):
                 with self._cond:
                     self._queue.popleft()
+                if delay != self.backoff_initial:
+                    self.stats.set_backoff(0.0)
                 delay = self.backoff_initial
                 continue
+            # Exponential backoff with jitter, so many collectors do not retry in step after an outage.
             wait = delay * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not a secret)
+            self.stats.add("upload_retries")
+            self.stats.set_backoff(wait)
             log.warning(
                 "upload: will retry %s in %.1fs; %d segment(s) (%d bytes) waiting in %s",
                 segment.path.name,
@@ -104,6 +112,8 @@ class Uploader:
         tmp = self.spool_dir / f"{UPLOAD_TMP_PREFIX}{segment.stream}-{segment.segment_id}.ndjson.gz"
         if not segment.path.exists():
             log.warning("upload: %s is gone from the spool; skipping it", segment.path.name)
+            if self.on_uploaded is not None:
+                self.on_uploaded(segment)
             return True
         try:
             raw_bytes = segment.path.stat().st_size
@@ -124,6 +134,8 @@ class Uploader:
             return False
         finally:
             tmp.unlink(missing_ok=True)
+        if self.on_uploaded is not None:
+            self.on_uploaded(segment)
         if lines:
             self.stats.add("objects_written")
             log.info(
@@ -144,7 +156,7 @@ def _gzip_file(src: Path, dst: Path) -> int:
     with (
         open(src, "rb") as fin,
         open(dst, "wb") as raw_out,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0) as out,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0, compresslevel=3) as out,
     ):
         while chunk := fin.read(1024 * 1024):
             lines += chunk.count(b"\n")

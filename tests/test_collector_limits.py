@@ -1,0 +1,208 @@
+"""Limits, rate limits, slow/idle connections and write-key rotation, against the real multi-worker collector."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import threading
+import uuid
+
+import pytest
+import requests
+
+from collector_helpers import CollectorProcess, local_store, read_lines, wait_for, wait_for_events
+from trackway.config import load_settings
+
+
+def _auth(key: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def _event(**extra) -> dict:
+    return {"type": "track", "userId": "u", "event": "Limit", "messageId": f"lim-{uuid.uuid4()}", **extra}
+
+
+def test_segment_limits_are_the_defaults(monkeypatch):
+    for name in ("TRACKWAY_MAX_BODY_BYTES", "TRACKWAY_MAX_EVENT_BYTES", "TRACKWAY_MAX_BATCH_EVENTS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert (settings.max_body_bytes, settings.collector.max_event_bytes, settings.collector.max_batch_events) == (
+        500 * 1024,
+        32 * 1024,
+        2500,
+    )
+    assert settings.collector.rate_limit_events_per_second == 0  # off by default
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    proc = CollectorProcess(
+        tmp_path_factory.mktemp("limits"),
+        TRACKWAY_MAX_BODY_BYTES="20000",
+        TRACKWAY_MAX_EVENT_BYTES="2000",
+        TRACKWAY_MAX_BATCH_EVENTS="10",
+        TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND="10",  # 5/s per worker, per write key
+    ).start()
+    yield proc
+    proc.close()
+
+
+def _limit_error(r: requests.Response, status: int, names: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["success"] is False and names in body["error"] and body["code"] in ("payload_too_large", "rate_limited")
+
+
+def test_each_limit_gets_413_naming_it_and_stores_nothing(limited):
+    url, auth = limited.url, _auth("key-backend")
+    refused = [_event() for _ in range(3)]
+    big = {**refused[0], "properties": {"x": "a" * 3000}}
+    _limit_error(requests.post(url + "/v1/track", json=big, headers=auth), 413, "TRACKWAY_MAX_EVENT_BYTES")
+    _limit_error(
+        requests.post(url + "/v1/batch", json={"batch": [refused[1]] * 11}, headers=auth),
+        413,
+        "TRACKWAY_MAX_BATCH_EVENTS",
+    )
+    padded = {"batch": [refused[2]], "pad": "x" * 25000}
+    _limit_error(requests.post(url + "/v1/batch", json=padded, headers=auth), 413, "TRACKWAY_MAX_BODY_BYTES")
+
+    # In a batch with valid events, the oversized one is quarantined with the limit as its reason.
+    ok = [_event() for _ in range(3)]  # with the single event above, within the 5-event burst
+    r = requests.post(url + "/v1/batch", json={"batch": [*ok, big]}, headers=auth)
+    assert r.status_code == 200 and r.json()["quarantined"] == 1, r.text
+    assert "TRACKWAY_MAX_EVENT_BYTES" in r.json()["errors"][0]["reason"]
+    rows = wait_for_events(local_store(limited.home), [e["messageId"] for e in ok])
+    assert not {e["messageId"] for e in refused} & rows.keys()
+
+
+def test_rate_limit_per_write_key_answers_429_with_retry_after(limited):
+    url = limited.url
+    statuses, refused_ids, accepted_ids = [], [], []
+    with requests.Session() as session:
+        for _ in range(12):
+            batch = [_event() for _ in range(5)]
+            r = session.post(url + "/v1/batch", json={"batch": batch}, headers=_auth("key-web"))
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                assert int(r.headers["Retry-After"]) >= 1
+                assert "TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND" in r.json()["error"]
+                refused_ids += [e["messageId"] for e in batch]
+            else:
+                assert r.status_code == 200, r.text
+                accepted_ids += [e["messageId"] for e in batch]
+    assert 429 in statuses and 200 in statuses
+    # The limit is per key: right after key-web's 429s, another key still gets through.
+    assert requests.post(url + "/v1/track", json=_event(), headers=_auth("key-backend")).status_code == 200
+    rows = wait_for_events(local_store(limited.home), accepted_ids)
+    assert not set(refused_ids) & rows.keys()
+
+
+def test_idle_and_slow_connections_do_not_stop_it_answering_others(tmp_path):
+    idle_count, slow_count = 800, 100  # bounded for CI; the point is no thread per connection
+    proc = CollectorProcess(tmp_path, TRACKWAY_HEADER_TIMEOUT_SECONDS="2", TRACKWAY_BODY_TIMEOUT_SECONDS="2").start()
+    sockets: list[socket.socket] = []
+    try:
+        for i in range(idle_count + slow_count):
+            s = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
+            if i >= idle_count:  # slowloris: headers started, never finished
+                s.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n")
+            sockets.append(s)
+        mid = f"busy-{uuid.uuid4()}"
+        r = requests.post(
+            proc.url + "/v1/track", json=_event(messageId=mid), headers=_auth("key-web"), timeout=10
+        )  # answered while ~900 connections sit open
+        assert r.status_code == 200
+        # The server closes them itself once their header deadline passes.
+        for s in sockets:
+            s.settimeout(30)
+            assert s.recv(1024) == b""
+        metrics = requests.get(proc.url + "/metrics", timeout=10).text
+        timed_out = sum(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("trackway_collector_connections_timed_out_total")
+        )
+        assert timed_out >= idle_count + slow_count
+        wait_for_events(local_store(tmp_path), [mid])
+    finally:
+        for s in sockets:
+            s.close()
+        proc.close()
+
+
+def test_connection_cap_closes_extra_connections_at_once(tmp_path):
+    proc = CollectorProcess(
+        tmp_path, TRACKWAY_COLLECTOR_WORKERS="1", TRACKWAY_MAX_CONNECTIONS="5", TRACKWAY_HEADER_TIMEOUT_SECONDS="60"
+    ).start()
+    held = []
+    try:
+        for _ in range(8):
+            held.append(socket.create_connection(("127.0.0.1", proc.port), timeout=10))
+        closed = 0
+        for s in held:
+            s.settimeout(0.5)
+            with contextlib.suppress(TimeoutError):  # a timeout: still open, within the cap
+                closed += s.recv(10) == b""
+        assert closed == 3
+    finally:
+        for s in held:
+            s.close()
+        proc.close()
+
+
+def test_write_keys_file_several_keys_per_source_and_sighup_reload_drops_nothing(tmp_path):
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text("# source:key, one per line\nweb:old-key\nweb:steady-key\nbackend:be-key\n")
+    proc = CollectorProcess(tmp_path / "c", TRACKWAY_WRITE_KEYS="", TRACKWAY_WRITE_KEYS_FILE=str(keys_file))
+    proc.env.pop("TRACKWAY_WRITE_KEYS")
+    proc.start()
+    failures, acked = [], []
+    stop = threading.Event()
+
+    def sender() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                event = _event()
+                r = session.post(proc.url + "/v1/track", json=event, headers=_auth("steady-key"), timeout=30)
+                (acked if r.status_code == 200 else failures).append((event["messageId"], r.status_code))
+
+    thread = threading.Thread(target=sender)
+    try:
+        assert requests.post(proc.url + "/v1/track", json=_event(), headers=_auth("old-key")).status_code == 200
+        assert requests.post(proc.url + "/v1/track", json=_event(), headers=_auth("new-key")).status_code == 401
+        thread.start()
+        keys_file.write_text("web:new-key\nweb:steady-key\nbackend:be-key\n")  # rotate old-key -> new-key
+        os.kill(proc.proc.pid, signal.SIGHUP)
+
+        def rotated() -> bool:
+            # Several tries each, so both workers have answered with the new keys.
+            codes = {
+                requests.post(proc.url + "/v1/track", json=_event(), headers=_auth(key)).status_code
+                for key in ("old-key", "new-key")
+                for _ in range(6)
+            }
+            return codes == {200, 401} and all(
+                requests.post(proc.url + "/v1/track", json=_event(), headers=_auth("old-key")).status_code == 401
+                for _ in range(6)
+            )
+
+        wait_for(rotated, "the new write keys to be in use in every worker")
+        keys_file.write_text("web-without-a-key\n")  # a broken file: keep the keys in use, say why
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        wait_for(lambda: "not reloaded" in proc.stderr, "the bad key file to be refused")
+        assert requests.post(proc.url + "/v1/track", json=_event(), headers=_auth("new-key")).status_code == 200
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(30)
+        assert proc.stop() == 0
+        proc.close()
+    assert failures == []  # no request was refused or dropped across the reloads
+    assert len(acked) > 10
+    rows = {r["messageId"]: r for r in read_lines(local_store(tmp_path / "c"), "events/")}
+    assert {m for m, _ in acked} <= rows.keys()
+    assert {rows[m]["sourceId"] for m, _ in acked} == {"web"}
+    assert "old-key" not in proc.stdout + proc.stderr and "steady-key" not in proc.stderr
