@@ -11,7 +11,7 @@ and the same number of worker processes, each run 3 times; the median run is pri
   * trackway collector `trackway collect --workers N`: parse, validate, enrich, fsync, then 200
 
 plus the RSS of the collector's processes (master and workers) at that load.
-Usage: .venv/bin/python benchmarks/bench_collector.py [--workers 2] [--connections 64] [--seconds 10] [--runs 3]
+Usage: make bench-collector, or .venv/bin/python benchmarks/bench_collector.py [--workers 2] [--connections 64] [--seconds 10] [--runs 3]
 """
 
 from __future__ import annotations
