@@ -69,6 +69,18 @@ browser: ## make sure Debian's chromium exists (tests/test_browser_analytics_js.
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	else echo "/usr/bin/chromium is missing and apt-get is not available: install your distribution's chromium package at /usr/bin/chromium to run tests/test_browser_analytics_js.py"; exit 1; fi
 
+.PHONY: wrk bench-collector
+wrk: ## make sure Debian's wrk exists (the HTTP load generator of benchmarks/bench_collector.py)
+	@if command -v wrk >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "==> installing Debian's wrk package (load generator for the collector benchmark)"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; \
+	else echo "wrk is missing and apt-get is not available: install wrk (https://github.com/wg/wrk) to run the collector benchmark"; exit 1; fi
+
+bench-collector: $(STAMP) wrk ## benchmark the collector against a bare endpoint and a durable-append ceiling (wrk)
+	$(BIN)/python benchmarks/bench_collector.py
+
 .PHONY: sdk-clients
 sdk-clients: ## install the Node SDKs that tests/test_sdk_compatibility.py drives (needs Node.js 20+)
 	@command -v node >/dev/null && command -v npm >/dev/null \

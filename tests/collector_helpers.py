@@ -60,6 +60,7 @@ class CollectorProcess:
         }
         self.env = clean_env(**{**defaults, **env})
         self.proc: subprocess.Popen | None = None
+        self.args: list[str] = []  # extra `trackway collect` arguments
         self.port: int | None = None
         self._runs = 0
 
@@ -79,7 +80,7 @@ class CollectorProcess:
             self.err_path = self.home / f"collector-{self._runs}.err"
             with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "trackway.cli", "collect", "--port", str(self.port)],
+                    [sys.executable, "-m", "trackway.cli", "collect", "--port", str(self.port), *self.args],
                     env=self.env,
                     stdout=out,
                     stderr=err,

@@ -343,3 +343,45 @@ def test_trim_partial_line(tmp_path):
     big = b"x" * 200_000 + b"\n" + b"y" * 100_000
     f.write_bytes(big)
     assert trim_partial_line(f) == 100_000 and f.read_bytes() == b"x" * 200_000 + b"\n"
+
+
+def test_leftovers_of_every_worker_and_layout_are_uploaded_once_before_serving(tmp_path):
+    spool = tmp_path / "spool"
+    (spool / "w5").mkdir(parents=True)  # a worker index this run (2 workers) does not have
+    (spool / "w5" / "events~2026-11-23~14~20261123T140000-host-w5-aaa.open").write_bytes(
+        b'{"messageId":"orphan-1"}\n{"messageId":"orphan-2"}\n{"messageId":"torn'
+    )
+    (spool / "w1").mkdir()
+    (spool / "w1" / "events~2026-11-23~14~20261123T140000-host-w1-ccc.sealed").write_bytes(b'{"messageId":"w1-1"}\n')
+    # the single-process layout of earlier versions: segments directly in the spool folder
+    (spool / "events~2026-11-23~14~20261123T140000-host-bbb.sealed").write_bytes(b'{"messageId":"legacy-1"}\n')
+    proc = CollectorProcess(tmp_path).start()
+    try:
+        store = local_store(tmp_path)
+        _exactly_once(read_lines(store, "events/"), ["orphan-1", "orphan-2", "legacy-1", "w1-1"])  # before serving
+        assert sorted(k.rsplit("/", 1)[1] for k in store.list("events/")) == [
+            "20261123T140000-host-bbb.ndjson.gz",
+            "20261123T140000-host-w1-ccc.ndjson.gz",
+            "20261123T140000-host-w5-aaa.ndjson.gz",
+        ]
+        assert proc.stop() == 0
+    finally:
+        proc.close()
+    assert len(read_lines(local_store(tmp_path), "events/")) == 4 and _segments(spool) == []
+
+
+def test_leftovers_of_a_worker_that_no_longer_runs_move_to_one_that_does_when_the_store_is_down(tmp_path):
+    from trackway.collector.app import recover_leftovers
+    from trackway.config import load_settings
+
+    spool = tmp_path / "spool"
+    (spool / "w3").mkdir(parents=True)
+    name = "events~2026-11-23~14~20261123T140000-host-w3-ddd.sealed"
+    (spool / "w3" / name).write_bytes(b'{"messageId":"m"}\n')
+    broken = tmp_path / "not-a-folder"
+    broken.write_text("a file where the store's folder should be: every upload fails")
+    settings = load_settings()
+    settings = type(settings)(**{**settings.__dict__, "spool_dir": spool})
+    assert recover_leftovers(settings, LocalObjectStore(broken / "raw"), workers=2) == 1
+    assert (spool / "w1" / name).read_bytes() == b'{"messageId":"m"}\n'  # same name: same object key later
+    assert not (spool / "w3" / name).exists()

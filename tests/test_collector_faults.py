@@ -205,7 +205,11 @@ def test_spool_cap_is_reported(tmp_path):
     try:
         health = proc.health()
         assert health["spool_max_pending_bytes"] == 123456 and health["workers"] == 2
-        assert _metric(proc.url, "trackway_collector_spool_pending_cap_bytes") == 123456 // 2 * 2
+        # each worker holds half of the cap; their shares add up once both have started
+        wait_for(
+            lambda: _metric(proc.url, "trackway_collector_spool_pending_cap_bytes") == 123456 // 2 * 2,
+            "both workers' shares of the cap in /metrics",
+        )
     finally:
         proc.close()
     json.dumps(health)

@@ -26,7 +26,9 @@ def _samples(text: str) -> dict[str, float]:
 
 
 def test_metrics_cover_requests_events_spool_uploads_and_fsync_across_workers(tmp_path):
-    proc = CollectorProcess(tmp_path, TRACKWAY_LOG_FORMAT="json").start()
+    proc = CollectorProcess(tmp_path)
+    proc.args = ["--log-json"]
+    proc.start()
     try:
         with requests.Session() as a, requests.Session() as b:  # two connections: likely both workers
             for session in (a, b) * 10:
@@ -52,7 +54,7 @@ def test_metrics_cover_requests_events_spool_uploads_and_fsync_across_workers(tm
     assert "trackway_collector_upload_failures_total" in s and "trackway_collector_upload_retries_total" in s
     # --log-json / TRACKWAY_LOG_FORMAT=json: every log line is one JSON object.
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.strip()]
-    assert {entry["worker"] for entry in lines} >= {"master"} and all("message" in e for e in lines)
+    assert {entry["worker"] for entry in lines} >= {"master", "w0", "w1"} and all("message" in e for e in lines)
     assert any("stopped cleanly" in e["message"] for e in lines)
 
 

@@ -186,6 +186,8 @@ def run_collector(
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "TRACKWAY_COLLECTOR_STARTED_AT": repr(time.time()),
     }
+    if log_json:  # --log-json: the workers read their settings from the environment
+        env["TRACKWAY_LOG_FORMAT"] = "json"
     pool = _Workers(workers, sock, env)
     signals: list[int] = []
 

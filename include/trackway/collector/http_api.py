@@ -65,15 +65,12 @@ from trackway.collector import metrics
 from trackway.collector.analytics_js import SETTINGS_PATH, settings_document, valid_host
 from trackway.collector.segment import (
     CheckedBatch,
-    EventTooLarge,
     InvalidBody,
-    InvalidEvent,
     RequestInfo,
     batch_level,
     check_events,
     dumps,
     parse_json_body,
-    process_event,
 )
 from trackway.collector.spool import SpoolClosed, SpoolWriteError, hour_key
 
@@ -338,13 +335,11 @@ class CollectorApp:
 
         if route != BATCH:
             self._rate_limit(key, 1)
-            try:
-                line = process_event(body, info, implied_type=route, max_event_bytes=self.limits.max_event_bytes)
-            except EventTooLarge as exc:
-                raise HttpError(413, f"{exc}; nothing was stored") from None
-            except InvalidEvent as exc:
-                raise HttpError(400, f"{exc}; nothing was stored") from None
-            await self._store([("events", dt, hour, line + b"\n")])
+            single = self.check_batch([body], info, implied_type=route)
+            if single.errors:  # a single-event call is refused as a whole, not quarantined
+                status = 413 if single.too_large else 400
+                raise HttpError(status, f"{single.errors[0]['reason']}; nothing was stored")
+            await self._store([("events", dt, hour, single.lines[0] + b"\n")])
             metrics.events_accepted(source_id).inc()
             return 200, b'{"success":true}'
 
@@ -373,7 +368,7 @@ class CollectorApp:
             more = (
                 f" (and {len(errors) - _MAX_REASONS_IN_MESSAGE} more)" if len(errors) > _MAX_REASONS_IN_MESSAGE else ""
             )
-            status = 413 if all("TRACKWAY_MAX_EVENT_BYTES" in e["reason"] for e in errors) else 400
+            status = 413 if checked.too_large == len(errors) else 400
             raise HttpError(
                 status, f"none of the {len(events)} events in the batch is valid, nothing was stored: {reasons}{more}"
             )
@@ -388,9 +383,9 @@ class CollectorApp:
             payload["errors"] = errors[:_MAX_ERRORS_IN_RESPONSE]
         return 200, dumps(payload)
 
-    def check_batch(self, events: list, info: RequestInfo) -> CheckedBatch:
-        """Where a batch's events are checked before spooling (validation, enrichment, quarantine)."""
-        return check_events(events, info, self.limits.max_event_bytes)
+    def check_batch(self, events: list, info: RequestInfo, implied_type: str | None = None) -> CheckedBatch:
+        """Where every request's events are checked before spooling (validation, enrichment, quarantine)."""
+        return check_events(events, info, self.limits.max_event_bytes, implied_type)
 
     def _rate_limit(self, key: str, events: int) -> None:
         limiter = self.worker.rate_limiter

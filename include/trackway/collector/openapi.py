@@ -79,6 +79,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "operationId": "post_" + path.strip("/").replace("/", "_"),
                 "summary": summary,
                 "security": [{"basicAuth": []}, {}],
+                "parameters": [
+                    {
+                        "name": "Content-Encoding",
+                        "in": "header",
+                        "required": False,
+                        "description": "how the body is compressed; any other value is 415",
+                        "schema": {"type": "string", "enum": ["gzip", "x-gzip", "deflate", "identity"]},
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": schema}, "text/plain": {"schema": schema}},

@@ -228,10 +228,13 @@ class CheckedBatch:
     lines: list[bytes] = field(default_factory=list)  # enriched events, one JSON line each
     quarantine: list[bytes] = field(default_factory=list)  # quarantine records, one JSON line each
     errors: list[dict] = field(default_factory=list)  # {"index", "reason"} per refused event
+    too_large: int = 0  # how many of the refused events were over the size limit
 
 
-def check_events(events: list, info: RequestInfo, max_event_bytes: int = MAX_EVENT_BYTES) -> CheckedBatch:
-    """The one place a batch's events are checked before they are spooled.
+def check_events(
+    events: list, info: RequestInfo, max_event_bytes: int = MAX_EVENT_BYTES, implied_type: str | None = None
+) -> CheckedBatch:
+    """The one place events are checked before they are spooled (batches and single-event calls alike).
 
     Each event is validated and enriched; a refused one becomes a quarantine
     record with its reason. Further per-event checks (e.g. a tracking plan)
@@ -240,10 +243,11 @@ def check_events(events: list, info: RequestInfo, max_event_bytes: int = MAX_EVE
     out = CheckedBatch()
     for index, event in enumerate(events):
         try:
-            out.lines.append(process_event(event, info, max_event_bytes=max_event_bytes))
+            out.lines.append(process_event(event, info, implied_type, max_event_bytes))
         except InvalidEvent as exc:
             out.errors.append({"index": index, "reason": str(exc)})
             out.quarantine.append(dumps(quarantine_record(event, str(exc), info)))
+            out.too_large += isinstance(exc, EventTooLarge)
     return out
 
 

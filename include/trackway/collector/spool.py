@@ -272,6 +272,9 @@ class Spool:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
+        if not items:  # nothing to make durable (an empty batch): the flusher would never wake for it
+            future.set_result(None)
+            return future
 
         def resolve(error: BaseException | None) -> None:
             loop.call_soon_threadsafe(_settle, future, error)

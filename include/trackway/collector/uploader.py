@@ -156,7 +156,7 @@ def _gzip_file(src: Path, dst: Path) -> int:
     with (
         open(src, "rb") as fin,
         open(dst, "wb") as raw_out,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0, compresslevel=3) as out,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0, compresslevel=1) as out,
     ):
         while chunk := fin.read(1024 * 1024):
             lines += chunk.count(b"\n")
