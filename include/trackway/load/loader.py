@@ -61,9 +61,9 @@ class LoadReport:
 
 def _fingerprint(stat: dict) -> tuple[str, int]:
     size = int(stat.get("size") or 0)
-    # ETag where the store has one (S3, GCS); size alone for local files, whose
-    # objects are written once under unique names.
-    etag = stat.get("ETag") or stat.get("etag") or stat.get("md5Hash") or ""
+    # GCS: the content's md5 (its etag also changes on metadata-only updates);
+    # S3: the ETag; local files: size alone, as they are written once under unique names.
+    etag = stat.get("md5Hash") or stat.get("ETag") or stat.get("etag") or ""
     return f"size={size};etag={str(etag).strip(chr(34))}", size
 
 
@@ -85,6 +85,9 @@ def list_interval_objects(
     objects: list[tuple[ObjectStoragePath, bool, RawTable]] = []
     for url, table in ((settings.events_url, EVENTS_RAW_TABLE), (settings.quarantine_url, QUARANTINE_TABLE)):
         root = ObjectStoragePath(url, conn_id=settings.raw_conn_id)
+        # fsspec reuses filesystem instances and caches listings forever (gcsfs, s3fs):
+        # without this a long-lived process would not see new or rewritten objects.
+        root.fs.invalidate_cache()
         for hour in hours:
             folder = root / partition_path(hour)
             if not folder.exists():
