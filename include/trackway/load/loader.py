@@ -124,7 +124,13 @@ def load_interval(
         wh.ensure_raw_tables()
         urls = [object_url(p) for p, _, _ in objects]
         known = wh.loaded_fingerprints(urls)
-        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls, strict=True), start=1):
+        if getattr(wh, "loads_in_place", False):  # BigQuery: load jobs read gs:// themselves
+            from trackway.load.in_place import load_in_place
+
+            stats = [_fingerprint(p.stat()) for p, _, _ in objects]
+            load_in_place(wh, objects, urls, stats, known, report, reload=reload, say=say)
+            objects = []
+        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls, strict=False), start=1):
             fingerprint, size = _fingerprint(path.stat())
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):
