@@ -14,8 +14,8 @@ the emulator live here only, each with why:
    and the job's schema: 1.4.0 ignores them all and always treats line 1 as a header,
    which BigQuery does not. Trackway loads NDJSON as one-column CSV (see
    trackway.warehouse.bigquery_warehouse).
-4. The upload endpoint accepts any media type (permissive), as BigQuery does for
-   application/octet-stream uploads by clients.
+(Trackway never uploads through the emulator's media endpoint, so its strict
+media types need no workaround here.)
 """
 
 from __future__ import annotations

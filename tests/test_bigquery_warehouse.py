@@ -86,6 +86,10 @@ def test_load_jobs_ledger_reruns_status_and_query(bq_env, stack, capsys):
         ledger = wh.query("SELECT rows_loaded, parse_errors, blank_lines FROM raw.loaded_objects ORDER BY 1")
         assert ledger == [(1, 0, 0), (2, 0, 0), (31, 1, 1)]
         assert wh.query("SELECT count(*) FROM raw.load_runs") == [(4,)]
+        # Load jobs keep no line order: line numbers are unique per object and load, not positions.
+        assert wh.query(
+            "SELECT count(*), count(DISTINCT CONCAT(source_object, '#', CAST(line_number AS STRING))) FROM raw.events_raw"
+        ) == [(33, 33)]
         assert settings.warehouse.dataset("raw") == f"{bq_env}_raw"  # datasets carry the URL's prefix
 
     assert cli(["status"]) == 0

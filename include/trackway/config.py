@@ -188,7 +188,7 @@ class WarehouseTarget:
             return {"TRACKWAY_DBT_TARGET": "duckdb", "TRACKWAY_DUCKDB_PATH": str(self.duckdb_path)}
         if self.kind == "bigquery":
             env = {
-                "TRACKWAY_DBT_TARGET": "bigquery",
+                "TRACKWAY_DBT_TARGET": "bigquery_emulator" if self.api_endpoint else "bigquery",
                 "TRACKWAY_BQ_PROJECT": self.project or "",
                 "TRACKWAY_BQ_DATASET_PREFIX": self.dataset_prefix,
                 "TRACKWAY_BQ_LOCATION": self.location,

@@ -150,7 +150,7 @@ class BigQueryWarehouse(Warehouse):
     raw STRING,
     parse_error STRING,
     source_object STRING NOT NULL,
-    line_number INT64,
+    line_number INT64 NOT NULL,
     load_id STRING NOT NULL,
     loaded_at TIMESTAMP NOT NULL
 )
@@ -325,11 +325,12 @@ CLUSTER BY source_object"""
         WHEN JSON_TYPE(j) != 'object' THEN CONCAT('not a JSON object (got ', JSON_TYPE(j), ')')
     END AS parse_error,
     {_sql_str(obj.url)} AS source_object,
-    CAST(NULL AS INT64) AS line_number,
+    line_number,
     {_sql_str(load_id)} AS load_id,
     @loaded_at AS loaded_at
 FROM (
-    SELECT line, SAFE.PARSE_JSON(line) AS j
+    -- Load jobs do not keep line order: number the lines (unique per object and load, not positions).
+    SELECT line, SAFE.PARSE_JSON(line) AS j, ROW_NUMBER() OVER () AS line_number
     FROM {self.table_ref(RAW_SCHEMA, stage)}
     WHERE line IS NOT NULL AND TRIM(line) != ''
 )"""
