@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.trackway-installed
-# dbt and its adapters live in a virtual environment of their own (adr/0006): dbt-bigquery
+# dbt and its adapters live in a virtual environment of their own (adr/0007): dbt-bigquery
 # pins google-cloud-storage<3.2, Airflow's Google provider and gcsfs need >=3.10.
 DBT_VENV ?= .dbt-venv
 DBT_STAMP := $(DBT_VENV)/.trackway-dbt-installed

@@ -1,4 +1,4 @@
-"""dbt runs from its own virtual environment (adr/0006): the setting, the lock, the errors."""
+"""dbt runs from its own virtual environment (adr/0007): the setting, the lock, the errors."""
 
 from __future__ import annotations
 

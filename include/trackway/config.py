@@ -241,7 +241,7 @@ class Settings:
     trust_forwarded_for: bool
     load_lookback_hours: int
     dbt_project_dir: Path
-    # dbt's own environment (adr/0006); None: run dbt in this process (DuckDB/PostgreSQL only).
+    # dbt's own environment (adr/0007); None: run dbt in this process (DuckDB/PostgreSQL only).
     dbt_executable: Path | None = None
     alert_webhook_url: str | None = None
     task_retries: int = 2

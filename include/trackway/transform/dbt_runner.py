@@ -5,7 +5,7 @@ include/dbt/profiles.yml), derived here from TRACKWAY_WAREHOUSE_URL, so the
 DAG, the CLI and the tests build the same project the same way.
 
 dbt runs from its own virtual environment (``settings.dbt_executable``, made
-by ``make dbt-venv``; see adr/0006) as a subprocess, because dbt-bigquery's
+by ``make dbt-venv``; see adr/0007) as a subprocess, because dbt-bigquery's
 pins clash with Airflow's Google provider. Without it, dbt runs in this
 process with the adapters the Airflow environment has (DuckDB, PostgreSQL).
 """
