@@ -19,11 +19,14 @@ class BigQueryStack:
 
     def env(self, prefix: str, bucket: str = "lake") -> dict[str, str]:
         """TRACKWAY_* and connection variables for one isolated pipeline on the emulators."""
+        # One connection id per emulator: ObjectStoragePath caches its filesystem per (protocol, conn_id)
+        # for the life of the process, so a reused id would keep talking to an earlier, stopped server.
+        conn_id = f"trackway_gcs_{self.gcs.port}"
         return {
             "TRACKWAY_RAW_URL": f"gs://{bucket}/{prefix}",
-            "TRACKWAY_RAW_CONN_ID": "trackway_raw",
+            "TRACKWAY_RAW_CONN_ID": conn_id,
             # Anonymous: the emulator checks no credentials. Production gives a key or uses ADC.
-            "AIRFLOW_CONN_TRACKWAY_RAW": json.dumps(
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(
                 {
                     "conn_type": "google_cloud_platform",
                     "extra": {"gcs.endpoint": self.gcs.endpoint, "project": PROJECT, "is_anonymous": True},

@@ -27,8 +27,10 @@ HOUR = datetime(2026, 11, 22, 10, tzinfo=UTC)
 def fake_gcs(monkeypatch):
     server = FakeGCS().start()
     server.create_bucket("lake")
+    # A connection id of its own: ObjectStoragePath caches filesystems per (protocol, conn_id) for the process.
+    monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", f"trackway_gcs_{server.port}")
     monkeypatch.setenv(
-        "AIRFLOW_CONN_TRACKWAY_RAW",
+        f"AIRFLOW_CONN_TRACKWAY_GCS_{server.port}",
         json.dumps(
             {
                 "conn_type": "google_cloud_platform",
@@ -48,7 +50,6 @@ def _object(ids, extra: bytes = b"") -> bytes:
 
 def test_load_an_hour_from_gcs_exactly_once(trackway_env, fake_gcs, monkeypatch):
     monkeypatch.setenv("TRACKWAY_RAW_URL", "gs://lake/trackway")
-    monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", "trackway_raw")
     settings = load_settings()
     store = open_object_store(settings.raw_url, gcs_client=fake_gcs.client())
     part = "events/dt=2026-11-22/hour=10/"
