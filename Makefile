@@ -4,10 +4,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.trackway-installed
+# dbt and its adapters live in a virtual environment of their own (adr/0007): dbt-bigquery
+# pins google-cloud-storage<3.2, Airflow's Google provider and gcsfs need >=3.10.
+DBT_VENV ?= .dbt-venv
+DBT_STAMP := $(DBT_VENV)/.trackway-dbt-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: help install demo test lint format lock airflow-ui clean postgres-server
+.PHONY: help install dbt-venv demo test lint format lock lock-dbt airflow-ui clean postgres-server
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,12 +29,23 @@ $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/python -m pip check
 	@touch $@
 
-install: $(STAMP) ## create/update .venv from requirements.txt
+install: $(STAMP) $(DBT_STAMP) ## create/update .venv from requirements.txt and .dbt-venv from requirements-dbt.txt
 
-demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
+$(DBT_VENV)/bin/python:
+	$(PYTHON) -m venv $(DBT_VENV)
+
+$(DBT_STAMP): $(DBT_VENV)/bin/python requirements-dbt.txt $(STAMP)
+	@echo "==> installing dbt and its adapters into $(DBT_VENV) (requirements-dbt.txt)"
+	$(BIN)/uv pip install --quiet --python $(DBT_VENV)/bin/python -r requirements-dbt.txt
+	$(DBT_VENV)/bin/python -m pip check
+	@touch $@
+
+dbt-venv: $(DBT_STAMP) ## create/update .dbt-venv, the environment dbt runs from (TRACKWAY_DBT_EXECUTABLE)
+
+demo: $(STAMP) $(DBT_STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
-test: lint postgres-server sdk-clients browser ## run make lint, then the whole test suite
+test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # sqlfluff's dbt templater parses the project against a throwaway DuckDB file.
@@ -98,6 +113,13 @@ lock: $(BIN)/python ## re-pin requirements.txt from pyproject.toml
 	  echo "# Regenerate with: make lock   (uv pip compile pyproject.toml --extra dev)"; \
 	  $(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 --no-emit-package trackway --no-header; \
 	} > requirements.txt
+
+lock-dbt: $(BIN)/python ## re-pin requirements-dbt.txt from requirements-dbt.in
+	$(BIN)/python -m pip install --quiet uv
+	{ echo "# dbt's own pinned environment (.dbt-venv): dbt-core 1.11 with the duckdb, postgres and bigquery adapters."; \
+	  echo "# Regenerate with: make lock-dbt   (uv pip compile requirements-dbt.in)"; \
+	  $(BIN)/uv pip compile --quiet requirements-dbt.in --python-version 3.11 --no-header; \
+	} > requirements-dbt.txt
 
 airflow-ui: $(STAMP) ## run Airflow (scheduler + UI on http://localhost:8081) on the embedded default
 	eval "$$($(BIN)/trackway env)" && PATH="$(abspath $(BIN)):$$PATH" airflow standalone

@@ -34,6 +34,7 @@ try:
         wait_for,
         wait_for_events,
     )
+    from gcs_emulator import FakeGCS, gcs_env
 except ImportError:  # tests/ imported as a package
     from tests.collector_helpers import (
         CollectorProcess,
@@ -46,6 +47,7 @@ except ImportError:  # tests/ imported as a package
         wait_for,
         wait_for_events,
     )
+    from tests.gcs_emulator import FakeGCS, gcs_env
 
 LONG = "3600"  # max segment age that never triggers during a test
 
@@ -285,6 +287,59 @@ def test_shutdown_while_store_is_down_keeps_spool_for_next_start(tmp_path):
             proc.close()
     finally:
         server.stop()
+
+
+# -- GCS (fake-gcs-server) -----------------------------------------------------
+
+
+def test_gcs_sigkill_then_restart_delivers_every_ack_once(tmp_path):
+    gcs = FakeGCS().start()
+    try:
+        gcs.create_bucket("lake")
+        store = open_object_store("gs://lake/trackway/raw", gcs_client=gcs.client())
+        proc = CollectorProcess(
+            tmp_path,
+            TRACKWAY_RAW_URL="gs://lake/trackway/raw",
+            TRACKWAY_SPOOL_MAX_AGE_SECONDS=LONG,
+            **gcs_env(gcs.endpoint),
+        ).start()
+        try:
+            ids = _send_sdk(proc.url, 15)
+            proc.kill()  # acknowledged, never rotated: only in the spool
+            assert store.list() == []
+            proc.start()  # leftovers are uploaded to gs:// before it serves again
+            _exactly_once(read_lines(store, "events/"), ids)
+            more = _send_sdk(proc.url, 5)
+            assert proc.stop() == 0
+        finally:
+            proc.close()
+        _exactly_once(read_lines(store, "events/"), ids + more)
+        names = [b.name for b in gcs.client().list_blobs("lake")]
+        assert names and all(n.startswith("trackway/raw/events/dt=") and n.endswith(".ndjson.gz") for n in names)
+        assert _segments(proc.spool_dir) == []
+    finally:
+        gcs.stop()
+
+
+def test_gcs_outage_keeps_events_in_spool_and_retries(tmp_path):
+    gcs = FakeGCS(port=free_port())  # not started yet: GCS is "down"
+    proc = CollectorProcess(tmp_path, TRACKWAY_RAW_URL="gs://lake/raw", **gcs_env(gcs.endpoint)).start()
+    try:
+        wait_for(lambda: "not reachable" in proc.stderr, "the startup store check to warn")
+        ids = _send_sdk(proc.url, 5)  # acknowledged: they are in the spool
+        wait_for(lambda: "could not store" in proc.stderr, "an upload failure to be logged")
+        assert proc.health()["upload_failures"] >= 1
+        assert _segments(proc.spool_dir)  # kept, not dropped
+
+        gcs.start()
+        gcs.create_bucket("lake")
+        store = open_object_store("gs://lake/raw", gcs_client=gcs.client())
+        wait_for_events(store, ids)  # the uploader's retry got through
+        assert proc.stop() == 0
+        _exactly_once(read_lines(store, "events/"), ids)
+    finally:
+        proc.close()
+        gcs.stop()
 
 
 # -- spool and uploader units ---------------------------------------------------------

@@ -12,7 +12,7 @@ from trackway.cli import build_parser
 from trackway.config import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-_DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
+_DEFAULT = re.compile(r"\$\{(\w+):-([^${}]*)\}")
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,14 @@ def compose() -> dict:
     return yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
 
 
-def _substitute(value: str) -> str:
-    """Apply compose's ${VAR:-default} with the defaults, as a fresh `docker compose up` would."""
-    return _DEFAULT.sub(lambda m: m.group(2), str(value))
+def _substitute(value: str, env: dict[str, str] | None = None) -> str:
+    """Apply compose's ${VAR:-default}, innermost first, from ``env`` or the defaults (a fresh `docker compose up`)."""
+    text, env = str(value), env or {}
+    while True:
+        new = _DEFAULT.sub(lambda m: env.get(m.group(1)) or m.group(2), text)
+        if new == text:
+            return new
+        text = new
 
 
 def test_services_and_dependencies_exist(compose):
@@ -75,3 +80,29 @@ def test_collector_command_is_a_valid_cli_call(compose):
     assert args.command == "collect" and args.host == "0.0.0.0"
     published = compose["services"]["collector"]["ports"][0]
     assert published.endswith(f":{args.port}")
+
+
+def _env_file(name: str) -> dict[str, str]:
+    pairs = {}
+    for line in (REPO_ROOT / name).read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def test_gcp_profile_points_the_stack_at_gcs_and_bigquery(compose, monkeypatch):
+    """`docker compose --env-file gcp.env --profile gcp up`: same services, gs:// and bigquery:// settings."""
+    gcp = _env_file("gcp.env")
+    assert [n for n, s in compose["services"].items() if "gcp" in s.get("profiles", [])] == ["gcp-init"]
+    for name in ("collector", "airflow-scheduler", "gcp-init"):
+        env = {k: _substitute(v, gcp) for k, v in (compose["services"][name].get("environment") or {}).items()}
+        for key, value in env.items():
+            if key.startswith(("TRACKWAY_", "AIRFLOW_CONN_")):
+                monkeypatch.setenv(key, value)
+        settings = load_settings()
+        assert settings.raw_url.startswith("gs://") and settings.warehouse.kind == "bigquery", name
+        assert settings.raw_conn_id == settings.warehouse.conn_id == "trackway_gcp"
+        assert env["AIRFLOW_CONN_TRACKWAY_GCP"].startswith("google-cloud-platform://")
+    args = build_parser().parse_args(compose["services"]["gcp-init"]["command"][1:])
+    assert args.command == "status"

@@ -1,7 +1,8 @@
-"""The object-store contract, run against a local folder and a real S3 API (moto server)."""
+"""The object-store contract, run against a local folder, a real S3 API (moto server) and GCS (fake-gcs-server)."""
 
 from __future__ import annotations
 
+import gzip
 import os
 
 import boto3
@@ -9,11 +10,14 @@ import pytest
 
 from trackway.config import ConfigError
 from trackway.objectstore import LocalObjectStore, S3ObjectStore, is_hidden_key, open_object_store
+from trackway.objectstore_gcs import GCSObjectStore
 
 try:
     from collector_helpers import s3_env, start_moto
+    from gcs_emulator import FakeGCS
 except ImportError:  # tests/ imported as a package
     from tests.collector_helpers import s3_env, start_moto
+    from tests.gcs_emulator import FakeGCS
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +34,25 @@ def s3_env_vars(moto_endpoint, monkeypatch):
     return moto_endpoint
 
 
+@pytest.fixture(scope="module")
+def fake_gcs():
+    server = FakeGCS().start()
+    yield server
+    server.stop()
+
+
 _bucket_counter = iter(range(10_000))
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", "s3", "gs"])
 def store(request, tmp_path):
     if request.param == "file":
         return open_object_store((tmp_path / "raw").as_uri())
+    if request.param == "gs":
+        gcs = request.getfixturevalue("fake_gcs")
+        bucket = f"trackway-test-{next(_bucket_counter)}"
+        gcs.create_bucket(bucket)
+        return open_object_store(f"gs://{bucket}/some/prefix", gcs_client=gcs.client())
     request.getfixturevalue("s3_env_vars")
     bucket = f"trackway-test-{next(_bucket_counter)}"
     boto3.client("s3").create_bucket(Bucket=bucket)
@@ -135,8 +151,8 @@ def test_factory_schemes(tmp_path):
     local = open_object_store((tmp_path / "r").as_uri())
     assert isinstance(local, LocalObjectStore) and local.root == (tmp_path / "r").resolve()
     assert open_object_store("file://localhost" + str(tmp_path / "r")).root == local.root
-    with pytest.raises(ConfigError, match="gs:// is not supported yet"):
-        open_object_store("gs://bucket/prefix")
+    with pytest.raises(ConfigError, match="no bucket"):
+        open_object_store("gs:///prefix", gcs_client=object())
     with pytest.raises(ConfigError, match="use file:///path"):
         open_object_store("ftp://host/x")
     with pytest.raises(ConfigError, match="no bucket"):
@@ -146,3 +162,21 @@ def test_factory_schemes(tmp_path):
 def test_is_hidden_key():
     assert is_hidden_key(".tmp") and is_hidden_key("a/_b/c") and is_hidden_key("a/.x.ndjson.gz.tmp")
     assert not is_hidden_key("events/dt=2026-11-23/hour=14/x.ndjson.gz")
+
+
+def test_gcs_store_keeps_prefix_uploads_bytes_as_is_and_missing_bucket_is_clear(fake_gcs, monkeypatch):
+    from google.api_core.exceptions import NotFound
+
+    fake_gcs.create_bucket("prefixed-gs")
+    # The default client (no client passed): STORAGE_EMULATOR_HOST, as the collector uses it.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.endpoint)
+    store = open_object_store("gs://prefixed-gs/deep/pre/")
+    assert isinstance(store, GCSObjectStore)
+    assert store.url == "gs://prefixed-gs/deep/pre"
+    body = gzip.compress(b'{"a":1}\n', mtime=0)
+    store.put_bytes("events/a.ndjson.gz", body)
+    blob = fake_gcs.client().bucket("prefixed-gs").get_blob("deep/pre/events/a.ndjson.gz")
+    assert blob is not None and blob.content_encoding is None  # no transcoding: readers get the .gz bytes
+    assert store.list() == ["events/a.ndjson.gz"] and store.read_bytes("events/a.ndjson.gz") == body
+    with pytest.raises(NotFound):
+        open_object_store("gs://no-such-bucket/x").check()

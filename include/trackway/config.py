@@ -8,6 +8,7 @@ setup: everything under ``TRACKWAY_HOME`` on local disk.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import overload
@@ -113,7 +114,7 @@ DEMO_WRITE_KEYS = "demo:trackway-demo-key"
 class WarehouseTarget:
     """Where the warehouse is, parsed from ``TRACKWAY_WAREHOUSE_URL``."""
 
-    kind: str  # "duckdb" or "postgres"
+    kind: str  # "duckdb", "postgres" or "bigquery"
     url: str
     duckdb_path: Path | None = None
     host: str | None = None
@@ -121,6 +122,14 @@ class WarehouseTarget:
     user: str | None = None
     password: str | None = None
     database: str | None = None
+    # BigQuery: datasets are "<dataset_prefix>_raw", "<dataset_prefix>_analytics", ... (plain names without a prefix).
+    project: str | None = None
+    dataset_prefix: str = ""
+    location: str = "US"
+    # Airflow connection (google_cloud_platform) with the credentials; None: Application Default Credentials.
+    conn_id: str | None = None
+    # Only for emulators (bqemulator in the tests): the REST endpoint instead of bigquery.googleapis.com.
+    api_endpoint: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> WarehouseTarget:
@@ -148,15 +157,45 @@ class WarehouseTarget:
                 password=unquote(parsed.password) if parsed.password else os.environ.get("PGPASSWORD", ""),
                 database=database,
             )
+        if parsed.scheme == "bigquery":
+            prefix = unquote(parsed.path.strip("/"))
+            if not parsed.netloc or "/" in prefix or not re.fullmatch(r"[A-Za-z0-9_]*", prefix):
+                raise ConfigError(
+                    f"TRACKWAY_WAREHOUSE_URL={url!r}: write bigquery://<project>/<dataset-prefix>, e.g. "
+                    "bigquery://my-project/trackway (datasets trackway_raw, trackway_analytics, ...)"
+                )
+            return cls(
+                kind="bigquery",
+                url=url,
+                project=parsed.netloc,
+                dataset_prefix=prefix,
+                location=_env("TRACKWAY_BIGQUERY_LOCATION", "US") or "US",
+                conn_id=_env("TRACKWAY_WAREHOUSE_CONN_ID"),
+                api_endpoint=_env("TRACKWAY_BIGQUERY_API_ENDPOINT"),
+            )
         raise ConfigError(
             f"TRACKWAY_WAREHOUSE_URL={url!r} has unsupported scheme {parsed.scheme!r}; "
-            "use duckdb:///path/warehouse.duckdb or postgresql://user:pass@host:5432/db"
+            "use duckdb:///path/warehouse.duckdb, postgresql://user:pass@host:5432/db or bigquery://project/prefix"
         )
+
+    def dataset(self, schema: str) -> str:
+        """The BigQuery dataset that plays Trackway's schema ``schema`` (raw, analytics, ...)."""
+        return f"{self.dataset_prefix}_{schema}" if self.dataset_prefix else schema
 
     def dbt_env(self) -> dict[str, str]:
         """Environment for ``include/dbt/profiles.yml``, which reads only env vars."""
         if self.kind == "duckdb":
             return {"TRACKWAY_DBT_TARGET": "duckdb", "TRACKWAY_DUCKDB_PATH": str(self.duckdb_path)}
+        if self.kind == "bigquery":
+            env = {
+                "TRACKWAY_DBT_TARGET": "bigquery_emulator" if self.api_endpoint else "bigquery",
+                "TRACKWAY_BQ_PROJECT": self.project or "",
+                "TRACKWAY_BQ_DATASET_PREFIX": self.dataset_prefix,
+                "TRACKWAY_BQ_LOCATION": self.location,
+            }
+            if self.api_endpoint:
+                env["TRACKWAY_BQ_API_ENDPOINT"] = self.api_endpoint
+            return env
         return {
             "TRACKWAY_DBT_TARGET": "postgres",
             "TRACKWAY_PG_HOST": self.host or "localhost",
@@ -202,6 +241,8 @@ class Settings:
     trust_forwarded_for: bool
     load_lookback_hours: int
     dbt_project_dir: Path
+    # dbt's own environment (adr/0007); None: run dbt in this process (DuckDB/PostgreSQL only).
+    dbt_executable: Path | None = None
     alert_webhook_url: str | None = None
     task_retries: int = 2
     collector: CollectorLimits = field(default_factory=CollectorLimits)
@@ -217,6 +258,20 @@ class Settings:
 
 def _default_dbt_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "dbt"
+
+
+def _default_dbt_executable() -> Path | None:
+    """``TRACKWAY_DBT_EXECUTABLE``, else the Makefile's .dbt-venv beside include/ when it exists.
+
+    One setting for every caller: dbt_runner's subprocess and Cosmos's ``dbt_executable_path``.
+    """
+    explicit = _env("TRACKWAY_DBT_EXECUTABLE")  # a path, or "in-process"
+    if explicit is not None:
+        if explicit.lower() in ("in-process", "none"):
+            return None
+        return Path(explicit).expanduser().absolute()  # checked when dbt runs (dbt_runner)
+    candidate = Path(__file__).resolve().parents[2] / ".dbt-venv" / "bin" / "dbt"
+    return candidate if candidate.is_file() else None
 
 
 def load_settings() -> Settings:
@@ -248,6 +303,7 @@ def load_settings() -> Settings:
         trust_forwarded_for=(_env("TRACKWAY_TRUST_FORWARDED_FOR", "false").lower() in ("1", "true", "yes")),
         load_lookback_hours=_int_env("TRACKWAY_LOAD_LOOKBACK_HOURS", 1, minimum=0),
         dbt_project_dir=Path(_env("TRACKWAY_DBT_PROJECT_DIR", str(_default_dbt_dir()))).resolve(),
+        dbt_executable=_default_dbt_executable(),
         alert_webhook_url=alert_webhook_url,
         task_retries=_int_env("TRACKWAY_TASK_RETRIES", 2, minimum=0),
         collector=_collector_limits(),

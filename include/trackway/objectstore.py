@@ -1,4 +1,4 @@
-"""The object-store seam: one small interface over a local folder and S3.
+"""The object-store seam: one small interface over a local folder, S3 and GCS.
 
 The collector writes raw event objects through it and the loader reads them
 back, so both agree on keys, on atomic visibility and on which names are
@@ -8,7 +8,7 @@ in-progress files. Keys are always relative to the store's root URL and use
 Visibility rule shared by writers and readers: an object whose name (any
 path component) starts with "." or "_" is not finished data and is never
 listed. ``LocalObjectStore`` writes under such a temporary name and renames,
-so a reader never sees a half-written object; S3 makes PUTs atomic itself.
+so a reader never sees a half-written object; S3 and GCS make uploads atomic themselves.
 """
 
 from __future__ import annotations
@@ -216,8 +216,8 @@ class S3ObjectStore(ObjectStore):
         self.client.head_bucket(Bucket=self.bucket)
 
 
-def open_object_store(url: str, *, s3_client=None) -> ObjectStore:
-    """The store for a ``file://``, ``s3://`` (or, later, ``gs://``) URL."""
+def open_object_store(url: str, *, s3_client=None, gcs_client=None) -> ObjectStore:
+    """The store for a ``file://``, ``s3://`` or ``gs://`` URL (GCS lives in trackway.objectstore_gcs)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         netloc = "" if parsed.netloc in ("", "localhost") else parsed.netloc
@@ -228,11 +228,9 @@ def open_object_store(url: str, *, s3_client=None) -> ObjectStore:
     if parsed.scheme == "s3":
         return S3ObjectStore(parsed.netloc, unquote(parsed.path), client=s3_client)
     if parsed.scheme == "gs":
-        raise ConfigError(
-            f"object store URL {url!r}: gs:// is not supported yet. Use GCS through its S3-compatible API "
-            "(TRACKWAY_RAW_URL=s3://bucket/prefix, AWS_ENDPOINT_URL=https://storage.googleapis.com and HMAC keys "
-            "in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or a file:// folder"
-        )
+        from trackway.objectstore_gcs import GCSObjectStore
+
+        return GCSObjectStore(parsed.netloc, unquote(parsed.path), client=gcs_client)
     raise ConfigError(f"object store URL {url!r}: use file:///path, s3://bucket/prefix or gs://bucket/prefix")
 
 

@@ -1,12 +1,12 @@
 {#
-    The few places where DuckDB and PostgreSQL SQL differ, behind
+    The few places where DuckDB, PostgreSQL and BigQuery (macros/bigquery.sql) differ, behind
     adapter.dispatch so models stay one file for both warehouses.
     Everything else in the models is SQL both understand.
 #}
 
 {% macro _unsupported_adapter(what) -%}
     {{ exceptions.raise_compiler_error(
-        "trackway." ~ what ~ ": Trackway supports the duckdb and postgres adapters, not " ~ adapter.type()
+        "trackway." ~ what ~ ": Trackway supports the duckdb, postgres and bigquery adapters, not " ~ adapter.type()
     ) }}
 {%- endmacro %}
 
@@ -121,7 +121,29 @@
 
 {# Date of a timestamptz in UTC, whatever the session time zone. #}
 {% macro utc_date(ts_expr) -%}
+    {{ return(adapter.dispatch('utc_date', 'trackway')(ts_expr)) }}
+{%- endmacro %}
+
+{% macro default__utc_date(ts_expr) -%}
     cast(({{ ts_expr }}) at time zone 'UTC' as date)
+{%- endmacro %}
+
+
+{# "as materialized" for a CTE computed once (DuckDB, PostgreSQL); BigQuery has no such hint. #}
+{% macro materialized_cte() -%}
+    {{ return(adapter.dispatch('materialized_cte', 'trackway')()) }}
+{%- endmacro %}
+
+{% macro default__materialized_cte() -%}materialized{%- endmacro %}
+
+
+{# Text in single quotes, for messages: BigQuery reads four quotes as the start of a triple-quoted string. #}
+{% macro quoted_text(text_expr) -%}
+    {{ return(adapter.dispatch('quoted_text', 'trackway')(text_expr)) }}
+{%- endmacro %}
+
+{% macro default__quoted_text(text_expr) -%}
+    '''' || {{ text_expr }} || ''''
 {%- endmacro %}
 
 

@@ -7,6 +7,13 @@
     {%- if custom_schema_name is none -%}
         {{ target.schema }}
     {%- else -%}
-        {{ custom_schema_name | trim }}
+        {{ trackway.dataset_prefix() }}{{ custom_schema_name | trim }}
     {%- endif -%}
+{%- endmacro %}
+
+
+{# BigQuery datasets carry the prefix of TRACKWAY_WAREHOUSE_URL=bigquery://project/<prefix> ("<prefix>_analytics"). #}
+{% macro dataset_prefix() -%}
+    {%- set prefix = env_var('TRACKWAY_BQ_DATASET_PREFIX', '') if target.type == 'bigquery' else '' -%}
+    {{- prefix ~ '_' if prefix else '' -}}
 {%- endmacro %}

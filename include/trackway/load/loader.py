@@ -61,9 +61,9 @@ class LoadReport:
 
 def _fingerprint(stat: dict) -> tuple[str, int]:
     size = int(stat.get("size") or 0)
-    # ETag where the store has one (S3, GCS); size alone for local files, whose
-    # objects are written once under unique names.
-    etag = stat.get("ETag") or stat.get("etag") or stat.get("md5Hash") or ""
+    # GCS: the content's md5 (its etag also changes on metadata-only updates);
+    # S3: the ETag; local files: size alone, as they are written once under unique names.
+    etag = stat.get("md5Hash") or stat.get("ETag") or stat.get("etag") or ""
     return f"size={size};etag={str(etag).strip(chr(34))}", size
 
 
@@ -85,6 +85,9 @@ def list_interval_objects(
     objects: list[tuple[ObjectStoragePath, bool, RawTable]] = []
     for url, table in ((settings.events_url, EVENTS_RAW_TABLE), (settings.quarantine_url, QUARANTINE_TABLE)):
         root = ObjectStoragePath(url, conn_id=settings.raw_conn_id)
+        # fsspec reuses filesystem instances and caches listings forever (gcsfs, s3fs):
+        # without this a long-lived process would not see new or rewritten objects.
+        root.fs.invalidate_cache()
         for hour in hours:
             folder = root / partition_path(hour)
             if not folder.exists():
@@ -121,7 +124,13 @@ def load_interval(
         wh.ensure_raw_tables()
         urls = [object_url(p) for p, _, _ in objects]
         known = wh.loaded_fingerprints(urls)
-        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls, strict=True), start=1):
+        if getattr(wh, "loads_in_place", False):  # BigQuery: load jobs read gs:// themselves
+            from trackway.load.in_place import load_in_place
+
+            stats = [_fingerprint(p.stat()) for p, _, _ in objects]
+            load_in_place(wh, objects, urls, stats, known, report, reload=reload, say=say)
+            objects = []
+        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls, strict=False), start=1):
             fingerprint, size = _fingerprint(path.stat())
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):

@@ -1,15 +1,22 @@
-"""Run dbt in-process against the configured warehouse.
+"""Run dbt against the configured warehouse.
 
 dbt reads its connection only from environment variables (see
 include/dbt/profiles.yml), derived here from TRACKWAY_WAREHOUSE_URL, so the
 DAG, the CLI and the tests build the same project the same way.
+
+dbt runs from its own virtual environment (``settings.dbt_executable``, made
+by ``make dbt-venv``; see adr/0007) as a subprocess, because dbt-bigquery's
+pins clash with Airflow's Google provider. Without it, dbt runs in this
+process with the adapters the Airflow environment has (DuckDB, PostgreSQL).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -98,33 +105,79 @@ def _check_raw_exists(settings: Settings) -> None:
 
 
 def run_dbt(settings: Settings, command: str = "build", *extra: str, raise_on_failure: bool = True) -> DbtReport:
-    from dbt.cli.main import dbtRunner
-
     if command in ("build", "run", "test", "seed", "snapshot"):
         _check_raw_exists(settings)
     args = dbt_args(settings, command, *extra)
     started = time.monotonic()
-    with _environ(dbt_environment(settings)):
-        result = dbtRunner().invoke(args)
-    report = DbtReport(command=[command, *extra], success=bool(result.success), seconds=time.monotonic() - started)
-    for node_result in getattr(result.result, "results", None) or []:
-        node = node_result.node
-        status = str(node_result.status).lower().split(".")[-1]
-        if node.resource_type == "model" and status == "success":
-            report.models += 1
-        elif node.resource_type == "test":
-            if status == "pass":
-                report.tests_passed += 1
-            elif status == "warn":
-                report.tests_warned += 1
-            elif status in ("fail", "error"):
-                report.tests_failed += 1
-        if status in ("error", "fail"):
-            report.errors.append(f"{node.resource_type} {node.name}: {status}: {node_result.message}")
-    if result.exception is not None:
-        report.errors.append(f"dbt raised {type(result.exception).__name__}: {result.exception}")
+    if settings.dbt_executable is not None:
+        report = _run_subprocess(settings, command, args, extra)
+    else:
+        report = _run_in_process(settings, command, args, extra)
+    report.seconds = time.monotonic() - started
     log.info("%s", report.summary())
     if raise_on_failure and not report.success:
         details = "\n  ".join(report.errors) or "see the dbt log under " + str(settings.home / "dbt" / "logs")
         raise DbtBuildError(f"dbt {command} failed:\n  {details}")
     return report
+
+
+def _run_in_process(settings: Settings, command: str, args: list[str], extra: tuple[str, ...]) -> DbtReport:
+    if settings.warehouse.kind not in ("duckdb", "postgres"):
+        raise DbtBuildError(
+            f"dbt for {settings.warehouse.kind} runs from dbt's own environment: run `make dbt-venv` "
+            "(or set TRACKWAY_DBT_EXECUTABLE to a dbt with that adapter)"
+        )
+    from dbt.cli.main import dbtRunner
+
+    with _environ(dbt_environment(settings)):
+        result = dbtRunner().invoke(args)
+    report = DbtReport(command=[command, *extra], success=bool(result.success), seconds=0.0)
+    for node_result in getattr(result.result, "results", None) or []:
+        node = node_result.node
+        _count(report, node.resource_type, node.name, str(node_result.status), node_result.message)
+    if result.exception is not None:
+        report.errors.append(f"dbt raised {type(result.exception).__name__}: {result.exception}")
+    return report
+
+
+def _run_subprocess(settings: Settings, command: str, args: list[str], extra: tuple[str, ...]) -> DbtReport:
+    """dbt from its own environment; results come from its run_results.json."""
+    if settings.dbt_executable is None or not settings.dbt_executable.is_file():
+        raise DbtBuildError(
+            f"TRACKWAY_DBT_EXECUTABLE={settings.dbt_executable} is not a file: run `make dbt-venv` "
+            "(it creates .dbt-venv/bin/dbt), or set TRACKWAY_DBT_EXECUTABLE=in-process for DuckDB/PostgreSQL"
+        )
+    results_path = settings.home / "dbt" / "target" / "run_results.json"
+    results_path.unlink(missing_ok=True)  # never read a previous run's results
+    env = {**os.environ, **dbt_environment(settings)}
+    proc = subprocess.run(
+        [str(settings.dbt_executable), "--no-use-colors", *args], env=env, capture_output=True, text=True
+    )
+    for line in proc.stdout.splitlines():
+        log.info("dbt: %s", line)
+    report = DbtReport(command=[command, *extra], success=proc.returncode == 0, seconds=0.0)
+    if results_path.exists():
+        for node_result in json.loads(results_path.read_text()).get("results", []):
+            unique_id = node_result.get("unique_id", "")
+            resource_type, _, rest = unique_id.partition(".")
+            name = rest.split(".")[-1] if rest else unique_id
+            _count(report, resource_type, name, node_result.get("status", ""), node_result.get("message"))
+    if proc.returncode != 0 and not report.errors:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        report.errors.append(f"{settings.dbt_executable} exited with {proc.returncode}:\n{tail}")
+    return report
+
+
+def _count(report: DbtReport, resource_type: str, name: str, raw_status: str, message: str | None) -> None:
+    status = raw_status.lower().split(".")[-1]
+    if resource_type == "model" and status == "success":
+        report.models += 1
+    elif resource_type == "test":
+        if status == "pass":
+            report.tests_passed += 1
+        elif status == "warn":
+            report.tests_warned += 1
+        elif status in ("fail", "error"):
+            report.tests_failed += 1
+    if status in ("error", "fail"):
+        report.errors.append(f"{resource_type} {name}: {status}: {message}")

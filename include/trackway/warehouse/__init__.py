@@ -18,4 +18,8 @@ def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Wareh
         from trackway.warehouse.postgres_warehouse import PostgresWarehouse
 
         return PostgresWarehouse(target)
+    if target.kind == "bigquery":
+        from trackway.warehouse.bigquery_warehouse import BigQueryWarehouse
+
+        return BigQueryWarehouse(target)
     raise ValueError(f"no warehouse backend for {target.kind!r}")

@@ -56,7 +56,7 @@ explained as (
             when 'missing_user_and_anonymous_id' then 'both userId and anonymousId are missing or blank'
             when 'unknown_type'
                 then
-                    'type ' || coalesce('''' || event_type || '''', 'is missing, expected')
+                    'type ' || coalesce({{ trackway.quoted_text('event_type') }}, 'is missing, expected')
                     || case when event_type is null then ' ' else ' is not ' end
                     || 'one of {{ event_types | join(", ") }}'
             when 'missing_event_name' then 'track call without an event name'

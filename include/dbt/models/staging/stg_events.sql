@@ -40,7 +40,7 @@ with source as (
 -- The expensive parses (exception-guarded functions on PostgreSQL), once per
 -- row: MATERIALIZED stops the planner from inlining this CTE and re-running
 -- a parse for every later reference to its result.
-parsed as materialized (
+parsed as {{ trackway.materialized_cte() }} (
 
     select
         *,

@@ -1,0 +1,449 @@
+"""BigQuery backend: loads raw objects with load jobs straight from gs://.
+
+No event passes through the Airflow worker. Per object, a load job reads the
+gzip'd NDJSON as one-column CSV (one STRING per line; a field delimiter that
+valid JSON never contains) into a staging table; then one query job per batch
+of objects replaces those objects' rows in ``raw.events_raw`` and their ledger
+rows in one transaction, extracting the text fields with JSON_VALUE and giving
+every line that is not a JSON object a ``parse_error``.
+
+Quotas (see README "Scale-out"): BigQuery allows 1,500 load jobs per table
+per day. Each staging table gets exactly one load job, and ``raw.events_raw``
+gets none (only DML, one job per batch of ``BATCH_OBJECTS`` objects), so
+hourly runs and backfills stay far inside it.
+
+Retries: load job ids are derived from (object, fingerprint, UTC day), so a
+retried task finds its earlier job (409 Already Exists) and reuses its staging
+table instead of loading twice; staging tables expire after two days.
+
+Schemas map to datasets: Trackway's ``raw`` is ``<prefix>_raw`` (``raw`` when
+the URL has no prefix), and SQL given to ``query`` is rewritten the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from trackway.config import WarehouseTarget
+from trackway.warehouse.base import (
+    EVENTS_RAW_TABLE,
+    LOAD_RUNS,
+    LOADED_OBJECTS,
+    RAW_SCHEMA,
+    RAW_TABLES,
+    LoadRun,
+    ObjectLoad,
+    RawTable,
+    Warehouse,
+)
+
+log = logging.getLogger(__name__)
+
+# Objects per DML transaction; also bounds the query's size (one UNION ALL branch per object).
+BATCH_OBJECTS = 200
+# Valid JSON never contains a raw U+0001, so each line arrives whole in one column.
+LINE_DELIMITER = "\x01"
+STAGING_EXPIRY = timedelta(days=2)
+TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics")
+
+
+@dataclass(frozen=True)
+class PendingObject:
+    """An object to load in place: its gs:// URL, ledger fingerprint and target table."""
+
+    url: str
+    fingerprint: str
+    size_bytes: int
+    table: RawTable
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+def load_job_id(url: str, fingerprint: str, day: date) -> str:
+    """Deterministic: a retried task on the same day finds the job instead of loading again."""
+    return f"trackway_load_{_sha(url, fingerprint, day.isoformat())}"
+
+
+def _param(value: Any) -> Any:
+    from google.cloud import bigquery
+
+    if isinstance(value, bool):
+        kind = "BOOL"
+    elif isinstance(value, int):
+        kind = "INT64"
+    elif isinstance(value, float):
+        kind = "FLOAT64"
+    elif isinstance(value, datetime):
+        kind = "TIMESTAMP"
+    elif isinstance(value, date):
+        kind = "DATE"
+    else:
+        kind = "STRING"
+    return bigquery.ScalarQueryParameter(None, kind, value)
+
+
+def _sql_str(value: str | None) -> str:
+    """A BigQuery string literal; values are our own URLs and reasons, escaped anyway."""
+    if value is None:
+        return "NULL"
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+class BigQueryWarehouse(Warehouse):
+    kind = "bigquery"
+    loads_in_place = True
+
+    def __init__(self, target: WarehouseTarget, client: Any = None) -> None:
+        self.target = target
+        self.project = target.project or ""
+        self.client = client or self._client(target)
+
+    @staticmethod
+    def _client(target: WarehouseTarget) -> Any:
+        from google.cloud import bigquery
+
+        credentials = None
+        if target.conn_id:
+            from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+
+            credentials = GoogleBaseHook(gcp_conn_id=target.conn_id).get_credentials()
+        elif target.api_endpoint:
+            # An emulator checks no credentials; never send real ones to it.
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()
+        options = {"api_endpoint": target.api_endpoint} if target.api_endpoint else None
+        # Without a connection: Application Default Credentials.
+        return bigquery.Client(
+            project=target.project, credentials=credentials, location=target.location, client_options=options
+        )
+
+    # -- names -------------------------------------------------------------------------
+
+    def dataset(self, schema: str) -> str:
+        return self.target.dataset(schema)
+
+    def table_ref(self, schema: str, table: str) -> str:
+        return f"`{self.project}.{self.dataset(schema)}.{table}`"
+
+    def rewrite(self, sql: str) -> str:
+        """Map Trackway schema names (raw.x, analytics.x) to this target's datasets."""
+        if not self.target.dataset_prefix:
+            return sql
+        pattern = r"(?<![\w.`])(" + "|".join(TRACKWAY_SCHEMAS) + r")\.(?=\w)"
+        return re.sub(pattern, lambda m: f"{self.dataset(m.group(1))}.", sql)
+
+    # -- DDL ---------------------------------------------------------------------------
+
+    def _landing_ddl(self, table: RawTable) -> str:
+        text_columns = ",\n    ".join(f"`{c}` STRING" for c, _ in table.text_fields)
+        return f"""CREATE TABLE IF NOT EXISTS {self.table_ref(RAW_SCHEMA, table.name)} (
+    {text_columns},
+    raw STRING,
+    parse_error STRING,
+    source_object STRING NOT NULL,
+    line_number INT64 NOT NULL,
+    load_id STRING NOT NULL,
+    loaded_at TIMESTAMP NOT NULL
+)
+PARTITION BY DATE(loaded_at)
+CLUSTER BY source_object"""
+
+    def ensure_raw_tables(self) -> None:
+        from google.cloud import bigquery
+
+        dataset = bigquery.Dataset(f"{self.project}.{self.dataset(RAW_SCHEMA)}")
+        dataset.location = self.target.location
+        self.client.create_dataset(dataset, exists_ok=True)
+        statements = [self._landing_ddl(t) for t in RAW_TABLES]
+        statements.append(f"""CREATE TABLE IF NOT EXISTS {self.table_ref(RAW_SCHEMA, LOADED_OBJECTS)} (
+    source_object STRING NOT NULL, fingerprint STRING NOT NULL, size_bytes INT64 NOT NULL,
+    rows_loaded INT64 NOT NULL, parse_errors INT64 NOT NULL, blank_lines INT64 NOT NULL,
+    object_error STRING, load_id STRING NOT NULL, loaded_at TIMESTAMP NOT NULL
+) CLUSTER BY source_object""")
+        statements.append(f"""CREATE TABLE IF NOT EXISTS {self.table_ref(RAW_SCHEMA, LOAD_RUNS)} (
+    load_id STRING NOT NULL, interval_start TIMESTAMP NOT NULL, interval_end TIMESTAMP NOT NULL,
+    started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP NOT NULL, triggered_by STRING NOT NULL,
+    objects_found INT64 NOT NULL, objects_loaded INT64 NOT NULL, objects_skipped INT64 NOT NULL,
+    rows_loaded INT64 NOT NULL, parse_errors INT64 NOT NULL
+)""")
+        for stmt in statements:
+            self.client.query(stmt).result()
+
+    # -- ledger ------------------------------------------------------------------------
+
+    def loaded_fingerprints(self, source_objects: Sequence[str]) -> dict[str, str]:
+        if not source_objects:
+            return {}
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ArrayQueryParameter("objects", "STRING", list(source_objects))]
+        )
+        rows = self.client.query(
+            f"SELECT source_object, fingerprint FROM {self.table_ref(RAW_SCHEMA, LOADED_OBJECTS)} "
+            "WHERE source_object IN UNNEST(@objects)",
+            job_config=config,
+        ).result()
+        return {r[0]: r[1] for r in rows}
+
+    # -- loading -----------------------------------------------------------------------
+
+    def replace_object(
+        self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE
+    ) -> None:
+        raise NotImplementedError(
+            "BigQuery loads raw objects in place with load jobs (load_in_place); rows never pass through the worker"
+        )
+
+    def _stage_name(self, obj: PendingObject, day: date) -> str:
+        return f"_stage_{_sha(obj.url, obj.fingerprint, day.isoformat())[:32]}"
+
+    def _start_load_job(self, obj: PendingObject, day: date) -> tuple[Any, str]:
+        """Load one object into its staging table; an existing job of the same id is reused."""
+        from google.api_core.exceptions import Conflict
+        from google.cloud import bigquery
+
+        stage = self._stage_name(obj, day)
+        destination = f"{self.project}.{self.dataset(RAW_SCHEMA)}.{stage}"
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.CSV,
+            schema=[bigquery.SchemaField("line", "STRING")],
+            field_delimiter=LINE_DELIMITER,
+            quote_character="",
+            allow_quoted_newlines=False,
+            ignore_unknown_values=True,  # a stray U+0001 in garbage cuts that line, never fails the object
+            max_bad_records=0,
+            encoding="UTF-8",
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
+            labels={"trackway": "raw-load"},
+        )
+        job_id = load_job_id(obj.url, obj.fingerprint, day)
+        try:
+            job = self.client.load_table_from_uri(obj.url, destination, job_id=job_id, job_config=config)
+        except Conflict:  # the same task ran before (retry): its job and staging table are reused
+            job = self.client.get_job(job_id)
+        return job, stage
+
+    def load_in_place(
+        self,
+        objects: Sequence[PendingObject],
+        *,
+        load_id: str,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[ObjectLoad]:
+        """Load objects from gs:// in batches; returns their ledger records."""
+        say = progress or (lambda msg: log.info("%s", msg))
+        for obj in objects:
+            if not obj.url.startswith("gs://"):
+                raise ValueError(
+                    f"BigQuery load jobs read gs:// objects only, not {obj.url}: set TRACKWAY_RAW_URL=gs://bucket/prefix"
+                )
+        results: list[ObjectLoad] = []
+        for start in range(0, len(objects), BATCH_OBJECTS):
+            batch = list(objects[start : start + BATCH_OBJECTS])
+            results.extend(self._load_batch(batch, load_id))
+            say(f"  [{start + len(batch)}/{len(objects)}] objects loaded by BigQuery load jobs")
+        return results
+
+    def _load_batch(self, batch: list[PendingObject], load_id: str) -> list[ObjectLoad]:
+        from google.cloud import bigquery
+
+        day = datetime.now(UTC).date()
+        started = [(obj, *self._start_load_job(obj, day)) for obj in batch]  # jobs run in parallel
+        staged: list[tuple[PendingObject, str]] = []
+        failed: dict[str, str] = {}
+        for obj, job, stage in started:
+            try:
+                job.result()
+                table = self.client.get_table(f"{self.project}.{self.dataset(RAW_SCHEMA)}.{stage}")
+                table.expires = datetime.now(UTC) + STAGING_EXPIRY
+                self.client.update_table(table, ["expires"])
+                staged.append((obj, stage))
+            except Exception as exc:  # a damaged object: recorded with its reason, as on other warehouses
+                errors = getattr(job, "errors", None) or []
+                detail = "; ".join(e.get("message", "") for e in errors[:3]) or str(exc)
+                failed[obj.url] = f"BigQuery load job {job.job_id} failed: {detail}"
+                log.warning("damaged raw object %s: %s", obj.url, failed[obj.url])
+
+        loaded_at = datetime.now(UTC)
+        script = self._apply_script(batch, staged, failed, load_id).replace(
+            "@loaded_at", f"TIMESTAMP '{loaded_at.isoformat()}'"
+        )
+        config = bigquery.QueryJobConfig(labels={"trackway": "raw-apply"})
+        self.client.query(script, job_config=config).result()
+        return self._ledger_rows([o.url for o in batch])
+
+    def _apply_script(
+        self, batch: list[PendingObject], staged: list[tuple[PendingObject, str]], failed: dict[str, str], load_id: str
+    ) -> str:
+        """One transaction: drop the batch's old rows, insert the staged lines, upsert the ledger."""
+        ledger = self.table_ref(RAW_SCHEMA, LOADED_OBJECTS)
+        statements = ["BEGIN TRANSACTION;"]
+        for table in RAW_TABLES:
+            urls = [o.url for o in batch if o.table.name == table.name]
+            if not urls:
+                continue
+            target = self.table_ref(RAW_SCHEMA, table.name)
+            url_list = ", ".join(_sql_str(u) for u in urls)
+            # Old rows live in the partitions of their earlier loads (the ledger knows which): pruned delete.
+            statements.append(
+                f"DELETE FROM {target} WHERE DATE(loaded_at) IN "
+                f"(SELECT DATE(loaded_at) FROM {ledger} WHERE source_object IN ({url_list})) "
+                f"AND source_object IN ({url_list});"
+            )
+            branches = [
+                self._stage_select(obj, stage, table, load_id) for obj, stage in staged if obj.table.name == table.name
+            ]
+            if branches:
+                columns = ", ".join(f"`{c}`" for c in table.columns)
+                statements.append(f"INSERT INTO {target} ({columns})\n" + "\nUNION ALL\n".join(branches) + ";")
+        statements.append(self._ledger_merge(batch, staged, failed, load_id))
+        statements.append("COMMIT TRANSACTION;")
+        return "\n".join(statements)
+
+    def _stage_select(self, obj: PendingObject, stage: str, table: RawTable, load_id: str) -> str:
+        fields = ",\n    ".join(
+            f"CASE WHEN JSON_TYPE(j) = 'object' THEN COALESCE(JSON_VALUE(j, '$.\"{key}\"'), "
+            f"TO_JSON_STRING(JSON_QUERY(j, '$.\"{key}\"'))) END AS `{column}`"
+            for column, key in table.text_fields
+        )
+        return f"""SELECT
+    {fields},
+    line AS raw,
+    CASE
+        WHEN j IS NULL THEN 'invalid JSON'
+        WHEN JSON_TYPE(j) != 'object' THEN CONCAT('not a JSON object (got ', JSON_TYPE(j), ')')
+    END AS parse_error,
+    {_sql_str(obj.url)} AS source_object,
+    line_number,
+    {_sql_str(load_id)} AS load_id,
+    @loaded_at AS loaded_at
+FROM (
+    -- Load jobs do not keep line order: number the lines (unique per object and load, not positions).
+    SELECT line, SAFE.PARSE_JSON(line) AS j, ROW_NUMBER() OVER () AS line_number
+    FROM {self.table_ref(RAW_SCHEMA, stage)}
+    WHERE line IS NOT NULL AND TRIM(line) != ''
+)"""
+
+    def _ledger_merge(
+        self, batch: list[PendingObject], staged: list[tuple[PendingObject, str]], failed: dict[str, str], load_id: str
+    ) -> str:
+        """Upsert one ledger row per object; counts are read back from what was just inserted."""
+        stage_of = {obj.url: stage for obj, stage in staged}
+        tuples = []
+        for obj in batch:
+            url, table = _sql_str(obj.url), self.table_ref(RAW_SCHEMA, obj.table.name)
+            if obj.url in stage_of:
+                mine = f"FROM {table} WHERE source_object = {url} AND load_id = {_sql_str(load_id)}"
+                rows = f"(SELECT COUNT(*) {mine})"
+                errors = f"(SELECT COUNT(*) {mine} AND parse_error IS NOT NULL)"
+                blanks = f"(SELECT COUNTIF(line IS NULL OR TRIM(line) = '') FROM {self.table_ref(RAW_SCHEMA, stage_of[obj.url])})"
+            else:
+                rows = errors = blanks = "0"
+            tuples.append(
+                f"SELECT {url} AS source_object, {_sql_str(obj.fingerprint)} AS fingerprint, "
+                f"{int(obj.size_bytes)} AS size_bytes, {rows} AS rows_loaded, {errors} AS parse_errors, "
+                f"{blanks} AS blank_lines, CAST({_sql_str(failed.get(obj.url))} AS STRING) AS object_error"
+            )
+        values = "\n    UNION ALL ".join(tuples)
+        return f"""MERGE {self.table_ref(RAW_SCHEMA, LOADED_OBJECTS)} AS t
+USING (
+    {values}
+) AS s
+ON t.source_object = s.source_object
+WHEN MATCHED THEN UPDATE SET
+    fingerprint = s.fingerprint, size_bytes = s.size_bytes, rows_loaded = s.rows_loaded,
+    parse_errors = s.parse_errors, blank_lines = s.blank_lines, object_error = s.object_error,
+    load_id = {_sql_str(load_id)}, loaded_at = @loaded_at
+WHEN NOT MATCHED THEN INSERT
+    (source_object, fingerprint, size_bytes, rows_loaded, parse_errors, blank_lines, object_error, load_id, loaded_at)
+    VALUES (s.source_object, s.fingerprint, s.size_bytes, s.rows_loaded, s.parse_errors, s.blank_lines,
+        s.object_error, {_sql_str(load_id)}, @loaded_at);"""
+
+    def _ledger_rows(self, urls: list[str]) -> list[ObjectLoad]:
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter("objects", "STRING", urls)])
+        rows = self.client.query(
+            "SELECT source_object, fingerprint, size_bytes, rows_loaded, parse_errors, blank_lines, object_error, "
+            f"load_id, loaded_at FROM {self.table_ref(RAW_SCHEMA, LOADED_OBJECTS)} "
+            "WHERE source_object IN UNNEST(@objects)",
+            job_config=config,
+        ).result()
+        by_url = {
+            r[0]: ObjectLoad(
+                source_object=r[0],
+                fingerprint=r[1],
+                size_bytes=r[2],
+                rows=r[3],
+                parse_errors=r[4],
+                blank_lines=r[5],
+                object_error=r[6],
+                load_id=r[7],
+                loaded_at=r[8],
+            )
+            for r in rows
+        }
+        return [by_url[u] for u in urls if u in by_url]
+
+    def record_load_run(self, run: LoadRun) -> None:
+        self.query(
+            f"INSERT INTO {self.table_ref(RAW_SCHEMA, LOAD_RUNS)} (load_id, interval_start, interval_end, started_at, "
+            "finished_at, triggered_by, objects_found, objects_loaded, objects_skipped, rows_loaded, parse_errors) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run.load_id,
+                run.interval_start,
+                run.interval_end,
+                run.started_at,
+                run.finished_at,
+                run.triggered_by,
+                run.objects_found,
+                run.objects_loaded,
+                run.objects_skipped,
+                run.rows_loaded,
+                run.parse_errors,
+            ],
+        )
+
+    # -- reading -----------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(query_parameters=[_param(p) for p in params])
+        return [tuple(row.values()) for row in self.client.query(self.rewrite(sql), job_config=config).result()]
+
+    def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
+        from google.cloud import bigquery
+
+        sql = self.rewrite(sql)
+        # People's ad-hoc SQL runs read-only, as on PostgreSQL: a dry run names the statement type for free.
+        dry = self.client.query(sql, job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False))
+        if dry.statement_type not in (None, "SELECT"):
+            raise PermissionError(f"trackway query runs read-only SQL; this is a {dry.statement_type} statement")
+        result = self.client.query(sql).result(max_results=limit)
+        rows = [tuple(row.values()) for row in result]
+        return [field.name for field in result.schema], rows[:limit]
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.client.get_table(f"{self.project}.{self.dataset(schema)}.{table}")
+        except NotFound:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.client.close()
