@@ -14,14 +14,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 
 from airflow.sdk import ObjectStoragePath
 
 from trackway.config import Settings
 from trackway.load.partitions import hours_between, is_data_object, partition_path
-from trackway.load.raw_lines import parse_object
-from trackway.warehouse import LoadRun, ObjectLoad, open_warehouse
-from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
+from trackway.warehouse import LoadRun, open_warehouse
+from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawObject, RawTable
 
 log = logging.getLogger(__name__)
 
@@ -127,39 +128,31 @@ def load_interval(
             if known.get(url) == fingerprint and not (reload and in_interval):
                 report.objects_skipped += 1
                 continue
-            loaded_at = datetime.now(UTC)
-            with path.open("rb") as handle:
-                parsed = parse_object(
-                    handle, source_object=url, load_id=load_id, loaded_at=loaded_at, text_fields=table.text_fields
-                )
-            wh.replace_object(
-                ObjectLoad(
+            load = wh.load_object(
+                RawObject(
                     source_object=url,
                     fingerprint=fingerprint,
                     size_bytes=size,
-                    rows=len(parsed.rows),
-                    parse_errors=parsed.parse_errors,
-                    blank_lines=parsed.blank_lines,
-                    object_error=parsed.object_error,
                     load_id=load_id,
-                    loaded_at=loaded_at,
+                    loaded_at=datetime.now(UTC),
+                    open=partial(path.open, "rb"),
+                    local_path=Path(path.path) if path.protocol == "file" else None,
                 ),
-                parsed.rows,
                 table,
             )
             report.objects_loaded += 1
-            report.parse_errors += parsed.parse_errors
-            report.blank_lines += parsed.blank_lines
-            if parsed.object_error:
-                report.object_errors.append(f"{url}: {parsed.object_error}")
-                log.warning("damaged raw object %s: %s", url, parsed.object_error)
+            report.parse_errors += load.parse_errors
+            report.blank_lines += load.blank_lines
+            if load.object_error:
+                report.object_errors.append(f"{url}: {load.object_error}")
+                log.warning("damaged raw object %s: %s", url, load.object_error)
             if table is QUARANTINE_TABLE:
-                report.quarantined_rows += len(parsed.rows)
+                report.quarantined_rows += load.rows
             else:
-                report.rows_loaded += len(parsed.rows)
+                report.rows_loaded += load.rows
             say(
-                f"  [{n}/{len(objects)}] {path.name}: {len(parsed.rows):,} rows -> raw.{table.name}, "
-                f"{parsed.parse_errors} unparseable"
+                f"  [{n}/{len(objects)}] {path.name}: {load.rows:,} rows -> raw.{table.name}, "
+                f"{load.parse_errors} unparseable"
             )
         finished = datetime.now(UTC)
         report.seconds = (finished - started).total_seconds()

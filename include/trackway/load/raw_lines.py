@@ -13,12 +13,14 @@ import json
 import lzma
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, cast
 
-from trackway.warehouse.base import RAW_TEXT_FIELDS
+import orjson
+
+from trackway.warehouse.base import RAW_TEXT_FIELDS, ObjectStats
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Other compressions seen in exports from other systems: read what the stdlib can, refuse the rest loudly.
@@ -37,9 +39,7 @@ _RISKY_ESCAPE = re.compile(rb"\\u(0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
 @dataclass
 class ParsedObject:
     rows: list[tuple] = field(default_factory=list)
-    parse_errors: int = 0
-    blank_lines: int = 0
-    object_error: str | None = None
+    stats: ObjectStats = field(default_factory=ObjectStats)
 
 
 def _reject_constant(name: str) -> Any:
@@ -93,27 +93,113 @@ def parse_line(line: bytes) -> tuple[str, str | None, dict | None]:
     return text, None, obj
 
 
+def parse_line_fast(line: bytes) -> tuple[str, str | None, dict | None]:
+    """``parse_line`` with orjson for the common case; anything unusual goes the exact, slower way.
+
+    orjson refuses NaN, invalid UTF-8, lone surrogates and a BOM, so every line it
+    cannot take is re-read by ``parse_line``, which words the reason.
+    """
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return parse_line(line)
+    if not isinstance(obj, dict) or _RISKY_ESCAPE.search(line):
+        return parse_line(line)
+    return line.decode("utf-8"), None, obj
+
+
 def _lines(stream: IO[bytes]) -> Iterator[bytes]:
     for line in stream:
         yield line.rstrip(b"\r\n")
 
 
-def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
-    """Gzip or plain, by content rather than by name: other systems name files freely."""
-    if hasattr(stream, "peek"):
-        head = stream.peek(6)[:6]
-    else:  # object-store files (s3fs, gcsfs) are seekable but have no peek
-        head = stream.read(6)
-        stream.seek(0)
+def sniff_compression(head: bytes) -> str:
+    """``gzip``, ``bz2``, ``xz`` or ``none`` from an object's first bytes; refuses what we cannot read."""
     if head.startswith(GZIP_MAGIC):
-        return cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb"))
-    for magic, reader in _READERS.items():
-        if head.startswith(magic):
-            return reader(stream, mode="rb")
+        return "gzip"
     for magic, name in _UNSUPPORTED.items():
         if head.startswith(magic):
             raise UnsupportedObject(f"{name} objects are not supported; write gzip'd or plain NDJSON")
+    for magic, reader in _READERS.items():
+        if head.startswith(magic):
+            return "bz2" if reader is bz2.BZ2File else "xz"
+    return "none"
+
+
+def read_head(stream: IO[bytes]) -> bytes:
+    """The first bytes of a stream, leaving it where it was."""
+    if hasattr(stream, "peek"):
+        return stream.peek(6)[:6]
+    head = stream.read(6)  # object-store files (s3fs, gcsfs) are seekable but have no peek
+    stream.seek(0)
+    return head
+
+
+def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
+    """Gzip or plain, by content rather than by name: other systems name files freely."""
+    kind = sniff_compression(read_head(stream))
+    if kind == "gzip":
+        return cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb"))
+    if kind == "bz2":
+        return cast(IO[bytes], bz2.BZ2File(stream, mode="rb"))
+    if kind == "xz":
+        return cast(IO[bytes], lzma.LZMAFile(stream, mode="rb"))
     return stream
+
+
+def row_values(obj: dict, text_fields: tuple[tuple[str, str], ...]) -> list[str | None]:
+    return [_as_text(obj.get(key)) for _, key in text_fields]
+
+
+def iter_rows(
+    stream: IO[bytes],
+    stats: ObjectStats,
+    *,
+    source_object: str,
+    load_id: str,
+    loaded_at: datetime,
+    text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
+) -> Iterator[tuple]:
+    """Yield one row per non-blank line, counting into ``stats`` as it goes; one line in memory at a time.
+
+    The stream must support ``peek`` or ``seek``. A damaged object yields what was
+    readable and sets ``stats.object_error``.
+    """
+    try:
+        body = _open_decompressed(stream)
+    except UnsupportedObject as exc:
+        stats.object_error = str(exc)
+        return
+    empty: list[str | None] = [None] * len(text_fields)
+    line_number = 0
+    try:
+        for line in _lines(body):
+            line_number += 1
+            if not line.strip():
+                stats.blank_lines += 1
+                continue
+            raw, error, obj = parse_line_fast(line)
+            if error or obj is None:
+                stats.parse_errors += 1
+                values = empty
+            else:
+                values = row_values(obj, text_fields)
+            stats.rows += 1
+            yield (*values, raw, error, source_object, line_number, load_id, loaded_at)
+    except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
+        # A truncated or corrupt member: keep what was readable, say why the rest is missing.
+        stats.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
+
+
+def batched_rows(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    batch: list[tuple] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def parse_object(
@@ -124,28 +210,16 @@ def parse_object(
     loaded_at: datetime,
     text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
 ) -> ParsedObject:
-    """Read every line of one object; the stream must support ``peek`` or ``seek``."""
+    """Every row of one object, in memory: for small objects and tests; loads stream instead."""
     result = ParsedObject()
-    try:
-        body = _open_decompressed(stream)
-    except UnsupportedObject as exc:
-        result.object_error = str(exc)
-        return result
-    line_number = 0
-    try:
-        for line in _lines(body):
-            line_number += 1
-            if not line.strip():
-                result.blank_lines += 1
-                continue
-            raw, error, obj = parse_line(line)
-            values: list[str | None] = [None] * len(text_fields)
-            if obj is None:
-                result.parse_errors += 1
-            else:
-                values = [_as_text(obj.get(key)) for _, key in text_fields]
-            result.rows.append((*values, raw, error, source_object, line_number, load_id, loaded_at))
-    except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
-        # A truncated or corrupt gzip member: keep what was readable, say why the rest is missing.
-        result.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
+    result.rows = list(
+        iter_rows(
+            stream,
+            result.stats,
+            source_object=source_object,
+            load_id=load_id,
+            loaded_at=loaded_at,
+            text_fields=text_fields,
+        )
+    )
     return result
