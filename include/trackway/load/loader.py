@@ -22,7 +22,7 @@ from airflow.sdk import ObjectStoragePath
 from trackway.config import Settings
 from trackway.load.partitions import hours_between, is_data_object, partition_path
 from trackway.warehouse import LoadRun, open_warehouse
-from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawObject, RawTable
+from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, ObjectLoad, RawObject, RawTable
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,18 @@ def list_interval_objects(
     return [partition_path(h) for h in hours], objects
 
 
+def _count(report: LoadReport, load: ObjectLoad, table: RawTable) -> None:
+    report.objects_loaded += 1
+    report.parse_errors += load.parse_errors
+    report.blank_lines += load.blank_lines
+    if load.object_error:
+        report.object_errors.append(f"{load.source_object}: {load.object_error}")
+    if table is QUARANTINE_TABLE:
+        report.quarantined_rows += load.rows
+    else:
+        report.rows_loaded += load.rows
+
+
 def load_interval(
     settings: Settings,
     start: datetime,
@@ -122,38 +134,45 @@ def load_interval(
         wh.ensure_raw_tables()
         urls = [object_url(p) for p, _, _ in objects]
         known = wh.loaded_fingerprints(urls)
+        pending: list[tuple[int, RawObject, RawTable, str]] = []
+
+        def flush() -> None:
+            # Objects of one table go to the warehouse together (DuckDB reads them in parallel);
+            # each one's rows and ledger row still commit together.
+            while pending:
+                table = pending[0][2]
+                group = [item for item in pending if item[2] is table][: wh.parallel_objects]
+                for item in group:
+                    pending.remove(item)
+                loads = wh.load_objects([obj for _, obj, _, _ in group], table)
+                for (n, obj, _, name), load in zip(group, loads, strict=True):
+                    _count(report, load, table)
+                    say(
+                        f"  [{n}/{len(objects)}] {name}: {load.rows:,} rows -> raw.{table.name}, "
+                        f"{load.parse_errors} unparseable"
+                    )
+                    if load.object_error:
+                        log.warning("damaged raw object %s: %s", obj.source_object, load.object_error)
+
         for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls, strict=True), start=1):
             fingerprint, size = _fingerprint(path.stat())
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):
                 report.objects_skipped += 1
                 continue
-            load = wh.load_object(
-                RawObject(
-                    source_object=url,
-                    fingerprint=fingerprint,
-                    size_bytes=size,
-                    load_id=load_id,
-                    loaded_at=datetime.now(UTC),
-                    open=partial(path.open, "rb"),
-                    local_path=Path(path.path) if path.protocol == "file" else None,
-                ),
-                table,
+            obj = RawObject(
+                source_object=url,
+                fingerprint=fingerprint,
+                size_bytes=size,
+                load_id=load_id,
+                loaded_at=datetime.now(UTC),
+                open=partial(path.open, "rb"),
+                local_path=Path(path.path) if path.protocol == "file" else None,
             )
-            report.objects_loaded += 1
-            report.parse_errors += load.parse_errors
-            report.blank_lines += load.blank_lines
-            if load.object_error:
-                report.object_errors.append(f"{url}: {load.object_error}")
-                log.warning("damaged raw object %s: %s", url, load.object_error)
-            if table is QUARANTINE_TABLE:
-                report.quarantined_rows += load.rows
-            else:
-                report.rows_loaded += load.rows
-            say(
-                f"  [{n}/{len(objects)}] {path.name}: {load.rows:,} rows -> raw.{table.name}, "
-                f"{load.parse_errors} unparseable"
-            )
+            pending.append((n, obj, table, path.name))
+            if len(pending) >= wh.parallel_objects:
+                flush()
+        flush()
         finished = datetime.now(UTC)
         report.seconds = (finished - started).total_seconds()
         wh.record_load_run(

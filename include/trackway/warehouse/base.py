@@ -199,6 +199,13 @@ class Warehouse(ABC):
         self.replace_object(load, parsed.rows, table)
         return load
 
+    #: How many objects ``load_objects`` is best given at once.
+    parallel_objects: int = 1
+
+    def load_objects(self, objs: Sequence[RawObject], table: RawTable = EVENTS_RAW_TABLE) -> list[ObjectLoad]:
+        """Load several objects; each object's rows still commit together with its ledger row."""
+        return [self.load_object(obj, table) for obj in objs]
+
     @abstractmethod
     def record_load_run(self, run: LoadRun) -> None: ...
 
