@@ -148,7 +148,9 @@ def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
 
 
 def row_values(obj: dict, text_fields: tuple[tuple[str, str], ...]) -> list[str | None]:
-    return [_as_text(obj.get(key)) for _, key in text_fields]
+    get = obj.get
+    # Most values are strings or absent: skip the call for them (this runs for every line on PostgreSQL).
+    return [v if (v := get(key)) is None or type(v) is str else _as_text(v) for _, key in text_fields]
 
 
 def iter_rows(
