@@ -19,8 +19,9 @@ from pathlib import Path
 
 from airflow.sdk import ObjectStoragePath
 
-from trackway.config import Settings
+from trackway.config import Settings, Source
 from trackway.load.partitions import hours_between, is_data_object, partition_path
+from trackway.load.sources import arrival_time, list_source_objects
 from trackway.warehouse import LoadRun, open_warehouse
 from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, ObjectLoad, RawObject, RawTable
 
@@ -75,15 +76,16 @@ def object_url(path: ObjectStoragePath) -> str:
 
 def list_interval_objects(
     settings: Settings, start: datetime, end: datetime
-) -> tuple[list[str], list[tuple[ObjectStoragePath, bool, RawTable]]]:
-    """The hours to scan and their objects as (path, in_interval, target table), in a stable order.
+) -> tuple[list[str], list[tuple[ObjectStoragePath, bool, RawTable, Source | None]]]:
+    """The hours to scan and their objects as (path, in_interval, target table, extra source), in a stable order.
 
     Events land in raw.events_raw; what the collector quarantined lands in
-    raw.events_quarantine, so bad input is visible in SQL too.
+    raw.events_quarantine, so bad input is visible in SQL too. Objects of the
+    sources file's sources follow, each source in its own layout.
     """
     interval_hours = set(hours_between(start, end))
     hours = hours_between(start - timedelta(hours=settings.load_lookback_hours), end)
-    objects: list[tuple[ObjectStoragePath, bool, RawTable]] = []
+    objects: list[tuple[ObjectStoragePath, bool, RawTable, Source | None]] = []
     for url, table in ((settings.events_url, EVENTS_RAW_TABLE), (settings.quarantine_url, QUARANTINE_TABLE)):
         root = ObjectStoragePath(url, conn_id=settings.raw_conn_id)
         for hour in hours:
@@ -91,7 +93,10 @@ def list_interval_objects(
             if not folder.exists():
                 continue
             found = sorted((p for p in folder.iterdir() if p.is_file() and is_data_object(p.name)), key=str)
-            objects.extend((p, hour in interval_hours, table) for p in found)
+            objects.extend((p, hour in interval_hours, table, None) for p in found)
+    for source in settings.sources():
+        found_in = list_source_objects(source, hours, interval_hours)
+        objects.extend((p, in_interval, EVENTS_RAW_TABLE, source) for p, in_interval in found_in)
     return [partition_path(h) for h in hours], objects
 
 
@@ -132,7 +137,7 @@ def load_interval(
 
     with open_warehouse(settings.warehouse) as wh:
         wh.ensure_raw_tables()
-        urls = [object_url(p) for p, _, _ in objects]
+        urls = [object_url(p) for p, _, _, _ in objects]
         known = wh.loaded_fingerprints(urls)
         pending: list[tuple[int, RawObject, RawTable, str]] = []
 
@@ -154,8 +159,9 @@ def load_interval(
                     if load.object_error:
                         log.warning("damaged raw object %s: %s", obj.source_object, load.object_error)
 
-        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls, strict=True), start=1):
-            fingerprint, size = _fingerprint(path.stat())
+        for n, ((path, in_interval, table, source), url) in enumerate(zip(objects, urls, strict=True), start=1):
+            stat = path.stat()
+            fingerprint, size = _fingerprint(stat)
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):
                 report.objects_skipped += 1
@@ -168,6 +174,8 @@ def load_interval(
                 loaded_at=datetime.now(UTC),
                 open=partial(path.open, "rb"),
                 local_path=Path(path.path) if path.protocol == "file" else None,
+                source=source,
+                received_at=arrival_time(stat, start) if source else None,
             )
             pending.append((n, obj, table, path.name))
             if len(pending) >= wh.parallel_objects:

@@ -20,12 +20,20 @@ from typing import IO, Any, cast
 
 import orjson
 
+from trackway.config import Source
+from trackway.load.sources import firehose_records, map_record
 from trackway.warehouse.base import RAW_TEXT_FIELDS, ObjectStats
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Other compressions seen in exports from other systems: read what the stdlib can, refuse the rest loudly.
 _READERS = {b"BZh": bz2.BZ2File, b"\xfd7zXZ\x00": lzma.LZMAFile}
-_UNSUPPORTED = {b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip", b"\x04\x22\x4d\x18": "lz4", b"PAR1": "parquet"}
+_UNSUPPORTED = {
+    b"\xff\x06\x00\x00sNaPpY": "Snappy",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"PK\x03\x04": "zip",
+    b"\x04\x22\x4d\x18": "lz4",
+    b"PAR1": "parquet",
+}
 
 
 class UnsupportedObject(ValueError):
@@ -119,7 +127,9 @@ def sniff_compression(head: bytes) -> str:
         return "gzip"
     for magic, name in _UNSUPPORTED.items():
         if head.startswith(magic):
-            raise UnsupportedObject(f"{name} objects are not supported; write gzip'd or plain NDJSON")
+            raise UnsupportedObject(
+                f"{name} objects are not supported; write gzip'd or plain NDJSON (Firehose: choose GZIP compression)"
+            )
     for magic, reader in _READERS.items():
         if head.startswith(magic):
             return "bz2" if reader is bz2.BZ2File else "xz"
@@ -129,8 +139,8 @@ def sniff_compression(head: bytes) -> str:
 def read_head(stream: IO[bytes]) -> bytes:
     """The first bytes of a stream, leaving it where it was."""
     if hasattr(stream, "peek"):
-        return stream.peek(6)[:6]
-    head = stream.read(6)  # object-store files (s3fs, gcsfs) are seekable but have no peek
+        return stream.peek(10)[:10]
+    head = stream.read(10)  # object-store files (s3fs, gcsfs) are seekable but have no peek
     stream.seek(0)
     return head
 
@@ -161,6 +171,8 @@ def iter_rows(
     load_id: str,
     loaded_at: datetime,
     text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
+    source: Source | None = None,
+    received_at: str | None = None,
 ) -> Iterator[tuple]:
     """Yield one row per non-blank line, counting into ``stats`` as it goes; one line in memory at a time.
 
@@ -173,24 +185,44 @@ def iter_rows(
         stats.object_error = str(exc)
         return
     empty: list[str | None] = [None] * len(text_fields)
+    columns = [c for c, _ in text_fields]
+    mapped = source is not None and text_fields == RAW_TEXT_FIELDS
     line_number = 0
     try:
-        for line in _lines(body):
+        for line, split_error in _records(body, source):
             line_number += 1
-            if not line.strip():
+            if split_error is None and not line.strip():
                 stats.blank_lines += 1
                 continue
-            raw, error, obj = parse_line_fast(line)
+            raw: str
+            error: str | None
+            obj: dict | None
+            if split_error is not None:
+                raw, error, obj = line.decode("utf-8", errors="backslashreplace"), split_error, None
+            else:
+                raw, error, obj = parse_line_fast(line)
             if error or obj is None:
                 stats.parse_errors += 1
                 values = empty
             else:
                 values = row_values(obj, text_fields)
+                if mapped and source is not None:
+                    values = map_record(values, obj, raw, source, columns, received_at, _as_text)
             stats.rows += 1
             yield (*values, raw, error, source_object, line_number, load_id, loaded_at)
     except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
         # A truncated or corrupt member: keep what was readable, say why the rest is missing.
         stats.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
+
+
+def _records(body: IO[bytes], source: Source | None) -> Iterator[tuple[bytes, str | None]]:
+    """(record bytes, reason it could not be split out or None): lines, or Firehose's concatenated JSON."""
+    if source is not None and source.layout == "firehose":
+        for text, error in firehose_records(body):
+            yield text.encode("utf-8", errors="surrogatepass"), error
+        return
+    for line in _lines(body):
+        yield line, None
 
 
 def batched_rows(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
@@ -211,6 +243,8 @@ def parse_object(
     load_id: str,
     loaded_at: datetime,
     text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
+    source: Source | None = None,
+    received_at: str | None = None,
 ) -> ParsedObject:
     """Every row of one object, in memory: for small objects and tests; loads stream instead."""
     result = ParsedObject()
@@ -222,6 +256,8 @@ def parse_object(
             load_id=load_id,
             loaded_at=loaded_at,
             text_fields=text_fields,
+            source=source,
+            received_at=received_at,
         )
     )
     return result

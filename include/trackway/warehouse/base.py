@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from trackway.config import Source
+
 RAW_SCHEMA = "raw"
 EVENTS_RAW = "events_raw"
 EVENTS_QUARANTINE = "events_quarantine"
@@ -99,6 +101,10 @@ class RawObject:
     loaded_at: datetime
     open: Callable[[], IO[bytes]]
     local_path: Path | None = None
+    #: An extra raw source (sources file): its layout, field mapping and defaults apply to each record.
+    source: Source | None = None
+    #: receivedAt for records that carry none (the object's arrival time).
+    received_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,8 @@ class Warehouse(ABC):
                 load_id=obj.load_id,
                 loaded_at=obj.loaded_at,
                 text_fields=table.text_fields,
+                source=obj.source,
+                received_at=obj.received_at,
             )
         load = ledger_row(obj, parsed.stats)
         self.replace_object(load, parsed.rows, table)

@@ -241,7 +241,9 @@ class DuckDBWarehouse(Warehouse):
                 except UnsupportedObject as exc:
                     loads[n] = self._commit_rows(obj, table, iter(()), ObjectStats(object_error=str(exc)))
                     continue
-            if obj.local_path is not None and kind in ("gzip", "none"):
+            if obj.source is not None:  # mapping, derived ids, Firehose splitting: the Python parser's job
+                loads[n] = self._load_python(obj, table)
+            elif obj.local_path is not None and kind in ("gzip", "none"):
                 native.append((n, obj, kind))
             else:
                 loads[n] = self._load_copy(obj, table, kind)
@@ -404,6 +406,8 @@ class DuckDBWarehouse(Warehouse):
                 load_id=obj.load_id,
                 loaded_at=obj.loaded_at,
                 text_fields=table.text_fields,
+                source=obj.source,
+                received_at=obj.received_at,
             )
             return self._commit_rows(obj, table, rows, stats)
 

@@ -80,6 +80,8 @@ class PostgresWarehouse(Warehouse):
                     load_id=obj.load_id,
                     loaded_at=obj.loaded_at,
                     text_fields=table.text_fields,
+                    source=obj.source,
+                    received_at=obj.received_at,
                 ):
                     copy.write_row(row)
             load = ledger_row(obj, stats)
