@@ -150,6 +150,17 @@ def trackway_load(home: Path, raw: Path, warehouse_url: str | None) -> tuple[int
     return report.rows_loaded, time.perf_counter() - started
 
 
+def trackway_firehose(home: Path, folder: Path) -> tuple[int, float]:
+    """The same events as Firehose writes them (no delimiter), declared in a sources file."""
+    fh_root = home / "firehose"
+    (fh_root / "2026" / "11" / "23").mkdir(parents=True)
+    (fh_root / "2026" / "11" / "23" / "10").symlink_to(folder)
+    (home / "sources.yml").write_text(
+        f"sources:\n  - name: bench\n    url: {fh_root.as_uri()}/\n    layout: firehose\n"
+    )
+    return trackway_load(home, home / "no-collector-raw", None)
+
+
 def postgres_ceiling(folder: Path, url: str) -> tuple[int, float]:
     """COPY the decompressed bytes as they are into one text column: the server's ingest ceiling."""
     import psycopg
@@ -287,8 +298,14 @@ def main() -> int:
                     f"trackway {(pg_ours[0] / pg_ours[1]) / (dlt_pg[0] / dlt_pg[1]):.1f}x faster",
                 )
         if "firehose" not in skip:
-            corpus("firehose", args.events, args.objects, firehose=True)
-            print("  (firehose corpus written; its load needs the firehose source layout)", flush=True)
+            fh_folder, _ = corpus("firehose", args.events, args.objects, firehose=True)
+            f = iter(range(100))
+            fh = median_of(args.runs, lambda: trackway_firehose(work / f"fh-{next(f)}", fh_folder))
+            add(
+                "trackway -> DuckDB, Firehose concatenated JSON",
+                *fh,
+                f"{fh[1] and (fh[0] / fh[1]) / (ours[0] / ours[1]):.2f}x NDJSON",
+            )
         rss_rows: list[tuple[str, int, float, float]] = []
         if "rss" not in skip:
             for label, url in (("DuckDB", None), ("PostgreSQL", pg_url)):

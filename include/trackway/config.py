@@ -188,7 +188,7 @@ MAPPABLE_FIELDS = (
 
 @dataclass(frozen=True)
 class Source:
-    """An extra raw source from the sources file (see adr/0006-raw-source-layouts.md)."""
+    """An extra raw source from the sources file (see adr/0008-issue6-raw-source-layouts.md)."""
 
     name: str
     url: str
