@@ -101,6 +101,9 @@ def test_segment_s3_daily_folders_across_hourly_runs(trackway_env, tmp_path):
     assert (first.objects_loaded, second.objects_loaded, second.objects_skipped) == (1, 1, 1)
     assert (third.objects_loaded, third.objects_skipped) == (0, 2)
     assert _rows("SELECT message_id FROM raw.events_raw ORDER BY 1") == [("s-1",), ("s-2",)]
+    from trackway.status import stage_counts
+
+    assert stage_counts(load_settings()).sources == [("legacy", "segment-s3", 2, 2, 0)]  # trackway status
 
 
 def test_field_mapping_flows_through_dbt_and_derived_ids_dedup(trackway_env, tmp_path):

@@ -189,7 +189,7 @@ def iter_rows(
     mapped = source is not None and text_fields == RAW_TEXT_FIELDS
     line_number = 0
     try:
-        for line, split_error in _records(body, source):
+        for line, split_error, parsed in _records(body, source):
             line_number += 1
             if split_error is None and not line.strip():
                 stats.blank_lines += 1
@@ -199,6 +199,8 @@ def iter_rows(
             obj: dict | None
             if split_error is not None:
                 raw, error, obj = line.decode("utf-8", errors="backslashreplace"), split_error, None
+            elif isinstance(parsed, dict) and not _RISKY_ESCAPE.search(line):
+                raw, error, obj = line.decode("utf-8"), None, parsed  # the splitter parsed it already
             else:
                 raw, error, obj = parse_line_fast(line)
             if error or obj is None:
@@ -215,14 +217,13 @@ def iter_rows(
         stats.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
 
 
-def _records(body: IO[bytes], source: Source | None) -> Iterator[tuple[bytes, str | None]]:
-    """(record bytes, reason it could not be split out or None): lines, or Firehose's concatenated JSON."""
+def _records(body: IO[bytes], source: Source | None) -> Iterator[tuple[bytes, str | None, Any]]:
+    """(record bytes, reason it could not be split out, parsed record if known): lines, or Firehose's JSON."""
     if source is not None and source.layout == "firehose":
-        for text, error in firehose_records(body):
-            yield text.encode("utf-8", errors="surrogatepass"), error
+        yield from firehose_records(body)
         return
     for line in _lines(body):
-        yield line, None
+        yield line, None, None
 
 
 def batched_rows(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:

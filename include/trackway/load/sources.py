@@ -11,7 +11,6 @@ Layouts (see adr/0008-issue6-raw-source-layouts.md):
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import re
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import orjson
 from airflow.sdk import ObjectStoragePath
 
 from trackway.config import Source
@@ -100,62 +100,83 @@ def derived_message_id(source: Source, raw: str) -> str:
     return "derived-" + hashlib.sha256(f"{source.name}\n{raw}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def firehose_records(body: IO[bytes]) -> Iterator[tuple[str, str | None]]:
-    """Split concatenated (and/or newline-delimited) JSON into (text, None) records.
+_BOUNDARY = re.compile(rb"\}\s*\{")
+_SPACE = b" \t\r\n"
 
-    The decoder finds each record's end, so ``}{`` inside a string is harmless. A stretch
-    that does not parse becomes one record with a reason, and splitting resumes at the
-    next ``{`` that starts a valid object.
+
+def firehose_records(body: IO[bytes]) -> Iterator[tuple[bytes, str | None, Any]]:
+    """Split concatenated (and/or newline-delimited) JSON into (record, None, parsed or None) or (stretch, reason, None).
+
+    Fast path: cut at each ``}{`` (whitespace allowed between) and let orjson confirm the
+    piece is one record. When it does not (``}{`` inside a string, NaN, a corrupt
+    stretch), Python's decoder finds where the record really ends; a stretch that does
+    not parse becomes one item with a reason, and splitting resumes at the next ``{``
+    that starts a valid object. Memory is bounded by MAX_RECORD_CHARS.
     """
-    decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
-    buf, pos, eof = "", 0, False
+    buf, pos, eof = b"", 0, False
 
-    def fill() -> bool:
+    def fill() -> None:
         nonlocal buf, pos, eof
         chunk = body.read(_CHUNK)
-        if not chunk:
-            eof = True
-            buf, pos = buf[pos:] + utf8.decode(b"", final=True), 0
-            return False
-        buf, pos = buf[pos:] + utf8.decode(chunk), 0
-        return True
+        eof = not chunk
+        buf, pos = buf[pos:] + chunk, 0
 
     while True:
-        while pos < len(buf) and buf[pos] in " \t\r\n":
+        while pos < len(buf) and buf[pos] in _SPACE:
             pos += 1
         if pos >= len(buf):
             if eof:
                 return
             fill()
             continue
-        try:
-            _, end = decoder.raw_decode(buf, pos)
-        except json.JSONDecodeError as exc:
-            if not eof and len(buf) - pos < MAX_RECORD_CHARS:
-                fill()  # perhaps the record goes on in the next chunk
+        end, parsed = _orjson_record_end(buf, pos, eof)
+        if end is None:  # the slow way: decode, then find the end (or a corrupt stretch)
+            text = buf[pos:].decode("utf-8", errors="surrogateescape")
+            decoder = json.JSONDecoder()
+            try:
+                _, chars = decoder.raw_decode(text)
+                end = pos + len(text[:chars].encode("utf-8", errors="surrogateescape"))
+            except json.JSONDecodeError as exc:
+                if not eof and len(buf) - pos < MAX_RECORD_CHARS:
+                    fill()  # perhaps the record goes on in the next chunk
+                    continue
+                resume = _next_record_start(decoder, text, 1)
+                stop = pos + len(text[:resume].encode("utf-8", errors="surrogateescape"))
+                yield buf[pos:stop], f"invalid JSON: {exc.msg} (a stretch of {stop - pos} bytes)", None
+                pos = stop
                 continue
-            resume = _next_record_start(decoder, buf, pos + 1)
-            yield buf[pos:resume], f"invalid JSON: {exc.msg} (a stretch of {resume - pos} characters)"
-            pos = resume
-            continue
-        if end >= len(buf) and not eof:
-            fill()  # a bare number or literal could go on; objects end at '}' anyway
-            continue
-        yield buf[pos:end], None
+            if end >= len(buf) and not eof:
+                fill()
+                continue
+        yield buf[pos:end], None, parsed
         pos = end
 
 
-def _next_record_start(decoder: json.JSONDecoder, buf: str, start: int) -> int:
+def _orjson_record_end(buf: bytes, pos: int, eof: bool) -> tuple[int | None, Any]:
+    """(end, parsed) of the record at ``pos`` if a ``}{`` cut (or the data's end) gives one orjson accepts."""
+    match = _BOUNDARY.search(buf, pos)
+    if match is not None:
+        end = match.start() + 1
+    elif eof:
+        end = len(buf.rstrip(_SPACE))
+    else:
+        return None, None  # the record may go on past this chunk
+    try:
+        return end, orjson.loads(buf[pos:end])
+    except orjson.JSONDecodeError:
+        return None, None
+
+
+def _next_record_start(decoder: json.JSONDecoder, text: str, start: int) -> int:
     """The first position after ``start`` where a '{' begins an object that parses; the end if none."""
-    candidate = buf.find("{", start)
+    candidate = text.find("{", start)
     while candidate != -1:
         try:
-            decoder.raw_decode(buf, candidate)
+            decoder.raw_decode(text, candidate)
             return candidate
         except json.JSONDecodeError:
-            candidate = buf.find("{", candidate + 1)
-    return len(buf)
+            candidate = text.find("{", candidate + 1)
+    return len(text)
 
 
 def map_record(
