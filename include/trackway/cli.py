@@ -77,6 +77,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         ("lag (now - latest receivedAt)", format_duration(counts.lag_seconds)),
         ("latest load finished", counts.latest_loaded_at),
     ]
+    for name, layout, objects, loaded, damaged in counts.sources:
+        rows.insert(4, (f"  source {name} ({layout})", f"{objects} objects, {loaded:,} rows, {damaged} damaged"))
     if counts.last_load:
         start, loaded, objects, seconds = counts.last_load
         rate = f", {loaded / seconds:,.0f} rows/s" if seconds > 0 else ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from trackway.config import Settings
@@ -21,6 +21,8 @@ class StageCounts:
     latest_received_at: str | None = None
     latest_loaded_at: str | None = None
     last_load: tuple | None = None  # (interval_start, rows_loaded, objects_loaded, seconds)
+    # (name, layout, objects loaded, rows, damaged objects) per source of the sources file
+    sources: list[tuple[str, str, int, int, int]] = field(default_factory=list)
 
     @property
     def lag_seconds(self) -> float | None:
@@ -66,6 +68,14 @@ def stage_counts(settings: Settings) -> StageCounts:
         if last:
             start, rows, objects, finished, started = last[0]
             counts.last_load = (f"{start:%Y-%m-%d %H:%M}", rows, objects, (finished - started).total_seconds())
+        for source in settings.sources():
+            prefix = source.url.rstrip("/") + "/"
+            objects, rows, damaged = wh.query(
+                "SELECT count(*), coalesce(sum(rows_loaded), 0), count(object_error) FROM raw.loaded_objects "
+                "WHERE left(source_object, ?) = ?",
+                [len(prefix), prefix],
+            )[0]
+            counts.sources.append((source.name, source.layout, int(objects), int(rows), int(damaged)))
         if wh.table_exists("raw", "events_quarantine"):
             counts.quarantined = wh.query("SELECT count(*) FROM raw.events_quarantine")[0][0]
         if wh.table_exists("analytics", "events"):

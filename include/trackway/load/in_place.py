@@ -35,7 +35,7 @@ def load_in_place(
     from trackway.warehouse.bigquery_warehouse import PendingObject
 
     pending = []
-    for (_path, in_interval, table), url, (fingerprint, size) in zip(objects, urls, fingerprints, strict=True):
+    for (_path, in_interval, table, _source), url, (fingerprint, size) in zip(objects, urls, fingerprints, strict=True):
         if known.get(url) == fingerprint and not (reload and in_interval):
             report.objects_skipped += 1
             continue

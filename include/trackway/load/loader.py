@@ -14,14 +14,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 
 from airflow.sdk import ObjectStoragePath
 
-from trackway.config import Settings
+from trackway.config import Settings, Source
 from trackway.load.partitions import hours_between, is_data_object, partition_path
-from trackway.load.raw_lines import parse_object
-from trackway.warehouse import LoadRun, ObjectLoad, open_warehouse
-from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
+from trackway.load.sources import arrival_time, list_source_objects
+from trackway.warehouse import LoadRun, open_warehouse
+from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, ObjectLoad, RawObject, RawTable
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +76,16 @@ def object_url(path: ObjectStoragePath) -> str:
 
 def list_interval_objects(
     settings: Settings, start: datetime, end: datetime
-) -> tuple[list[str], list[tuple[ObjectStoragePath, bool, RawTable]]]:
-    """The hours to scan and their objects as (path, in_interval, target table), in a stable order.
+) -> tuple[list[str], list[tuple[ObjectStoragePath, bool, RawTable, Source | None]]]:
+    """The hours to scan and their objects as (path, in_interval, target table, extra source), in a stable order.
 
     Events land in raw.events_raw; what the collector quarantined lands in
-    raw.events_quarantine, so bad input is visible in SQL too.
+    raw.events_quarantine, so bad input is visible in SQL too. Objects of the
+    sources file's sources follow, each source in its own layout.
     """
     interval_hours = set(hours_between(start, end))
     hours = hours_between(start - timedelta(hours=settings.load_lookback_hours), end)
-    objects: list[tuple[ObjectStoragePath, bool, RawTable]] = []
+    objects: list[tuple[ObjectStoragePath, bool, RawTable, Source | None]] = []
     for url, table in ((settings.events_url, EVENTS_RAW_TABLE), (settings.quarantine_url, QUARANTINE_TABLE)):
         root = ObjectStoragePath(url, conn_id=settings.raw_conn_id)
         # fsspec reuses filesystem instances and caches listings forever (gcsfs, s3fs):
@@ -93,8 +96,23 @@ def list_interval_objects(
             if not folder.exists():
                 continue
             found = sorted((p for p in folder.iterdir() if p.is_file() and is_data_object(p.name)), key=str)
-            objects.extend((p, hour in interval_hours, table) for p in found)
+            objects.extend((p, hour in interval_hours, table, None) for p in found)
+    for source in settings.sources():
+        found_in = list_source_objects(source, hours, interval_hours)
+        objects.extend((p, in_interval, EVENTS_RAW_TABLE, source) for p, in_interval in found_in)
     return [partition_path(h) for h in hours], objects
+
+
+def _count(report: LoadReport, load: ObjectLoad, table: RawTable) -> None:
+    report.objects_loaded += 1
+    report.parse_errors += load.parse_errors
+    report.blank_lines += load.blank_lines
+    if load.object_error:
+        report.object_errors.append(f"{load.source_object}: {load.object_error}")
+    if table is QUARANTINE_TABLE:
+        report.quarantined_rows += load.rows
+    else:
+        report.rows_loaded += load.rows
 
 
 def load_interval(
@@ -122,54 +140,69 @@ def load_interval(
 
     with open_warehouse(settings.warehouse) as wh:
         wh.ensure_raw_tables()
-        urls = [object_url(p) for p, _, _ in objects]
+        urls = [object_url(p) for p, _, _, _ in objects]
         known = wh.loaded_fingerprints(urls)
-        if getattr(wh, "loads_in_place", False):  # BigQuery: load jobs read gs:// themselves
+        if getattr(wh, "loads_in_place", False):
+            # BigQuery: load jobs read the collector's gs:// objects themselves. Objects of
+            # extra sources (Firehose, Segment S3, field mappings) need Trackway's parser,
+            # so they take the ordinary path below.
             from trackway.load.in_place import load_in_place
 
-            stats = [_fingerprint(p.stat()) for p, _, _ in objects]
-            load_in_place(wh, objects, urls, stats, known, report, reload=reload, say=say)
-            objects = []
-        for n, ((path, in_interval, table), url) in enumerate(zip(objects, urls, strict=False), start=1):
-            fingerprint, size = _fingerprint(path.stat())
+            in_place = [i for i, item in enumerate(objects) if item[3] is None]
+            load_in_place(
+                wh,
+                [objects[i] for i in in_place],
+                [urls[i] for i in in_place],
+                [_fingerprint(objects[i][0].stat()) for i in in_place],
+                known,
+                report,
+                reload=reload,
+                say=say,
+            )
+            keep = sorted(set(range(len(objects))) - set(in_place))
+            objects, urls = [objects[i] for i in keep], [urls[i] for i in keep]
+        pending: list[tuple[int, RawObject, RawTable, str]] = []
+
+        def flush() -> None:
+            # Objects of one table go to the warehouse together (DuckDB reads them in parallel);
+            # each one's rows and ledger row still commit together.
+            while pending:
+                table = pending[0][2]
+                group = [item for item in pending if item[2] is table][: wh.parallel_objects]
+                for item in group:
+                    pending.remove(item)
+                loads = wh.load_objects([obj for _, obj, _, _ in group], table)
+                for (n, obj, _, name), load in zip(group, loads, strict=True):
+                    _count(report, load, table)
+                    say(
+                        f"  [{n}/{len(objects)}] {name}: {load.rows:,} rows -> raw.{table.name}, "
+                        f"{load.parse_errors} unparseable"
+                    )
+                    if load.object_error:
+                        log.warning("damaged raw object %s: %s", obj.source_object, load.object_error)
+
+        for n, ((path, in_interval, table, source), url) in enumerate(zip(objects, urls, strict=True), start=1):
+            stat = path.stat()
+            fingerprint, size = _fingerprint(stat)
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):
                 report.objects_skipped += 1
                 continue
-            loaded_at = datetime.now(UTC)
-            with path.open("rb") as handle:
-                parsed = parse_object(
-                    handle, source_object=url, load_id=load_id, loaded_at=loaded_at, text_fields=table.text_fields
-                )
-            wh.replace_object(
-                ObjectLoad(
-                    source_object=url,
-                    fingerprint=fingerprint,
-                    size_bytes=size,
-                    rows=len(parsed.rows),
-                    parse_errors=parsed.parse_errors,
-                    blank_lines=parsed.blank_lines,
-                    object_error=parsed.object_error,
-                    load_id=load_id,
-                    loaded_at=loaded_at,
-                ),
-                parsed.rows,
-                table,
+            obj = RawObject(
+                source_object=url,
+                fingerprint=fingerprint,
+                size_bytes=size,
+                load_id=load_id,
+                loaded_at=datetime.now(UTC),
+                open=partial(path.open, "rb"),
+                local_path=Path(path.path) if path.protocol == "file" else None,
+                source=source,
+                received_at=arrival_time(stat, start) if source else None,
             )
-            report.objects_loaded += 1
-            report.parse_errors += parsed.parse_errors
-            report.blank_lines += parsed.blank_lines
-            if parsed.object_error:
-                report.object_errors.append(f"{url}: {parsed.object_error}")
-                log.warning("damaged raw object %s: %s", url, parsed.object_error)
-            if table is QUARANTINE_TABLE:
-                report.quarantined_rows += len(parsed.rows)
-            else:
-                report.rows_loaded += len(parsed.rows)
-            say(
-                f"  [{n}/{len(objects)}] {path.name}: {len(parsed.rows):,} rows -> raw.{table.name}, "
-                f"{parsed.parse_errors} unparseable"
-            )
+            pending.append((n, obj, table, path.name))
+            if len(pending) >= wh.parallel_objects:
+                flush()
+        flush()
         finished = datetime.now(UTC)
         report.seconds = (finished - started).total_seconds()
         wh.record_load_run(

@@ -13,17 +13,27 @@ import json
 import lzma
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, cast
 
-from trackway.warehouse.base import RAW_TEXT_FIELDS
+import orjson
+
+from trackway.config import Source
+from trackway.load.sources import firehose_records, map_record
+from trackway.warehouse.base import RAW_TEXT_FIELDS, ObjectStats
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Other compressions seen in exports from other systems: read what the stdlib can, refuse the rest loudly.
 _READERS = {b"BZh": bz2.BZ2File, b"\xfd7zXZ\x00": lzma.LZMAFile}
-_UNSUPPORTED = {b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip", b"\x04\x22\x4d\x18": "lz4", b"PAR1": "parquet"}
+_UNSUPPORTED = {
+    b"\xff\x06\x00\x00sNaPpY": "Snappy",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"PK\x03\x04": "zip",
+    b"\x04\x22\x4d\x18": "lz4",
+    b"PAR1": "parquet",
+}
 
 
 class UnsupportedObject(ValueError):
@@ -37,9 +47,7 @@ _RISKY_ESCAPE = re.compile(rb"\\u(0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
 @dataclass
 class ParsedObject:
     rows: list[tuple] = field(default_factory=list)
-    parse_errors: int = 0
-    blank_lines: int = 0
-    object_error: str | None = None
+    stats: ObjectStats = field(default_factory=ObjectStats)
 
 
 def _reject_constant(name: str) -> Any:
@@ -93,27 +101,140 @@ def parse_line(line: bytes) -> tuple[str, str | None, dict | None]:
     return text, None, obj
 
 
+def parse_line_fast(line: bytes) -> tuple[str, str | None, dict | None]:
+    """``parse_line`` with orjson for the common case; anything unusual goes the exact, slower way.
+
+    orjson refuses NaN, invalid UTF-8, lone surrogates and a BOM, so every line it
+    cannot take is re-read by ``parse_line``, which words the reason.
+    """
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return parse_line(line)
+    if not isinstance(obj, dict) or _RISKY_ESCAPE.search(line):
+        return parse_line(line)
+    return line.decode("utf-8"), None, obj
+
+
 def _lines(stream: IO[bytes]) -> Iterator[bytes]:
     for line in stream:
         yield line.rstrip(b"\r\n")
 
 
-def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
-    """Gzip or plain, by content rather than by name: other systems name files freely."""
-    if hasattr(stream, "peek"):
-        head = stream.peek(6)[:6]
-    else:  # object-store files (s3fs, gcsfs) are seekable but have no peek
-        head = stream.read(6)
-        stream.seek(0)
+def sniff_compression(head: bytes) -> str:
+    """``gzip``, ``bz2``, ``xz`` or ``none`` from an object's first bytes; refuses what we cannot read."""
     if head.startswith(GZIP_MAGIC):
-        return cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb"))
-    for magic, reader in _READERS.items():
-        if head.startswith(magic):
-            return reader(stream, mode="rb")
+        return "gzip"
     for magic, name in _UNSUPPORTED.items():
         if head.startswith(magic):
-            raise UnsupportedObject(f"{name} objects are not supported; write gzip'd or plain NDJSON")
+            raise UnsupportedObject(
+                f"{name} objects are not supported; write gzip'd or plain NDJSON (Firehose: choose GZIP compression)"
+            )
+    for magic, reader in _READERS.items():
+        if head.startswith(magic):
+            return "bz2" if reader is bz2.BZ2File else "xz"
+    return "none"
+
+
+def read_head(stream: IO[bytes]) -> bytes:
+    """The first bytes of a stream, leaving it where it was."""
+    if hasattr(stream, "peek"):
+        return stream.peek(10)[:10]
+    head = stream.read(10)  # object-store files (s3fs, gcsfs) are seekable but have no peek
+    stream.seek(0)
+    return head
+
+
+def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
+    """Gzip or plain, by content rather than by name: other systems name files freely."""
+    kind = sniff_compression(read_head(stream))
+    if kind == "gzip":
+        return cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb"))
+    if kind == "bz2":
+        return cast(IO[bytes], bz2.BZ2File(stream, mode="rb"))
+    if kind == "xz":
+        return cast(IO[bytes], lzma.LZMAFile(stream, mode="rb"))
     return stream
+
+
+def row_values(obj: dict, text_fields: tuple[tuple[str, str], ...]) -> list[str | None]:
+    get = obj.get
+    # Most values are strings or absent: skip the call for them (this runs for every line on PostgreSQL).
+    return [v if (v := get(key)) is None or type(v) is str else _as_text(v) for _, key in text_fields]
+
+
+def iter_rows(
+    stream: IO[bytes],
+    stats: ObjectStats,
+    *,
+    source_object: str,
+    load_id: str,
+    loaded_at: datetime,
+    text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
+    source: Source | None = None,
+    received_at: str | None = None,
+) -> Iterator[tuple]:
+    """Yield one row per non-blank line, counting into ``stats`` as it goes; one line in memory at a time.
+
+    The stream must support ``peek`` or ``seek``. A damaged object yields what was
+    readable and sets ``stats.object_error``.
+    """
+    try:
+        body = _open_decompressed(stream)
+    except UnsupportedObject as exc:
+        stats.object_error = str(exc)
+        return
+    empty: list[str | None] = [None] * len(text_fields)
+    columns = [c for c, _ in text_fields]
+    mapped = source is not None and text_fields == RAW_TEXT_FIELDS
+    line_number = 0
+    try:
+        for line, split_error, parsed in _records(body, source):
+            line_number += 1
+            if split_error is None and not line.strip():
+                stats.blank_lines += 1
+                continue
+            raw: str
+            error: str | None
+            obj: dict | None
+            if split_error is not None:
+                raw, error, obj = line.decode("utf-8", errors="backslashreplace"), split_error, None
+            elif isinstance(parsed, dict) and not _RISKY_ESCAPE.search(line):
+                raw, error, obj = line.decode("utf-8"), None, parsed  # the splitter parsed it already
+            else:
+                raw, error, obj = parse_line_fast(line)
+            if error or obj is None:
+                stats.parse_errors += 1
+                values = empty
+            else:
+                values = row_values(obj, text_fields)
+                if mapped and source is not None:
+                    values = map_record(values, obj, raw, source, columns, received_at, _as_text)
+            stats.rows += 1
+            yield (*values, raw, error, source_object, line_number, load_id, loaded_at)
+    except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
+        # A truncated or corrupt member: keep what was readable, say why the rest is missing.
+        stats.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
+
+
+def _records(body: IO[bytes], source: Source | None) -> Iterator[tuple[bytes, str | None, Any]]:
+    """(record bytes, reason it could not be split out, parsed record if known): lines, or Firehose's JSON."""
+    if source is not None and source.layout == "firehose":
+        yield from firehose_records(body)
+        return
+    for line in _lines(body):
+        yield line, None, None
+
+
+def batched_rows(rows: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
+    batch: list[tuple] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def parse_object(
@@ -123,29 +244,21 @@ def parse_object(
     load_id: str,
     loaded_at: datetime,
     text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
+    source: Source | None = None,
+    received_at: str | None = None,
 ) -> ParsedObject:
-    """Read every line of one object; the stream must support ``peek`` or ``seek``."""
+    """Every row of one object, in memory: for small objects and tests; loads stream instead."""
     result = ParsedObject()
-    try:
-        body = _open_decompressed(stream)
-    except UnsupportedObject as exc:
-        result.object_error = str(exc)
-        return result
-    line_number = 0
-    try:
-        for line in _lines(body):
-            line_number += 1
-            if not line.strip():
-                result.blank_lines += 1
-                continue
-            raw, error, obj = parse_line(line)
-            values: list[str | None] = [None] * len(text_fields)
-            if obj is None:
-                result.parse_errors += 1
-            else:
-                values = [_as_text(obj.get(key)) for _, key in text_fields]
-            result.rows.append((*values, raw, error, source_object, line_number, load_id, loaded_at))
-    except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
-        # A truncated or corrupt gzip member: keep what was readable, say why the rest is missing.
-        result.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
+    result.rows = list(
+        iter_rows(
+            stream,
+            result.stats,
+            source_object=source_object,
+            load_id=load_id,
+            loaded_at=loaded_at,
+            text_fields=text_fields,
+            source=source,
+            received_at=received_at,
+        )
+    )
     return result

@@ -8,10 +8,13 @@ lives in dbt (see adr/0002-raw-then-transform.md).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
+
+from trackway.config import Source
 
 RAW_SCHEMA = "raw"
 EVENTS_RAW = "events_raw"
@@ -83,6 +86,28 @@ class ObjectLoad:
 
 
 @dataclass(frozen=True)
+class RawObject:
+    """One raw object to load: where it is, how to read it, and the ledger facts about it.
+
+    ``open`` returns a binary stream that supports ``seek`` (ObjectStoragePath and
+    local files do). ``local_path`` is set when the object is a file on this machine,
+    so an engine that reads files itself (DuckDB) can read it in place.
+    """
+
+    source_object: str
+    fingerprint: str
+    size_bytes: int
+    load_id: str
+    loaded_at: datetime
+    open: Callable[[], IO[bytes]]
+    local_path: Path | None = None
+    #: An extra raw source (sources file): its layout, field mapping and defaults apply to each record.
+    source: Source | None = None
+    #: receivedAt for records that carry none (the object's arrival time).
+    received_at: str | None = None
+
+
+@dataclass(frozen=True)
 class LoadRun:
     load_id: str
     interval_start: datetime
@@ -95,6 +120,45 @@ class LoadRun:
     objects_skipped: int
     rows_loaded: int
     parse_errors: int
+
+
+@dataclass
+class ObjectStats:
+    """What reading one object found: rows written, bad lines, blank lines, damage."""
+
+    rows: int = 0
+    parse_errors: int = 0
+    blank_lines: int = 0
+    object_error: str | None = None
+
+
+def ledger_row(obj: RawObject, stats: ObjectStats) -> ObjectLoad:
+    return ObjectLoad(
+        source_object=obj.source_object,
+        fingerprint=obj.fingerprint,
+        size_bytes=obj.size_bytes,
+        rows=stats.rows,
+        parse_errors=stats.parse_errors,
+        blank_lines=stats.blank_lines,
+        object_error=stats.object_error,
+        load_id=obj.load_id,
+        loaded_at=obj.loaded_at,
+    )
+
+
+def ledger_params(load: ObjectLoad) -> list[Any]:
+    """Parameters of ``LEDGER_UPSERT`` in its column order."""
+    return [
+        load.source_object,
+        load.fingerprint,
+        load.size_bytes,
+        load.rows,
+        load.parse_errors,
+        load.blank_lines,
+        load.object_error,
+        load.load_id,
+        load.loaded_at,
+    ]
 
 
 class Warehouse(ABC):
@@ -119,6 +183,36 @@ class Warehouse(ABC):
         Rows are tuples in ``table.columns`` order. Delete + insert + ledger happen in
         one transaction, so a crash leaves either the old or the new state.
         """
+
+    def load_object(self, obj: RawObject, table: RawTable = EVENTS_RAW_TABLE) -> ObjectLoad:
+        """Read one raw object into ``table`` and record it in the ledger, atomically; return the ledger row.
+
+        Backends override this with their own streaming path (DuckDB reads the file
+        itself, PostgreSQL streams COPY). This default parses in Python and holds the
+        object's rows in memory, so it suits small objects only.
+        """
+        from trackway.load.raw_lines import parse_object
+
+        with obj.open() as handle:
+            parsed = parse_object(
+                handle,
+                source_object=obj.source_object,
+                load_id=obj.load_id,
+                loaded_at=obj.loaded_at,
+                text_fields=table.text_fields,
+                source=obj.source,
+                received_at=obj.received_at,
+            )
+        load = ledger_row(obj, parsed.stats)
+        self.replace_object(load, parsed.rows, table)
+        return load
+
+    #: How many objects ``load_objects`` is best given at once.
+    parallel_objects: int = 1
+
+    def load_objects(self, objs: Sequence[RawObject], table: RawTable = EVENTS_RAW_TABLE) -> list[ObjectLoad]:
+        """Load several objects; each object's rows still commit together with its ledger row."""
+        return [self.load_object(obj, table) for obj in objs]
 
     @abstractmethod
     def record_load_run(self, run: LoadRun) -> None: ...

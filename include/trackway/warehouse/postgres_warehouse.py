@@ -14,8 +14,12 @@ from trackway.warehouse.base import (
     RAW_SCHEMA,
     LoadRun,
     ObjectLoad,
+    ObjectStats,
+    RawObject,
     RawTable,
     Warehouse,
+    ledger_params,
+    ledger_row,
 )
 from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
 
@@ -55,6 +59,34 @@ class PostgresWarehouse(Warehouse):
                 [list(source_objects)],
             )
             return dict(cur.fetchall())
+
+    def load_object(self, obj: RawObject, table: RawTable = EVENTS_RAW_TABLE) -> ObjectLoad:
+        """Stream the object through COPY FROM STDIN: one line in Python at a time, one transaction.
+
+        psycopg sends COPY data in chunks as rows are written, so memory stays flat
+        whatever the object's size.
+        """
+        from trackway.load.raw_lines import iter_rows
+
+        stats = ObjectStats()
+        cols = ", ".join(f'"{c}"' for c in table.columns)
+        with self.con.transaction(), self.con.cursor() as cur:
+            cur.execute(_pg(delete_object_rows(table)), [obj.source_object])
+            with obj.open() as handle, cur.copy(f"COPY {RAW_SCHEMA}.{table.name} ({cols}) FROM STDIN") as copy:
+                for row in iter_rows(
+                    handle,
+                    stats,
+                    source_object=obj.source_object,
+                    load_id=obj.load_id,
+                    loaded_at=obj.loaded_at,
+                    text_fields=table.text_fields,
+                    source=obj.source,
+                    received_at=obj.received_at,
+                ):
+                    copy.write_row(row)
+            load = ledger_row(obj, stats)
+            cur.execute(_pg(LEDGER_UPSERT), ledger_params(load))
+        return load
 
     def replace_object(
         self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE

@@ -1,0 +1,115 @@
+"""DuckDB's native load path gives every line the same verdict and columns as the Python parser.
+
+The Python parser (trackway.load.raw_lines) is the reference: it is what PostgreSQL
+loads and what DuckDB falls back to. Here DuckDB reads the object itself, and each
+row must match the reference exactly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+from datetime import UTC, datetime
+from functools import partial
+
+import pytest
+
+from raw_files import event
+from trackway.load.raw_lines import parse_object
+from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawObject
+from trackway.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+LOADED_AT = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+
+TRICKY_LINES = [
+    json.dumps(event("m-plain")),
+    json.dumps(event("m-unicode", properties={"city": "Zürich", "emoji": "🏠"})),  # escaped surrogate pair: fine
+    json.dumps(event("m-raw-unicode"), ensure_ascii=False),
+    '{"messageId": 123, "type": true, "event": {"b": [1, 2.5, null, "ü"]}, "userId": null, "name": 1e5}',
+    "",
+    "   ",
+    "this is not json {",
+    "[1, 2, 3]",
+    '"just a string"',
+    "42",
+    '{"messageId": "m-nan", "value": NaN}',
+    '{"messageId": "m-inf", "value": -Infinity}',
+    '{"messageId": "m-inf2", "value": [1, inf]}',
+    '{"messageId": "m-nan-in-text", "event": "NaN: Infinity and beyond"}',
+    '{"messageId": "m-comma", "value": [1, 2,]}',
+    '{"messageId": "m-comma2", "value": 1,}',
+    '{"messageId": "m-nul", "event": "a\\u0000b"}',
+    '{"messageId": "m-escaped-nul", "event": "a\\\\u0000b"}',
+    '{"messageId": "m-lone", "event": "x\\ud800"}',
+    '{"messageId": "m-pair", "event": "\\ud83c\\udfe0"}',
+    '\ufeff{"messageId": "m-bom-mid"}',
+    '{"messageId": "m-tab\tinside"}',
+    '{"messageId": "m-rawnul"\x00}',
+    '{"messageId": "m-ws"}   ',
+    '{"messageId": "m-big", "value": 123456789012345678901234567890}',
+    '{"a b": 1, "messageId": "m-key\\"quote", "event": "a,b\\"c"}',
+    '{"messageId": "m-last"}',
+]
+
+
+def _load_native(tmp_path, data: bytes, table=EVENTS_RAW_TABLE, name="obj.ndjson.gz"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    obj = RawObject(
+        source_object=f"file://{path}",
+        fingerprint="f",
+        size_bytes=len(data),
+        load_id="L1",
+        loaded_at=LOADED_AT,
+        open=partial(path.open, "rb"),
+        local_path=path,
+    )
+    with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
+        wh.ensure_raw_tables()
+        load = wh.load_object(obj, table)
+        cols = ", ".join(f'"{c}"' for c in table.columns)
+        rows = wh.query(f"SELECT {cols} FROM raw.{table.name} ORDER BY line_number")
+    reference = parse_object(
+        io.BufferedReader(io.BytesIO(data)),
+        source_object=obj.source_object,
+        load_id="L1",
+        loaded_at=LOADED_AT,
+        text_fields=table.text_fields,
+    )
+    return load, rows, reference
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
+def test_native_path_matches_the_python_parser(tmp_path, caplog, compress):
+    body = "\n".join(TRICKY_LINES).encode() + b"\n\n"
+    data = gzip.compress(body) if compress else body
+    with caplog.at_level(logging.INFO, logger="trackway.warehouse.duckdb_warehouse"):
+        load, rows, reference = _load_native(tmp_path, data, name="obj.ndjson.gz" if compress else "obj.json")
+    assert "instead of DuckDB" not in caplog.text  # the native path really ran
+    assert rows == [tuple(r) for r in reference.rows]
+    stats = reference.stats
+    assert (load.rows, load.parse_errors, load.blank_lines, load.object_error) == (
+        stats.rows,
+        stats.parse_errors,
+        stats.blank_lines,
+        None,
+    )
+    assert stats.parse_errors == 13 and stats.blank_lines == 3  # the reference itself flags what it should
+
+
+def test_quarantine_table_columns_natively(tmp_path):
+    line = {"reason": "missing userId", "receivedAt": "2026-11-22T10:00:00Z", "sourceId": "web", "event": "X"}
+    load, rows, reference = _load_native(tmp_path, gzip.compress(json.dumps(line).encode()), QUARANTINE_TABLE)
+    assert rows == [tuple(r) for r in reference.rows] and load.rows == 1
+
+
+def test_hazards_fall_back_to_python_and_still_match(tmp_path, caplog):
+    """CR line ends and invalid UTF-8 are read by Python: same rows, same line numbers."""
+    body = b'{"messageId": "a"}\r\n{"messageId": "b\xe9"}\n{"x":\r1}\n{"messageId": "c"}\n'
+    with caplog.at_level(logging.INFO, logger="trackway.warehouse.duckdb_warehouse"):
+        load, rows, reference = _load_native(tmp_path, gzip.compress(body))
+    assert "instead of DuckDB" in caplog.text
+    assert rows == [tuple(r) for r in reference.rows]
+    assert [r[-3] for r in rows] == [1, 2, 3, 4] and load.parse_errors == 1  # \r is JSON whitespace: line 3 is fine
