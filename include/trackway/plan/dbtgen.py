@@ -13,11 +13,10 @@ differ between DuckDB and PostgreSQL are emitted as ``{% if target.type ... %}``
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from trackway.plan import names
 from trackway.plan.model import EventSpec, EventVersion, Plan, PropertySpec
@@ -456,7 +455,8 @@ def generate(plan: Plan, typed_schema: str = "analytics_typed") -> dict[str, str
     files["_plan__models.yml"] = (
         "# "
         + _MARKER.lstrip("- ")
-        + yaml.safe_dump(_models_yml(plan, typed), sort_keys=False, allow_unicode=True, width=120)
+        # JSON is YAML: as fast to write for 500 events as for 5, and just as readable by dbt.
+        + json.dumps(_models_yml(plan, typed), ensure_ascii=False, indent=1)
     )
     return files
 

@@ -87,8 +87,8 @@ def lint_plan(plan: Plan, baseline: Plan | None = None) -> list[str]:
                 problems.append(
                     f"{pwhere}: column '{column}' collides with a common column of the typed view; rename it"
                 )
-            elif column in names.RESERVED_WORDS:
-                problems.append(f"{pwhere}: column '{column}' is a reserved SQL word; rename it")
+            elif names.identifier(prop.name) in names.RESERVED_WORDS:
+                problems.append(f"{pwhere}: is a reserved SQL word, so its column is '{column}'; rename it")
             if column in columns:
                 problems.append(
                     f"{pwhere}: column '{column}' collides with property '{columns[column]}' after normalisation; rename one"

@@ -47,6 +47,9 @@ IMPLIED_NAMES = {
     "group": "Group",
     "alias": "Alias",
 }
+# libyaml's safe loader/dumper when present: 10x faster on plans of hundreds of files.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _SCHEMAVER = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 
 
@@ -216,7 +219,7 @@ class Plan:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a safe loader, C or Python)
     except yaml.YAMLError as exc:
         raise PlanError(f"{path}: not valid YAML ({exc}); fix the syntax") from None
     except UnicodeDecodeError:

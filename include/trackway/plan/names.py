@@ -4,7 +4,7 @@ Normalisation (documented in README, "Tracking plan"): Unicode NFKD, drop what i
 ASCII, camelCase boundaries become ``_``, lower case, every run of characters other
 than ``a-z0-9`` becomes one ``_``, leading/trailing ``_`` removed; a name that is
 empty or starts with a digit gets a ``p_`` prefix (``e_`` for events); a name longer
-than 55 characters is cut and given an 8-hex suffix from a hash of the original name,
+than 54 characters is cut and given an 8-hex suffix from a hash of the original name,
 so every identifier fits PostgreSQL's 63 bytes and stays stable. The result only has
 ``[a-z0-9_]`` and is still always quoted in generated SQL.
 """
@@ -17,7 +17,7 @@ import re
 import unicodedata
 
 MAX_IDENTIFIER = 63
-_CUT = 55
+_CUT = 54
 
 # Columns every typed view carries; a property normalised to one of these would collide.
 COMMON_COLUMNS = (
@@ -70,11 +70,15 @@ def identifier(name: str, prefix: str = "p_") -> str:
 
 
 def column_name(prop: str) -> str:
-    return identifier(prop, "p_")
+    """A property's column; a reserved SQL word gets ``_value`` so analysts needn't quote it."""
+    col = identifier(prop, "p_")
+    return col + "_value" if col in RESERVED_WORDS else col
 
 
 def relation_name(event_name: str) -> str:
-    return identifier(event_name, "e_")
+    """An event's typed view; a reserved SQL word (e.g. Group) gets ``_event``."""
+    rel = identifier(event_name, "e_")
+    return rel + "_event" if rel in RESERVED_WORDS else rel
 
 
 def unique_columns(names: list[str], taken: tuple[str, ...] = COMMON_COLUMNS) -> dict[str, str]:

@@ -131,7 +131,8 @@ class CompiledPlan:
         etype, name = event_key(event, implied_type)
         out: list[Violation] = []
         if self._common is not None:
-            context = event.get("context") if isinstance(event.get("context"), dict) else {}
+            raw_context = event.get("context")
+            context: dict = raw_context if isinstance(raw_context, dict) else {}
             if batch_context:
                 context = {**batch_context, **context}
             out += _violations(self._common, context, "context.")
