@@ -61,7 +61,9 @@ def test_flag_mode_passes_events_unchanged_and_lists_violations(planned):
     assert [(v["kind"], v["property"]) for v in by_index[1]["violations"]] == [("wrong_type", "price_per_night")]
     assert [v["kind"] for v in by_index[2]["violations"]] == ["unplanned_event"]
     assert [(v["kind"], v["property"]) for v in by_index[3]["violations"]] == [("missing_required", "price_per_night")]
-    stored = wait_for_events(local_store(planned.home), [m["messageId"] for m in (good, wrong_type, unplanned, missing)])
+    stored = wait_for_events(
+        local_store(planned.home), [m["messageId"] for m in (good, wrong_type, unplanned, missing)]
+    )
     assert stored[wrong_type["messageId"]]["properties"] == wrong_type["properties"]  # unchanged
     assert stored[unplanned["messageId"]]["event"] == "Listing Teleported"
 

@@ -85,12 +85,12 @@ header p{margin:0;opacity:.8}main{padding:18px 28px;max-width:1200px}
 #search{width:100%;max-width:560px;padding:9px 12px;font-size:15px;border:1px solid #b9c0cc;border-radius:6px}
 nav{margin:12px 0 18px;columns:3 220px}nav a{display:block;color:#24528f;text-decoration:none;padding:1px 0}
 section.event{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:14px 18px;margin:0 0 16px}
-section.event h2{margin:0 0 6px;font-size:19px}.meta span{display:inline-block;margin-right:14px;color:#4a5568}
-.badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:12px;font-weight:600;color:#fff}
+section.event h2{margin:0 0 6px;font-size:19px;overflow-wrap:anywhere}.meta span{display:inline-block;margin-right:14px;color:#4a5568}
+.badge{display:inline-block;white-space:nowrap;overflow-wrap:normal;border-radius:10px;padding:1px 8px;font-size:12px;font-weight:600;color:#fff}
 .active{background:#2f855a}.draft{background:#718096}.deprecated{background:#c05621}
 .public{background:#2b6cb0}.internal{background:#4a5568}.pii{background:#b7791f}.sensitive{background:#c53030}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:14px}th,td{border-bottom:1px solid #e2e6ec;
-text-align:left;padding:5px 8px;vertical-align:top}th{background:#f0f2f5}code{font-size:13px}
+text-align:left;padding:5px 8px;vertical-align:top;overflow-wrap:anywhere}th{background:#f0f2f5}code{font-size:13px}
 pre{background:#f0f2f5;padding:8px;border-radius:6px;overflow-x:auto;font-size:13px}
 .viol{color:#c53030}.ok{color:#2f855a}.hidden{display:none}#count{color:#4a5568;margin-left:8px}
 """
@@ -99,8 +99,9 @@ _JS = """
 const box=document.getElementById('search'),cards=[...document.querySelectorAll('section.event')],
 count=document.getElementById('count');
 function filter(){const q=box.value.trim().toLowerCase();let n=0;
-for(const c of cards){const hit=!q||c.dataset.search.includes(q);c.classList.toggle('hidden',!hit);n+=hit;}
-count.textContent=n+' of '+cards.length+' events';}
+const events=cards.filter(c=>c.dataset.event);
+for(const c of cards){const hit=!q||c.dataset.search.includes(q);c.classList.toggle('hidden',!hit);n+=hit&&!!c.dataset.event;}
+count.textContent=n+' of '+events.length+' events';}
 box.addEventListener('input',filter);filter();
 """
 
@@ -139,10 +140,11 @@ def render_html(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytic
     for event in plan.events:
         rows = _property_rows(event)
         search = " ".join(
-            [event.name, event.type, event.owner, event.status, event.description, *(r[0] for r in rows)]
+            [event.name, event.type, event.owner, event.status, event.description]
+            + [f"{r[0]} {r[1]} {r[2]} {r[5]} {r[6]}" for r in rows]
         ).lower()
         view = f"{typed_schema}.{names.relation_name(event.name)}"
-        parts.append(f"<section class='event' id='{_anchor(event)}' data-search='{_e(search)}'>")
+        parts.append(f"<section class='event' id='{_anchor(event)}' data-event='1' data-search='{_e(search)}'>")
         parts.append(f"<h2>{_e(event.name)} <span class='badge {_e(event.status)}'>{_e(event.status)}</span></h2>")
         parts.append(
             f"<div class='meta'><span>type <b>{_e(event.type)}</b></span><span>owner <b>{_e(event.owner or '—')}</b></span>"
