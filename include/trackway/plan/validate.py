@@ -86,9 +86,7 @@ def requested_major(event: dict) -> int | None:
 
 
 def _violations(validator: Any, instance: Any, prefix: str = "") -> list[Violation]:
-    if validator.is_valid(instance):
-        return []
-    out = []
+    out: list[Violation] = []
     for err in validator.iter_errors(instance):
         kind_name = type(err.kind).__name__
         kind = _KIND_BY_ERROR.get(kind_name, "invalid_value")
@@ -126,26 +124,33 @@ class CompiledPlan:
                 except (jsonschema_rs.ValidationError, ValueError) as exc:
                     raise PlanError(f"{event.path}: event '{event.name}' has an invalid JSON Schema: {exc}") from None
         self._common = jsonschema_rs.validator_for(plan.common, validate_formats=True) if plan.common else None
+        self._fast: dict[tuple[str, str], tuple[EventSpec, dict[int, Any]]] = {
+            key: (spec, {m: v for (t, n, m), v in self._validators.items() if (t, n) == key})
+            for key, spec in self._events.items()
+        }
 
     def check(self, event: dict, implied_type: str | None = None, batch_context: dict | None = None) -> list[Violation]:
-        etype, name = event_key(event, implied_type)
+        # Hot path (every event in flag/block mode): plain dict lookups, no allocation for a valid event.
+        etype = implied_type or event.get("type")
+        name = event.get("event") if etype == "track" else IMPLIED_NAMES.get(etype, etype)  # type: ignore[arg-type]
+        context = event.get("context")
+        if not isinstance(context, dict):
+            context = {}
+        if batch_context:
+            context = {**batch_context, **context}
         out: list[Violation] = []
-        if self._common is not None:
-            raw_context = event.get("context")
-            context: dict = raw_context if isinstance(raw_context, dict) else {}
-            if batch_context:
-                context = {**batch_context, **context}
-            out += _violations(self._common, context, "context.")
-        spec = self._events.get((etype, name))
-        if spec is None:
+        if self._common is not None and not self._common.is_valid(context):
+            out = _violations(self._common, context, "context.")
+        entry = self._fast.get((etype, name))  # type: ignore[arg-type]
+        if entry is None:
             out.append(Violation("unplanned_event", None, f"{etype} '{name}' is not in the tracking plan"))
             return out
+        spec, validators = entry
         if spec.status == "deprecated":
             out.append(Violation("deprecated_event", None, f"'{name}' is deprecated in the tracking plan"))
-        major = requested_major(event)
-        if major is None:
-            major = spec.version.model
-        validator = self._validators.get((etype, name, major))
+        protocols = context.get("protocols")
+        major = requested_major(event) if protocols is not None else spec.current.version.model
+        validator = validators.get(major if major is not None else spec.current.version.model)
         if validator is None:
             known = ", ".join(str(v.version.model) for v in spec.versions)
             out.append(
@@ -153,9 +158,12 @@ class CompiledPlan:
             )
             return out
         payload = event.get(spec.payload_field)
-        if payload is None and spec.payload_field == "traits" and isinstance(event.get("context"), dict):
-            payload = event["context"].get("traits")  # RudderStack sends identify traits in context.traits
-        out += _violations(validator, payload if payload is not None else {})
+        if payload is None and spec.payload_field == "traits":
+            payload = context.get("traits")  # RudderStack sends identify traits in context.traits
+        if payload is None:
+            payload = {}
+        if not validator.is_valid(payload):
+            out += _violations(validator, payload)
         return out
 
 
