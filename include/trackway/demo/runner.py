@@ -251,8 +251,16 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     if settings.plan_dir is not None:
         from trackway.plan.docs import write_docs
         from trackway.plan.model import load_plan
+        from trackway.plan.querytest import run_plan_queries
 
-        html, _md, _note = write_docs(load_plan(settings.plan_dir), settings.home / "plan-docs", settings)
+        plan = load_plan(settings.plan_dir)
+        results = run_plan_queries(settings, plan)
+        _say(
+            f"\nAnalyst queries of the plan (`trackway plan test`): {sum(r.ok for r in results)} of {len(results)} passed"
+        )
+        for result in results:
+            _say("  " + result.line())
+        html, _md, _note = write_docs(plan, settings.home / "plan-docs", settings)
         _say(f"\nData dictionary: {html} (and data-dictionary.md beside it)")
 
     _say(f"\nDone in {time.monotonic() - wall:.0f}s.")
