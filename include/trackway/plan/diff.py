@@ -2,8 +2,8 @@
 
 - addition: compatible with all data already collected (new optional property,
   a documentation change, a widened type, a new event);
-- revision: may not fit some historical data (an enum value or format dropped
-  from the rules... loosened rules that old readers may not expect);
+- revision: a rule was relaxed (no longer required, enum or format dropped, other
+  keywords changed): old data still fits, but readers may meet values they did not;
 - breaking: data valid under the old plan fails the new one, or columns go away
   (a removed or renamed property, a narrowed type, a new or newly required
   property, new enum/format restrictions, extra properties now forbidden, a

@@ -145,7 +145,7 @@ def _ref_id(value: Any) -> tuple[str, str]:
     if not match:
         raise PlanError(f"reference {ref!r} is neither '#/kind/group/id' nor '#kind:id'")
     kind = match["kind"] or match["kind2"]
-    return kind.rstrip("s").replace("custom-type", "custom-type"), match["id"] or match["id2"]
+    return kind.rstrip("s"), match["id"] or match["id2"]
 
 
 def import_rudderstack(source: Path) -> Imported:
