@@ -10,6 +10,7 @@ re-evaluating history, `trackway plan test` and the data dictionary in headless 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -109,7 +110,7 @@ def pipeline(request, tmp_path_factory):
     finally:
         collector.close()
     mp = pytest.MonkeyPatch()
-    for key in [k for k in list(__import__("os").environ) if k.startswith("TRACKWAY_")]:
+    for key in [k for k in os.environ if k.startswith("TRACKWAY_")]:
         mp.delenv(key)
     for key, value in env.items():
         mp.setenv(key, value)

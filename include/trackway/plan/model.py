@@ -344,7 +344,6 @@ def load_plan(root: Path | str) -> Plan:
 def write_event(root: Path, event: EventSpec, file_stem: str) -> Path:
     path = root / "events" / f"{file_stem}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        yaml.safe_dump(event_to_doc(event), sort_keys=False, allow_unicode=True, width=120), encoding="utf-8"
-    )
+    text = yaml.dump(event_to_doc(event), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+    path.write_text(text, encoding="utf-8")
     return path
