@@ -1,19 +1,20 @@
-"""The collector's one call into the tracking plan, kept apart from the HTTP server.
+"""The collector's calls into the tracking plan, kept apart from the HTTP server.
 
-`check_plan()` takes the events of one request that passed the Segment rules and
-says, per event, what the plan thinks; the server then stores blocked events in
-the quarantine (`blocked_record`) and lists every event's violations in its
-response. Any server (the stdlib one, an ASGI one) needs only these two calls.
+`apply_to_batch()` is the plan's step of a batch check (after the Segment rules):
+violations are listed for the response, and in block mode violating events move to
+the quarantine. `check_plan()` + `blocked_record()` do the same for a single-event
+call. Counters go to the collector's Prometheus metrics.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
+
+from trackway.collector.segment import CheckedBatch, RequestInfo
 from trackway.plan.validate import PlanEnforcer, Violation, event_key
 
 MAX_REPORTED = 100
@@ -27,11 +28,12 @@ class PlanVerdict:
     def blocked(self, index: int) -> bool:
         return self.mode == "block" and bool(self.violations.get(index))
 
-    def response(self, events: dict[int, Any]) -> list[dict[str, Any]]:
+    def response(self, events: dict[int, Any], implied_type: str | None = None) -> list[dict[str, Any]]:
         """What the batch response lists: each violating event's index, name and violations."""
         out = []
         for index in sorted(self.violations)[:MAX_REPORTED]:
-            _etype, name = event_key(events[index]) if isinstance(events.get(index), dict) else ("", "")
+            event = events.get(index)
+            _etype, name = event_key(event, implied_type) if isinstance(event, dict) else ("", "")
             out.append(
                 {
                     "index": index,
@@ -43,24 +45,29 @@ class PlanVerdict:
         return out
 
 
-class PlanCounters:
-    """What /health shows under "plan": events checked, flagged, blocked, violations by kind."""
+# Prometheus counters (multiprocess-safe like the collector's own): /metrics shows them by
+# source and kind, /health their totals over all workers.
+_P = "trackway_collector_plan_"
+EVENTS_CHECKED = Counter(_P + "events_checked_total", "Events validated against the tracking plan", ["source"])
+EVENTS_FLAGGED = Counter(_P + "events_flagged_total", "Events with violations let through (flag mode)", ["source"])
+EVENTS_BLOCKED = Counter(_P + "events_blocked_total", "Events with violations quarantined (block mode)", ["source"])
+VIOLATIONS = Counter(_P + "violations_total", "Tracking plan violations found, by source and kind", ["source", "kind"])
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
 
-    def record(self, verdict: PlanVerdict, checked: int) -> None:
-        with self._lock:
-            self.counts["events_checked"] += checked
-            for index, found in verdict.violations.items():
-                self.counts["events_blocked" if verdict.blocked(index) else "events_flagged"] += 1
-                for violation in found:
-                    self.counts[f"violations_{violation.kind}"] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self.counts)
+def plan_health(enforcer: PlanEnforcer | None, totals: dict[str, float]) -> dict[str, Any]:
+    """The "plan" part of /health, from the collector's summed metric totals."""
+    if enforcer is None:
+        return {}
+    return {
+        "plan": {
+            "dir": str(enforcer.root),
+            "events": len(enforcer.compiled.plan.events),
+            "events_checked": int(totals.get("plan_events_checked_total", 0)),
+            "events_flagged": int(totals.get("plan_events_flagged_total", 0)),
+            "events_blocked": int(totals.get("plan_events_blocked_total", 0)),
+            "violations": int(totals.get("plan_violations_total", 0)),
+        }
+    }
 
 
 def check_plan(
@@ -70,7 +77,6 @@ def check_plan(
     *,
     implied_type: str | None = None,
     batch_context: dict | None = None,
-    counters: PlanCounters | None = None,
 ) -> PlanVerdict:
     """Validate (index, event) pairs that passed the Segment rules; no plan -> allow everything."""
     if enforcer is None:
@@ -79,9 +85,47 @@ def check_plan(
         [e for _, e in events], source, implied_type=implied_type, batch_context=batch_context
     )
     verdict = PlanVerdict(mode, {index: v for (index, _), v in zip(events, found, strict=True) if v})
-    if counters is not None and mode != "allow":
-        counters.record(verdict, len(events))
+    if mode != "allow":
+        EVENTS_CHECKED.labels(source).inc(len(events))
+        for index, violations in verdict.violations.items():
+            (EVENTS_BLOCKED if verdict.blocked(index) else EVENTS_FLAGGED).labels(source).inc()
+            for violation in violations:
+                VIOLATIONS.labels(source, violation.kind).inc()
     return verdict
+
+
+def apply_to_batch(
+    enforcer: PlanEnforcer | None,
+    events: list,
+    checked: CheckedBatch,
+    info: RequestInfo,
+    implied_type: str | None = None,
+) -> CheckedBatch:
+    """The plan's step of a batch check: flag (list violations) or block (move lines to the quarantine).
+
+    ``checked`` is what the Segment rules made of ``events``: its lines are the valid
+    events in order, its errors name the refused ones by index.
+    """
+    if enforcer is None:
+        return checked
+    refused = {e["index"] for e in checked.errors}
+    valid = [i for i in range(len(events)) if i not in refused]
+    verdict = check_plan(
+        enforcer, [(i, events[i]) for i in valid], info.source_id, implied_type=implied_type, batch_context=info.context
+    )
+    if not verdict.violations:
+        return checked
+    checked.violations = verdict.response({i: events[i] for i in valid}, implied_type)
+    if verdict.mode == "block":
+        kept = []
+        for index, line in zip(valid, checked.lines, strict=True):
+            if verdict.blocked(index):
+                checked.quarantine.append(blocked_record(line, verdict.violations[index], info.source_id))
+                checked.plan_blocked += 1
+            else:
+                kept.append(line)
+        checked.lines = kept
+    return checked
 
 
 def blocked_record(line: bytes, violations: list[Violation], source_id: str) -> bytes:

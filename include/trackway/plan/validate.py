@@ -184,7 +184,15 @@ def _signature(root: Path) -> tuple:
 class PlanEnforcer:
     """Thread-safe: request threads call validate_batch while a reload swaps the compiled plan."""
 
-    def __init__(self, root: Path, modes: dict[str, str], default_mode: str = "flag", check_interval: float = 1.0):
+    def __init__(
+        self,
+        root: Path,
+        modes: dict[str, str],
+        default_mode: str = "flag",
+        check_interval: float = 1.0,
+        *,
+        watch: bool = False,
+    ):
         self.root = Path(root)
         self.modes = modes
         self.default_mode = default_mode
@@ -194,6 +202,17 @@ class PlanEnforcer:
         self._compiled = CompiledPlan(load_plan(self.root))  # a broken plan at start-up is an error
         self._next_check = time.monotonic() + check_interval
         self.reloads = 0
+        if watch:  # each collector worker notices a changed folder within a second, busy or idle
+            threading.Thread(target=self._watch, name="plan-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(self.check_interval)
+            try:
+                if _signature(self.root) != self._signature:
+                    self.reload()
+            except Exception:  # never let the watcher die; the next tick tries again
+                log.exception("tracking plan watch failed")
 
     @property
     def compiled(self) -> CompiledPlan:
@@ -242,8 +261,8 @@ class PlanEnforcer:
         return mode, [compiled.check(e, implied_type, batch_context) for e in events]
 
 
-def enforcer_from_settings(settings: Settings) -> PlanEnforcer | None:
+def enforcer_from_settings(settings: Settings, *, watch: bool = False) -> PlanEnforcer | None:
     """The collector's enforcer, or None when no TRACKWAY_PLAN_DIR is set (nothing is validated)."""
     if settings.plan_dir is None:
         return None
-    return PlanEnforcer(settings.plan_dir, settings.plan_modes, settings.plan_default_mode)
+    return PlanEnforcer(settings.plan_dir, settings.plan_modes, settings.plan_default_mode, watch=watch)
