@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,19 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     assert _count(out, "rejected (analytics.events_rejected)") == 0
     for heading in ("Daily active people", "Top events", "Page views by path", "Query it:", "Airflow UI:"):
         assert heading in out
+
+    # The tracking plan: the three deliberate violations are flagged at the collector and found in the warehouse.
+    assert re.search(r"tracking plan \(.*\): [\d,]+ events checked, 3 flagged, 0 blocked", out), out
+    assert "Tracking plan violations (analytics.tracking_plan_violations)" in out
+    for kind, event, prop in (
+        ("unplanned_event", "Listing Shared", ""),
+        ("wrong_type", "Listing Viewed", "price_per_night"),
+        ("missing_required", "Listing Viewed", "city"),
+    ):
+        assert re.search(rf"^\s*{event}\s+demo\s+{kind}\s+{prop}\s+1\s*$", out, re.MULTILINE), (kind, out)
+    assert re.search(r"Analyst queries of the plan .*: (\d+) of \1 passed", out), out  # CI runs them on the demo's data
+    dictionary = re.search(r"^Data dictionary: (\S+)", out, re.MULTILINE)
+    assert dictionary and "Listing Viewed" in Path(dictionary.group(1)).read_text(encoding="utf-8")
 
     # A second run starts from nothing again (it created that folder), with the same result.
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

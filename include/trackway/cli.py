@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from trackway.config import ConfigError, load_settings
+from trackway.plan.model import PlanError
 from trackway.warehouse.base import WarehouseBusy
 
 
@@ -210,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--people", type=int, default=300, help="people in the generated day (default 300)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(func=_cmd_demo)
+
+    from trackway.plan.commands import add_parsers as add_plan_parsers
+
+    add_plan_parsers(sub)
     return parser
 
 
@@ -223,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"trackway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except PlanError as exc:
+        print(f"trackway {args.command}: tracking plan: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"trackway {args.command}: {exc}", file=sys.stderr)

@@ -330,6 +330,11 @@ class Settings:
     task_retries: int = 2
     collector: CollectorLimits = field(default_factory=CollectorLimits)
     sources_file: Path | None = None
+    # Tracking plan (issue 8): folder of YAML, and per-source enforcement modes.
+    plan_dir: Path | None = None
+    plan_modes: dict[str, str] = field(default_factory=dict)
+    plan_default_mode: str = "flag"
+    typed_schema: str = "analytics_typed"
 
     def sources(self) -> list[Source]:
         """Extra raw sources from the sources file; none when there is no file."""
@@ -368,6 +373,28 @@ def _default_dbt_executable() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def parse_plan_modes(spec: str | None) -> tuple[dict[str, str], str]:
+    """``web:block,backend:flag`` (``*:mode`` or a bare mode sets the default, which is flag)."""
+    modes: dict[str, str] = {}
+    default = "flag"
+    for entry in (spec or "").split(","):
+        item = entry.strip()
+        if not item:
+            continue
+        source, sep, mode = item.rpartition(":")
+        mode = mode.strip().lower()
+        if mode not in ("allow", "flag", "block"):
+            raise ConfigError(
+                f"TRACKWAY_PLAN_MODES entry {item!r}: the mode must be allow, flag or block; "
+                "write e.g. TRACKWAY_PLAN_MODES=web:block,backend:flag"
+            )
+        if not sep or source.strip() in ("", "*"):
+            default = mode
+        else:
+            modes[source.strip()] = mode
+    return modes, default
+
+
 def load_settings() -> Settings:
     """Read the environment now (not at import) so tests and the CLI can change it."""
     home = Path(_env("TRACKWAY_HOME", ".trackway")).expanduser().resolve()
@@ -381,6 +408,14 @@ def load_settings() -> Settings:
         raise ConfigError(
             f"TRACKWAY_ALERT_WEBHOOK_URL={alert_webhook_url!r} is not an http(s) URL; write e.g. https://hooks.example.com/trackway"
         )
+    plan_dir_text = _env("TRACKWAY_PLAN_DIR")
+    plan_dir = Path(plan_dir_text).expanduser().resolve() if plan_dir_text else None
+    if plan_dir is not None and not plan_dir.is_dir():
+        raise ConfigError(f"TRACKWAY_PLAN_DIR={plan_dir_text!r} is not a folder; point it at a tracking plan folder")
+    plan_modes, plan_default_mode = parse_plan_modes(_env("TRACKWAY_PLAN_MODES"))
+    typed_schema = _env("TRACKWAY_TYPED_SCHEMA", "analytics_typed") or "analytics_typed"
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", typed_schema):
+        raise ConfigError(f"TRACKWAY_TYPED_SCHEMA={typed_schema!r}: use lower-case letters, digits and _")
     return Settings(
         home=home,
         raw_url=raw_url,
@@ -402,6 +437,10 @@ def load_settings() -> Settings:
         task_retries=_int_env("TRACKWAY_TASK_RETRIES", 2, minimum=0),
         collector=_collector_limits(),
         sources_file=_sources_file(home),
+        plan_dir=plan_dir,
+        plan_modes=plan_modes,
+        plan_default_mode=plan_default_mode,
+        typed_schema=typed_schema,
     )
 
 

@@ -35,6 +35,8 @@ from trackway.collector.stats import Stats
 from trackway.collector.uploader import Uploader
 from trackway.config import ConfigError, Settings, load_write_keys
 from trackway.objectstore import ObjectStore, fsync_dir, open_object_store
+from trackway.plan.model import PlanError
+from trackway.plan.validate import enforcer_from_settings
 
 log = logging.getLogger("trackway.collector")
 
@@ -158,6 +160,11 @@ def run_collector(
     workers = max(1, workers or limits.workers)
     setup_logging(json_lines=limits.log_json if log_json is None else log_json, worker="master")
     store = open_object_store(settings.raw_url)  # ConfigError propagates to the CLI's message
+    try:
+        enforcer_from_settings(settings)  # a broken tracking plan stops the start here, not in each worker
+    except PlanError as exc:
+        log.error("tracking plan: %s", exc)
+        return 1
     root = settings.spool_dir
     spool = Spool(root, max_bytes=settings.spool_max_bytes, max_age_seconds=3600, on_sealed=lambda _s: None)
     try:

@@ -73,6 +73,7 @@ from trackway.collector.segment import (
     parse_json_body,
 )
 from trackway.collector.spool import SpoolClosed, SpoolWriteError, hour_key
+from trackway.plan.hook import apply_to_batch
 
 if TYPE_CHECKING:
     from trackway.collector.worker import Worker
@@ -339,8 +340,15 @@ class CollectorApp:
             if single.errors:  # a single-event call is refused as a whole, not quarantined
                 status = 413 if single.too_large else 400
                 raise HttpError(status, f"{single.errors[0]['reason']}; nothing was stored")
+            if single.plan_blocked:  # tracking plan, block mode: the event is kept in the quarantine
+                await self._store([("quarantine", dt, hour, single.quarantine[0] + b"\n")])
+                metrics.EVENTS_QUARANTINED.labels(source_id).inc()
+                answer = {"success": True, "accepted": 0, "quarantined": 1, "violations": single.violations}
+                return 200, dumps(answer)
             await self._store([("events", dt, hour, single.lines[0] + b"\n")])
             metrics.events_accepted(source_id).inc()
+            if single.violations:  # tracking plan, flag mode
+                return 200, dumps({"success": True, "violations": single.violations})
             return 200, b'{"success":true}'
 
         events = body.get("batch")
@@ -363,7 +371,7 @@ class CollectorApp:
         checked = self.check_batch(events, info)
         errors = checked.errors
         accepted = len(checked.lines)
-        if events and accepted == 0:
+        if events and accepted == 0 and not checked.plan_blocked:
             reasons = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:_MAX_REASONS_IN_MESSAGE])
             more = (
                 f" (and {len(errors) - _MAX_REASONS_IN_MESSAGE} more)" if len(errors) > _MAX_REASONS_IN_MESSAGE else ""
@@ -376,16 +384,21 @@ class CollectorApp:
         items += [("quarantine", dt, hour, line + b"\n") for line in checked.quarantine]
         await self._store(items)
         metrics.events_accepted(source_id).inc(accepted)
-        if errors:
-            metrics.EVENTS_QUARANTINED.labels(source_id).inc(len(errors))
-        payload: dict[str, Any] = {"success": True, "accepted": accepted, "quarantined": len(errors)}
+        quarantined = len(errors) + checked.plan_blocked
+        if quarantined:
+            metrics.EVENTS_QUARANTINED.labels(source_id).inc(quarantined)
+        payload: dict[str, Any] = {"success": True, "accepted": accepted, "quarantined": quarantined}
         if errors:
             payload["errors"] = errors[:_MAX_ERRORS_IN_RESPONSE]
+        if checked.violations:
+            payload["violations"] = checked.violations
         return 200, dumps(payload)
 
     def check_batch(self, events: list, info: RequestInfo, implied_type: str | None = None) -> CheckedBatch:
         """Where every request's events are checked before spooling (validation, enrichment, quarantine)."""
-        return check_events(events, info, self.limits.max_event_bytes, implied_type)
+        checked = check_events(events, info, self.limits.max_event_bytes, implied_type)
+        # Tracking plan hook (trackway.plan.hook): flag lists violations, block moves events to the quarantine.
+        return apply_to_batch(self.worker.plan, events, checked, info, implied_type)
 
     def _rate_limit(self, key: str, events: int) -> None:
         limiter = self.worker.rate_limiter

@@ -185,6 +185,30 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                 "properties": {"index": {"type": "integer"}, "reason": {"type": "string"}},
                             },
                         },
+                        "violations": {"$ref": "#/components/schemas/PlanViolations"},
+                    },
+                },
+                "PlanViolations": {
+                    "description": "With a tracking plan (TRACKWAY_PLAN_DIR): each violating event, flagged or quarantined",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "event": {"type": "string"},
+                            "action": {"enum": ["flagged", "quarantined"]},
+                            "violations": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "kind": {"type": "string"},
+                                        "property": {"type": ["string", "null"]},
+                                        "message": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
                     },
                 },
                 "Error": {

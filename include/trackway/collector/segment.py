@@ -229,6 +229,10 @@ class CheckedBatch:
     quarantine: list[bytes] = field(default_factory=list)  # quarantine records, one JSON line each
     errors: list[dict] = field(default_factory=list)  # {"index", "reason"} per refused event
     too_large: int = 0  # how many of the refused events were over the size limit
+    # Tracking plan (trackway.plan.hook): violating events listed for the response, and how many
+    # valid events block mode moved to the quarantine (their records are in ``quarantine``).
+    violations: list[dict] = field(default_factory=list)
+    plan_blocked: int = 0
 
 
 def check_events(

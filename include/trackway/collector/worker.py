@@ -38,6 +38,8 @@ from trackway.collector.spool import SealedSegment, Spool
 from trackway.collector.uploader import Uploader
 from trackway.config import ConfigError, Settings, load_settings, load_write_keys
 from trackway.objectstore import ObjectStore, open_object_store
+from trackway.plan.hook import plan_health
+from trackway.plan.validate import enforcer_from_settings
 
 log = logging.getLogger("trackway.collector.worker")
 
@@ -71,6 +73,7 @@ class Worker:
             on_tick=self.update_gauges,
         )
         self.write_keys = settings.write_keys
+        self.plan = enforcer_from_settings(settings, watch=True)  # tracking plan; None without TRACKWAY_PLAN_DIR
         # The cap is on all workers' backlog together; each worker holds an equal share of it.
         self.pending_cap = max(1, limits.spool_max_pending_bytes // workers)
         rate = limits.rate_limit_events_per_second / workers
@@ -115,6 +118,8 @@ class Worker:
             return
         self.write_keys = keys  # one assignment: a request sees the old or the new keys, never a mix
         log.info("SIGHUP: write keys reloaded (sources: %s)", ", ".join(sorted(set(keys.values()))))
+        if self.plan is not None:  # SIGHUP re-reads the tracking plan too (folder changes are also noticed)
+            self.plan.reload()
 
     # -- spool and uploader callbacks (their threads) ------------------------
 
@@ -155,6 +160,7 @@ class Worker:
             "spool_commits": int(totals["fsync_duration_seconds_count"]),
             "upload_lag_seconds": round(totals["upload_lag_seconds"], 3),
             "uptime_seconds": round(time.time() - self.started_at, 3),
+            **plan_health(self.plan, totals),
         }
 
 

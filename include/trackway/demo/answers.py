@@ -61,3 +61,10 @@ SELECT count(DISTINCT anonymous_id) AS anonymous_visitors,
 FROM analytics.events
 WHERE anonymous_id IS NOT NULL
 """
+
+PLAN_VIOLATIONS = """
+SELECT event_name, source_id, kind, coalesce(property, ''), violation_count
+FROM analytics.tracking_plan_violations
+ORDER BY violation_count DESC, event_name, kind
+LIMIT 20
+"""

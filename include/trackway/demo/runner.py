@@ -22,6 +22,7 @@ from pathlib import Path
 from trackway.airflow_env import apply_airflow_defaults
 from trackway.config import Settings, load_settings
 from trackway.demo import answers
+from trackway.demo.violations import PLAN_DIR, deliberate_violations
 from trackway.load.partitions import hour_floor, hours_between
 from trackway.status import format_table, stage_counts
 from trackway.warehouse import open_warehouse
@@ -127,6 +128,11 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     wall = time.monotonic()
     settings = load_settings()
     _prepare_home(settings)
+    if settings.plan_dir is None:
+        # The demo enforces Nestful's tracking plan (flag mode unless TRACKWAY_PLAN_MODES says otherwise);
+        # os.environ, so the collector and the Airflow tasks started below see it too.
+        os.environ["TRACKWAY_PLAN_DIR"] = str(PLAN_DIR)
+        settings = load_settings()
     env = dict(os.environ)
     env.update({"TRACKWAY_HOME": str(settings.home), "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "2"})
     day = day or (datetime.now(UTC).date() - timedelta(days=1))
@@ -143,6 +149,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _stage(2, "sending the day through the official Segment Python SDK")
     calls = generate_day(day, people=people, seed=seed)
     summary = summarize(calls)
+    calls += deliberate_violations(calls, seed)  # an unplanned event, a wrong type, a missing property
     # A few client retries: the same messageId twice, as a flaky network produces.
     retries = calls[:: max(len(calls) // 50, 1)]
     last_shown = [0.0]
@@ -180,6 +187,12 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         f"  collector acknowledged {health.get('events_accepted', 0):,} events, "
         f"quarantined {health.get('events_quarantined', 0)}; stopped cleanly with SIGTERM"
     )
+    plan_counts = health.get("plan") or {}
+    if plan_counts:
+        _say(
+            f"  tracking plan ({settings.plan_dir}): {plan_counts.get('events_checked', 0):,} events checked, "
+            f"{plan_counts.get('events_flagged', 0)} flagged, {plan_counts.get('events_blocked', 0)} blocked"
+        )
 
     _stage(3, "raw object store")
     objects, lines = _count_raw_objects(settings)
@@ -232,6 +245,23 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         _say(format_table(["path", "views", "viewers"], wh.query(answers.PAGE_VIEWS_BY_PATH)))
         _say("\nAnonymous visitors who signed up")
         _say(format_table(["anonymous visitors", "signed up"], wh.query(answers.SIGNUP_CONVERSION)))
+        if wh.table_exists("analytics", "tracking_plan_violations"):
+            _say("\nTracking plan violations (analytics.tracking_plan_violations)")
+            _say(format_table(["event", "source", "kind", "property", "count"], wh.query(answers.PLAN_VIOLATIONS)))
+    if settings.plan_dir is not None:
+        from trackway.plan.docs import write_docs
+        from trackway.plan.model import load_plan
+        from trackway.plan.querytest import run_plan_queries
+
+        plan = load_plan(settings.plan_dir)
+        results = run_plan_queries(settings, plan)
+        _say(
+            f"\nAnalyst queries of the plan (`trackway plan test`): {sum(r.ok for r in results)} of {len(results)} passed"
+        )
+        for result in results:
+            _say("  " + result.line())
+        html, _md, _note = write_docs(plan, settings.home / "plan-docs", settings)
+        _say(f"\nData dictionary: {html} (and data-dictionary.md beside it)")
 
     _say(f"\nDone in {time.monotonic() - wall:.0f}s.")
     _say(f"  Raw events:  {settings.events_url}")

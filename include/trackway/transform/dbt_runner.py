@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from trackway.config import Settings
 
@@ -74,12 +75,13 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 
 def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
     work = settings.home / "dbt"
+    project = project_dir(settings)
     return [
         command,
         "--project-dir",
-        str(settings.dbt_project_dir),
+        str(project),
         "--profiles-dir",
-        str(settings.dbt_project_dir),
+        str(project),
         "--target-path",
         str(work / "target"),
         "--log-path",
@@ -101,6 +103,22 @@ def _check_raw_exists(settings: Settings) -> None:
     raise DbtBuildError(
         f"raw.events_raw does not exist in {settings.warehouse.url} yet: load raw events first "
         "(the events_load DAG, or `trackway load --hour YYYY-MM-DDTHH`)"
+    )
+
+
+def project_dir(settings: Settings) -> Path:
+    """The dbt project to run: the repo's, or with a tracking plan a copy plus its generated models.
+
+    The copy lives under TRACKWAY_HOME/dbt/project, so the source tree is never written
+    and each installation builds exactly its own plan (trackway.plan.dbtgen).
+    """
+    if settings.plan_dir is None:
+        return settings.dbt_project_dir
+    from trackway.plan.dbtgen import project_with_plan
+    from trackway.plan.model import load_plan
+
+    return project_with_plan(
+        load_plan(settings.plan_dir), settings.dbt_project_dir, settings.home / "dbt" / "project", settings.typed_schema
     )
 
 

@@ -1,0 +1,193 @@
+"""`trackway plan ...` and `trackway quarantine ...`: argument parsing and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from trackway.config import ConfigError, load_settings
+from trackway.plan.model import PlanError, load_plan
+
+
+def _plan_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    settings = load_settings()
+    if settings.plan_dir is None:
+        raise ConfigError("no plan folder given and TRACKWAY_PLAN_DIR is not set; pass the folder or set the variable")
+    return settings.plan_dir
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from trackway.plan.lint import lint_plan
+
+    started = time.perf_counter()
+    plan = load_plan(_plan_dir(args.plan_dir))
+    baseline = load_plan(args.baseline) if args.baseline else None
+    problems = lint_plan(plan, baseline)
+    for line in problems:
+        print(line)
+    seconds = time.perf_counter() - started
+    summary = f"{len(plan.events)} events, {len(problems)} problem(s) in {seconds:.2f}s"
+    print(("plan lint: " if problems else "plan lint: ok, ") + summary, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from trackway.plan.diff import BREAKING, diff_plans, worst
+
+    changes = diff_plans(load_plan(args.old), load_plan(args.new))
+    for change in changes:
+        print(change.line())
+    kind = worst(changes)
+    print(f"plan diff: {len(changes)} change(s); overall: {kind or 'no change'}", file=sys.stderr)
+    return 1 if args.fail_on_breaking and kind == BREAKING else 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from trackway.plan.querytest import run_plan_queries
+
+    settings = load_settings()
+    plan = load_plan(_plan_dir(args.plan_dir))
+    results = run_plan_queries(settings, plan)
+    for result in results:
+        print(result.line())
+    failed = [r for r in results if not r.ok]
+    print(f"plan test: {len(results) - len(failed)} of {len(results)} analyst queries passed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from trackway.plan.importers import import_plan
+
+    started = time.perf_counter()
+    imported = import_plan(args.fmt, Path(args.source), Path(args.to))
+    for warning in imported.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    print(
+        f"imported {len(imported.events)} events from {args.fmt} {args.source} into {args.to} in {seconds:.2f}s; "
+        f"next: trackway plan lint {args.to}"
+    )
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from trackway.plan.docs import write_docs
+
+    settings = load_settings()
+    plan = load_plan(_plan_dir(args.plan_dir))
+    out = Path(args.out or (settings.home / "plan-docs"))
+    html, md, stats_note = write_docs(plan, out, settings if not args.no_warehouse else None)
+    print(f"data dictionary: {html} and {md} ({stats_note})")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from trackway.plan.dbtgen import FOLDER, project_with_plan
+
+    settings = load_settings()
+    plan = load_plan(_plan_dir(args.plan_dir))
+    out = Path(args.out) if args.out else settings.home / "dbt" / "project"
+    project_with_plan(plan, settings.dbt_project_dir, out, settings.typed_schema)
+    print(f"dbt project with the plan's generated models: {out} (models in {out / 'models' / FOLDER})")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from trackway.plan.replay import replay_quarantine
+
+    report = replay_quarantine(load_settings(), force=args.force, progress=lambda m: print(m, flush=True))
+    print(report.summary())
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="tracking plan: lint, diff, test, import, docs, generate",
+        description="Work with the tracking plan (a folder of YAML, one file per event; TRACKWAY_PLAN_DIR).",
+    )
+    psub = plan.add_subparsers(dest="plan_command", metavar="PLAN_COMMAND", required=True)
+
+    lint = psub.add_parser(
+        "lint",
+        help="check names, descriptions, owners, JSON Schema, column collisions; non-zero exit on problems",
+        description="Print one line per problem (file: event: property: what to fix) and exit 1 if any. "
+        "With --baseline, also refuse a breaking change that keeps the same major version.",
+    )
+    lint.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
+    lint.add_argument("--baseline", help="the plan as it was (e.g. a checkout of main) to check version bumps against")
+    lint.set_defaults(func=_lint)
+
+    diff = psub.add_parser(
+        "diff",
+        help="classify changes between two plans as addition, revision or breaking (SchemaVer)",
+        description="Compare OLD_DIR and NEW_DIR event by event and print each change with its SchemaVer class.",
+    )
+    diff.add_argument("old", help="old plan folder")
+    diff.add_argument("new", help="new plan folder")
+    diff.add_argument("--fail-on-breaking", action="store_true", help="exit 1 when any change is breaking")
+    diff.set_defaults(func=_diff)
+
+    test = psub.add_parser(
+        "test",
+        help="run the plan's analyst queries against the warehouse; fail if one errors or returns no rows",
+        description="Run every SQL file the plan's events list under `queries:` against TRACKWAY_WAREHOUSE_URL.",
+    )
+    test.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
+    test.set_defaults(func=_test)
+
+    imp = psub.add_parser(
+        "import",
+        help="convert a Segment Protocols, RudderStack rudder-cli or Snowplow Iglu plan into a plan folder",
+        description="Read SOURCE (a file or a folder) in the given format and write a plan folder at --to. "
+        "Names are kept exactly; run `trackway plan lint` on the result.",
+    )
+    imp.add_argument("--from", dest="fmt", required=True, choices=("segment", "rudderstack", "iglu"))
+    imp.add_argument("source", help="export file or folder")
+    imp.add_argument("--to", required=True, help="new plan folder to write")
+    imp.set_defaults(func=_import)
+
+    docs = psub.add_parser(
+        "docs",
+        help="write the data dictionary (searchable HTML + Markdown)",
+        description="Write index.html (self-contained, searchable) and data-dictionary.md, with volumes and "
+        "violations from the warehouse when it is reachable.",
+    )
+    docs.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
+    docs.add_argument("--out", help="output folder (default $TRACKWAY_HOME/plan-docs)")
+    docs.add_argument("--no-warehouse", action="store_true", help="do not read volumes from the warehouse")
+    docs.set_defaults(func=_docs)
+
+    gen = psub.add_parser(
+        "generate",
+        help="write the plan's dbt models (typed views, violations, tests); `trackway transform` does this itself",
+        description="Write a copy of the dbt project with the plan's generated models (typed views in "
+        "TRACKWAY_TYPED_SCHEMA, analytics.tracking_plan_violations, compliance, tests) under models/plan/, "
+        "to inspect them; `trackway transform` regenerates them before every run. Never edit them by hand.",
+    )
+    gen.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
+    gen.add_argument("--out", help="where to write the project (default $TRACKWAY_HOME/dbt/project)")
+    gen.set_defaults(func=_generate)
+
+    quarantine = sub.add_parser(
+        "quarantine",
+        help="replay quarantined events after the plan or the sender is fixed",
+        description="Work with the collector's quarantine (TRACKWAY_RAW_URL/quarantine).",
+    )
+    qsub = quarantine.add_subparsers(dest="quarantine_command", metavar="QUARANTINE_COMMAND", required=True)
+    replay = qsub.add_parser(
+        "replay",
+        help="re-ingest quarantined events that now pass, keeping messageId and receivedAt",
+        description="Read every quarantine object, re-check each event against the Segment rules and the "
+        "current plan, and write those that pass into the events stream (current hour) with their original "
+        "messageId and receivedAt; the warehouse keeps one row per messageId, so replaying twice is harmless.",
+    )
+    replay.add_argument("--force", action="store_true", help="replay plan-blocked events even if they still violate it")
+    replay.set_defaults(func=_replay)
+
+
+__all__ = ["PlanError", "add_parsers"]

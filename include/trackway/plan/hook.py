@@ -1,0 +1,146 @@
+"""The collector's calls into the tracking plan, kept apart from the HTTP server.
+
+`apply_to_batch()` is the plan's step of a batch check (after the Segment rules):
+violations are listed for the response, and in block mode violating events move to
+the quarantine. `check_plan()` + `blocked_record()` do the same for a single-event
+call. Counters go to the collector's Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter
+
+from trackway.collector.segment import CheckedBatch, RequestInfo
+from trackway.plan.validate import PlanEnforcer, Violation, event_key
+
+MAX_REPORTED = 100
+
+
+@dataclass
+class PlanVerdict:
+    mode: str
+    violations: dict[int, list[Violation]] = field(default_factory=dict)  # event index -> its violations
+
+    def blocked(self, index: int) -> bool:
+        return self.mode == "block" and bool(self.violations.get(index))
+
+    def response(self, events: dict[int, Any], implied_type: str | None = None) -> list[dict[str, Any]]:
+        """What the batch response lists: each violating event's index, name and violations."""
+        out = []
+        for index in sorted(self.violations)[:MAX_REPORTED]:
+            event = events.get(index)
+            _etype, name = event_key(event, implied_type) if isinstance(event, dict) else ("", "")
+            out.append(
+                {
+                    "index": index,
+                    "event": name,
+                    "action": "quarantined" if self.blocked(index) else "flagged",
+                    "violations": [v.as_dict() for v in self.violations[index]],
+                }
+            )
+        return out
+
+
+# Prometheus counters (multiprocess-safe like the collector's own): /metrics shows them by
+# source and kind, /health their totals over all workers.
+_P = "trackway_collector_plan_"
+EVENTS_CHECKED = Counter(_P + "events_checked_total", "Events validated against the tracking plan", ["source"])
+EVENTS_FLAGGED = Counter(_P + "events_flagged_total", "Events with violations let through (flag mode)", ["source"])
+EVENTS_BLOCKED = Counter(_P + "events_blocked_total", "Events with violations quarantined (block mode)", ["source"])
+VIOLATIONS = Counter(_P + "violations_total", "Tracking plan violations found, by source and kind", ["source", "kind"])
+
+
+def plan_health(enforcer: PlanEnforcer | None, totals: dict[str, float]) -> dict[str, Any]:
+    """The "plan" part of /health, from the collector's summed metric totals."""
+    if enforcer is None:
+        return {}
+    return {
+        "plan": {
+            "dir": str(enforcer.root),
+            "events": len(enforcer.compiled.plan.events),
+            "events_checked": int(totals.get("plan_events_checked_total", 0)),
+            "events_flagged": int(totals.get("plan_events_flagged_total", 0)),
+            "events_blocked": int(totals.get("plan_events_blocked_total", 0)),
+            "violations": int(totals.get("plan_violations_total", 0)),
+        }
+    }
+
+
+def check_plan(
+    enforcer: PlanEnforcer | None,
+    events: list[tuple[int, dict]],
+    source: str,
+    *,
+    implied_type: str | None = None,
+    batch_context: dict | None = None,
+) -> PlanVerdict:
+    """Validate (index, event) pairs that passed the Segment rules; no plan -> allow everything."""
+    if enforcer is None:
+        return PlanVerdict("allow")
+    mode, found = enforcer.validate_batch(
+        [e for _, e in events], source, implied_type=implied_type, batch_context=batch_context
+    )
+    verdict = PlanVerdict(mode, {index: v for (index, _), v in zip(events, found, strict=True) if v})
+    if mode != "allow":
+        EVENTS_CHECKED.labels(source).inc(len(events))
+        for index, violations in verdict.violations.items():
+            (EVENTS_BLOCKED if verdict.blocked(index) else EVENTS_FLAGGED).labels(source).inc()
+            for violation in violations:
+                VIOLATIONS.labels(source, violation.kind).inc()
+    return verdict
+
+
+def apply_to_batch(
+    enforcer: PlanEnforcer | None,
+    events: list,
+    checked: CheckedBatch,
+    info: RequestInfo,
+    implied_type: str | None = None,
+) -> CheckedBatch:
+    """The plan's step of a batch check: flag (list violations) or block (move lines to the quarantine).
+
+    ``checked`` is what the Segment rules made of ``events``: its lines are the valid
+    events in order, its errors name the refused ones by index.
+    """
+    if enforcer is None:
+        return checked
+    refused = {e["index"] for e in checked.errors}
+    valid = [i for i in range(len(events)) if i not in refused]
+    verdict = check_plan(
+        enforcer, [(i, events[i]) for i in valid], info.source_id, implied_type=implied_type, batch_context=info.context
+    )
+    if not verdict.violations:
+        return checked
+    checked.violations = verdict.response({i: events[i] for i in valid}, implied_type)
+    if verdict.mode == "block":
+        kept = []
+        for index, line in zip(valid, checked.lines, strict=True):
+            if verdict.blocked(index):
+                checked.quarantine.append(blocked_record(line, verdict.violations[index], info.source_id))
+                checked.plan_blocked += 1
+            else:
+                kept.append(line)
+        checked.lines = kept
+    return checked
+
+
+def blocked_record(line: bytes, violations: list[Violation], source_id: str) -> bytes:
+    """A quarantine line for an event the plan blocked.
+
+    The event is stored as the collector enriched it (messageId and receivedAt set), so
+    `trackway quarantine replay` re-ingests it with the same id and arrival time.
+    """
+    event = json.loads(line)
+    reason = "tracking plan: " + "; ".join(str(v) for v in violations)
+    record = {
+        "reason": reason,
+        "receivedAt": event.get("receivedAt"),
+        "sourceId": source_id,
+        "event": event,
+        "violations": [v.as_dict() for v in violations],
+    }
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,134 @@
+"""The tracking plan at a real collector process: flag and block modes, the response's
+violations, reload on folder change and SIGHUP, and quarantine replay."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from collector_helpers import DEADLINE, CollectorProcess, local_store, read_lines, wait_for, wait_for_events
+from plan_fixtures import DEMO_PLAN
+
+CTX = {"sessionId": 1795910400000}
+VIEWED = {"listing_id": "lst_00001", "city": "Lisbon", "price_per_night": 99.5}
+
+
+def msg(event: str = "Listing Viewed", properties: dict | None = None, **extra) -> dict:
+    return {
+        "type": "track",
+        "event": event,
+        "messageId": str(uuid.uuid4()),
+        "anonymousId": "anon-1",
+        "properties": VIEWED if properties is None else properties,
+        "context": dict(CTX),
+        **extra,
+    }
+
+
+def post(collector: CollectorProcess, key: str, body: dict, path: str = "/v1/batch") -> requests.Response:
+    return requests.post(collector.url + path, json=body, auth=(key, ""), timeout=DEADLINE)
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    home = tmp_path_factory.mktemp("plan-collector")
+    plan = shutil.copytree(DEMO_PLAN, home / "plan")
+    proc = CollectorProcess(home, TRACKWAY_PLAN_DIR=str(plan), TRACKWAY_PLAN_MODES="web:block,backend:flag").start()
+    proc.plan = plan
+    yield proc
+    proc.close()
+
+
+def test_flag_mode_passes_events_unchanged_and_lists_violations(planned):
+    good = msg()
+    wrong_type = msg(properties={**VIEWED, "price_per_night": "99.50"})
+    unplanned = msg("Listing Teleported", {"to": "Mars"})
+    missing = msg(properties={"listing_id": "lst_1", "city": "Lisbon"})
+    answer = post(planned, "key-backend", {"batch": [good, wrong_type, unplanned, missing]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["accepted"], body["quarantined"]) == (4, 0)
+    by_index = {v["index"]: v for v in body["violations"]}
+    assert set(by_index) == {1, 2, 3}
+    assert by_index[1]["action"] == "flagged" and by_index[1]["event"] == "Listing Viewed"
+    assert [(v["kind"], v["property"]) for v in by_index[1]["violations"]] == [("wrong_type", "price_per_night")]
+    assert [v["kind"] for v in by_index[2]["violations"]] == ["unplanned_event"]
+    assert [(v["kind"], v["property"]) for v in by_index[3]["violations"]] == [("missing_required", "price_per_night")]
+    stored = wait_for_events(
+        local_store(planned.home), [m["messageId"] for m in (good, wrong_type, unplanned, missing)]
+    )
+    assert stored[wrong_type["messageId"]]["properties"] == wrong_type["properties"]  # unchanged
+    assert stored[unplanned["messageId"]]["event"] == "Listing Teleported"
+
+
+def test_block_mode_quarantines_violating_events_with_their_violations(planned):
+    good = msg()
+    bad = msg(properties={**VIEWED, "city": "Atlantis"})
+    body = post(planned, "key-web", {"batch": [good, bad]}).json()
+    assert (body["accepted"], body["quarantined"]) == (1, 1)
+    assert body["violations"][0]["index"] == 1 and body["violations"][0]["action"] == "quarantined"
+    single = msg(properties={"listing_id": 5})
+    answer = post(planned, "key-web", single, path="/v1/track")
+    assert answer.status_code == 200 and answer.json()["quarantined"] == 1
+    store = local_store(planned.home)
+    wait_for_events(store, [good["messageId"]])
+    records = wait_for(
+        lambda: (r := read_lines(store, "quarantine/")) and len(r) >= 2 and r, "two quarantine records", DEADLINE
+    )
+    by_id = {r["event"]["messageId"]: r for r in records}
+    assert by_id[bad["messageId"]]["reason"].startswith("tracking plan: not in enum at 'city'")
+    assert by_id[bad["messageId"]]["violations"][0]["kind"] == "not_in_enum"
+    assert by_id[bad["messageId"]]["event"]["receivedAt"]  # stored enriched, for replay
+    assert {v["kind"] for v in by_id[single["messageId"]]["violations"]} == {"wrong_type", "missing_required"}
+    assert bad["messageId"] not in {r["messageId"] for r in read_lines(store, "events/")}
+
+
+def test_health_counts_plan_checks(planned):
+    plan = planned.health()["plan"]
+    assert plan["events_checked"] >= 7
+    assert plan["events_flagged"] >= 3 and plan["events_blocked"] >= 2
+    assert plan["violations"] >= 6 and plan["events"] == 11
+    exposition = requests.get(planned.url + "/metrics", timeout=DEADLINE).text
+    assert 'trackway_collector_plan_violations_total{kind="unplanned_event",source="backend"}' in exposition
+
+
+def _add_event(plan: Path, name: str) -> None:
+    doc = {"name": name, "type": "track", "description": "d", "owner": "o", "properties": {"type": "object"}}
+    (plan / "events" / "teleported.yaml").write_text(yaml.safe_dump(doc))
+
+
+def _flagged(planned) -> bool:
+    return bool(post(planned, "key-backend", {"batch": [msg("Listing Teleported", {})]}).json().get("violations"))
+
+
+def _every_worker(planned, flagged: bool) -> bool:
+    """Several answers in a row agree: every worker (the test collector runs 2) has the same plan."""
+    return all(_flagged(planned) is flagged for _ in range(6))
+
+
+def test_plan_changes_are_picked_up_without_restart(planned):
+    _add_event(planned.plan, "Listing Teleported")
+    wait_for(lambda: _every_worker(planned, False), "every worker to notice the new event in the plan folder")
+    wait_for(lambda: planned.health()["plan"]["events"] == 12, "/health to count the new event")
+    # A broken plan is refused; the last good one stays in force.
+    (planned.plan / "events" / "broken.yaml").write_text("name: [oops\n")
+    wait_for(lambda: "tracking plan not reloaded" in planned.stderr + planned.stdout, "the broken plan to be refused")
+    time.sleep(1.5)  # every worker's watcher has seen it
+    assert _every_worker(planned, False)
+    (planned.plan / "events" / "broken.yaml").unlink()
+    (planned.plan / "events" / "teleported.yaml").unlink()
+    planned.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: _every_worker(planned, True), "SIGHUP (or the watcher) to reload the plan in every worker")
+
+
+def test_without_a_plan_nothing_is_validated(collector):
+    body = post(collector, "key-web", {"batch": [msg("Anything Goes", {"x": 1})]}).json()
+    assert body == {"success": True, "accepted": 1, "quarantined": 0}
+    assert "plan" not in collector.health()

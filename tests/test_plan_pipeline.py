@@ -1,0 +1,351 @@
+"""The tracking plan end to end, on DuckDB and a real PostgreSQL: HTTP clients -> collector
+(flag and block) -> quarantine replay -> load -> dbt with the plan's generated models.
+
+Checks analytics.tracking_plan_violations and the daily compliance table, the typed views
+in analytics_typed (casts, NULL for what does not cast), generated dbt tests, hostile names
+(views build, data intact), plan descriptions as PostgreSQL comments, a plan change
+re-evaluating history, `trackway plan test` and the data dictionary in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from collector_helpers import DEADLINE, CollectorProcess, local_store, read_lines
+from plan_fixtures import DEMO_PLAN, HOSTILE_EVENT, HOSTILE_PROPS, hostile_plan
+from trackway.cli import main
+from trackway.config import load_settings
+from trackway.load.loader import load_interval
+from trackway.load.partitions import hour_floor, partition_path
+from trackway.plan import names
+from trackway.transform.dbt_runner import run_dbt
+from trackway.warehouse import open_warehouse
+
+SDK_DIR = Path(__file__).resolve().parent / "sdk_clients"
+CTX = {"sessionId": 1795910400000}
+HOSTILE_VALUES = {name: f"v'al\"ue; -- {i} \\ ☕ {{{{x}}}}" for i, name in enumerate(HOSTILE_PROPS)}
+
+
+def msg(event: str, properties: dict, etype: str = "track", **extra) -> dict:
+    body = {"type": etype, "messageId": str(uuid.uuid4()), "anonymousId": "anon-1", "context": dict(CTX), **extra}
+    if etype == "track":
+        body["event"] = event
+    if etype in ("identify", "group"):
+        body["traits"] = properties
+    else:
+        body["properties"] = properties
+    return body
+
+
+def build_plan(root: Path) -> Path:
+    plan = shutil.copytree(DEMO_PLAN, root / "plan")
+    hostile = hostile_plan(root / "hostile")
+    for i, path in enumerate(sorted((hostile / "events").glob("*.yaml"))):
+        shutil.copy(path, plan / "events" / f"zz_hostile_{i}.yaml")
+    return plan
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def pipeline(request, tmp_path_factory):
+    home = tmp_path_factory.mktemp(f"plan-pipeline-{request.param}")
+    plan = build_plan(home)
+    env = {"TRACKWAY_HOME": str(home), "TRACKWAY_PLAN_DIR": str(plan), "TRACKWAY_PLAN_MODES": "web:block,backend:flag"}
+    if request.param == "postgres":
+        from postgres_server import create_database
+
+        env["TRACKWAY_WAREHOUSE_URL"] = create_database(request.getfixturevalue("postgres_url"), "plan_pipeline")
+    collector = CollectorProcess(home, **env).start()
+    sent = {
+        "good": msg(
+            "Listing Viewed", {"listing_id": "lst_1", "city": "Lisbon", "price_per_night": 99.5, "bedrooms": 2}
+        ),
+        "wrong_type": msg("Listing Viewed", {"listing_id": "lst_2", "city": "Lisbon", "price_per_night": "99.50"}),
+        "missing": msg("Listing Viewed", {"listing_id": "lst_3", "city": "Lisbon"}),
+        "unplanned": msg("Listing Teleported", {"to": "Mars"}),
+        "search": msg(
+            "Listings Searched",
+            {"city": "Austin", "check_in": "2026-12-01", "check_out": "2026-12-03", "guests": 2, "results_count": 0},
+        ),
+        "bad_date": msg(
+            "Listings Searched",
+            {"city": "Austin", "check_in": "2026-02-30", "check_out": "2026-12-03", "guests": 2, "results_count": 4},
+        ),
+        "signup": msg("Signed Up", {"method": "email", "role": "renter"}),
+        "identify": msg(
+            "",
+            {"email": "ana@example.com", "role": "renter", "plan": "free", "created_at": "2026-11-22T10:00:00Z"},
+            etype="identify",
+            userId="u-1",
+        ),
+        "page": msg("", {"path": "/", "url": "https://nestful.example/"}, etype="page", name="Home"),
+        "hostile": msg(
+            HOSTILE_EVENT,
+            {**HOSTILE_VALUES, "back\\slash\\": 42, "select": "2026-11-22", "from": 1.5, 'it\'s "quoted"': "o'k"},
+        ),
+        "hostile_bad": msg(HOSTILE_EVENT, {'it\'s "quoted"': "nope", "back\\slash\\": "NaN-ish", "select": "soon"}),
+        "order_extra": msg("Order Completed", {"order_id": "o-1", "total": 10, "coupon": "X"}),
+    }
+    blocked = msg("Listing Viewed", {"listing_id": "lst_9", "city": "Atlantis", "price_per_night": 10})
+    try:
+        answer = requests.post(
+            collector.url + "/v1/batch", json={"batch": list(sent.values())}, auth=("key-backend", ""), timeout=DEADLINE
+        )
+        assert answer.status_code == 200 and answer.json()["accepted"] == len(sent), answer.text
+        answer = requests.post(
+            collector.url + "/v1/batch", json={"batch": [blocked]}, auth=("key-web", ""), timeout=DEADLINE
+        )
+        assert answer.json()["quarantined"] == 1, answer.text
+        assert collector.stop() == 0, collector.stderr
+    finally:
+        collector.close()
+    mp = pytest.MonkeyPatch()
+    for key in [k for k in os.environ if k.startswith("TRACKWAY_")]:
+        mp.delenv(key)
+    for key, value in env.items():
+        mp.setenv(key, value)
+    # The plan is fixed (Atlantis becomes a city), then the quarantine is replayed, twice.
+    viewed = plan / "events" / "listing_viewed.yaml"
+    doc = yaml.safe_load(viewed.read_text())
+    doc["properties"]["properties"]["city"]["enum"].append("Atlantis")
+    viewed.write_text(yaml.safe_dump(doc))
+    assert main(["quarantine", "replay"]) == 0
+    assert main(["quarantine", "replay"]) == 0
+    store = local_store(home)
+    replays = [k for k in store.list("events/") if "/replay-" in k]
+    assert len(replays) == 1  # same input, same hour: the same object
+    # A replay an hour earlier/later writes a second object (another hour) with the same events.
+    now = hour_floor(datetime.now(UTC))
+    name = replays[0].rsplit("/", 1)[1]
+    store.put_bytes(f"events/{partition_path(now - timedelta(hours=1))}/{name}", store.read_bytes(replays[0]))
+    report = load_interval(load_settings(), now - timedelta(hours=3), now + timedelta(hours=2))
+    assert report.object_errors == []
+    dbt = run_dbt(load_settings(), "build")
+    yield {
+        "kind": request.param,
+        "home": home,
+        "plan": plan,
+        "sent": sent,
+        "blocked": blocked,
+        "dbt": dbt,
+        "store": store,
+        "mp": mp,
+    }
+    mp.undo()
+
+
+def q(pipeline, sql: str) -> list[tuple]:
+    with open_warehouse(load_settings().warehouse, read_only=True) as wh:
+        return wh.query(sql)
+
+
+def test_build_runs_the_generated_models_and_tests(pipeline):
+    dbt = pipeline["dbt"]
+    assert dbt.success and dbt.tests_failed == 0
+    assert dbt.tests_warned >= 2  # generated not_null/accepted_values on the violating rows warn, never fail the build
+
+
+def test_violations_table_from_the_plan(pipeline):
+    rows = q(
+        pipeline,
+        "select event_name, kind, property, violation_count, example_event_id, first_seen, last_seen, "
+        "source_id, event_version from analytics.tracking_plan_violations",
+    )
+    found = {(r[0], r[1], r[2]): r for r in rows}
+    sent = pipeline["sent"]
+    assert found[("Listing Viewed", "wrong_type", "price_per_night")][3:5] == (1, sent["wrong_type"]["messageId"])
+    assert found[("Listing Viewed", "missing_required", "price_per_night")][4] == sent["missing"]["messageId"]
+    assert found[("Listing Teleported", "unplanned_event", None)][3] == 1
+    assert found[("Listings Searched", "bad_format", "check_in")][3] == 1
+    assert found[("Order Completed", "unexpected_property", "coupon")][3] == 1
+    assert found[(HOSTILE_EVENT, "not_in_enum", 'it\'s "quoted"')][3] == 1
+    assert found[(HOSTILE_EVENT, "wrong_type", "back\\slash\\")][3] == 1
+    assert found[(HOSTILE_EVENT, "bad_format", "select")][3] == 1
+    assert found[(HOSTILE_EVENT, "missing_required", "x" * 300)][3] == 1
+    wrong = found[("Listing Viewed", "wrong_type", "price_per_night")]
+    assert wrong[7] == "backend" and str(wrong[8]) == "1" and wrong[5] is not None and wrong[6] is not None
+    assert ("Listing Viewed", "not_in_enum", "city") not in found  # Atlantis replayed after the plan was fixed
+    for key in found:  # the clean events have no violations
+        assert key[0] not in ("Signed Up", "Identify", "Page Viewed"), key
+    daily = q(
+        pipeline,
+        "select source_id, events, events_with_violations, compliance_rate "
+        "from analytics.tracking_plan_compliance_daily where event_name = 'Listing Viewed'",
+    )
+    assert sorted(daily) == [("backend", 3, 2, pytest.approx(1 / 3)), ("web", 1, 0, 1.0)]  # web: the replayed one
+
+
+def test_replayed_event_keeps_its_id_and_arrival_and_lands_once(pipeline):
+    blocked = pipeline["blocked"]
+    quarantined = [
+        r for r in read_lines(pipeline["store"], "quarantine/") if r["event"]["messageId"] == blocked["messageId"]
+    ]
+    assert len(quarantined) == 1
+    rows = q(
+        pipeline,
+        f"select event_id, received_at, source_id from analytics.events where event_id = '{blocked['messageId']}'",
+    )
+    assert len(rows) == 1  # replayed twice, in two objects: still one row
+    received = datetime.fromisoformat(quarantined[0]["receivedAt"].replace("Z", "+00:00"))
+    assert rows[0][1] == received and rows[0][2] == "web"
+    raw = q(pipeline, f"select count(*) from raw.events_raw where message_id = '{blocked['messageId']}'")
+    assert raw == [(2,)]
+
+
+def test_typed_views_cast_to_plan_types(pipeline):
+    sent = pipeline["sent"]
+    rows = q(
+        pipeline,
+        "select event_id, listing_id, city, price_per_night, bedrooms, event_version "
+        "from analytics_typed.listing_viewed",
+    )
+    by_id = {r[0]: r[1:] for r in rows}
+    assert by_id[sent["good"]["messageId"]][:4] == ("lst_1", "Lisbon", 99.5, 2)
+    assert by_id[sent["wrong_type"]["messageId"]][2] is None  # "99.50" does not cast: NULL, and counted above
+    assert str(by_id[sent["good"]["messageId"]][4]) == "1"
+    search = q(pipeline, "select check_in, guests from analytics_typed.listings_searched order by guests")
+    assert {str(r[0]) for r in search} == {"2026-12-01", "None"}
+    ident = q(pipeline, "select email, created_at from analytics_typed.identify")
+    assert ident[0][0] == "ana@example.com" and ident[0][1] == datetime(2026, 11, 22, 10, tzinfo=UTC)
+    group = q(pipeline, "select count(*) from analytics_typed.group_event")
+    assert group == [(0,)]
+
+
+def test_hostile_names_build_and_keep_the_data(pipeline):
+    sent = pipeline["sent"]
+    view = names.relation_name(HOSTILE_EVENT)
+    columns = names.unique_columns(HOSTILE_PROPS)
+    select = ", ".join(names.quote_ident(columns[p]) for p in HOSTILE_PROPS)
+    rows = q(pipeline, f"select event_id, {select} from analytics_typed.{view}")
+    by_id = {r[0]: r[1:] for r in rows}
+    good = dict(zip(HOSTILE_PROPS, by_id[sent["hostile"]["messageId"]], strict=True))
+    for prop in HOSTILE_PROPS:
+        if prop in ("back\\slash\\", "select", "from", 'it\'s "quoted"'):
+            continue
+        assert good[prop] == HOSTILE_VALUES[prop], prop
+    assert good['it\'s "quoted"'] == "o'k" and good["back\\slash\\"] == 42 and good["from"] == 1.5
+    assert str(good["select"]) == "2026-11-22"
+    bad = dict(zip(HOSTILE_PROPS, by_id[sent["hostile_bad"]["messageId"]], strict=True))
+    assert bad["back\\slash\\"] is None and bad["select"] is None
+    events = q(pipeline, "select count(*) from analytics.events")
+    assert events[0][0] == len(sent) + 1
+    name = q(pipeline, f"select event_name from analytics.events where event_id = '{sent['hostile']['messageId']}'")
+    assert name == [(HOSTILE_EVENT,)]
+
+
+def test_plan_descriptions_reach_the_warehouse(pipeline):
+    if pipeline["kind"] != "postgres":
+        pytest.skip("persist_docs comments are a PostgreSQL feature here")
+    comment = q(pipeline, "select obj_description('analytics_typed.listing_viewed'::regclass, 'pg_class')")[0][0]
+    assert comment.startswith("A listing's detail page or screen was shown.") and "owner search-team" in comment
+    cols = q(
+        pipeline,
+        "select a.attname, col_description(a.attrelid, a.attnum) from pg_attribute a "
+        "where a.attrelid = 'analytics_typed.listing_viewed'::regclass and a.attnum > 0",
+    )
+    described = dict(cols)
+    assert "privacy public" in described["price_per_night"] and "Nightly price" in described["price_per_night"]
+    hostile = q(
+        pipeline,
+        f"select obj_description('analytics_typed.{names.relation_name(HOSTILE_EVENT)}'::regclass, 'pg_class')",
+    )
+    assert "it's {{ not jinja }} -- and /* not a comment */; $$ dollar $$" in hostile[0][0]
+
+
+def test_plan_test_runs_the_analyst_queries(pipeline, capsys):
+    assert main(["plan", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "ok   queries/searches_by_city.sql" in out and "FAIL" not in out
+    broken = pipeline["plan"] / "queries" / "broken.sql"
+    broken.write_text("select * from analytics_typed.no_such_view")
+    empty = pipeline["plan"] / "queries" / "empty.sql"
+    empty.write_text("select * from analytics.events where 1 = 0")
+    signed = pipeline["plan"] / "events" / "signed_up.yaml"
+    original = signed.read_text()
+    doc = yaml.safe_load(original)
+    doc["queries"] += ["queries/broken.sql", "queries/empty.sql"]
+    signed.write_text(yaml.safe_dump(doc))
+    try:
+        assert main(["plan", "test"]) == 1
+        out = capsys.readouterr().out
+        assert (
+            "FAIL queries/broken.sql (Signed Up)" in out
+            and "FAIL queries/empty.sql (Signed Up): returned no rows" in out
+        )
+    finally:
+        signed.write_text(original)
+
+
+def test_data_dictionary_in_chromium(pipeline, tmp_path):
+    if pipeline["kind"] != "duckdb":
+        pytest.skip("the dictionary is the same whatever the warehouse; checked once")
+    out_dir = pipeline["home"] / "docs"
+    assert main(["plan", "docs", "--out", str(out_dir)]) == 0
+    html = (out_dir / "index.html").read_text()
+    md = (out_dir / "data-dictionary.md").read_text()
+    assert "Seen <b>4</b> times" in html and "wrong_type price_per_night × 1" in html
+    assert "Listing Teleported" in html  # seen but not planned
+    assert (
+        "<script src" not in html
+        and "<link" not in html
+        and "http" not in re.sub(r"https://nestful\.example/?", "", html.split("<main>")[0])
+    )
+    assert "| `price_per_night` | `price_per_night` | number |" in md and "privacy" not in md.split("## ")[0][:0]
+    assert "Robert&#x27;); DROP TABLE" in html and "<script>alert" not in html
+    node = shutil.which("node")
+    assert node and (SDK_DIR / "node_modules" / "playwright-core").is_dir(), "run `make sdk-clients` (Node.js 20+)"
+    assert Path("/usr/bin/chromium").exists(), "run `make browser` (Debian's chromium package)"
+    shot = pipeline["home"] / "docs" / "dictionary.png"
+    proc = subprocess.run(
+        [
+            node,
+            str(SDK_DIR / "plan_docs_page.js"),
+            (out_dir / "index.html").as_uri(),
+            str(tmp_path / "profile"),
+            str(shot),
+            "pii",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=2 * DEADLINE,
+        cwd=SDK_DIR,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["errors"] == [] and all(u.startswith("file://") for u in result["requests"]), result
+    assert result["title"] == "Nestful data dictionary"
+    assert result["cards"] == result["visibleBefore"] >= 13
+    # "pii" appears on events with personal data only (Identify's email, the hostile event's select).
+    assert 1 <= result["visibleAfter"] < result["cards"] and any("Identify" in n for n in result["visibleNames"])
+    assert (
+        result["countText"] == f"{result['visibleAfter']} of {result['cards'] - 2} events"
+    )  # not the common/unplanned cards
+    assert shot.stat().st_size > 10_000 and Path(str(shot).replace(".png", "-search.png")).exists()
+    print(f"\ndata dictionary screenshots: {shot} and -search.png")
+
+
+def test_a_plan_change_re_evaluates_history(pipeline):
+    if pipeline["kind"] != "duckdb":
+        pytest.skip("one rebuild is enough to show it")
+    viewed = pipeline["plan"] / "events" / "listing_viewed.yaml"
+    doc = yaml.safe_load(viewed.read_text())
+    doc["properties"]["required"].append("bedrooms")
+    doc["version"] = "2-0-0"
+    viewed.write_text(yaml.safe_dump(doc))
+    assert run_dbt(load_settings(), "build").success
+    rows = q(
+        pipeline,
+        "select source_id, violation_count from analytics.tracking_plan_violations "
+        "where event_name = 'Listing Viewed' and kind = 'missing_required' and property = 'bedrooms'",
+    )
+    assert sorted(rows) == [("backend", 2), ("web", 1)]  # lst_2, lst_3 and the replayed lst_9 never sent bedrooms
