@@ -1,87 +1,59 @@
 {#
-    analytics.events: one typed row per Segment message. A table rebuilt in
-    full each run for now; incremental (by loaded_at) comes later.
+    analytics.events: one typed row per Segment message, built incrementally.
+    Each run inserts the batch's new messages (int_events_new); rows already
+    here are never replaced by a later copy of the same message.
 #}
 
-with events as (
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    indexes=trackway.events_indexes(),
+) }}
 
-    select * from {{ ref('int_events_deduplicated') }}
+with new_events as (
 
-),
-
-client_timed as (
-
-    select
-        *,
-        coalesce(original_timestamp_at, timestamp_at) as client_timestamp_at
-    from events
-
-),
-
-timed as (
-
-    select
-        *,
-        -- Segment's skew correction when the client's clock can be
-        -- calibrated against sentAt, else the client's time, else arrival.
-        case
-            when sent_at is not null and client_timestamp_at is not null
-                then {{ trackway.skew_corrected('received_at', 'sent_at', 'client_timestamp_at') }}
-            else coalesce(client_timestamp_at, received_at)
-        end as occurred_at
-    from client_timed
-
-),
-
-final as (
-
-    select
-        message_id as event_id,
-        event_type,
-        case event_type
-            when 'track' then track_event
-            when 'page' then 'Page Viewed'
-            when 'screen' then 'Screen Viewed'
-            when 'identify' then 'Identify'
-            when 'group' then 'Group'
-            when 'alias' then 'Alias'
-        end as event_name,
-        case when event_type in ('page', 'screen') then page_name end as page_name,
-        user_id,
-        anonymous_id,
-        coalesce(context_session_id, properties_session_id) as session_id,
-        source_id,
-
-        occurred_at,
-        client_timestamp_at as original_timestamp,
-        sent_at,
-        received_at,
-        loaded_at,
-
-        coalesce(context_page_url, case when event_type = 'page' then properties_url end) as page_url,
-        coalesce(context_page_path, case when event_type = 'page' then properties_path end) as page_path,
-        coalesce(context_page_title, case when event_type = 'page' then properties_title end) as page_title,
-        coalesce(context_page_referrer, case when event_type = 'page' then properties_referrer end) as referrer,
-        coalesce(context_page_search, case when event_type = 'page' then properties_search end) as page_search,
-
-        context_user_agent as user_agent,
-        context_ip as ip,
-        context_locale as locale,
-        context_library_name as library_name,
-        context_library_version as library_version,
-        group_id,
-        previous_id,
-
-        properties,
-        traits,
-        context,
-
-        {{ trackway.utc_date('occurred_at') }} as event_date,
-        source_object,
-        line_number
-
-    from timed
+    select * from {{ ref('int_events_new') }}
 
 )
 
-select * from final
+select
+    event_id,
+    event_type,
+    event_name,
+    page_name,
+    user_id,
+    anonymous_id,
+    client_session_id as session_id,
+    source_id,
+    occurred_at,
+    original_timestamp,
+    sent_at,
+    received_at,
+    loaded_at,
+    page_url,
+    page_path,
+    page_title,
+    referrer,
+    page_search,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    utm_term,
+    utm_content,
+    user_agent,
+    ip,
+    locale,
+    library_name,
+    library_version,
+    group_id,
+    previous_id,
+    properties,
+    traits,
+    context,
+    experiments,
+    event_date,
+    source_object,
+    line_number
+from new_events
