@@ -22,7 +22,7 @@ DAY = datetime(2026, 11, 20, tzinfo=UTC)
 LOADS = [DAY + timedelta(hours=13), DAY + timedelta(days=1, hours=13), DAY + timedelta(days=8, hours=13)]
 # Columns that record when a row was (re)computed, not what it says.
 RUN_COLUMNS = {"transformed_at"}
-MARTS = ["events", "events_rejected"]
+MARTS = ["events", "events_rejected", "sessions", "identity_map"]
 JSON_COLUMNS = {"properties", "traits", "context", "experiments", "latest_traits"}
 
 
@@ -187,3 +187,67 @@ def test_utm_and_experiment_columns(built):
     }
     experiments = built.query("select event_id, experiments from analytics.events where experiments is not null")
     assert [(r["event_id"], as_json(r["experiments"])) for r in experiments] == [("x1", {"hero": "red"})]
+
+
+def _sessions(wh: Warehouse, anonymous_id: str) -> list[dict]:
+    return wh.query(
+        "select session_id, session_id_source, started_at, ended_at, duration_seconds, events, page_views, "
+        "landing_page_path, exit_page_path, utm_source, user_id, person_id "
+        f"from analytics.sessions where anonymous_id = '{anonymous_id}' order by started_at, session_id"
+    )
+
+
+def test_a_late_event_merges_two_sessions(built):
+    (session,) = _sessions(built, "anon-A")  # 10:00-10:10 and 11:00-11:05, joined by a5 at 10:35
+    assert (session["started_at"], session["ended_at"], session["events"]) == (at("10:00"), at("11:05"), 5)
+    assert float(session["duration_seconds"]) == 65 * 60
+    assert (session["page_views"], session["landing_page_path"], session["exit_page_path"]) == (2, "/home", "/listing")
+    assert session["utm_source"] == "google"
+    ids = {
+        r["session_id"] for r in built.query("select session_id from analytics.events where anonymous_id = 'anon-A'")
+    }
+    assert ids == {session["session_id"]}
+
+
+def test_gap_exactly_at_the_cut_off_and_a_late_event_that_extends(built):
+    first, second = _sessions(built, "anon-B")
+    # b0 (09:45, late) extends the session of b1 (10:00); b2 is exactly 30 min after b1; b3 30 min 1 s after b2.
+    assert (first["started_at"], first["ended_at"], first["events"]) == (at("09:45"), at("10:30"), 4)
+    assert (second["started_at"], second["events"]) == (at("11:00:01"), 1)
+
+
+def test_client_session_ids_mix_with_derived_ones(built):
+    sessions = _sessions(built, "anon-C")
+    assert sorted((s["session_id_source"], s["events"]) for s in sessions) == [("client", 2), ("derived", 1)]
+    client = next(s for s in sessions if s["session_id_source"] == "client")
+    assert client["session_id"] == "cs-1" and client["ended_at"] == at("12:00")  # no gap rule inside a client session
+
+
+def test_session_ids_are_deterministic(built):
+    """The full refresh recomputed every derived id; equal tables mean equal ids (see the equality test)."""
+    ids = built.query("select session_id from analytics.sessions where session_id_source = 'derived'")
+    assert ids and all(len(r["session_id"]) == 32 for r in ids)
+
+
+def test_identity_chains_loops_and_devices(built):
+    people = {r["anonymous_id"]: r for r in built.query("select * from analytics.identity_map")}
+    # anon-E -> u-2 -> u-3 -> u-2: a chain into a loop resolves to the loop's smallest id.
+    assert (people["anon-E"]["user_id"], people["anon-E"]["person_id"]) == ("u-2", "u-2")
+    assert people["u-2"]["person_id"] == people["u-3"]["person_id"] == "u-2"
+    # A shared device: the first link wins over a later identify as someone else.
+    assert (people["anon-D"]["user_id"], people["anon-D"]["link_event_id"]) == ("u-1", "i1")
+    # Two devices of one user.
+    assert people["anon-F"]["person_id"] == people["anon-D"]["person_id"] == "u-1"
+
+
+def test_stitching_is_retroactive(built):
+    person = dict(
+        (r["event_id"], r["person_id"])
+        for r in built.query(
+            "select event_id, person_id from analytics.events where event_id in ('e1', 'e2', 'd1', 'i4', 'f1', 'x1')"
+        )
+    )
+    # e1/e2 were anonymous on day 1; anon-E identified on day 2 and its user was aliased later.
+    assert person == {"e1": "u-2", "e2": "u-2", "d1": "u-1", "i4": "u-7", "f1": "u-1", "x1": "anon-X"}
+    (session,) = _sessions(built, "anon-E")[:1]
+    assert (session["user_id"], session["person_id"]) == ("u-2", "u-2")

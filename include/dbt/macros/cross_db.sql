@@ -206,3 +206,25 @@
         {%- endfor %}
     from {{ relation }}
 {%- endmacro %}
+
+
+{# Whole microseconds since the epoch of a timestamptz, as bigint (exact; no session time zone involved). #}
+{% macro epoch_us(ts_expr) -%}
+    {{ return(adapter.dispatch('epoch_us', 'trackway')(ts_expr)) }}
+{%- endmacro %}
+
+{% macro default__epoch_us(ts_expr) -%}{{ trackway._unsupported_adapter('epoch_us') }}{%- endmacro %}
+
+{% macro duckdb__epoch_us(ts_expr) -%}
+    epoch_us({{ ts_expr }})
+{%- endmacro %}
+
+{% macro postgres__epoch_us(ts_expr) -%}
+    cast(extract(epoch from {{ ts_expr }}) * 1000000 as bigint)
+{%- endmacro %}
+
+
+{# A stable text id from text parts: md5 hex of the parts joined by '|'. #}
+{% macro hash_id(parts) -%}
+    md5({% for part in parts %}cast({{ part }} as {{ dbt.type_string() }}){{ " || '|' || " if not loop.last }}{% endfor %})
+{%- endmacro %}

@@ -95,5 +95,62 @@
     {{ return([
         {'columns': ['event_id'], 'unique': true},
         {'columns': ['loaded_at']},
+        {'columns': ['session_id']},
+        {'columns': ['transformed_at']},
+    ]) }}
+{%- endmacro %}
+
+
+{# The device a derived session belongs to: the anonymousId, else the userId (prefixed so the two never collide). #}
+{% macro device_id(relation=none) -%}
+    {%- set prefix = relation ~ "." if relation else "" -%}
+    case
+        when {{ prefix }}anonymous_id is not null then 'a:' || {{ prefix }}anonymous_id
+        else 'u:' || {{ prefix }}user_id
+    end
+{%- endmacro %}
+
+
+{#
+    sessions post-hook: a derived session that a late event merged into
+    another, or whose start moved earlier, got a new id in analytics.events.
+    Its old row is one no event points to any more; only sessions that
+    overlap a session written in this run are candidates, so this costs
+    what the run touched.
+#}
+{% macro delete_absorbed_sessions() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} as old
+        where
+            old.session_id_source = 'derived'
+            and old.transformed_at < (select max(s.transformed_at) from {{ this }} as s)
+            and exists (
+                select 1 from {{ this }} as rewritten
+                where
+                    rewritten.transformed_at = (select max(s.transformed_at) from {{ this }} as s)
+                    and rewritten.session_id_source = 'derived'
+                    and rewritten.started_at <= old.ended_at
+                    and rewritten.ended_at >= old.started_at
+                    and coalesce(rewritten.anonymous_id, rewritten.user_id) = coalesce(old.anonymous_id, old.user_id)
+            )
+            and not exists (select 1 from {{ ref('events') }} as e where e.session_id = old.session_id)
+    {%- else -%}
+        select 1 as nothing_to_delete
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro sessions_indexes() -%}
+    {{ return(adapter.dispatch('sessions_indexes', 'trackway')()) }}
+{%- endmacro %}
+
+{% macro default__sessions_indexes() -%}
+    {{ return([]) }}
+{%- endmacro %}
+
+{% macro postgres__sessions_indexes() -%}
+    {{ return([
+        {'columns': ['session_id'], 'unique': true},
+        {'columns': ['transformed_at']},
     ]) }}
 {%- endmacro %}

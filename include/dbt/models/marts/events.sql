@@ -1,7 +1,23 @@
 {#
     analytics.events: one typed row per Segment message, built incrementally.
-    Each run inserts the batch's new messages (int_events_new); rows already
-    here are never replaced by a later copy of the same message.
+
+    Each run writes:
+      * the batch's new messages (int_events_new); a later copy of a
+        message already here never adds or replaces a row;
+      * existing events whose derived session changed: a new event of a
+        device re-sessionizes the device's sessions within the inactivity gap
+        of it (a late event can merge two sessions or extend one);
+      * existing events whose person changed (analytics.identity_map rows
+        written since this table's last run): retroactive stitching.
+    Rows are replaced by event_id (delete+insert), so the run's cost follows
+    the new data and the sessions and people it touches, not all history.
+
+    Sessions: an event with a client session id (var('session_id_paths'))
+    is in that session. Otherwise sessions are derived per device
+    (anonymous_id, else user_id): ordered by occurred_at, a gap longer than
+    var('session_inactivity_minutes') starts a new session. A derived id is
+    md5(device | start in epoch microseconds): stable across reruns, and the
+    same a --full-refresh computes.
 #}
 
 {{ config(
@@ -12,48 +28,178 @@
     indexes=trackway.events_indexes(),
 ) }}
 
+{%- set gap = "interval '" ~ (var('session_inactivity_minutes') | int) ~ " minutes'" %}
+{%- set device_id = trackway.device_id() %}
+{%- set columns = [
+    'event_id', 'event_type', 'event_name', 'page_name', 'user_id', 'anonymous_id', 'source_id',
+    'occurred_at', 'original_timestamp', 'sent_at', 'received_at', 'loaded_at',
+    'page_url', 'page_path', 'page_title', 'referrer', 'page_search',
+    'utm_source', 'utm_medium', 'utm_campaign', 'utm_term', 'utm_content',
+    'user_agent', 'ip', 'locale', 'library_name', 'library_version', 'group_id', 'previous_id',
+    'properties', 'traits', 'context', 'experiments', 'event_date', 'source_object', 'line_number',
+] %}
+
 with new_events as (
 
     select * from {{ ref('int_events_new') }}
 
+),
+
+{% if is_incremental() %}
+
+    touched_devices as (
+
+        select
+            {{ device_id }} as device_id,
+            min(occurred_at) - {{ gap }} as reach_from,
+            max(occurred_at) + {{ gap }} as reach_to
+        from new_events
+        where client_session_id is null
+        group by 1
+
+    ),
+
+    -- Derived sessions within the gap of a new event: an event of such a
+    -- session lies in [first new - gap, last new + gap] (a session cannot
+    -- straddle that window without one, as its gaps are <= the cut-off).
+    touched_sessions as (
+
+        select distinct existing.session_id
+        from {{ this }} as existing
+        inner join touched_devices
+            on
+                {{ trackway.device_id('existing') }} = touched_devices.device_id
+                and existing.occurred_at between touched_devices.reach_from and touched_devices.reach_to
+        where
+            existing.session_id_source = 'derived'
+            and existing.occurred_at between
+            (select min(t.reach_from) from touched_devices as t)
+            and (select max(t.reach_to) from touched_devices as t)
+
+    ),
+
+    resessioned as (
+
+        select {{ columns | join(', ') }}
+        from {{ this }}
+        where session_id in (select touched_sessions.session_id from touched_sessions)
+
+    ),
+
+    restitched_ids as (
+
+        select anonymous_id as id from {{ ref('identity_map') }}
+        where transformed_at > (select max(t.transformed_at) from {{ this }} as t)
+
+    ),
+
+    restitched as (
+
+        select
+            {{ columns | join(', ') }},
+            session_id,
+            session_id_source
+        from {{ this }}
+        where
+            (
+                anonymous_id in (select restitched_ids.id from restitched_ids)
+                or user_id in (select restitched_ids.id from restitched_ids)
+            )
+            and session_id not in (select touched_sessions.session_id from touched_sessions)
+
+    ),
+
+{% endif %}
+
+derived_pool as (
+
+    select {{ columns | join(', ') }}
+    from new_events
+    where client_session_id is null
+    {%- if is_incremental() %}
+        union all
+        select * from resessioned
+    {%- endif %}
+
+),
+
+gaps as (
+
+    select
+        *,
+        {{ device_id }} as device_id,
+        case
+            when
+                lag(occurred_at) over (partition by {{ device_id }} order by occurred_at, event_id) is null
+                or occurred_at
+                > lag(occurred_at) over (partition by {{ device_id }} order by occurred_at, event_id) + {{ gap }}
+                then 1
+            else 0
+        end as starts_session
+    from derived_pool
+
+),
+
+numbered as (
+
+    select
+        *,
+        sum(starts_session) over (
+            partition by device_id order by occurred_at, event_id rows between unbounded preceding and current row
+        ) as session_number
+    from gaps
+
+),
+
+sessionized as (
+
+    select
+        {{ columns | join(', ') }},
+        {{ trackway.hash_id([
+            'device_id',
+            trackway.epoch_us('min(occurred_at) over (partition by device_id, session_number)'),
+        ]) }} as session_id,
+        'derived' as session_id_source
+    from numbered
+
+    union all
+
+    select
+        {{ columns | join(', ') }},
+        client_session_id as session_id,
+        'client' as session_id_source
+    from new_events
+    where client_session_id is not null
+
+    {%- if is_incremental() %}
+        union all
+        select * from restitched
+    {%- endif %}
+
+),
+
+identity_map as (
+
+    select
+        anonymous_id,
+        person_id
+    from {{ ref('identity_map') }}
+
 )
 
 select
-    event_id,
-    event_type,
-    event_name,
-    page_name,
-    user_id,
-    anonymous_id,
-    client_session_id as session_id,
-    source_id,
-    occurred_at,
-    original_timestamp,
-    sent_at,
-    received_at,
-    loaded_at,
-    page_url,
-    page_path,
-    page_title,
-    referrer,
-    page_search,
-    utm_source,
-    utm_medium,
-    utm_campaign,
-    utm_term,
-    utm_content,
-    user_agent,
-    ip,
-    locale,
-    library_name,
-    library_version,
-    group_id,
-    previous_id,
-    properties,
-    traits,
-    context,
-    experiments,
-    event_date,
-    source_object,
-    line_number
-from new_events
+    {% for column in columns[:6] -%}
+        sessionized.{{ column }},
+    {% endfor -%}
+    sessionized.session_id,
+    sessionized.session_id_source,
+    coalesce(
+        by_user.person_id, sessionized.user_id, by_device.person_id, sessionized.anonymous_id
+    ) as person_id,
+    {% for column in columns[6:] -%}
+        sessionized.{{ column }},
+    {% endfor -%}
+    current_timestamp as transformed_at
+from sessionized
+left join identity_map as by_user on sessionized.user_id = by_user.anonymous_id
+left join identity_map as by_device on sessionized.anonymous_id = by_device.anonymous_id
