@@ -22,7 +22,15 @@ DAY = datetime(2026, 11, 20, tzinfo=UTC)
 LOADS = [DAY + timedelta(hours=13), DAY + timedelta(days=1, hours=13), DAY + timedelta(days=8, hours=13)]
 # Columns that record when a row was (re)computed, not what it says.
 RUN_COLUMNS = {"transformed_at"}
-MARTS = ["events", "events_rejected", "sessions", "identity_map"]
+MARTS = [
+    "events",
+    "events_rejected",
+    "sessions",
+    "identity_map",
+    "users",
+    "daily_active_users",
+    "experiment_assignments",
+]
 JSON_COLUMNS = {"properties", "traits", "context", "experiments", "latest_traits"}
 
 
@@ -241,13 +249,45 @@ def test_identity_chains_loops_and_devices(built):
 
 
 def test_stitching_is_retroactive(built):
-    person = dict(
-        (r["event_id"], r["person_id"])
+    person = {
+        r["event_id"]: r["person_id"]
         for r in built.query(
             "select event_id, person_id from analytics.events where event_id in ('e1', 'e2', 'd1', 'i4', 'f1', 'x1')"
         )
-    )
+    }
     # e1/e2 were anonymous on day 1; anon-E identified on day 2 and its user was aliased later.
     assert person == {"e1": "u-2", "e2": "u-2", "d1": "u-1", "i4": "u-7", "f1": "u-1", "x1": "anon-X"}
     (session,) = _sessions(built, "anon-E")[:1]
     assert (session["user_id"], session["person_id"]) == ("u-2", "u-2")
+
+
+def test_users(built):
+    users = {r["user_id"]: r for r in built.query("select * from analytics.users")}
+    assert set(users) == {"u-1", "u-2", "u-3", "u-7", "u-9"}
+    u1 = users["u-1"]
+    assert as_json(u1["traits"]) == {"plan": "pro", "name": "Di"}  # merged; the later plan wins
+    assert u1["anonymous_ids"] == 2  # anon-D and anon-F
+    assert (u1["first_seen_at"], u1["last_seen_at"]) == (at("10:00"), at("10:01", 1))
+    u2 = users["u-2"]
+    assert u2["first_seen_at"] == at("09:00")  # anon-E's visit before identifying
+    assert users["u-3"]["person_id"] == "u-2"
+
+
+def test_daily_active_users(built):
+    rows = built.query(
+        "select activity_date, active_people, active_users, new_people, events, weekly_active_people, "
+        "monthly_active_people from analytics.daily_active_users order by activity_date"
+    )
+    days = [(r["activity_date"].day, *(int(r[k]) for k in list(r)[1:])) for r in rows]
+    assert days == [(20, 7, 3, 7, 19, 7, 7), (21, 2, 2, 0, 4, 7, 7), (28, 2, 2, 1, 2, 2, 8)]
+
+
+def test_experiment_assignments(built):
+    rows = built.query(
+        "select person_id, experiment_id, experiment_name, variant, exposure_source "
+        "from analytics.experiment_assignments order by person_id"
+    )
+    assert [tuple(r.values()) for r in rows] == [
+        ("anon-X", "hero", "hero", "red", "context"),
+        ("u-2", "exp-1", "Checkout", "B", "experiment_viewed"),
+    ]
