@@ -291,3 +291,11 @@ def test_experiment_assignments(built):
         ("anon-X", "hero", "hero", "red", "context"),
         ("u-2", "exp-1", "Checkout", "B", "experiment_viewed"),
     ]
+
+
+def test_dbt_unit_tests(built):
+    """The unit_tests: of the project (skew, dedup across runs, sessions, stitching, experiments)."""
+    result, _ = built.dbt("test", "--select", "test_type:unit")
+    statuses = {r.node.name: str(r.status) for r in result.result.results if r.node.resource_type == "unit_test"}
+    assert len(statuses) >= 9, statuses
+    assert result.success and set(statuses.values()) == {"pass"}, statuses

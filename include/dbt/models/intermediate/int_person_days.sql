@@ -13,15 +13,17 @@
     on_schema_change='fail',
 ) }}
 
-with touched_days as (
+{%- if is_incremental() %}
 
-    select distinct event_date
-    from {{ ref('events') }}
-    {%- if is_incremental() %}
+    with touched_days as (
+
+        select distinct event_date
+        from {{ ref('events') }}
         where transformed_at > (select max(d.transformed_at) from {{ this }} as d)
-    {%- endif %}
 
-)
+    )
+
+{%- endif %}
 
 select
     event_date as activity_date,

@@ -61,8 +61,8 @@ windowed as (
     from days
     inner join person_days
         on
-            person_days.activity_date <= days.activity_date
-            and person_days.activity_date > days.activity_date - 30
+            days.activity_date >= person_days.activity_date
+            and days.activity_date - 30 < person_days.activity_date
 
 ),
 
@@ -72,7 +72,10 @@ first_days as (
         person_id,
         min(activity_date) as first_day
     from person_days
-    where person_id in (select w.person_id from windowed as w where w.active_on = w.activity_date)
+    where person_id in (
+        select w.person_id from windowed as w
+        where w.active_on = w.activity_date
+    )
     group by person_id
 
 )

@@ -41,7 +41,13 @@
 
 with new_events as (
 
-    select * from {{ ref('int_events_new') }}
+    select * from {{ ref('int_events_new') }} as candidate
+    {%- if is_incremental() %}
+        -- int_events_new already left these out; checked again here so a
+        -- retried task, or a run of this model alone, can never replace a
+        -- row with a later copy.
+        where not exists (select 1 from {{ this }} as already where already.event_id = candidate.event_id)
+    {%- endif %}
 
 ),
 

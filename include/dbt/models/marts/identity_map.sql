@@ -97,7 +97,12 @@ final as (
 )
 
 select
-    final.*,
+    final.anonymous_id,
+    final.user_id,
+    final.person_id,
+    final.linked_at,
+    final.link_event_id,
+    final.link_type,
     current_timestamp as transformed_at
 from final
 {%- if is_incremental() %}

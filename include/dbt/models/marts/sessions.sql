@@ -18,15 +18,17 @@
     post_hook=["{{ trackway.delete_absorbed_sessions() }}"],
 ) }}
 
-with touched as (
+with
+{%- if is_incremental() %}
 
-    select distinct session_id
-    from {{ ref('events') }}
-    {%- if is_incremental() %}
+    touched as (
+
+        select distinct session_id
+        from {{ ref('events') }}
         where transformed_at > (select max(s.transformed_at) from {{ this }} as s)
-    {%- endif %}
 
-),
+    ),
+{%- endif %}
 
 session_events as (
 

@@ -15,15 +15,17 @@
     on_schema_change='fail',
 ) }}
 
-with touched_people as (
+with
+{%- if is_incremental() %}
 
-    select distinct person_id
-    from {{ ref('events') }}
-    {%- if is_incremental() %}
+    touched_people as (
+
+        select distinct person_id
+        from {{ ref('events') }}
         where transformed_at > (select max(u.transformed_at) from {{ this }} as u)
-    {%- endif %}
 
-),
+    ),
+{%- endif %}
 
 person_events as (
 
