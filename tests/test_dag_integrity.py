@@ -12,6 +12,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
+    from trackway.config import load_settings
+    from trackway.transform.orchestration import ensure_manifest
+
+    ensure_manifest(load_settings())  # as the demo does first, so the DAG parse below stays fast
 
     return DagBag(dag_folder=str(REPO_ROOT / "dags"))
 
