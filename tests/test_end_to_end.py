@@ -21,6 +21,7 @@ from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
 from trackway.load.partitions import hour_floor, hours_between
 from trackway.transform.dbt_runner import run_dbt
+from trackway.transform.orchestration import ensure_manifest
 from trackway.warehouse import open_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,7 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
 
 def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch):
     monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
+    ensure_manifest(load_settings())  # as the demo does, so parsing events_transform stays fast
     started = hour_floor(datetime.now(UTC))
     collector = CollectorProcess(trackway_env).start()
     try:

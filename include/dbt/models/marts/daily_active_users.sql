@@ -72,10 +72,11 @@ first_days as (
         person_id,
         min(activity_date) as first_day
     from person_days
-    where person_id in (
-        select w.person_id from windowed as w
-        where w.active_on = w.activity_date
-    )
+    where
+        person_id in (
+            select w.person_id from windowed as w
+            where w.active_on = w.activity_date
+        )
     group by person_id
 
 )

@@ -41,8 +41,8 @@
 
 with new_events as (
 
-    select * from {{ ref('int_events_new') }} as candidate
-    {%- if is_incremental() %}
+    select * from {{ ref('int_events_new') }}
+    {%- if is_incremental() %} as candidate
         -- int_events_new already left these out; checked again here so a
         -- retried task, or a run of this model alone, can never replace a
         -- row with a later copy.

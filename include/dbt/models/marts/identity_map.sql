@@ -97,19 +97,22 @@ final as (
 )
 
 select
-    final.anonymous_id,
-    final.user_id,
-    final.person_id,
-    final.linked_at,
-    final.link_event_id,
-    final.link_type,
+    anonymous_id,
+    user_id,
+    person_id,
+    linked_at,
+    link_event_id,
+    link_type,
     current_timestamp as transformed_at
 from final
 {%- if is_incremental() %}
-    left join {{ this }} as previous on final.anonymous_id = previous.anonymous_id
-    where
-        previous.anonymous_id is null
-        or previous.person_id <> final.person_id
-        or previous.user_id <> final.user_id
-        or previous.link_event_id <> final.link_event_id
+    -- Only what is new or changed since the last run.
+    where not exists (
+        select 1 from {{ this }} as previous
+        where
+            previous.anonymous_id = final.anonymous_id
+            and previous.user_id = final.user_id
+            and previous.person_id = final.person_id
+            and previous.link_event_id = final.link_event_id
+    )
 {%- endif %}
