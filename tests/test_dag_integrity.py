@@ -12,6 +12,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
+
     from trackway.config import load_settings
     from trackway.transform.orchestration import ensure_manifest
 
