@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from trackway.config import Settings, load_settings
-from trackway.transform.dbt_runner import dbt_environment, run_dbt
+from trackway.transform.dbt_runner import dbt_environment, project_dir, run_dbt
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _newest_project_file(project_dir: Path) -> float:
 def ensure_manifest(settings: Settings) -> Path:
     """The dbt manifest Cosmos renders the DAG from; `dbt parse` only when missing or older than the project."""
     manifest = manifest_dir(settings) / "manifest.json"
-    if manifest.exists() and manifest.stat().st_mtime >= _newest_project_file(settings.dbt_project_dir):
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_project_file(project_dir(settings)):
         return manifest
     log.info("dbt manifest missing or stale: running dbt parse into %s", manifest.parent)
     run_dbt(settings, "parse", "--target-path", str(manifest.parent))
@@ -71,22 +71,26 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
     # profiles.yml reads only these variables; set here, in the process that
     # parses the DAG and runs its tasks, so no credential is serialized.
     os.environ.update({**dbt_environment(settings), **PIPELINE_DBT_ENV})
-    project_dir = settings.dbt_project_dir
+    project = project_dir(settings)  # with a tracking plan: the copy holding its generated models
+    manifest = ensure_manifest(settings)
+    executable = {"dbt_executable_path": str(settings.dbt_executable)} if settings.dbt_executable else {}
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
-            dbt_project_path=project_dir,
-            manifest_path=ensure_manifest(settings),
+            dbt_project_path=project,
+            manifest_path=manifest,
             project_name="trackway",
         ),
         profile_config=ProfileConfig(
             profile_name="trackway",
             target_name=settings.warehouse.kind,
-            profiles_yml_filepath=project_dir / "profiles.yml",
+            profiles_yml_filepath=project / "profiles.yml",
         ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,
-            invocation_mode=InvocationMode.DBT_RUNNER,
+            # dbt in its own environment (BigQuery) runs as a subprocess of that dbt.
+            invocation_mode=InvocationMode.SUBPROCESS if executable else InvocationMode.DBT_RUNNER,
+            **executable,
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
