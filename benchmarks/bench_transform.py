@@ -1,91 +1,318 @@
-"""How long does events_transform (dbt build) take per raw row?
+"""Does an incremental events_transform cost the same on top of 1 day and of 30 days of history?
 
-Same run, same raw.events_raw (loaded by the real loader), DuckDB:
-  * trackway dbt build  — staging → intermediate → marts, plus every dbt test
-  * baseline: one CTAS  — a single hand-written DuckDB statement that parses the
-                          JSON, types the common columns and keeps one row per
-                          messageId (no validation, no rejects, no tests)
+For each warehouse (DuckDB; PostgreSQL on a throwaway local server):
+  1. raw.events_raw gets N days of history (synthetic Segment lines, generated
+     in SQL), and one full `dbt build` makes analytics.* from it (not timed);
+  2. three times: a new load of --increment events (late in the last day, the
+     same devices, so sessions are reopened) lands, and the incremental
+     `dbt run` (models only) and `dbt build` (models + data tests) are timed;
+  3. baseline: the same increment as one hand-written INSERT ... SELECT
+     (parse, type, skip known messageIds) into a copy of analytics.events;
+and the median of the three is printed for 1 day and 30 days, with the ratio.
+Then a full refresh of --full-refresh-events on DuckDB: time and peak RSS
+(dbt in a child process, so its RSS is measured alone).
 
-Usage: .venv/bin/python benchmarks/bench_transform.py [--events 200000]
+The benchmark asserts nothing about time.
+
+Usage: .venv/bin/python benchmarks/bench_transform.py [--per-day 100000] [--pg-per-day 20000]
+       [--increment 50000] [--full-refresh-events 10000000] [--skip-postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_loader import write_objects
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
 
-BASELINE_SQL = """
-CREATE OR REPLACE TABLE baseline_events AS
-SELECT * FROM (
-    SELECT
-        json_extract_string(raw, '$.messageId') AS event_id,
-        json_extract_string(raw, '$.type') AS event_type,
-        json_extract_string(raw, '$.event') AS event_name,
-        json_extract_string(raw, '$.userId') AS user_id,
-        json_extract_string(raw, '$.anonymousId') AS anonymous_id,
-        try_cast(json_extract_string(raw, '$.timestamp') AS TIMESTAMPTZ) AS occurred_at,
-        try_cast(json_extract_string(raw, '$.receivedAt') AS TIMESTAMPTZ) AS received_at,
-        json_extract_string(raw, '$.context.page.path') AS page_path,
-        json_extract(raw, '$.properties') AS properties,
-        row_number() OVER (PARTITION BY json_extract_string(raw, '$.messageId') ORDER BY loaded_at) AS copy
-    FROM raw.events_raw
-    WHERE parse_error IS NULL
-) WHERE copy = 1
+DAY0 = datetime(2026, 10, 1, tzinfo=UTC)
+DEVICES_PER_DAY_DIVISOR = 20  # ~20 events per device per day
+
+# One synthetic Segment line per i: every 10th a page call, the rest track calls.
+DUCKDB_GENERATE = """
+insert into raw.events_raw
+    (message_id, type, event, anonymous_id, "timestamp", received_at, raw, source_object, line_number, load_id, loaded_at)
+select
+    msg, typ, evt, anon, ts, ts,
+    '{{"messageId":"' || msg || '","type":"' || typ || '"'
+        || case when evt is null then '' else ',"event":"' || evt || '"' end
+        || ',"anonymousId":"' || anon || '","timestamp":"' || ts || '","receivedAt":"' || ts || '"'
+        || ',"properties":{{"i":' || i || '}},"context":{{"page":{{"path":"/p/' || (i % 50) || '"}},'
+        || '"campaign":{{"source":"s' || (i % 7) || '"}}}}}}',
+    'bench://{load_id}', i, '{load_id}', cast('{loaded_at}' as timestamptz)
+from (
+    select
+        i,
+        '{load_id}-' || i as msg,
+        case when i % 10 = 0 then 'page' else 'track' end as typ,
+        case when i % 10 = 0 then null else 'Clicked' end as evt,
+        'anon-{day}-' || (i % {devices}) as anon,
+        strftime(
+            cast('{start}' as timestamp) + to_microseconds(cast(i * {step_us} as bigint)), '%Y-%m-%dT%H:%M:%S.%gZ'
+        ) as ts
+    from range({n}) as r(i)
+)
 """
+
+POSTGRES_GENERATE = """
+insert into raw.events_raw
+    (message_id, type, event, anonymous_id, "timestamp", received_at, raw, source_object, line_number, load_id, loaded_at)
+select
+    msg, typ, evt, anon, ts, ts,
+    '{{"messageId":"' || msg || '","type":"' || typ || '"'
+        || case when evt is null then '' else ',"event":"' || evt || '"' end
+        || ',"anonymousId":"' || anon || '","timestamp":"' || ts || '","receivedAt":"' || ts || '"'
+        || ',"properties":{{"i":' || i || '}},"context":{{"page":{{"path":"/p/' || (i % 50) || '"}},'
+        || '"campaign":{{"source":"s' || (i % 7) || '"}}}}}}',
+    'bench://{load_id}', i, '{load_id}', cast('{loaded_at}' as timestamptz)
+from (
+    select
+        i,
+        '{load_id}-' || i as msg,
+        case when i % 10 = 0 then 'page' else 'track' end as typ,
+        case when i % 10 = 0 then null else 'Clicked' end as evt,
+        'anon-{day}-' || (i % {devices}) as anon,
+        to_char(
+            cast('{start}' as timestamp) + (cast(i as bigint) * {step_us}) * interval '1 microsecond', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+        ) as ts
+    from generate_series(0, {n} - 1) as i
+) as lines
+"""
+
+# The hand-written baseline: the increment's valid lines, typed, minus messageIds already kept.
+BASELINE = {
+    "duckdb": """
+insert into baseline_events
+select * from (
+    select
+        json_extract_string(raw, '$.messageId') as event_id,
+        json_extract_string(raw, '$.type') as event_type,
+        json_extract_string(raw, '$.event') as event_name,
+        json_extract_string(raw, '$.anonymousId') as anonymous_id,
+        try_cast(json_extract_string(raw, '$.timestamp') as timestamptz) as occurred_at,
+        json_extract_string(raw, '$.context.page.path') as page_path,
+        json_extract(raw, '$.properties') as properties,
+        loaded_at
+    from raw.events_raw
+    where loaded_at >= cast('{loaded_at}' as timestamptz) and parse_error is null
+    qualify row_number() over (partition by json_extract_string(raw, '$.messageId') order by loaded_at) = 1
+) as batch
+where not exists (select 1 from baseline_events as b where b.event_id = batch.event_id)
+""",
+    "postgres": """
+insert into baseline_events
+select * from (
+    select distinct on (raw::jsonb ->> 'messageId')
+        raw::jsonb ->> 'messageId' as event_id,
+        raw::jsonb ->> 'type' as event_type,
+        raw::jsonb ->> 'event' as event_name,
+        raw::jsonb ->> 'anonymousId' as anonymous_id,
+        (raw::jsonb ->> 'timestamp')::timestamptz as occurred_at,
+        raw::jsonb #>> '{{context,page,path}}' as page_path,
+        raw::jsonb -> 'properties' as properties,
+        loaded_at
+    from raw.events_raw
+    where loaded_at >= cast('{loaded_at}' as timestamptz) and parse_error is null
+    order by raw::jsonb ->> 'messageId', loaded_at
+) as batch
+where not exists (select 1 from baseline_events as b where b.event_id = batch.event_id)
+""",
+}
+
+
+class Bench:
+    def __init__(self, kind: str, url: str, home: Path):
+        self.kind, self.url, self.home = kind, url, home
+
+    def settings(self):
+        os.environ["TRACKWAY_HOME"] = str(self.home)
+        os.environ["TRACKWAY_WAREHOUSE_URL"] = self.url
+        from trackway.config import load_settings
+
+        return load_settings()
+
+    def sql(self, statement: str) -> list[tuple]:
+        """Run one statement on a connection of its own (closed before dbt needs the file)."""
+        if self.kind == "duckdb":
+            import duckdb
+
+            con = duckdb.connect(str(self.settings().warehouse.duckdb_path))
+            try:
+                cur = con.execute(statement)
+                return cur.fetchall() if cur.description else []
+            finally:
+                con.close()
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as pg:
+            cur = pg.execute(statement)
+            return cur.fetchall() if cur.description else []
+
+    def generate(self, load_id: str, day: int, start: datetime, seconds: float, n: int, loaded_at: datetime) -> None:
+        template = DUCKDB_GENERATE if self.kind == "duckdb" else POSTGRES_GENERATE
+        self.sql(
+            template.format(
+                load_id=load_id,
+                day=day,
+                devices=max(n // DEVICES_PER_DAY_DIVISOR, 1),
+                start=start.strftime("%Y-%m-%d %H:%M:%S"),
+                step_us=int(seconds * 1_000_000 / n),
+                n=n,
+                loaded_at=loaded_at.isoformat(),
+            )
+        )
+
+    def dbt(self, command: str, *extra: str) -> float:
+        from trackway.transform.dbt_runner import run_dbt
+
+        started = time.perf_counter()
+        run_dbt(self.settings(), command, "--quiet", *extra)
+        return time.perf_counter() - started
+
+
+def _open_raw(bench: Bench) -> None:
+    from trackway.warehouse import open_warehouse
+
+    with open_warehouse(bench.settings().warehouse) as wh:
+        wh.ensure_raw_tables()
+
+
+def scenario(bench: Bench, days: int, per_day: int, increment: int, say) -> dict[str, float]:
+    _open_raw(bench)
+    say(f"  {bench.kind}: generating {days} day(s) x {per_day:,} events of history ...")
+    for day in range(days):
+        start = DAY0 + timedelta(days=day)
+        # Each day's devices recur on the next day's data only through the increment below.
+        bench.generate(f"h{day}", day, start, 20 * 3600, per_day, start + timedelta(days=1))
+    say(f"  {bench.kind}: full build of the history ...")
+    full_seconds = bench.dbt("build")
+    last_day = days - 1
+    last_loaded = DAY0 + timedelta(days=days)
+    bench.sql(
+        "create table baseline_events as select event_id, event_type, event_name, anonymous_id, occurred_at, "
+        "page_path, properties, loaded_at from analytics.events"
+    )
+    if bench.kind == "postgres":
+        bench.sql("create unique index on baseline_events (event_id)")
+    runs, builds, baselines = [], [], []
+    for rep in range(3):
+        loaded_at = last_loaded + timedelta(hours=6 * (rep + 1))
+        # Late in the last history day, on its devices: their sessions are reopened and extended.
+        bench.generate(
+            f"inc{rep}", last_day, DAY0 + timedelta(days=last_day, hours=20, minutes=rep), 3600, increment, loaded_at
+        )
+        started = time.perf_counter()
+        bench.sql(BASELINE[bench.kind].format(loaded_at=loaded_at.isoformat()))
+        baselines.append(time.perf_counter() - started)
+        runs.append(bench.dbt("run"))
+        # A build right after: models find nothing new (cost of the no-op run) plus every data test.
+        builds.append(bench.dbt("build"))
+        say(
+            f"    increment {rep + 1}: dbt run {runs[-1]:.2f}s, then dbt build {builds[-1]:.2f}s; "
+            f"baseline SQL {baselines[-1]:.2f}s"
+        )
+    events = bench.sql("select count(*) from analytics.events")[0][0]
+    return {
+        "history_events": days * per_day,
+        "events_after": events,
+        "full_build": full_seconds,
+        "run": statistics.median(runs),
+        "build": statistics.median(builds),
+        "baseline": statistics.median(baselines),
+    }
+
+
+def full_refresh(home: Path, events: int, say) -> tuple[float, float]:
+    """Full refresh of `events` raw rows on DuckDB, dbt in a child process; (seconds, peak RSS MiB)."""
+    url = f"duckdb://{home / 'full.duckdb'}"
+    bench = Bench("duckdb", url, home / "full")
+    _open_raw(bench)
+    per_load = 1_000_000
+    say(f"  generating {events:,} raw rows ...")
+    for n, first in enumerate(range(0, events, per_load)):
+        size = min(per_load, events - first)
+        start = DAY0 + timedelta(hours=n * 3)
+        bench.generate(f"f{n}", n, start, 3 * 3600, size, start + timedelta(hours=4))
+    code = (
+        "import sys; from trackway.config import load_settings; from trackway.transform.dbt_runner import run_dbt; "
+        "run_dbt(load_settings(), 'run', '--quiet', '--full-refresh')"
+    )
+    env = dict(os.environ, TRACKWAY_HOME=str(home / "full"), TRACKWAY_WAREHOUSE_URL=url)
+    say("  dbt run --full-refresh ...")
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return seconds, peak_mib
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--per-day", type=int, default=100_000, help="history events per day on DuckDB")
+    parser.add_argument("--pg-per-day", type=int, default=20_000, help="history events per day on PostgreSQL")
+    parser.add_argument("--increment", type=int, default=50_000)
+    parser.add_argument("--long-days", type=int, default=30)
+    parser.add_argument("--full-refresh-events", type=int, default=10_000_000)
+    parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="trackway-bench-") as tmp:
-        home = Path(tmp)
-        os.environ["TRACKWAY_HOME"] = str(home)
-        os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        from trackway.config import load_settings
-        from trackway.load.loader import load_interval
-        from trackway.transform.dbt_runner import run_dbt
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    os.environ["DBT_EXCLUDE_RESOURCE_TYPES"] = "unit_test"
 
-        print(f"loading {args.events:,} events into raw.events_raw ...", flush=True)
-        write_objects(home, args.events, 8)
-        settings = load_settings()
-        hour = datetime(2026, 11, 23, 10, tzinfo=UTC)
-        load_interval(settings, hour, hour + timedelta(hours=1), progress=lambda m: None)
+    def say(msg: str) -> None:
+        print(msg, flush=True)
 
-        started = time.perf_counter()
-        report = run_dbt(settings, "build")
-        dbt_seconds = time.perf_counter() - started
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="trackway-bench-transform-") as tmp:
+        root = Path(tmp)
+        for days in (1, args.long_days):
+            home = root / f"duckdb-{days}"
+            results[("duckdb", days)] = scenario(
+                Bench("duckdb", f"duckdb://{home / 'w.duckdb'}", home), days, args.per_day, args.increment, say
+            )
+        if not args.skip_postgres:
+            from postgres_server import create_database, postgres_server
 
-        import duckdb
+            with postgres_server() as server:
+                for days in (1, args.long_days):
+                    url = create_database(server, f"bench_{days}")
+                    results[("postgres", days)] = scenario(
+                        Bench("postgres", url, root / f"pg-{days}"), days, args.pg_per_day, args.increment, say
+                    )
+        fr_seconds, fr_rss = (
+            full_refresh(root, args.full_refresh_events, say) if args.full_refresh_events else (0.0, 0.0)
+        )
 
-        con = duckdb.connect(str(settings.warehouse.duckdb_path))
-        started = time.perf_counter()
-        con.execute(BASELINE_SQL)
-        baseline_seconds = time.perf_counter() - started
-        baseline_rows = con.execute("SELECT count(*) FROM baseline_events").fetchone()[0]
-        events = con.execute("SELECT count(*) FROM analytics.events").fetchone()[0]
-        con.close()
-
-    print(f"\n{args.events:,} raw rows, DuckDB, {os.cpu_count()} CPUs\n")
-    print(f"{'method':36} {'rows out':>10} {'seconds':>8} {'raw rows/s':>11}")
+    print(f"\nIncremental run of {args.increment:,} new events, median of 3, {os.cpu_count()} CPUs\n")
     print(
-        f"{'trackway dbt build (+' + str(report.tests_passed) + ' tests)':36} {events:>10,} {dbt_seconds:>8.2f} {args.events / dbt_seconds:>11,.0f}"
+        f"{'warehouse':10} {'history':>18} {'dbt run':>8} {'dbt build':>10} {'SQL baseline':>13} {'run/baseline':>13}"
     )
-    print(
-        f"{'baseline: one CTAS, no tests':36} {baseline_rows:>10,} {baseline_seconds:>8.2f} {args.events / baseline_seconds:>11,.0f}"
-    )
-    print(
-        f"\ndbt build takes {dbt_seconds / baseline_seconds:.1f}x the single statement; the difference buys validation, "
-        "rejects with reasons, skew correction, lineage and the data tests."
-    )
+    for (kind, days), r in results.items():
+        history = f"{days}d = {int(r['history_events']):,}"
+        print(
+            f"{kind:10} {history:>18} {r['run']:>7.2f}s {r['build']:>9.2f}s {r['baseline']:>12.2f}s "
+            f"{r['run'] / r['baseline']:>12.1f}x"
+        )
+    for kind in ("duckdb", "postgres"):
+        if (kind, 1) in results:
+            short, long_ = results[(kind, 1)], results[(kind, args.long_days)]
+            print(
+                f"{kind}: time({args.long_days} days) / time(1 day) = {long_['run'] / short['run']:.2f} (dbt run), "
+                f"{long_['build'] / short['build']:.2f} (dbt build incl. data tests over all history); target <= 1.3"
+            )
+    if args.full_refresh_events:
+        print(
+            f"\nFull refresh (dbt run --full-refresh) of {args.full_refresh_events:,} raw events on DuckDB: "
+            f"{fr_seconds:.1f}s, peak RSS {fr_rss:,.0f} MiB"
+        )
     return 0
 
 

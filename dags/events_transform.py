@@ -1,11 +1,13 @@
-"""Build analytics.events (and what dbt builds on it) whenever raw.events_raw changes."""
+"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos."""
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
 from trackway.assets import ANALYTICS_EVENTS, EVENTS_RAW
+from trackway.config import load_settings
 from trackway.dag_defaults import dag_defaults
+from trackway.transform.orchestration import dbt_task_group, max_active_tasks, transform_summary
 
 
 @dag(
@@ -13,17 +15,15 @@ from trackway.dag_defaults import dag_defaults
     schedule=[EVENTS_RAW],
     tags=["trackway", "transform", "dbt"],
     doc_md=__doc__,
+    max_active_tasks=max_active_tasks(load_settings()),
     **dag_defaults(),
 )
 def events_transform():
     @task(outlets=[ANALYTICS_EVENTS])
-    def dbt_build():
-        from trackway.config import load_settings
-        from trackway.transform.dbt_runner import run_dbt
+    def publish() -> dict:
+        return transform_summary()
 
-        return run_dbt(load_settings(), "build").as_dict()
-
-    dbt_build()
+    dbt_task_group() >> publish()
 
 
 events_transform()

@@ -13,6 +13,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
+    from trackway.config import load_settings
+    from trackway.transform.orchestration import ensure_manifest
+
+    ensure_manifest(load_settings())  # as the demo does first, so the DAG parse below stays fast
+
     return DagBag(dag_folder=str(REPO_ROOT / "dags"))
 
 
@@ -44,10 +49,26 @@ def test_events_load_is_hourly_over_data_intervals(dagbag):
 
 def test_events_transform_runs_on_the_raw_asset(dagbag):
     dag = dagbag.get_dag("events_transform")
-    assert [t.task_id for t in dag.tasks] == ["dbt_build"]
     condition = dag.timetable.asset_condition
     assert [asset.uri for asset in condition.objects] == ["trackway://warehouse/raw/events_raw"]
-    assert [a.uri for a in dag.get_task("dbt_build").outlets] == ["trackway://warehouse/analytics/events"]
+    assert [a.uri for a in dag.get_task("publish").outlets] == ["trackway://warehouse/analytics/events"]
+
+
+def test_events_transform_has_a_task_per_model_test_and_source(dagbag):
+    """Cosmos renders the dbt graph from the manifest: one task per model, multi-model test and source freshness."""
+    dag = dagbag.get_dag("events_transform")
+    ids = {t.task_id for t in dag.tasks}
+    models = ["stg_events", "int_events_new", "events", "events_rejected", "sessions", "identity_map", "users"]
+    models += ["daily_active_users", "experiment_assignments", "int_identity_links", "int_person_days"]
+    assert {f"dbt.{m}_model_build" for m in models} <= ids, sorted(ids)
+    assert any("events_raw" in i and "source" in i for i in ids), sorted(ids)  # freshness
+    assert any("assert_every_raw_line_is_accounted_for" in i for i in ids), sorted(ids)
+    assert any("assert_every_event_is_in_exactly_one_session" in i for i in ids), sorted(ids)
+    assert not any("unit" in i for i in ids)
+    events = dag.get_task("dbt.events_model_build")
+    assert "dbt.int_events_new_model_build" in events.upstream_task_ids
+    assert dag.get_task("publish").upstream_task_ids  # after the dbt group
+    assert dag.max_active_tasks == 1  # DuckDB: one writer at a time
 
 
 def test_dag_files_stay_thin():

@@ -36,7 +36,7 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     assert duplicates > 0  # the demo re-sends some calls, as a flaky client would
     assert _count(out, "rows in analytics.events") == sent - duplicates
     assert _count(out, "rejected (analytics.events_rejected)") == 0
-    for heading in ("Daily active people", "Top events", "Page views by path", "Query it:", "Airflow UI:"):
+    for heading in ("Daily active people", "Sessions per day", "Top events", "Page views by path", "Query it:"):
         assert heading in out
 
     # The tracking plan: the three deliberate violations are flagged at the collector and found in the warehouse.

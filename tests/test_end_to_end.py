@@ -17,9 +17,11 @@ import pytest
 from segment.analytics import Client
 
 from collector_helpers import WRITE_KEYS, CollectorProcess
-from raw_files import hour_dir, write_gz_lines
+from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
 from trackway.load.partitions import hour_floor, hours_between
+from trackway.transform.dbt_runner import run_dbt
+from trackway.transform.orchestration import ensure_manifest
 from trackway.warehouse import open_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +91,9 @@ def _send_through_sdk(port: int, write_key: str) -> tuple[dict[str, dict], list[
     )
     call("group", user_id="user-1", group_id="agency-1", timestamp=t0, traits={"name": "Acme Lettings"})
     call("alias", previous_id="anon-1", user_id="user-1", timestamp=t0)
+    # One device, two anonymous sessions 50 minutes apart (the second batch merges and stitches them).
+    call("page", anonymous_id="anon-9", name="Home", timestamp=t0, properties={"path": "/"})
+    call("page", anonymous_id="anon-9", name="Search", timestamp=t0 + timedelta(minutes=50), properties={"path": "/s"})
     retried = call(
         "track", user_id="user-2", event="Showing Requested", timestamp=t0, properties={"listing_id": "lst_00002"}
     )
@@ -123,6 +128,7 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
 
 def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch):
     monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
+    ensure_manifest(load_settings())  # as the demo does, so parsing events_transform stays fast
     started = hour_floor(datetime.now(UTC))
     collector = CollectorProcess(trackway_env).start()
     try:
@@ -208,7 +214,7 @@ def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch
         if call["method"] == "track" and "context" in call:
             assert session_id == str(call["context"]["sessionId"])
             assert user_agent == "Mozilla/5.0 (test)"
-        if call["method"] == "page":
+        if call["method"] == "page" and call["anonymous_id"] == "anon-1":
             assert (page_path, page_url, referrer, page_name) == (
                 "/",
                 "https://nestful.example/?q=1",
@@ -223,3 +229,71 @@ def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch
     assert [g[0] for g in garbage] == ['{"messageId": "broken", "type": "track", ', "%%%"]
     assert all(g[1].startswith("invalid JSON") for g in garbage)
     assert rejected == [(2,)]
+
+    _second_batch_then_full_refresh(garbage_dir, sent, started, load_dag)
+
+
+def _snapshot(settings) -> dict[str, list]:
+    """Every mart, rows sorted, without the bookkeeping column transformed_at."""
+    tables = ["events", "events_rejected", "sessions", "identity_map", "users", "daily_active_users"]
+    out = {}
+    with open_warehouse(settings.warehouse, read_only=True) as wh:
+        for table in [*tables, "experiment_assignments"]:
+            headers, rows = wh.query_with_headers(f"SELECT * FROM analytics.{table}", limit=1_000_000)
+            keep = [i for i, h in enumerate(headers) if h != "transformed_at"]
+            out[table] = sorted(repr(tuple(str(row[i]) for i in keep)) for row in rows)
+    return out
+
+
+def _second_batch_then_full_refresh(folder: Path, sent: dict, started: datetime, load_dag) -> None:
+    """Duplicates of the first batch, a late event merging anon-9's two sessions, and an identify stitching them."""
+    t0 = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+    first_ids = list(sent)[:3]
+    duplicates = [
+        event(mid, userId="user-0", properties={"copy": "late"}, receivedAt="2026-11-29T10:00:00.000Z")
+        for mid in first_ids
+    ]
+    late = event(
+        "late-merge",
+        userId=None,
+        anonymousId="anon-9",
+        event="Filter Changed",
+        timestamp=(t0 + timedelta(minutes=25)).isoformat(),
+        receivedAt="2026-11-22T11:00:00.000Z",
+    )
+    identify = event(
+        "identify-9",
+        type="identify",
+        event=None,
+        userId="user-9",
+        anonymousId="anon-9",
+        timestamp="2026-11-23T08:00:00Z",
+        receivedAt="2026-11-23T08:00:01.000Z",
+        traits={"plan": "pro"},
+    )
+    write_gz_lines(folder / "second-batch.ndjson.gz", [*duplicates, late, identify])
+    assert load_dag.test(logical_date=started + timedelta(hours=1)).state == "success"
+    assert _load_dag("events_transform").test().state == "success"
+
+    settings = load_settings()
+    with open_warehouse(settings.warehouse, read_only=True) as wh:
+        ids = [r[0] for r in wh.query("SELECT event_id FROM analytics.events")]
+        kept = wh.query(f"SELECT CAST(properties AS VARCHAR) FROM analytics.events WHERE event_id = '{first_ids[0]}'")[
+            0
+        ][0]
+        anon9 = wh.query(
+            "SELECT count(DISTINCT session_id), count(*), min(person_id), max(person_id) "
+            "FROM analytics.events WHERE anonymous_id = 'anon-9'"
+        )[0]
+        sessions = wh.query(
+            "SELECT events, person_id, user_id FROM analytics.sessions WHERE anonymous_id = 'anon-9' "
+            "ORDER BY started_at"
+        )
+    assert len(ids) == len(set(ids)) == len(sent) + 2  # the three duplicates added nothing
+    assert json.loads(kept) == sent[first_ids[0]].get("properties", {})  # the first copy was kept
+    assert anon9 == (2, 4, "user-9", "user-9")  # pages + late merge in one session, identify in its own
+    assert sessions[0] == (3, "user-9", "user-9")  # the earlier anonymous session belongs to user-9 now
+
+    incremental = _snapshot(settings)
+    run_dbt(settings, "build", "--full-refresh")
+    assert _snapshot(settings) == incremental

@@ -206,3 +206,73 @@
         {%- endfor %}
     from {{ relation }}
 {%- endmacro %}
+
+
+{# Whole microseconds since the epoch of a timestamptz, as bigint (exact; no session time zone involved). #}
+{% macro epoch_us(ts_expr) -%}
+    {{ return(adapter.dispatch('epoch_us', 'trackway')(ts_expr)) }}
+{%- endmacro %}
+
+{% macro default__epoch_us(ts_expr) -%}{{ trackway._unsupported_adapter('epoch_us') }}{%- endmacro %}
+
+{% macro duckdb__epoch_us(ts_expr) -%}
+    epoch_us({{ ts_expr }})
+{%- endmacro %}
+
+{% macro postgres__epoch_us(ts_expr) -%}
+    cast(extract(epoch from {{ ts_expr }}) * 1000000 as bigint)
+{%- endmacro %}
+
+
+{# A stable text id from text parts: md5 hex of the parts joined by '|'. #}
+{% macro hash_id(parts) -%}
+    md5({% for part in parts %}cast({{ part }} as {{ dbt.type_string() }}){{ " || '|' || " if not loop.last }}{% endfor %})
+{%- endmacro %}
+
+
+{# Table function yielding (key, value) for each member of a JSON object. #}
+{% macro json_each(json_expr) -%}
+    {{ return(adapter.dispatch('json_each', 'trackway')(json_expr)) }}
+{%- endmacro %}
+
+{% macro default__json_each(json_expr) -%}{{ trackway._unsupported_adapter('json_each') }}{%- endmacro %}
+
+{% macro duckdb__json_each(json_expr) -%}json_each({{ json_expr }}){%- endmacro %}
+
+{% macro postgres__json_each(json_expr) -%}jsonb_each({{ json_expr }}){%- endmacro %}
+
+
+{# True when a JSON value is an object. #}
+{% macro json_is_object(json_expr) -%}
+    {{ return(adapter.dispatch('json_is_object', 'trackway')(json_expr)) }}
+{%- endmacro %}
+
+{% macro default__json_is_object(json_expr) -%}{{ trackway._unsupported_adapter('json_is_object') }}{%- endmacro %}
+
+{% macro duckdb__json_is_object(json_expr) -%}(json_type({{ json_expr }}) = 'OBJECT'){%- endmacro %}
+
+{% macro postgres__json_is_object(json_expr) -%}(jsonb_typeof({{ json_expr }}) = 'object'){%- endmacro %}
+
+
+{# Aggregate (key, JSON value) rows into one JSON object. #}
+{% macro json_object_agg(key_expr, value_expr) -%}
+    {{ return(adapter.dispatch('json_object_agg', 'trackway')(key_expr, value_expr)) }}
+{%- endmacro %}
+
+{% macro default__json_object_agg(key_expr, value_expr) -%}{{ trackway._unsupported_adapter('json_object_agg') }}{%- endmacro %}
+
+{% macro duckdb__json_object_agg(key_expr, value_expr) -%}json_group_object({{ key_expr }}, {{ value_expr }}){%- endmacro %}
+
+{% macro postgres__json_object_agg(key_expr, value_expr) -%}jsonb_object_agg({{ key_expr }}, {{ value_expr }}){%- endmacro %}
+
+
+{# A JSON scalar as text (strings unquoted; numbers and booleans as their JSON text). #}
+{% macro json_scalar_text(json_expr) -%}
+    {{ return(adapter.dispatch('json_scalar_text', 'trackway')(json_expr)) }}
+{%- endmacro %}
+
+{% macro default__json_scalar_text(json_expr) -%}{{ trackway._unsupported_adapter('json_scalar_text') }}{%- endmacro %}
+
+{% macro duckdb__json_scalar_text(json_expr) -%}json_extract_string({{ json_expr }}, '$'){%- endmacro %}
+
+{% macro postgres__json_scalar_text(json_expr) -%}({{ json_expr }} #>> '{}'){%- endmacro %}

@@ -1,59 +1,44 @@
-"""The analyst questions the demo answers from analytics.events.
+"""The analyst questions the demo answers from the analytics marts.
 
 Written in SQL that DuckDB and PostgreSQL both accept, with ``?`` parameters.
+People are stitched by the transform (analytics.events.person_id), so a
+visitor who signs up counts once, including their visits before signing up.
 """
 
-# Until the users model exists, stitch identities here: an anonymousId seen
-# with a userId belongs to that user, so a visitor who signs up counts once.
-_PEOPLE = """
-WITH known AS (
-    SELECT anonymous_id, max(user_id) AS user_id
-    FROM analytics.events
-    WHERE anonymous_id IS NOT NULL AND user_id IS NOT NULL
-    GROUP BY anonymous_id
-), people AS (
-    SELECT e.*, coalesce(e.user_id, known.user_id, e.anonymous_id) AS person_id
-    FROM analytics.events e
-    LEFT JOIN known ON known.anonymous_id = e.anonymous_id
-)
+DAILY_ACTIVE_USERS = """
+SELECT activity_date, active_people, active_users, new_people, events
+FROM analytics.daily_active_users
+ORDER BY activity_date
 """
 
-DAILY_ACTIVE_USERS = (
-    _PEOPLE
-    + """
-SELECT event_date,
-       count(DISTINCT person_id) AS active_people,
-       count(DISTINCT user_id) AS signed_in_users,
-       count(*) AS events
-FROM people
-GROUP BY event_date
-ORDER BY event_date
+SESSIONS_PER_DAY = """
+SELECT session_date,
+       count(*) AS sessions,
+       round(CAST(percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) AS NUMERIC) / 60, 1)
+           AS median_minutes,
+       round(CAST(avg(events) AS NUMERIC), 1) AS events_per_session
+FROM analytics.sessions
+GROUP BY session_date
+ORDER BY session_date
 """
-)
 
-TOP_EVENTS = (
-    _PEOPLE
-    + """
+TOP_EVENTS = """
 SELECT event_name, count(*) AS events, count(DISTINCT person_id) AS people
-FROM people
+FROM analytics.events
 WHERE event_type IN ('track', 'page', 'screen')
 GROUP BY event_name
 ORDER BY events DESC, event_name
 LIMIT 8
 """
-)
 
-PAGE_VIEWS_BY_PATH = (
-    _PEOPLE
-    + """
+PAGE_VIEWS_BY_PATH = """
 SELECT page_path, count(*) AS views, count(DISTINCT person_id) AS viewers
-FROM people
+FROM analytics.events
 WHERE event_type = 'page'
 GROUP BY page_path
 ORDER BY views DESC, page_path
 LIMIT 8
 """
-)
 
 SIGNUP_CONVERSION = """
 SELECT count(DISTINCT anonymous_id) AS anonymous_visitors,

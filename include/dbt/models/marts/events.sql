@@ -1,87 +1,211 @@
 {#
-    analytics.events: one typed row per Segment message. A table rebuilt in
-    full each run for now; incremental (by loaded_at) comes later.
+    analytics.events: one typed row per Segment message, built incrementally.
+
+    Each run writes:
+      * the batch's new messages (int_events_new); a later copy of a
+        message already here never adds or replaces a row;
+      * existing events whose derived session changed: a new event of a
+        device re-sessionizes the device's sessions within the inactivity gap
+        of it (a late event can merge two sessions or extend one);
+      * existing events whose person changed (analytics.identity_map rows
+        written since this table's last run): retroactive stitching.
+    Rows are replaced by event_id (delete+insert), so the run's cost follows
+    the new data and the sessions and people it touches, not all history.
+
+    Sessions: an event with a client session id (var('session_id_paths'))
+    is in that session. Otherwise sessions are derived per device
+    (anonymous_id, else user_id): ordered by occurred_at, a gap longer than
+    var('session_inactivity_minutes') starts a new session. A derived id is
+    md5(device | start in epoch microseconds): stable across reruns, and the
+    same a --full-refresh computes.
 #}
 
-with events as (
+{{ config(
+    materialized='incremental',
+    unique_key='event_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+    indexes=trackway.events_indexes(),
+) }}
 
-    select * from {{ ref('int_events_deduplicated') }}
+{%- set gap = "interval '" ~ (var('session_inactivity_minutes') | int) ~ " minutes'" %}
+{%- set device_id = trackway.device_id() %}
+{%- set columns = [
+    'event_id', 'event_type', 'event_name', 'page_name', 'user_id', 'anonymous_id', 'source_id',
+    'occurred_at', 'original_timestamp', 'sent_at', 'received_at', 'loaded_at',
+    'page_url', 'page_path', 'page_title', 'referrer', 'page_search',
+    'utm_source', 'utm_medium', 'utm_campaign', 'utm_term', 'utm_content',
+    'user_agent', 'ip', 'locale', 'library_name', 'library_version', 'group_id', 'previous_id',
+    'properties', 'traits', 'context', 'experiments', 'event_date', 'source_object', 'line_number',
+] %}
+
+with new_events as (
+
+    select * from {{ ref('int_events_new') }}
+    {%- if is_incremental() %} as candidate
+        -- int_events_new already left these out; checked again here so a
+        -- retried task, or a run of this model alone, can never replace a
+        -- row with a later copy.
+        where not exists (select 1 from {{ this }} as already where already.event_id = candidate.event_id)
+    {%- endif %}
 
 ),
 
-client_timed as (
+{% if is_incremental() %}
 
-    select
-        *,
-        coalesce(original_timestamp_at, timestamp_at) as client_timestamp_at
-    from events
+    touched_devices as (
+
+        select
+            {{ device_id }} as device_id,
+            min(occurred_at) - {{ gap }} as reach_from,
+            max(occurred_at) + {{ gap }} as reach_to
+        from new_events
+        where client_session_id is null
+        group by 1
+
+    ),
+
+    -- Derived sessions within the gap of a new event: an event of such a
+    -- session lies in [first new - gap, last new + gap] (a session cannot
+    -- straddle that window without one, as its gaps are <= the cut-off).
+    touched_sessions as (
+
+        select distinct existing.session_id
+        from {{ this }} as existing
+        inner join touched_devices
+            on
+                {{ trackway.device_id('existing') }} = touched_devices.device_id
+                and existing.occurred_at between touched_devices.reach_from and touched_devices.reach_to
+        where
+            existing.session_id_source = 'derived'
+            and existing.occurred_at between
+            (select min(t.reach_from) from touched_devices as t)
+            and (select max(t.reach_to) from touched_devices as t)
+
+    ),
+
+    resessioned as (
+
+        select {{ columns | join(', ') }}
+        from {{ this }}
+        where session_id in (select touched_sessions.session_id from touched_sessions)
+
+    ),
+
+    restitched_ids as (
+
+        select anonymous_id as id from {{ ref('identity_map') }}
+        where transformed_at > (select max(t.transformed_at) from {{ this }} as t)
+
+    ),
+
+    restitched as (
+
+        select
+            {{ columns | join(', ') }},
+            session_id,
+            session_id_source
+        from {{ this }}
+        where
+            (
+                anonymous_id in (select restitched_ids.id from restitched_ids)
+                or user_id in (select restitched_ids.id from restitched_ids)
+            )
+            and session_id not in (select touched_sessions.session_id from touched_sessions)
+
+    ),
+
+{% endif %}
+
+derived_pool as (
+
+    select {{ columns | join(', ') }}
+    from new_events
+    where client_session_id is null
+    {%- if is_incremental() %}
+        union all
+        select * from resessioned
+    {%- endif %}
 
 ),
 
-timed as (
+gaps as (
 
     select
         *,
-        -- Segment's skew correction when the client's clock can be
-        -- calibrated against sentAt, else the client's time, else arrival.
+        {{ device_id }} as device_id,
         case
-            when sent_at is not null and client_timestamp_at is not null
-                then {{ trackway.skew_corrected('received_at', 'sent_at', 'client_timestamp_at') }}
-            else coalesce(client_timestamp_at, received_at)
-        end as occurred_at
-    from client_timed
+            when
+                lag(occurred_at) over (partition by {{ device_id }} order by occurred_at, event_id) is null
+                or occurred_at
+                > lag(occurred_at) over (partition by {{ device_id }} order by occurred_at, event_id) + {{ gap }}
+                then 1
+            else 0
+        end as starts_session
+    from derived_pool
 
 ),
 
-final as (
+numbered as (
 
     select
-        message_id as event_id,
-        event_type,
-        case event_type
-            when 'track' then track_event
-            when 'page' then 'Page Viewed'
-            when 'screen' then 'Screen Viewed'
-            when 'identify' then 'Identify'
-            when 'group' then 'Group'
-            when 'alias' then 'Alias'
-        end as event_name,
-        case when event_type in ('page', 'screen') then page_name end as page_name,
-        user_id,
+        *,
+        sum(starts_session) over (
+            partition by device_id order by occurred_at, event_id rows between unbounded preceding and current row
+        ) as session_number
+    from gaps
+
+),
+
+sessionized as (
+
+    select
+        {{ columns | join(', ') }},
+        {{ trackway.hash_id([
+            'device_id',
+            trackway.epoch_us('min(occurred_at) over (partition by device_id, session_number)'),
+        ]) }} as session_id,
+        'derived' as session_id_source
+    from numbered
+
+    union all
+
+    select
+        {{ columns | join(', ') }},
+        client_session_id as session_id,
+        'client' as session_id_source
+    from new_events
+    where client_session_id is not null
+
+    {%- if is_incremental() %}
+        union all
+        select * from restitched
+    {%- endif %}
+
+),
+
+identity_map as (
+
+    select
         anonymous_id,
-        coalesce(context_session_id, properties_session_id) as session_id,
-        source_id,
-
-        occurred_at,
-        client_timestamp_at as original_timestamp,
-        sent_at,
-        received_at,
-        loaded_at,
-
-        coalesce(context_page_url, case when event_type = 'page' then properties_url end) as page_url,
-        coalesce(context_page_path, case when event_type = 'page' then properties_path end) as page_path,
-        coalesce(context_page_title, case when event_type = 'page' then properties_title end) as page_title,
-        coalesce(context_page_referrer, case when event_type = 'page' then properties_referrer end) as referrer,
-        coalesce(context_page_search, case when event_type = 'page' then properties_search end) as page_search,
-
-        context_user_agent as user_agent,
-        context_ip as ip,
-        context_locale as locale,
-        context_library_name as library_name,
-        context_library_version as library_version,
-        group_id,
-        previous_id,
-
-        properties,
-        traits,
-        context,
-
-        {{ trackway.utc_date('occurred_at') }} as event_date,
-        source_object,
-        line_number
-
-    from timed
+        person_id
+    from {{ ref('identity_map') }}
 
 )
 
-select * from final
+select
+    {% for column in columns[:6] -%}
+        sessionized.{{ column }},
+    {% endfor -%}
+    sessionized.session_id,
+    sessionized.session_id_source,
+    coalesce(
+        by_user.person_id, sessionized.user_id, by_device.person_id, sessionized.anonymous_id
+    ) as person_id,
+    {% for column in columns[6:] -%}
+        sessionized.{{ column }},
+    {% endfor -%}
+    current_timestamp as transformed_at
+from sessionized
+left join identity_map as by_user on sessionized.user_id = by_user.anonymous_id
+left join identity_map as by_device on sessionized.anonymous_id = by_device.anonymous_id

@@ -1,8 +1,17 @@
 {#
     analytics.events_rejected: every raw line that could not become an event,
     with why, so bad input is visible to analysts and can be fixed and
-    reprocessed from raw instead of vanishing.
+    reprocessed from raw instead of vanishing. Incremental: each run adds
+    the batch's rejected lines, keyed by their raw lineage, so a line read
+    again inside the lookback replaces itself and is never counted twice.
 #}
+
+{{ config(
+    materialized='incremental',
+    unique_key=['source_object', 'line_number', 'load_id'],
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
 
 with rejected as (
 

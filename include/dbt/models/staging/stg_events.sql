@@ -1,7 +1,12 @@
 {#
-    One row per raw line: renamed, blank ids made NULL, timestamps typed
-    (NULL when unparseable; the text is kept alongside so validation can
-    tell "absent" from "bad"), JSON fields extracted.
+    One row per raw line of this run's batch: renamed, blank ids made NULL,
+    timestamps typed (NULL when unparseable; the text is kept alongside so
+    validation can tell "absent" from "bad"), JSON fields extracted.
+
+    The batch is every raw row loaded since the newest loaded_at already in
+    analytics.events, minus var('raw_lookback_minutes') (see
+    trackway.raw_batch_start); all of raw.events_raw on a first run or with
+    --full-refresh. Rebuilt each run, so its cost follows the new data.
 #}
 
 {%- set text_fields = [
@@ -15,25 +20,36 @@
     ('context_page_title', ['context', 'page', 'title']),
     ('context_page_referrer', ['context', 'page', 'referrer']),
     ('context_page_search', ['context', 'page', 'search']),
-    ('context_session_id_camel', ['context', 'sessionId']),
-    ('context_session_id_snake', ['context', 'session_id']),
-    ('properties_session_id', ['properties', 'session_id']),
+    ('campaign_source', ['context', 'campaign', 'source']),
+    ('campaign_medium', ['context', 'campaign', 'medium']),
+    ('campaign_name', ['context', 'campaign', 'name']),
+    ('campaign_term', ['context', 'campaign', 'term']),
+    ('campaign_content', ['context', 'campaign', 'content']),
     ('properties_url', ['properties', 'url']),
     ('properties_path', ['properties', 'path']),
     ('properties_title', ['properties', 'title']),
     ('properties_referrer', ['properties', 'referrer']),
     ('properties_search', ['properties', 'search']),
 ] -%}
+{%- set session_id_paths = var('session_id_paths') -%}
+{%- for path in session_id_paths -%}
+    {%- do text_fields.append(('session_id_candidate_' ~ loop.index, path)) -%}
+{%- endfor -%}
 {%- set json_fields = [
     ('properties_json', ['properties']),
     ('traits_json', ['traits']),
     ('context_traits_json', ['context', 'traits']),
     ('context_json', ['context']),
+    ('experiments_json', var('experiments_context_path')),
 ] %}
+{%- set batch_start = trackway.raw_batch_start() %}
 
 with source as (
 
     select * from {{ source('raw', 'events_raw') }}
+    {%- if batch_start is not none %}
+        where loaded_at >= {{ batch_start }}
+    {%- endif %}
 
 ),
 
@@ -105,10 +121,23 @@ renamed as (
         context_page_title,
         context_page_referrer,
         context_page_search,
-        coalesce(context_session_id_camel, context_session_id_snake) as context_session_id,
+        -- the first non-blank of var('session_id_paths')
+        {% if session_id_paths -%}
+            coalesce(
+                {%- for path in session_id_paths %}
+                    {{ trackway.nullif_blank('session_id_candidate_' ~ loop.index) }}{{ "," if not loop.last }}
+                {%- endfor %}
+            )
+        {%- else -%}
+            cast(null as {{ dbt.type_string() }})
+        {%- endif %} as client_session_id,
+        campaign_source as utm_source,
+        campaign_medium as utm_medium,
+        campaign_name as utm_campaign,
+        campaign_term as utm_term,
+        campaign_content as utm_content,
 
         -- properties used as fallbacks
-        properties_session_id,
         properties_url,
         properties_path,
         properties_title,
@@ -122,7 +151,8 @@ renamed as (
             when {{ adapter.quote('type') }} in ('identify', 'group') then coalesce(traits_json, context_traits_json)
             else traits_json
         end as traits,
-        context_json as context
+        context_json as context,
+        experiments_json as experiments
 
     from extracted
 

@@ -1,0 +1,111 @@
+"""events_transform as one Airflow task per dbt model, through astronomer-cosmos.
+
+The DAG file only wires what this module builds:
+
+* the graph comes from dbt's manifest (``LoadMode.DBT_MANIFEST``), produced
+  by ``dbt parse`` the first time the DAG is parsed and again whenever a file
+  of the dbt project changes, so parsing the DAG never runs dbt otherwise;
+* each model runs as ``dbt build --select <model>`` (its data tests included,
+  ``TestBehavior.BUILD``); tests spanning several models, and the raw
+  source's freshness check (warn/error levels in ``_sources.yml``), are
+  tasks of their own, so on-call sees what failed and can retry it alone;
+* dbt runs in the worker process (``InvocationMode.DBT_RUNNER``) with the
+  connection taken from the environment, never from the serialized DAG;
+* DuckDB has a single writer: on DuckDB the DAG runs one task at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from trackway.config import Settings, load_settings
+from trackway.transform.dbt_runner import dbt_environment, project_dir, run_dbt
+
+log = logging.getLogger(__name__)
+
+# dbt's unit tests need their parents built already; they run in CI
+# (`dbt test --select test_type:unit`), not in the pipeline.
+PIPELINE_DBT_ENV = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
+
+
+def manifest_dir(settings: Settings) -> Path:
+    return settings.home / "dbt" / "manifest"
+
+
+def _newest_project_file(project_dir: Path) -> float:
+    newest = 0.0
+    for path in project_dir.rglob("*"):
+        if path.is_file() and not {"target", "logs", "dbt_packages"} & set(path.relative_to(project_dir).parts):
+            newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def ensure_manifest(settings: Settings) -> Path:
+    """The dbt manifest Cosmos renders the DAG from; `dbt parse` only when missing or older than the project."""
+    manifest = manifest_dir(settings) / "manifest.json"
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_project_file(project_dir(settings)):
+        return manifest
+    log.info("dbt manifest missing or stale: running dbt parse into %s", manifest.parent)
+    run_dbt(settings, "parse", "--target-path", str(manifest.parent))
+    if not manifest.exists():
+        raise RuntimeError(
+            f"dbt parse did not write {manifest}; see the dbt log under {settings.home / 'dbt' / 'logs'}"
+        )
+    return manifest
+
+
+def max_active_tasks(settings: Settings) -> int:
+    """One task at a time on DuckDB (a single writer); dbt's own threads (4) on PostgreSQL."""
+    return 1 if settings.warehouse.kind == "duckdb" else 4
+
+
+def dbt_task_group(group_id: str = "dbt") -> Any:
+    """The Cosmos task group: one task per model (with its tests), per multi-model test, and source freshness."""
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
+
+    settings = load_settings()
+    # profiles.yml reads only these variables; set here, in the process that
+    # parses the DAG and runs its tasks, so no credential is serialized.
+    os.environ.update({**dbt_environment(settings), **PIPELINE_DBT_ENV})
+    project = project_dir(settings)  # with a tracking plan: the copy holding its generated models
+    manifest = ensure_manifest(settings)
+    executable = {"dbt_executable_path": str(settings.dbt_executable)} if settings.dbt_executable else {}
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=project,
+            manifest_path=manifest,
+            project_name="trackway",
+        ),
+        profile_config=ProfileConfig(
+            profile_name="trackway",
+            target_name=settings.warehouse.kind,
+            profiles_yml_filepath=project / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            # dbt in its own environment (BigQuery) runs as a subprocess of that dbt.
+            invocation_mode=InvocationMode.SUBPROCESS if executable else InvocationMode.DBT_RUNNER,
+            **executable,
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
+            should_detach_multiple_parents_tests=True,
+            exclude=["resource_type:unit_test"],
+        ),
+        operator_args={"install_deps": False, "emit_datasets": False},
+    )
+
+
+def transform_summary() -> dict[str, Any]:
+    """What the run left in the warehouse, for the task log and the asset event."""
+    from trackway.status import stage_counts
+
+    counts = stage_counts(load_settings())
+    return {"events": counts.events, "rejected": counts.rejected, "raw_rows": counts.raw_rows}
