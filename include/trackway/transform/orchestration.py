@@ -70,7 +70,7 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
     settings = load_settings()
     # profiles.yml reads only these variables; set here, in the process that
     # parses the DAG and runs its tasks, so no credential is serialized.
-    os.environ.update({**dbt_environment(settings), **PIPELINE_DBT_ENV})
+    os.environ.update(dbt_environment(settings))
     project = project_dir(settings)  # with a tracking plan: the copy holding its generated models
     manifest = ensure_manifest(settings)
     executable = {"dbt_executable_path": str(settings.dbt_executable)} if settings.dbt_executable else {}
@@ -80,6 +80,9 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
             dbt_project_path=project,
             manifest_path=manifest,
             project_name="trackway",
+            # Given to every dbt the tasks start, without leaking into this process's
+            # environment (a later `dbt test --select test_type:unit` here must still see them).
+            env_vars=PIPELINE_DBT_ENV,
         ),
         profile_config=ProfileConfig(
             profile_name="trackway",
