@@ -14,6 +14,9 @@ the emulator live here only, each with why:
    and the job's schema: 1.4.0 ignores them all and always treats line 1 as a header,
    which BigQuery does not. Trackway loads NDJSON as one-column CSV (see
    trackway.warehouse.bigquery_warehouse).
+4. JSON subscript by a STRING column (`json_col[key_col]`, trackway.json_each on
+   BigQuery) becomes DuckDB's json_extract(json_col, key_col): 1.4.0 stores what
+   JSON_QUERY returns as VARCHAR, so its DuckDB `varchar[key]` fails to bind.
 (Trackway never uploads through the emulator's media endpoint, so its strict
 media types need no workaround here.)
 """
@@ -33,6 +36,25 @@ PROJECT = "trackway-test"
 
 
 def _patch_emulator() -> None:
+    # Workaround 4, registered before any translator is built: json_col[key_col] ->
+    # json_extract(json_col, key_col), where DuckDB reads key_col as a plain key, not a path.
+    from bqemulator.sql.rules import TranslationRule, register
+    from sqlglot import exp
+
+    @register
+    class JSONSubscriptByColumnRule(TranslationRule):
+        name = "TRACKWAY_JSON_SUBSCRIPT_BY_COLUMN"
+
+        def applies_to(self, node: exp.Expression) -> bool:
+            return (
+                isinstance(node, exp.Bracket)
+                and len(node.expressions) == 1
+                and isinstance(node.expressions[0], exp.Column)
+            )
+
+        def rewrite(self, node: exp.Expression) -> exp.Expression:
+            return exp.Anonymous(this="json_extract", expressions=[node.this.copy(), node.expressions[0].copy()])
+
     from bqemulator.jobs import executor
     from bqemulator.storage import engine
 

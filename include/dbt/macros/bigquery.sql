@@ -68,3 +68,54 @@
 {% macro bigquery__quoted_text(text_expr) -%}
     concat("'", {{ text_expr }}, "'")
 {%- endmacro %}
+
+
+{% macro bigquery__epoch_us(ts_expr) -%}
+    unix_micros({{ ts_expr }})
+{%- endmacro %}
+
+
+{% macro bigquery__type_timestamptz() -%}timestamp{%- endmacro %}
+
+
+{#- md5 is BYTES on BigQuery; hex text like md5() elsewhere. -#}
+{% macro bigquery__hash_id(parts) -%}
+    to_hex(md5({% for part in parts %}cast({{ part }} as {{ dbt.type_string() }}){{ " || '|' || " if not loop.last }}{% endfor %}))
+{%- endmacro %}
+
+
+{% macro bigquery__interval_minutes(minutes) -%}
+    interval {{ minutes | int }} minute
+{%- endmacro %}
+
+
+{% macro bigquery__utc_text(ts_expr) -%}
+    format_timestamp('%Y-%m-%d %H:%M:%E6S', {{ ts_expr }}, 'UTC')
+{%- endmacro %}
+
+
+{#- An array of (key, value) structs: used as `from t, <this> as member`, then member.key / member.value. -#}
+{% macro bigquery__json_each(json_expr) -%}
+    unnest(array(
+        select as struct
+            json_key as key,
+            {{ json_expr }}[json_key] as value
+        from unnest(json_keys({{ json_expr }}, 1)) as json_key
+    ))
+{%- endmacro %}
+
+
+{% macro bigquery__json_is_object(json_expr) -%}(json_type({{ json_expr }}) = 'object'){%- endmacro %}
+
+
+{#-
+    Built as JSON text: JSON_OBJECT(ARRAY_AGG(key), ARRAY_AGG(value)) is the
+    shorter BigQuery form, but bqemulator 1.4.0 cannot run it (DuckDB binder
+    error on the key array); this form is equally valid BigQuery.
+-#}
+{% macro bigquery__json_object_agg(key_expr, value_expr) -%}
+    parse_json(concat('{', string_agg(concat(to_json_string({{ key_expr }}), ':', to_json_string({{ value_expr }})), ','), '}'))
+{%- endmacro %}
+
+
+{% macro bigquery__json_scalar_text(json_expr) -%}json_value({{ json_expr }}){%- endmacro %}

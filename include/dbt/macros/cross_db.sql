@@ -226,6 +226,10 @@
 
 {# A stable text id from text parts: md5 hex of the parts joined by '|'. #}
 {% macro hash_id(parts) -%}
+    {{ return(adapter.dispatch('hash_id', 'trackway')(parts)) }}
+{%- endmacro %}
+
+{% macro default__hash_id(parts) -%}
     md5({% for part in parts %}cast({{ part }} as {{ dbt.type_string() }}){{ " || '|' || " if not loop.last }}{% endfor %})
 {%- endmacro %}
 
@@ -276,3 +280,23 @@
 {% macro duckdb__json_scalar_text(json_expr) -%}json_extract_string({{ json_expr }}, '$'){%- endmacro %}
 
 {% macro postgres__json_scalar_text(json_expr) -%}({{ json_expr }} #>> '{}'){%- endmacro %}
+
+
+{# An interval of whole minutes, to add to or subtract from a timestamptz. #}
+{% macro interval_minutes(minutes) -%}
+    {{ return(adapter.dispatch('interval_minutes', 'trackway')(minutes)) }}
+{%- endmacro %}
+
+{% macro default__interval_minutes(minutes) -%}
+    interval '{{ minutes | int }} minutes'
+{%- endmacro %}
+
+
+{# A timestamptz as UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]', whatever the session time zone. #}
+{% macro utc_text(ts_expr) -%}
+    {{ return(adapter.dispatch('utc_text', 'trackway')(ts_expr)) }}
+{%- endmacro %}
+
+{% macro default__utc_text(ts_expr) -%}
+    cast(({{ ts_expr }}) at time zone 'UTC' as text)
+{%- endmacro %}

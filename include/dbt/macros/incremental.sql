@@ -22,14 +22,14 @@
     {%- endif -%}
     {#- As UTC text, so the literal means the same instant whatever the session time zone. -#}
     {%- set newest = run_query(
-        "select cast(max(loaded_at) at time zone 'UTC' as text) from " ~ events
+        "select " ~ trackway.utc_text("max(loaded_at)") ~ " from " ~ events
     ).columns[0].values()[0] -%}
     {%- if newest is none -%}
         {{ return(none) }}
     {%- endif -%}
     {{ return(
         trackway.timestamptz_literal(newest ~ "+00:00")
-        ~ " - interval '" ~ (var('raw_lookback_minutes') | int) ~ " minutes'"
+        ~ " - " ~ trackway.interval_minutes(var('raw_lookback_minutes'))
     ) }}
 {%- endmacro %}
 
@@ -153,4 +153,71 @@
         {'columns': ['session_id'], 'unique': true},
         {'columns': ['transformed_at']},
     ]) }}
+{%- endmacro %}
+
+
+{#
+    delete+insert where the adapter has it (DuckDB, PostgreSQL): rows of the
+    unique_key are replaced. dbt-bigquery offers merge and insert_overwrite
+    only; merge on the same unique_key writes the same rows there.
+#}
+{% macro incremental_strategy() -%}
+    {{ return(adapter.dispatch('incremental_strategy', 'trackway')()) }}
+{%- endmacro %}
+
+{% macro default__incremental_strategy() -%}
+    {{ return('delete+insert') }}
+{%- endmacro %}
+
+{% macro bigquery__incremental_strategy() -%}
+    {{ return('merge') }}
+{%- endmacro %}
+
+
+{#
+    BigQuery's physical layout (partition_by / cluster_by), none elsewhere:
+    dbt-duckdb reads partition_by too (external files), so these configs are
+    set only for BigQuery. Partition by a DATE column, cluster by the columns
+    queries filter on.
+#}
+{% macro bigquery_partition_by(date_column) -%}
+    {%- if target.type == 'bigquery' -%}
+        {{ return({'field': date_column, 'data_type': 'date', 'granularity': 'day'}) }}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{% macro bigquery_cluster_by(columns) -%}
+    {%- if target.type == 'bigquery' -%}
+        {{ return(columns) }}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+
+{#
+    unique_key of a table replaced group by group (e.g. all rows of a day).
+    delete+insert takes the group column; BigQuery's merge needs a key that
+    is unique per row, and delete_superseded_rows then removes the rows of
+    a rewritten group that this run did not write again.
+#}
+{% macro group_unique_key(group_column, row_key) -%}
+    {%- if target.type == 'bigquery' -%}
+        {{ return(row_key) }}
+    {%- endif -%}
+    {{ return(group_column) }}
+{%- endmacro %}
+
+{% macro delete_superseded_rows(group_column) -%}
+    {%- if target.type == 'bigquery' and is_incremental() -%}
+        delete from {{ this }} as old
+        where
+            old.transformed_at < (select max(s.transformed_at) from {{ this }} as s)
+            and old.{{ group_column }} in (
+                select rewritten.{{ group_column }} from {{ this }} as rewritten
+                where rewritten.transformed_at = (select max(s.transformed_at) from {{ this }} as s)
+            )
+    {%- else -%}
+        select 1 as nothing_to_delete
+    {%- endif -%}
 {%- endmacro %}

@@ -86,7 +86,8 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
         ),
         profile_config=ProfileConfig(
             profile_name="trackway",
-            target_name=settings.warehouse.kind,
+            # The profile's target as dbt_runner picks it (bigquery_emulator when an API endpoint is set).
+            target_name=settings.warehouse.dbt_env()["TRACKWAY_DBT_TARGET"],
             profiles_yml_filepath=project / "profiles.yml",
         ),
         execution_config=ExecutionConfig(

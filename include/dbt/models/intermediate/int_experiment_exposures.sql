@@ -9,7 +9,7 @@
 {{ config(
     materialized='incremental',
     unique_key=['event_id', 'experiment_id'],
-    incremental_strategy='delete+insert',
+    incremental_strategy=trackway.incremental_strategy(),
     on_schema_change='fail',
 ) }}
 

@@ -10,7 +10,7 @@
 {{ config(
     materialized='incremental',
     unique_key='anonymous_id',
-    incremental_strategy='delete+insert',
+    incremental_strategy=trackway.incremental_strategy(),
     on_schema_change='fail',
 ) }}
 

@@ -8,9 +8,10 @@
 
 {{ config(
     materialized='incremental',
-    unique_key='activity_date',
-    incremental_strategy='delete+insert',
+    unique_key=trackway.group_unique_key('activity_date', ['activity_date', 'person_id']),
+    incremental_strategy=trackway.incremental_strategy(),
     on_schema_change='fail',
+    post_hook=["{{ trackway.delete_superseded_rows('activity_date') }}"],
 ) }}
 
 {%- if is_incremental() %}

@@ -11,7 +11,7 @@
 {{ config(
     materialized='incremental',
     unique_key='activity_date',
-    incremental_strategy='delete+insert',
+    incremental_strategy=trackway.incremental_strategy(),
     on_schema_change='fail',
 ) }}
 

@@ -23,12 +23,14 @@
 {{ config(
     materialized='incremental',
     unique_key='event_id',
-    incremental_strategy='delete+insert',
+    incremental_strategy=trackway.incremental_strategy(),
     on_schema_change='fail',
     indexes=trackway.events_indexes(),
+    partition_by=trackway.bigquery_partition_by('event_date'),
+    cluster_by=trackway.bigquery_cluster_by(['event_name', 'person_id']),
 ) }}
 
-{%- set gap = "interval '" ~ (var('session_inactivity_minutes') | int) ~ " minutes'" %}
+{%- set gap = trackway.interval_minutes(var('session_inactivity_minutes')) %}
 {%- set device_id = trackway.device_id() %}
 {%- set columns = [
     'event_id', 'event_type', 'event_name', 'page_name', 'user_id', 'anonymous_id', 'source_id',

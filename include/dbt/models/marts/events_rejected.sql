@@ -9,7 +9,7 @@
 {{ config(
     materialized='incremental',
     unique_key=['source_object', 'line_number', 'load_id'],
-    incremental_strategy='delete+insert',
+    incremental_strategy=trackway.incremental_strategy(),
     on_schema_change='fail',
 ) }}
 

@@ -16,7 +16,7 @@
 {{ config(
     materialized='incremental',
     unique_key='anonymous_id',
-    incremental_strategy='delete+insert',
+    incremental_strategy=trackway.incremental_strategy(),
     on_schema_change='fail',
 ) }}
 
@@ -34,7 +34,7 @@ with recursive links as (
 
 ),
 
-walk (start_id, node_id, hops) as (
+walk as (
 
     select
         anonymous_id as start_id,

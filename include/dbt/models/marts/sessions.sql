@@ -12,9 +12,11 @@
 {{ config(
     materialized='incremental',
     unique_key='session_id',
-    incremental_strategy='delete+insert',
+    incremental_strategy=trackway.incremental_strategy(),
     on_schema_change='fail',
     indexes=trackway.sessions_indexes(),
+    partition_by=trackway.bigquery_partition_by('session_date'),
+    cluster_by=trackway.bigquery_cluster_by(['person_id']),
     post_hook=["{{ trackway.delete_absorbed_sessions() }}"],
 ) }}
 
