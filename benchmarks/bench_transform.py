@@ -38,7 +38,7 @@ DAY0 = datetime(2026, 10, 1, tzinfo=UTC)
 DEVICES_PER_DAY_DIVISOR = 20  # ~20 events per device per day
 
 # One synthetic Segment line per i: every 10th a page call, the rest track calls.
-DUCKDB_GENERATE = """
+GENERATE = """
 insert into raw.events_raw
     (message_id, type, event, anonymous_id, "timestamp", received_at, raw, source_object, line_number, load_id, loaded_at)
 select
@@ -56,37 +56,23 @@ from (
         case when i % 10 = 0 then 'page' else 'track' end as typ,
         case when i % 10 = 0 then null else 'Clicked' end as evt,
         'anon-{day}-' || (i % {devices}) as anon,
-        strftime(
-            cast('{start}' as timestamp) + to_microseconds(cast(i * {step_us} as bigint)), '%Y-%m-%dT%H:%M:%S.%gZ'
-        ) as ts
-    from range({n}) as r(i)
-)
-"""
-
-POSTGRES_GENERATE = """
-insert into raw.events_raw
-    (message_id, type, event, anonymous_id, "timestamp", received_at, raw, source_object, line_number, load_id, loaded_at)
-select
-    msg, typ, evt, anon, ts, ts,
-    '{{"messageId":"' || msg || '","type":"' || typ || '"'
-        || case when evt is null then '' else ',"event":"' || evt || '"' end
-        || ',"anonymousId":"' || anon || '","timestamp":"' || ts || '","receivedAt":"' || ts || '"'
-        || ',"properties":{{"i":' || i || '}},"context":{{"page":{{"path":"/p/' || (i % 50) || '"}},'
-        || '"campaign":{{"source":"s' || (i % 7) || '"}}}}}}',
-    'bench://{load_id}', i, '{load_id}', cast('{loaded_at}' as timestamptz)
-from (
-    select
-        i,
-        '{load_id}-' || i as msg,
-        case when i % 10 = 0 then 'page' else 'track' end as typ,
-        case when i % 10 = 0 then null else 'Clicked' end as evt,
-        'anon-{day}-' || (i % {devices}) as anon,
-        to_char(
-            cast('{start}' as timestamp) + (cast(i as bigint) * {step_us}) * interval '1 microsecond', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
-        ) as ts
-    from generate_series(0, {n} - 1) as i
+        {timestamp} as ts
+    from {series}
 ) as lines
 """
+# The only dialect differences: how the i-th ISO timestamp and the row series are written.
+DIALECT = {
+    "duckdb": (
+        "strftime(cast('{start}' as timestamp) + to_microseconds(cast(i * {step_us} as bigint)), "
+        "'%Y-%m-%dT%H:%M:%S.%gZ')",
+        "range({n}) as r(i)",
+    ),
+    "postgres": (
+        "to_char(cast('{start}' as timestamp) + (cast(i as bigint) * {step_us}) * interval '1 microsecond', "
+        '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\')',
+        "generate_series(0, {n} - 1) as i",
+    ),
+}
 
 # The hand-written baseline: the increment's valid lines, typed, minus messageIds already kept.
 BASELINE = {
@@ -158,7 +144,8 @@ class Bench:
             return cur.fetchall() if cur.description else []
 
     def generate(self, load_id: str, day: int, start: datetime, seconds: float, n: int, loaded_at: datetime) -> None:
-        template = DUCKDB_GENERATE if self.kind == "duckdb" else POSTGRES_GENERATE
+        timestamp, series = DIALECT[self.kind]
+        template = GENERATE.replace("{timestamp}", timestamp).replace("{series}", series)
         self.sql(
             template.format(
                 load_id=load_id,

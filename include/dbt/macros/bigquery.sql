@@ -29,15 +29,8 @@
 
 
 {% macro bigquery__select_json_fields(relation, json_column, text_fields, json_fields) -%}
-    select
-        {{ relation }}.*,
-        {%- for name, path in text_fields %}
-        {{ trackway.json_text(json_column, path) }} as {{ name }},
-        {%- endfor %}
-        {%- for name, path in json_fields %}
-        {{ trackway.json_value(json_column, path) }} as {{ name }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from {{ relation }}
+    {#- One expression per field, as on PostgreSQL; json_text/json_value dispatch to BigQuery's. -#}
+    {{ trackway.postgres__select_json_fields(relation, json_column, text_fields, json_fields) }}
 {%- endmacro %}
 
 

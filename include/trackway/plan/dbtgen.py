@@ -337,19 +337,10 @@ left join violating
 
 def typed_view_sql(event: EventSpec, schema: str, alias: str, columns: dict[str, str]) -> str:
     payload = event.payload_field
-    lines = [
-        "event_id",
-        "event_type",
-        "event_name",
-        f"coalesce({_major_expr()}, {lit(str(event.version.model))}) as event_version",
-        "user_id",
-        "anonymous_id",
-        "session_id",
-        "source_id",
-        "occurred_at",
-        "received_at",
-        "event_date",
-    ]
+    # The common columns are names.COMMON_COLUMNS (which lint checks property names against);
+    # the JSON columns come last, only the event's own payload among them.
+    computed = {"event_version": f"coalesce({_major_expr()}, {lit(str(event.version.model))}) as event_version"}
+    lines = [computed.get(c, c) for c in names.COMMON_COLUMNS if c not in ("properties", "traits", "context")]
     if event.type in ("page", "screen"):
         lines.append("page_name")
     for prop in event.current.properties:

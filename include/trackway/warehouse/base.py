@@ -161,6 +161,23 @@ def ledger_params(load: ObjectLoad) -> list[Any]:
     ]
 
 
+def load_run_params(run: LoadRun) -> list[Any]:
+    """Parameters of ``LOAD_RUN_INSERT`` in its column order."""
+    return [
+        run.load_id,
+        run.interval_start,
+        run.interval_end,
+        run.started_at,
+        run.finished_at,
+        run.triggered_by,
+        run.objects_found,
+        run.objects_loaded,
+        run.objects_skipped,
+        run.rows_loaded,
+        run.parse_errors,
+    ]
+
+
 class Warehouse(ABC):
     """A connection to one warehouse. Use as a context manager."""
 

@@ -41,6 +41,7 @@ from trackway.warehouse.base import (
     ObjectLoad,
     RawTable,
     Warehouse,
+    load_run_params,
 )
 
 log = logging.getLogger(__name__)
@@ -401,19 +402,7 @@ WHEN NOT MATCHED THEN INSERT
             f"INSERT INTO {self.table_ref(RAW_SCHEMA, LOAD_RUNS)} (load_id, interval_start, interval_end, started_at, "
             "finished_at, triggered_by, objects_found, objects_loaded, objects_skipped, rows_loaded, parse_errors) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run.load_id,
-                run.interval_start,
-                run.interval_end,
-                run.started_at,
-                run.finished_at,
-                run.triggered_by,
-                run.objects_found,
-                run.objects_loaded,
-                run.objects_skipped,
-                run.rows_loaded,
-                run.parse_errors,
-            ],
+            load_run_params(run),
         )
 
     # -- reading -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from trackway.warehouse.base import (
     WarehouseBusy,
     ledger_params,
     ledger_row,
+    load_run_params,
 )
 from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
 
@@ -192,17 +193,7 @@ class DuckDBWarehouse(Warehouse):
             self.con.unregister("_batch")
             self.con.execute(
                 LEDGER_UPSERT,
-                [
-                    load.source_object,
-                    load.fingerprint,
-                    load.size_bytes,
-                    load.rows,
-                    load.parse_errors,
-                    load.blank_lines,
-                    load.object_error,
-                    load.load_id,
-                    load.loaded_at,
-                ],
+                ledger_params(load),
             )
             self.con.execute("COMMIT")
         except BaseException:
@@ -438,19 +429,7 @@ class DuckDBWarehouse(Warehouse):
     def record_load_run(self, run: LoadRun) -> None:
         self.con.execute(
             LOAD_RUN_INSERT,
-            [
-                run.load_id,
-                run.interval_start,
-                run.interval_end,
-                run.started_at,
-                run.finished_at,
-                run.triggered_by,
-                run.objects_found,
-                run.objects_loaded,
-                run.objects_skipped,
-                run.rows_loaded,
-                run.parse_errors,
-            ],
+            load_run_params(run),
         )
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
