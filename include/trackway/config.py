@@ -169,7 +169,7 @@ class WarehouseTarget:
                 url=url,
                 project=parsed.netloc,
                 dataset_prefix=prefix,
-                location=_env("TRACKWAY_BIGQUERY_LOCATION", "US") or "US",
+                location=_env("TRACKWAY_BIGQUERY_LOCATION", "US"),
                 conn_id=_env("TRACKWAY_WAREHOUSE_CONN_ID"),
                 api_endpoint=_env("TRACKWAY_BIGQUERY_API_ENDPOINT"),
             )
@@ -413,7 +413,7 @@ def load_settings() -> Settings:
     if plan_dir is not None and not plan_dir.is_dir():
         raise ConfigError(f"TRACKWAY_PLAN_DIR={plan_dir_text!r} is not a folder; point it at a tracking plan folder")
     plan_modes, plan_default_mode = parse_plan_modes(_env("TRACKWAY_PLAN_MODES"))
-    typed_schema = _env("TRACKWAY_TYPED_SCHEMA", "analytics_typed") or "analytics_typed"
+    typed_schema = _env("TRACKWAY_TYPED_SCHEMA", "analytics_typed")
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", typed_schema):
         raise ConfigError(f"TRACKWAY_TYPED_SCHEMA={typed_schema!r}: use lower-case letters, digits and _")
     return Settings(
