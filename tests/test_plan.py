@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import date
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,6 +22,8 @@ try:
     from plan_fixtures import DEMO_PLAN, hostile_plan, messy_segment_export, write_plan
 except ImportError:  # tests/ imported as a package
     from tests.plan_fixtures import DEMO_PLAN, hostile_plan, messy_segment_export, write_plan
+
+REPO_DBT = Path(__file__).resolve().parents[1] / "include" / "dbt"
 
 
 def segment_message(call) -> dict:
@@ -599,3 +602,32 @@ def test_demo_plan_copy_is_independent(tmp_path):
     assert lint_plan(load_plan(copy)) == []
     assert worst(diff_plans(load_plan(DEMO_PLAN), load_plan(copy))) is None
     assert BREAKING == "breaking"
+
+
+def test_project_copy_is_synced_in_place(tmp_path):
+    """DAG parsing re-syncs the plan's dbt project while tasks may read it: unchanged files are never
+    deleted or rewritten (same inode, same mtime), changed ones are updated, vanished ones go."""
+    from trackway.plan.dbtgen import project_with_plan
+
+    source = shutil.copytree(REPO_DBT, tmp_path / "src", ignore=shutil.ignore_patterns("target", "logs"))
+    dest = tmp_path / "copy"
+    plan = load_plan(DEMO_PLAN)
+    project_with_plan(plan, source, dest)
+    generated = sorted((dest / "models" / "plan").rglob("*.sql"))
+    assert generated and (dest / "dbt_project.yml").read_bytes() == (source / "dbt_project.yml").read_bytes()
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in dest.rglob("*") if p.is_file()}
+    (dest / "target").mkdir()
+    (dest / "target" / "manifest.json").write_text("{}")  # dbt's output is left alone
+
+    (source / "models" / "staging" / "stg_events.sql").write_text("select 1 as changed\n")
+    (source / "macros" / "plan.sql").unlink()
+    project_with_plan(plan, source, dest)
+
+    assert (dest / "models" / "staging" / "stg_events.sql").read_text() == "select 1 as changed\n"
+    assert not (dest / "macros" / "plan.sql").exists()
+    assert (dest / "target" / "manifest.json").exists()
+    untouched = [p for p in before if p.exists() and p.name != "stg_events.sql"]
+    assert untouched and all((p.stat().st_ino, p.stat().st_mtime_ns) == before[p] for p in untouched), (
+        "unchanged files were deleted or rewritten"
+    )
+    assert sorted((dest / "models" / "plan").rglob("*.sql")) == generated

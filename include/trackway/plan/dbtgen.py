@@ -453,20 +453,44 @@ def generate(plan: Plan, typed_schema: str = "analytics_typed") -> dict[str, str
 
 
 def project_with_plan(plan: Plan, source: Path, dest: Path, typed_schema: str = "analytics_typed") -> Path:
-    """A copy of the dbt project at ``dest`` with the plan's models in models/plan/; returns ``dest``."""
-    ignore = shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml", FOLDER)
-    if dest.exists():
-        for child in dest.iterdir():  # drop files the source no longer has; generated ones are rewritten below
-            if child.name != "models":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        models = dest / "models"
-        if models.exists():
-            for child in models.iterdir():
-                if child.name != FOLDER:
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-    shutil.copytree(source, dest, ignore=ignore, dirs_exist_ok=True)
+    """A copy of the dbt project at ``dest`` with the plan's models in models/plan/; returns ``dest``.
+
+    Runs at every DAG parse, while tasks may be reading the copy: only changed files are
+    rewritten and only vanished ones removed, so an unchanged project is left untouched
+    (and its mtimes keep dbt's manifest fresh).
+    """
+    _sync_tree(source, dest, skip_top={"target", "logs", "dbt_packages", ".user.yml"}, keep={f"models/{FOLDER}"})
     write_dbt_models(plan, dest, typed_schema)
     return dest
+
+
+def _sync_tree(source: Path, dest: Path, *, skip_top: set[str], keep: set[str]) -> None:
+    """Make ``dest`` hold ``source``'s files, leaving paths under ``keep`` (and ``skip_top``) alone."""
+
+    def managed(rel: str) -> bool:
+        return rel.split("/", 1)[0] not in skip_top and not any(rel == k or rel.startswith(k + "/") for k in keep)
+
+    wanted = {
+        p.relative_to(source).as_posix(): p
+        for p in source.rglob("*")
+        if p.is_file() and managed(p.relative_to(source).as_posix())
+    }
+    if dest.exists():
+        for path in sorted(dest.rglob("*"), reverse=True):  # children before their folders
+            rel = path.relative_to(dest).as_posix()
+            if not managed(rel) or rel in wanted:
+                continue
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink()
+    for rel, src in wanted.items():
+        target = dest / rel
+        if target.is_file() and target.stat().st_size == src.stat().st_size and target.read_bytes() == src.read_bytes():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
 
 
 def write_dbt_models(plan: Plan | None, project_dir: Path, typed_schema: str = "analytics_typed") -> list[Path]:
