@@ -107,7 +107,7 @@
     error on the key array); this form is equally valid BigQuery.
 -#}
 {% macro bigquery__json_object_agg(key_expr, value_expr) -%}
-    parse_json(concat('{', string_agg(concat(to_json_string({{ key_expr }}), ':', to_json_string({{ value_expr }})), ','), '}'))
+    parse_json(concat('{', string_agg(concat(to_json_string({{ key_expr }}), ':', to_json_string({{ value_expr }})), ',' order by {{ key_expr }}), '}'))
 {%- endmacro %}
 
 

@@ -258,14 +258,25 @@
 {% macro postgres__json_is_object(json_expr) -%}(jsonb_typeof({{ json_expr }}) = 'object'){%- endmacro %}
 
 
-{# Aggregate (key, JSON value) rows into one JSON object. #}
+{#
+    Aggregate (key, JSON value) rows into one JSON object, keys in sorted
+    order: the text of the object must not depend on the order rows reach
+    the aggregate, or an incremental run and a full refresh of the same
+    rows would write different text (PostgreSQL's jsonb has a canonical
+    order of its own: shorter keys first).
+#}
 {% macro json_object_agg(key_expr, value_expr) -%}
     {{ return(adapter.dispatch('json_object_agg', 'trackway')(key_expr, value_expr)) }}
 {%- endmacro %}
 
 {% macro default__json_object_agg(key_expr, value_expr) -%}{{ trackway._unsupported_adapter('json_object_agg') }}{%- endmacro %}
 
-{% macro duckdb__json_object_agg(key_expr, value_expr) -%}json_group_object({{ key_expr }}, {{ value_expr }}){%- endmacro %}
+{% macro duckdb__json_object_agg(key_expr, value_expr) -%}
+    cast('{' || string_agg(
+        to_json(cast({{ key_expr }} as varchar)) || ':' || coalesce(cast(to_json({{ value_expr }}) as varchar), 'null'),
+        ',' order by {{ key_expr }}
+    ) || '}' as json)
+{%- endmacro %}
 
 {% macro postgres__json_object_agg(key_expr, value_expr) -%}jsonb_object_agg({{ key_expr }}, {{ value_expr }}){%- endmacro %}
 
