@@ -40,9 +40,9 @@ $(DBT_STAMP): $(DBT_VENV)/bin/python requirements-dbt.txt $(STAMP)
 	$(DBT_VENV)/bin/python -m pip check
 	@touch $@
 
-dbt-venv: $(DBT_STAMP) ## create/update .dbt-venv, the environment dbt runs from (TRACKWAY_DBT_EXECUTABLE)
+dbt-venv: $(DBT_STAMP) ## create/update .dbt-venv, the environment dbt-bigquery runs from (adr/0007)
 
-demo: $(STAMP) $(DBT_STAMP) ## run the whole pipeline once on the embedded default and print what it found
+demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
 test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite

@@ -29,12 +29,20 @@ def test_dbt_lock_has_the_adapters_and_shares_dbt_core_and_duckdb_with_the_airfl
     assert "dbt-bigquery" not in airflow
 
 
-def test_default_is_the_makefiles_dbt_venv(trackway_env, monkeypatch):
+def test_default_is_in_process_except_on_bigquery(trackway_env, monkeypatch):
+    """dbt-core, dbt-duckdb and dbt-postgres are in Airflow's environment: no process per task there."""
     monkeypatch.delenv("TRACKWAY_DBT_EXECUTABLE", raising=False)
-    expected = REPO_ROOT / ".dbt-venv" / "bin" / "dbt"
-    assert load_settings().dbt_executable == (expected if expected.is_file() else None)
+    assert load_settings().dbt_executable is None  # DuckDB
+    monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", "postgresql://trackway@localhost/trackway")
+    assert load_settings().dbt_executable is None
+    monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", "bigquery://my-project/trackway")
+    assert load_settings().dbt_executable == REPO_ROOT / ".dbt-venv" / "bin" / "dbt"  # make test builds it
     monkeypatch.setenv("TRACKWAY_DBT_EXECUTABLE", "in-process")
     assert load_settings().dbt_executable is None
+    explicit = REPO_ROOT / ".dbt-venv" / "bin" / "dbt"
+    monkeypatch.setenv("TRACKWAY_DBT_EXECUTABLE", str(explicit))
+    monkeypatch.delenv("TRACKWAY_WAREHOUSE_URL")
+    assert load_settings().dbt_executable == explicit
 
 
 def test_missing_dbt_executable_says_what_to_do(trackway_env, monkeypatch, tmp_path):
@@ -54,7 +62,7 @@ def test_bigquery_needs_the_dbt_environment(monkeypatch, trackway_env):
 def test_parse_runs_in_the_dbt_environment(trackway_env, monkeypatch):
     # make test builds .dbt-venv first; a missing one is an install bug, not a reason to skip.
     assert (REPO_ROOT / ".dbt-venv" / "bin" / "dbt").is_file(), "run make dbt-venv (make test does it)"
-    monkeypatch.delenv("TRACKWAY_DBT_EXECUTABLE", raising=False)
+    monkeypatch.setenv("TRACKWAY_DBT_EXECUTABLE", str(REPO_ROOT / ".dbt-venv" / "bin" / "dbt"))
     report = run_dbt(load_settings(), "parse")
     assert report.success and report.errors == []
     assert (trackway_env / "dbt" / "target" / "manifest.json").exists()

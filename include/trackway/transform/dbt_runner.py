@@ -4,10 +4,10 @@ dbt reads its connection only from environment variables (see
 include/dbt/profiles.yml), derived here from TRACKWAY_WAREHOUSE_URL, so the
 DAG, the CLI and the tests build the same project the same way.
 
-dbt runs from its own virtual environment (``settings.dbt_executable``, made
-by ``make dbt-venv``; see adr/0007) as a subprocess, because dbt-bigquery's
-pins clash with Airflow's Google provider. Without it, dbt runs in this
-process with the adapters the Airflow environment has (DuckDB, PostgreSQL).
+On DuckDB and PostgreSQL dbt runs in this process, with the adapters the
+Airflow environment has. On BigQuery it runs from its own virtual environment
+(``settings.dbt_executable``, made by ``make dbt-venv``; see adr/0007) as a
+subprocess, because dbt-bigquery's pins clash with Airflow's Google provider.
 """
 
 from __future__ import annotations
