@@ -2,7 +2,7 @@
 
 Every part is real: the collector runs as its own process, the official
 Segment Python SDK is the client, the DAGs run with ``dag.test()`` against a
-SQLite Airflow DB, and dbt builds on DuckDB.
+SQLite Airflow DB, and dbt builds on DuckDB and on a real PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -126,8 +126,13 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
     assert queued == ["events_transform"]
 
 
-def test_sdk_to_analytics_events(tmp_path, trackway_env, airflow_db, monkeypatch):
+@pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_sdk_to_analytics_events(warehouse, tmp_path, trackway_env, airflow_db, monkeypatch, request):
     monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
+    if warehouse == "postgres":
+        from postgres_server import create_database
+
+        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "e2e"))
     ensure_manifest(load_settings())  # as the demo does, so parsing events_transform stays fast
     started = hour_floor(datetime.now(UTC))
     collector = CollectorProcess(trackway_env).start()
