@@ -7,7 +7,7 @@ Every row runs on the same corpus in the same run; each figure is the median of 
   * PostgreSQL ceiling   -- COPY of the bare lines into a one-text-column table (no parsing at all)
   * trackway -> PostgreSQL
   * dlt -> DuckDB / PostgreSQL -- dlt's filesystem source + read_jsonl into the same warehouses
-  * peak RSS             -- a `trackway load` subprocess on one big object (ru_maxrss of the child)
+  * peak RSS             -- a `trackway load` subprocess on one big object (VmHWM of the child)
 
 The corpus (Segment-style events of about 1 KB, gzip'd NDJSON) is generated once and cached
 under the system temp dir, keyed by its size. Nothing here asserts time.
@@ -218,9 +218,11 @@ def peak_rss(big_mb: int, work: Path, warehouse_url: str | None) -> tuple[int, f
         env["TRACKWAY_WAREHOUSE_URL"] = warehouse_url
     else:
         env.pop("TRACKWAY_WAREHOUSE_URL", None)
+    # VmHWM of the child's own memory: ru_maxrss would carry this (large) process's peak over fork and exec.
     probe = (
-        "import resource, sys; from trackway.cli import main; rc = main(sys.argv[1:]); "
-        "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+        "import sys; from trackway.cli import main; rc = main(sys.argv[1:]); "
+        "print('maxrss_kib', next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))); "
+        "sys.exit(rc)"
     )
     started = time.perf_counter()
     proc = subprocess.run(

@@ -18,9 +18,13 @@ from raw_files import event, hour_dir
 
 LINES = 200_000
 GIB_KIB = 1024 * 1024
+# VmHWM, the peak RSS of this process's own memory since exec. Not ru_maxrss: Linux carries
+# that over from the parent across fork and exec, so a child of a big pytest would report
+# the parent's size.
 PROBE = (
-    "import resource, sys; from trackway.cli import main; rc = main(sys.argv[1:]); "
-    "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    "import sys; from trackway.cli import main; rc = main(sys.argv[1:]); "
+    "print('maxrss_kib', next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))); "
+    "sys.exit(rc)"
 )
 
 
