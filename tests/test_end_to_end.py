@@ -110,15 +110,20 @@ def _send_through_sdk(port: int, write_key: str) -> tuple[dict[str, dict], list[
     return sent, failed
 
 
-def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
-    """What the scheduler acts on: the load's asset events, and events_transform queued on them."""
+def _assert_transform_is_queued_by_the_asset(expected_rows: int, since: datetime) -> None:
+    """What the scheduler acts on: the load's asset events, and events_transform queued on them.
+
+    The Airflow DB is shared by the whole session, so only this test's asset events count.
+    """
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
         asset_id = session.scalar(select(AssetModel.id).where(AssetModel.uri == "trackway://warehouse/raw/events_raw"))
-        extras = session.scalars(select(AssetEvent.extra).where(AssetEvent.asset_id == asset_id)).all()
+        extras = session.scalars(
+            select(AssetEvent.extra).where(AssetEvent.asset_id == asset_id, AssetEvent.timestamp >= since)
+        ).all()
         queued = session.scalars(
             select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.asset_id == asset_id)
         ).all()
@@ -134,7 +139,8 @@ def test_sdk_to_analytics_events(warehouse, tmp_path, trackway_env, airflow_db, 
 
         monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "e2e"))
     ensure_manifest(load_settings())  # as the demo does, so parsing events_transform stays fast
-    started = hour_floor(datetime.now(UTC))
+    test_started = datetime.now(UTC)
+    started = hour_floor(test_started)
     collector = CollectorProcess(trackway_env).start()
     try:
         sent, failed = _send_through_sdk(collector.port, "key-web")
@@ -153,7 +159,7 @@ def test_sdk_to_analytics_events(warehouse, tmp_path, trackway_env, airflow_db, 
     for hour in hours_between(started, finished + timedelta(hours=1)):
         run = load_dag.test(logical_date=hour + timedelta(hours=1))
         assert run.state == "success"
-    _assert_transform_is_queued_by_the_asset(expected_rows=len(sent) + 1 + 2)
+    _assert_transform_is_queued_by_the_asset(expected_rows=len(sent) + 1 + 2, since=test_started)
     assert _load_dag("events_transform").test().state == "success"
 
     settings = load_settings()
