@@ -37,6 +37,26 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture
+def own_asset_events(airflow_db):
+    """This test's asset events and queued runs only: the Airflow DB is shared by the session.
+
+    Clears events_transform's asset queue before the test, and removes the asset events
+    and queued runs it made afterwards, so a test that counts them sees its own alone.
+    """
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete, func, select
+
+    with create_session() as session:
+        session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == "events_transform"))
+        before = session.scalar(select(func.max(AssetEvent.id))) or 0
+    yield
+    with create_session() as session:
+        session.execute(delete(AssetEvent).where(AssetEvent.id > before))
+        session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == "events_transform"))
+
+
+@pytest.fixture
 def trackway_env(tmp_path, monkeypatch) -> Path:
     """A fresh embedded Trackway (raw folder + DuckDB) under tmp_path; returns TRACKWAY_HOME."""
     home = tmp_path / "trackway"

@@ -110,10 +110,10 @@ def _send_through_sdk(port: int, write_key: str) -> tuple[dict[str, dict], list[
     return sent, failed
 
 
-def _assert_transform_is_queued_by_the_asset(expected_rows: int, since: datetime) -> None:
+def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
     """What the scheduler acts on: the load's asset events, and events_transform queued on them.
 
-    The Airflow DB is shared by the whole session, so only this test's asset events count.
+    The Airflow DB is shared by the session: the own_asset_events fixture leaves only this test's.
     """
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -121,9 +121,7 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int, since: datetime
 
     with create_session() as session:
         asset_id = session.scalar(select(AssetModel.id).where(AssetModel.uri == "trackway://warehouse/raw/events_raw"))
-        extras = session.scalars(
-            select(AssetEvent.extra).where(AssetEvent.asset_id == asset_id, AssetEvent.timestamp >= since)
-        ).all()
+        extras = session.scalars(select(AssetEvent.extra).where(AssetEvent.asset_id == asset_id)).all()
         queued = session.scalars(
             select(AssetDagRunQueue.target_dag_id).where(AssetDagRunQueue.asset_id == asset_id)
         ).all()
@@ -132,15 +130,14 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int, since: datetime
 
 
 @pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_sdk_to_analytics_events(warehouse, tmp_path, trackway_env, airflow_db, monkeypatch, request):
+def test_sdk_to_analytics_events(warehouse, tmp_path, trackway_env, own_asset_events, monkeypatch, request):
     monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
     if warehouse == "postgres":
         from postgres_server import create_database
 
         monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "e2e"))
     ensure_manifest(load_settings())  # as the demo does, so parsing events_transform stays fast
-    test_started = datetime.now(UTC)
-    started = hour_floor(test_started)
+    started = hour_floor(datetime.now(UTC))
     collector = CollectorProcess(trackway_env).start()
     try:
         sent, failed = _send_through_sdk(collector.port, "key-web")
@@ -159,7 +156,7 @@ def test_sdk_to_analytics_events(warehouse, tmp_path, trackway_env, airflow_db, 
     for hour in hours_between(started, finished + timedelta(hours=1)):
         run = load_dag.test(logical_date=hour + timedelta(hours=1))
         assert run.state == "success"
-    _assert_transform_is_queued_by_the_asset(expected_rows=len(sent) + 1 + 2, since=test_started)
+    _assert_transform_is_queued_by_the_asset(expected_rows=len(sent) + 1 + 2)
     assert _load_dag("events_transform").test().state == "success"
 
     settings = load_settings()

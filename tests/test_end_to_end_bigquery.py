@@ -23,22 +23,6 @@ from trackway.warehouse import open_warehouse
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def own_asset_events(airflow_db):
-    """Remove this test's asset events and queued runs from the session's Airflow DB afterwards:
-    test_end_to_end.py counts every event of the raw asset."""
-    from airflow.models.asset import AssetDagRunQueue, AssetEvent
-    from airflow.utils.session import create_session
-    from sqlalchemy import delete, func, select
-
-    with create_session() as session:
-        before = session.scalar(select(func.max(AssetEvent.id))) or 0
-    yield
-    with create_session() as session:
-        session.execute(delete(AssetEvent).where(AssetEvent.id > before))
-        session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == "events_transform"))
-
-
 def test_sdk_to_analytics_events_on_bigquery(tmp_path, trackway_env, own_asset_events, monkeypatch):
     with bigquery_stack(tmp_path / "stack") as stack:
         env = stack.env("e2e")
