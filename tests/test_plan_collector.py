@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -120,8 +119,10 @@ def test_plan_changes_are_picked_up_without_restart(planned):
     # A broken plan is refused; the last good one stays in force.
     (planned.plan / "events" / "broken.yaml").write_text("name: [oops\n")
     wait_for(lambda: "tracking plan not reloaded" in planned.stderr + planned.stdout, "the broken plan to be refused")
-    time.sleep(1.5)  # every worker's watcher has seen it
-    assert _every_worker(planned, False)
+    # The last good plan stays in force in every worker. Waited for, not looked at once: in one CI
+    # run under load a worker still flagged the event 1.5 s after the refusal (cause not yet found;
+    # see the closing note of 2026-11-23), so a plan lost for good still fails here, a late worker not.
+    wait_for(lambda: _every_worker(planned, False), "every worker to keep the last good plan")
     (planned.plan / "events" / "broken.yaml").unlink()
     (planned.plan / "events" / "teleported.yaml").unlink()
     planned.proc.send_signal(signal.SIGHUP)
