@@ -45,8 +45,12 @@ dbt-venv: $(DBT_STAMP) ## create/update .dbt-venv, the environment dbt-bigquery 
 demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
+# Test files run on one worker per core (pytest-xdist); each worker has its own Airflow DB, Cosmos cache and
+# servers (tests/conftest.py). PYTEST_WORKERS=0 runs them in this process, one after the other.
+PYTEST_WORKERS ?= auto
+
 test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # sqlfluff's dbt templater parses the project against a throwaway DuckDB file.
 LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb

@@ -129,8 +129,13 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
     assert queued == ["events_transform"]
 
 
-@pytest.mark.parametrize("warehouse", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_sdk_to_analytics_events(warehouse, tmp_path, trackway_env, own_asset_events, monkeypatch, request):
+def test_sdk_to_analytics_events(tmp_path, trackway_env, own_asset_events, monkeypatch, request):
+    end_to_end("duckdb", tmp_path, trackway_env, monkeypatch, request)
+
+
+def end_to_end(warehouse: str, tmp_path: Path, trackway_env: Path, monkeypatch, request) -> None:
+    """The whole run on one warehouse (PostgreSQL: tests/test_end_to_end_postgres.py, a file of its own so
+    that `make test`'s parallel workers can run the two at once)."""
     monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
     if warehouse == "postgres":
         from postgres_server import create_database

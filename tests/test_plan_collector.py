@@ -112,17 +112,27 @@ def _every_worker(planned, flagged: bool) -> bool:
     return all(_flagged(planned) is flagged for _ in range(6))
 
 
+def _log_count(planned, line: str) -> int:
+    return (planned.stderr + planned.stdout).count(line)
+
+
 def test_plan_changes_are_picked_up_without_restart(planned):
+    workers = 2  # CollectorProcess runs two
+    reloaded, refused = _log_count(planned, "tracking plan reloaded"), _log_count(planned, "tracking plan not reloaded")
     _add_event(planned.plan, "Listing Teleported")
-    wait_for(lambda: _every_worker(planned, False), "every worker to notice the new event in the plan folder")
-    wait_for(lambda: planned.health()["plan"]["events"] == 12, "/health to count the new event")
-    # A broken plan is refused; the last good one stays in force.
+    # Each worker logs its own reload. Waiting for answers alone is not enough: six answers in a row can all
+    # come from one worker (SO_REUSEPORT picks by hash), and a worker that had not reloaded before the broken
+    # file below appeared rightly keeps the plan it had, the one without the new event (CI failure of 2026-11-23).
+    wait_for(lambda: _log_count(planned, "tracking plan reloaded") >= reloaded + workers, "every worker to reload")
+    assert _every_worker(planned, False)
+    assert planned.health()["plan"]["events"] == 12
+    # A broken plan is refused by every worker; the last good one stays in force.
     (planned.plan / "events" / "broken.yaml").write_text("name: [oops\n")
-    wait_for(lambda: "tracking plan not reloaded" in planned.stderr + planned.stdout, "the broken plan to be refused")
-    # The last good plan stays in force in every worker. Waited for, not looked at once: in one CI
-    # run under load a worker still flagged the event 1.5 s after the refusal (cause not yet found;
-    # see the closing note of 2026-11-23), so a plan lost for good still fails here, a late worker not.
-    wait_for(lambda: _every_worker(planned, False), "every worker to keep the last good plan")
+    wait_for(
+        lambda: _log_count(planned, "tracking plan not reloaded") >= refused + workers,
+        "every worker to refuse the broken plan",
+    )
+    assert _every_worker(planned, False)
     (planned.plan / "events" / "broken.yaml").unlink()
     (planned.plan / "events" / "teleported.yaml").unlink()
     planned.proc.send_signal(signal.SIGHUP)
