@@ -14,13 +14,18 @@ Then a full refresh of --full-refresh-events on DuckDB: time and peak RSS
 
 The benchmark asserts nothing about time.
 
+PostgreSQL runs twice: with the indexes the models create, and with var
+postgres_indexes=false, so what the indexes buy is measured, not assumed.
+A per-model profile (dbt's run_results.json) shows where each run's time goes.
+
 Usage: .venv/bin/python benchmarks/bench_transform.py [--per-day 100000] [--pg-per-day 20000]
-       [--increment 50000] [--full-refresh-events 10000000] [--skip-postgres]
+       [--increment 50000] [--full-refresh-events 10000000] [--skip-postgres] [--skip-pg-without-indexes]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -29,6 +34,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
@@ -115,8 +121,8 @@ where not exists (select 1 from baseline_events as b where b.event_id = batch.ev
 
 
 class Bench:
-    def __init__(self, kind: str, url: str, home: Path):
-        self.kind, self.url, self.home = kind, url, home
+    def __init__(self, kind: str, url: str, home: Path, dbt_vars: str | None = None):
+        self.kind, self.url, self.home, self.dbt_vars = kind, url, home, dbt_vars
 
     def settings(self):
         os.environ["TRACKWAY_HOME"] = str(self.home)
@@ -161,8 +167,17 @@ class Bench:
         from trackway.transform.dbt_runner import run_dbt
 
         started = time.perf_counter()
-        run_dbt(self.settings(), command, "--quiet", *extra)
+        run_dbt(self.settings(), command, "--quiet", *extra, *(["--vars", self.dbt_vars] if self.dbt_vars else []))
         return time.perf_counter() - started
+
+    def model_seconds(self) -> dict[str, float]:
+        """Per-model execution time of the last dbt invocation (its run_results.json): the profile."""
+        results = json.loads((self.home / "dbt" / "target" / "run_results.json").read_text())
+        return {
+            r["unique_id"].rsplit(".", 1)[1]: r["execution_time"]
+            for r in results["results"]
+            if r["unique_id"].startswith("model.")
+        }
 
 
 def _open_raw(bench: Bench) -> None:
@@ -172,7 +187,7 @@ def _open_raw(bench: Bench) -> None:
         wh.ensure_raw_tables()
 
 
-def scenario(bench: Bench, days: int, per_day: int, increment: int, say) -> dict[str, float]:
+def scenario(bench: Bench, days: int, per_day: int, increment: int, say) -> dict[str, Any]:
     _open_raw(bench)
     say(f"  {bench.kind}: generating {days} day(s) x {per_day:,} events of history ...")
     for day in range(days):
@@ -189,7 +204,7 @@ def scenario(bench: Bench, days: int, per_day: int, increment: int, say) -> dict
     )
     if bench.kind == "postgres":
         bench.sql("create unique index on baseline_events (event_id)")
-    runs, builds, baselines = [], [], []
+    runs, builds, baselines, profiles = [], [], [], []
     for rep in range(3):
         loaded_at = last_loaded + timedelta(hours=6 * (rep + 1))
         # Late in the last history day, on its devices: their sessions are reopened and extended.
@@ -200,6 +215,7 @@ def scenario(bench: Bench, days: int, per_day: int, increment: int, say) -> dict
         bench.sql(BASELINE[bench.kind].format(loaded_at=loaded_at.isoformat()))
         baselines.append(time.perf_counter() - started)
         runs.append(bench.dbt("run"))
+        profiles.append(bench.model_seconds())
         # A build right after: models find nothing new (cost of the no-op run) plus every data test.
         builds.append(bench.dbt("build"))
         say(
@@ -214,6 +230,7 @@ def scenario(bench: Bench, days: int, per_day: int, increment: int, say) -> dict
         "run": statistics.median(runs),
         "build": statistics.median(builds),
         "baseline": statistics.median(baselines),
+        "models": {model: statistics.median(p[model] for p in profiles) for model in profiles[0]},
     }
 
 
@@ -252,6 +269,12 @@ def main() -> int:
     parser.add_argument("--long-days", type=int, default=30)
     parser.add_argument("--full-refresh-events", type=int, default=10_000_000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--skip-pg-without-indexes",
+        action="store_true",
+        help="do not repeat the PostgreSQL runs with var postgres_indexes=false (what the indexes buy)",
+    )
+    parser.add_argument("--skip-duckdb", action="store_true", help="only the PostgreSQL runs")
     args = parser.parse_args()
     os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     os.environ["DBT_EXCLUDE_RESOURCE_TYPES"] = "unit_test"
@@ -259,10 +282,10 @@ def main() -> int:
     def say(msg: str) -> None:
         print(msg, flush=True)
 
-    results: dict[tuple[str, int], dict[str, float]] = {}
+    results: dict[tuple[str, int], dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="trackway-bench-transform-") as tmp:
         root = Path(tmp)
-        for days in (1, args.long_days):
+        for days in () if args.skip_duckdb else (1, args.long_days):
             home = root / f"duckdb-{days}"
             results[("duckdb", days)] = scenario(
                 Bench("duckdb", f"duckdb://{home / 'w.duckdb'}", home), days, args.per_day, args.increment, say
@@ -270,33 +293,46 @@ def main() -> int:
         if not args.skip_postgres:
             from postgres_server import create_database, postgres_server
 
+            variants = [("postgres", None)]
+            if not args.skip_pg_without_indexes:
+                variants.append(("postgres, no indexes", "{postgres_indexes: false}"))
             with postgres_server() as server:
-                for days in (1, args.long_days):
-                    url = create_database(server, f"bench_{days}")
-                    results[("postgres", days)] = scenario(
-                        Bench("postgres", url, root / f"pg-{days}"), days, args.pg_per_day, args.increment, say
-                    )
+                for label, dbt_vars in variants:
+                    for days in (1, args.long_days):
+                        name = f"bench_{days}" + ("_noidx" if dbt_vars else "")
+                        bench = Bench("postgres", create_database(server, name), root / name, dbt_vars)
+                        say(f"  [{label}]")
+                        results[(label, days)] = scenario(bench, days, args.pg_per_day, args.increment, say)
         fr_seconds, fr_rss = (
             full_refresh(root, args.full_refresh_events, say) if args.full_refresh_events else (0.0, 0.0)
         )
 
     print(f"\nIncremental run of {args.increment:,} new events, median of 3, {os.cpu_count()} CPUs\n")
     print(
-        f"{'warehouse':10} {'history':>18} {'dbt run':>8} {'dbt build':>10} {'SQL baseline':>13} {'run/baseline':>13}"
+        f"{'warehouse':22} {'history':>18} {'dbt run':>8} {'dbt build':>10} {'SQL baseline':>13} {'run/baseline':>13}"
     )
-    for (kind, days), r in results.items():
+    for (label, days), r in results.items():
         history = f"{days}d = {int(r['history_events']):,}"
         print(
-            f"{kind:10} {history:>18} {r['run']:>7.2f}s {r['build']:>9.2f}s {r['baseline']:>12.2f}s "
+            f"{label:22} {history:>18} {r['run']:>7.2f}s {r['build']:>9.2f}s {r['baseline']:>12.2f}s "
             f"{r['run'] / r['baseline']:>12.1f}x"
         )
-    for kind in ("duckdb", "postgres"):
-        if (kind, 1) in results:
-            short, long_ = results[(kind, 1)], results[(kind, args.long_days)]
-            print(
-                f"{kind}: time({args.long_days} days) / time(1 day) = {long_['run'] / short['run']:.2f} (dbt run), "
-                f"{long_['build'] / short['build']:.2f} (dbt build incl. data tests over all history); target <= 1.3"
-            )
+    labels = list(dict.fromkeys(label for label, _ in results))
+    for label in labels:
+        short, long_ = results[(label, 1)], results[(label, args.long_days)]
+        print(
+            f"{label}: time({args.long_days} days) / time(1 day) = {long_['run'] / short['run']:.2f} (dbt run), "
+            f"{long_['build'] / short['build']:.2f} (dbt build incl. data tests over all history); target <= 1.3"
+        )
+    # The profile: where the time of an incremental `dbt run` goes, model by model (run_results.json).
+    for label in labels:
+        short, long_ = results[(label, 1)]["models"], results[(label, args.long_days)]["models"]
+        print(f"\nPer-model seconds of the incremental dbt run, {label} (median of 3)")
+        print(f"{'model':32} {'1 day':>8} {f'{args.long_days} days':>8} {'ratio':>6}")
+        for model in sorted(short, key=lambda m: -long_.get(m, 0.0)):
+            ratio = long_.get(model, 0.0) / short[model] if short[model] else float("nan")
+            print(f"{model:32} {short[model]:>7.2f}s {long_.get(model, 0.0):>7.2f}s {ratio:>6.2f}")
+        print(f"{'(sum of models)':32} {sum(short.values()):>7.2f}s {sum(long_.values()):>7.2f}s")
     if args.full_refresh_events:
         print(
             f"\nFull refresh (dbt run --full-refresh) of {args.full_refresh_events:,} raw events on DuckDB: "

@@ -112,3 +112,29 @@
 
 
 {% macro bigquery__json_scalar_text(json_expr) -%}json_value({{ json_expr }}){%- endmacro %}
+
+
+{#-
+    MERGE with partition pruning, for models configured merge_prunes_partitions=true
+    (analytics.events, analytics.sessions). Without it, every incremental MERGE reads
+    the whole target table. The floor is the earliest partition value among the rows
+    being merged, put into a script variable first: BigQuery prunes partitions on
+    constants and script variables, not on subqueries (dbt's own insert_overwrite
+    does the same). The source is dbt's temp table (on_schema_change makes dbt create
+    it), so computing the floor reads the batch, not history.
+    Correct when a row's partition value never moves later across runs, so every
+    target row a source row matches is at or above the floor: an event's event_date
+    comes from its occurred_at, which never changes; a session's started_at only
+    moves earlier (late events extend it).
+-#}
+{% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+    {%- set partition_by = config.get('partition_by') -%}
+    {%- if config.get('merge_prunes_partitions') and partition_by -%}
+        {%- set field = partition_by['field'] -%}
+        {%- set predicates = (incremental_predicates or []) + ['DBT_INTERNAL_DEST.' ~ field ~ ' >= trackway_merge_floor'] -%}
+        declare trackway_merge_floor {{ partition_by.get('data_type', 'date') }} default (select min(floor_source.{{ field }}) from {{ source }} as floor_source);
+        {{ dbt.default__get_merge_sql(target, source, unique_key, dest_columns, predicates) }}
+    {%- else -%}
+        {{ dbt.default__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) }}
+    {%- endif -%}
+{%- endmacro %}

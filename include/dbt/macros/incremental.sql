@@ -69,10 +69,10 @@
 
 {% macro postgres__create_raw_indexes() -%}
     {%- set raw = adapter.get_relation(database=target.database, schema='raw', identifier='events_raw') -%}
-    {%- if raw is not none -%}
+    {%- if raw is not none and var('postgres_indexes') -%}
         create index if not exists events_raw_loaded_at_idx on {{ raw }} (loaded_at)
     {%- else -%}
-        select 1 as no_raw_table_yet
+        select 1 as no_raw_index_to_create
     {%- endif -%}
 {%- endmacro %}
 
@@ -92,7 +92,7 @@
 {%- endmacro %}
 
 {% macro postgres__events_indexes() -%}
-    {{ return([
+    {{ return([] if not var('postgres_indexes') else [
         {'columns': ['event_id'], 'unique': true},
         {'columns': ['loaded_at']},
         {'columns': ['session_id']},
@@ -149,7 +149,7 @@
 {%- endmacro %}
 
 {% macro postgres__sessions_indexes() -%}
-    {{ return([
+    {{ return([] if not var('postgres_indexes') else [
         {'columns': ['session_id'], 'unique': true},
         {'columns': ['transformed_at']},
     ]) }}

@@ -27,6 +27,7 @@
     on_schema_change='fail',
     indexes=trackway.events_indexes(),
     partition_by=trackway.bigquery_partition_by('event_date'),
+    merge_prunes_partitions=true,
     cluster_by=trackway.bigquery_cluster_by(['event_name', 'person_id']),
 ) }}
 

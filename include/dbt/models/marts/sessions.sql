@@ -16,6 +16,7 @@
     on_schema_change='fail',
     indexes=trackway.sessions_indexes(),
     partition_by=trackway.bigquery_partition_by('session_date'),
+    merge_prunes_partitions=true,
     cluster_by=trackway.bigquery_cluster_by(['person_id']),
     post_hook=["{{ trackway.delete_absorbed_sessions() }}"],
 ) }}
