@@ -44,13 +44,9 @@
 
 with new_events as (
 
+    -- int_events_new has left out the messages already here; the final
+    -- select checks again (see there).
     select * from {{ ref('int_events_new') }}
-    {%- if is_incremental() %} as candidate
-        -- int_events_new already left these out; checked again here so a
-        -- retried task, or a run of this model alone, can never replace a
-        -- row with a later copy.
-        where not exists (select 1 from {{ this }} as already where already.event_id = candidate.event_id)
-    {%- endif %}
 
 ),
 
@@ -87,11 +83,32 @@ with new_events as (
 
     ),
 
-    resessioned as (
+    -- The time span of the touched sessions, read from two narrow columns:
+    -- bounding the wide read below by it lets DuckDB skip every row group
+    -- outside it (zone maps), so the read follows the sessions, not history.
+    touched_extent as (
 
-        select {{ columns | join(', ') }}
+        select
+            min(occurred_at) as first_at,
+            max(occurred_at) as last_at
         from {{ this }}
         where session_id in (select touched_sessions.session_id from touched_sessions)
+
+    ),
+
+    resessioned as (
+
+        select
+            {{ columns | join(', ') }},
+            false as from_batch,
+            session_id as previous_session_id,
+            person_id as previous_person_id
+        from {{ this }}
+        where
+            session_id in (select touched_sessions.session_id from touched_sessions)
+            and occurred_at between (select e.first_at from touched_extent as e) and (
+                select e.last_at from touched_extent as e
+            )
 
     ),
 
@@ -107,7 +124,11 @@ with new_events as (
         select
             {{ columns | join(', ') }},
             session_id,
-            session_id_source
+            session_id_source,
+            -- always rewritten: their person changed
+            false as from_batch,
+            cast(null as {{ dbt.type_string() }}) as previous_session_id,
+            cast(null as {{ dbt.type_string() }}) as previous_person_id
         from {{ this }}
         where
             (
@@ -122,7 +143,11 @@ with new_events as (
 
 derived_pool as (
 
-    select {{ columns | join(', ') }}
+    select
+        {{ columns | join(', ') }},
+        true as from_batch,
+        cast(null as {{ dbt.type_string() }}) as previous_session_id,
+        cast(null as {{ dbt.type_string() }}) as previous_person_id
     from new_events
     where client_session_id is null
     {%- if is_incremental() %}
@@ -168,7 +193,10 @@ sessionized as (
             'device_id',
             trackway.epoch_us('min(occurred_at) over (partition by device_id, session_number)'),
         ]) }} as session_id,
-        'derived' as session_id_source
+        'derived' as session_id_source,
+        from_batch,
+        previous_session_id,
+        previous_person_id
     from numbered
 
     union all
@@ -176,7 +204,10 @@ sessionized as (
     select
         {{ columns | join(', ') }},
         client_session_id as session_id,
-        'client' as session_id_source
+        'client' as session_id_source,
+        true as from_batch,
+        cast(null as {{ dbt.type_string() }}) as previous_session_id,
+        cast(null as {{ dbt.type_string() }}) as previous_person_id
     from new_events
     where client_session_id is not null
 
@@ -194,21 +225,61 @@ identity_map as (
         person_id
     from {{ ref('identity_map') }}
 
+),
+
+written as (
+
+    select
+        {% for column in columns[:6] -%}
+            sessionized.{{ column }},
+        {% endfor -%}
+        sessionized.session_id,
+        sessionized.session_id_source,
+        coalesce(
+            by_user.person_id, sessionized.user_id, by_device.person_id, sessionized.anonymous_id
+        ) as person_id,
+        {% for column in columns[6:] -%}
+            sessionized.{{ column }},
+        {% endfor -%}
+        sessionized.from_batch,
+        sessionized.previous_session_id,
+        sessionized.previous_person_id
+    from sessionized
+    left join identity_map as by_user on sessionized.user_id = by_user.anonymous_id
+    left join identity_map as by_device on sessionized.anonymous_id = by_device.anonymous_id
+
 )
 
 select
     {% for column in columns[:6] -%}
-        sessionized.{{ column }},
+        {{ column }},
     {% endfor -%}
-    sessionized.session_id,
-    sessionized.session_id_source,
-    coalesce(
-        by_user.person_id, sessionized.user_id, by_device.person_id, sessionized.anonymous_id
-    ) as person_id,
+    session_id,
+    session_id_source,
+    person_id,
     {% for column in columns[6:] -%}
-        sessionized.{{ column }},
+        {{ column }},
     {% endfor -%}
     current_timestamp as transformed_at
-from sessionized
-left join identity_map as by_user on sessionized.user_id = by_user.anonymous_id
-left join identity_map as by_device on sessionized.anonymous_id = by_device.anonymous_id
+from written
+{%- if is_incremental() %}
+    where
+        -- The batch's new messages. int_events_new left out those already
+        -- here; checked again so that a retried task, or a run of this model
+        -- alone, can never replace a row with a later copy. Checked here, at
+        -- the end, and not where the batch is read: PostgreSQL estimated that
+        -- anti-join at one row and planned every join after it as nested
+        -- loops (44 s instead of 2 s in benchmarks/bench_transform.py).
+        (from_batch and not exists (select 1 from {{ this }} as already where already.event_id = written.event_id))
+        -- Existing events: written again only when their session or person
+        -- changed, so a session that keeps growing (a device active across
+        -- runs) costs its new events, not all of its events, on every run.
+        or (
+            not from_batch
+            and (
+                previous_session_id is null
+                or session_id != previous_session_id
+                or person_id is distinct from previous_person_id
+            )
+        )
+{%- endif %}

@@ -24,11 +24,44 @@
 with
 {%- if is_incremental() %}
 
-    touched as (
+    written as (
 
-        select distinct session_id
+        select
+            session_id,
+            occurred_at
         from {{ ref('events') }}
         where transformed_at > (select max(s.transformed_at) from {{ this }} as s)
+
+    ),
+
+    touched as (
+
+        select distinct session_id from written
+
+    ),
+
+    -- Every event of a touched session is one written since this table's
+    -- last run, or one it already counted, inside the session's stored
+    -- [started_at, ended_at]. Bounding occurred_at by both lets the scan of
+    -- analytics.events skip all other history (DuckDB zone maps), so the
+    -- cost follows the touched sessions, not all events ever kept.
+    touched_extent as (
+
+        select
+            min(extents.first_at) as first_at,
+            max(extents.last_at) as last_at
+        from (
+            select
+                min(written.occurred_at) as first_at,
+                max(written.occurred_at) as last_at
+            from written
+            union all
+            select
+                min(stored.started_at) as first_at,
+                max(stored.ended_at) as last_at
+            from {{ this }} as stored
+            where stored.session_id in (select touched.session_id from touched)
+        ) as extents
 
     ),
 {%- endif %}
@@ -46,7 +79,11 @@ session_events as (
         ) as nth_page_from_end
     from {{ ref('events') }}
     {%- if is_incremental() %}
-        where session_id in (select touched.session_id from touched)
+        where
+            session_id in (select touched.session_id from touched)
+            and occurred_at between (select e.first_at from touched_extent as e) and (
+                select e.last_at from touched_extent as e
+            )
     {%- endif %}
 
 ),
