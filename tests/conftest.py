@@ -33,10 +33,23 @@ os.environ.setdefault("NO_GCE_CHECK", "true")
 LONGEST_FILES = (
     "test_end_to_end_bigquery.py",  # ~210 s
     "test_end_to_end_postgres.py",  # ~200 s
-    "test_demo.py",  # ~155 s
+    "test_demo.py",  # ~140 s
     "test_end_to_end.py",  # ~140 s
-    "test_pipeline_warehouses.py",  # ~90 s
+    "test_dbt_incremental_bigquery.py",  # ~90 s
+    "test_pipeline_warehouses.py",  # ~70 s
 )
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Each test leaves os.environ as it found it. dag.test() runs Cosmos tasks in this process, and Cosmos's
+    OpenLineage step copies a task's env vars into os.environ for good (cosmos/operators/local.py): without
+    this, events_transform's DBT_EXCLUDE_RESOURCE_TYPES=unit_test leaked into later tests on the same worker."""
+    saved = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 def pytest_collection_modifyitems(config, items):
