@@ -129,7 +129,7 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
     assert queued == ["events_transform"]
 
 
-def test_sdk_to_analytics_events(tmp_path, trackway_env, own_asset_events, monkeypatch, request):
+def test_sdk_to_analytics_events(tmp_path, trackway_env, own_asset_events, fresh_cosmos_cache, monkeypatch, request):
     end_to_end("duckdb", tmp_path, trackway_env, monkeypatch, request)
 
 
