@@ -19,6 +19,7 @@ from trackway.objectstore import ObjectStore, open_object_store
 
 WRITE_KEYS = {"key-web": "web", "key-backend": "backend"}
 WRITE_KEYS_SPEC = ",".join(f"{source}:{key}" for key, source in WRITE_KEYS.items())
+WORKERS = 2  # a test collector always runs several: the spools, recovery and /health span them
 DEADLINE = 60.0  # generous: only ever waited out when something is broken
 
 
@@ -56,7 +57,7 @@ class CollectorProcess:
             "TRACKWAY_HOME": str(self.home),
             "TRACKWAY_WRITE_KEYS": WRITE_KEYS_SPEC,
             "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "1",
-            "TRACKWAY_COLLECTOR_WORKERS": "2",  # always several workers: the spools, recovery and /health span them
+            "TRACKWAY_COLLECTOR_WORKERS": str(WORKERS),
         }
         self.env = clean_env(**{**defaults, **env})
         self.proc: subprocess.Popen | None = None

@@ -32,7 +32,7 @@ os.environ.setdefault("NO_GCE_CHECK", "true")
 # overlap each other and everything else; a long file started last would leave the other workers idle.
 # xdist gives worker 1 the first and third, worker 2 the second and fourth. The DuckDB end to end goes
 # before the PostgreSQL one on its worker: after it, in the same process, it took 256-398 s instead of
-# 125-140 s (cause not found: not the Cosmos cache; see the closing note of 2026-11-23).
+# 125-140 s (cause not found; emptying the Cosmos cache first did not help).
 LONGEST_FILES = (
     "test_end_to_end_bigquery.py",  # ~250 s
     "test_end_to_end.py",  # ~140 s
@@ -96,17 +96,6 @@ def own_asset_events(airflow_db):
     with create_session() as session:
         session.execute(delete(AssetEvent).where(AssetEvent.id > before))
         session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == "events_transform"))
-
-
-@pytest.fixture
-def fresh_cosmos_cache():
-    """An empty Cosmos cache for a test that runs events_transform: the cache holds dbt's partial parse of
-    the last run, made for that run's warehouse, so each end-to-end test starts from the same state
-    whatever ran before it on its worker."""
-    cache = Path(os.environ["AIRFLOW__COSMOS__CACHE_DIR"])
-    shutil.rmtree(cache, ignore_errors=True)
-    cache.mkdir(parents=True)
-    yield
 
 
 @pytest.fixture

@@ -129,13 +129,13 @@ def _assert_transform_is_queued_by_the_asset(expected_rows: int) -> None:
     assert queued == ["events_transform"]
 
 
-def test_sdk_to_analytics_events(tmp_path, trackway_env, own_asset_events, fresh_cosmos_cache, monkeypatch, request):
+def test_sdk_to_analytics_events(tmp_path, trackway_env, own_asset_events, monkeypatch, request):
     end_to_end("duckdb", tmp_path, trackway_env, monkeypatch, request)
 
 
 def end_to_end(warehouse: str, tmp_path: Path, trackway_env: Path, monkeypatch, request) -> None:
     """The whole run on one warehouse (PostgreSQL: tests/test_end_to_end_postgres.py, a file of its own so
-    that `make test`'s parallel workers can run the two at once)."""
+    that the test order in tests/conftest.py can place it)."""
     monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
     if warehouse == "postgres":
         from postgres_server import create_database

@@ -23,7 +23,7 @@ from trackway.warehouse import open_warehouse
 pytestmark = pytest.mark.slow
 
 
-def test_sdk_to_analytics_events_on_bigquery(tmp_path, trackway_env, own_asset_events, fresh_cosmos_cache, monkeypatch):
+def test_sdk_to_analytics_events_on_bigquery(tmp_path, trackway_env, own_asset_events, monkeypatch):
     with bigquery_stack(tmp_path / "stack") as stack:
         env = stack.env("e2e")
         for key, value in env.items():

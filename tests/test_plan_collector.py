@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from collector_helpers import DEADLINE, CollectorProcess, local_store, read_lines, wait_for, wait_for_events
+from collector_helpers import DEADLINE, WORKERS, CollectorProcess, local_store, read_lines, wait_for, wait_for_events
 from plan_fixtures import DEMO_PLAN
 
 CTX = {"sessionId": 1795910400000}
@@ -117,19 +117,18 @@ def _log_count(planned, line: str) -> int:
 
 
 def test_plan_changes_are_picked_up_without_restart(planned):
-    workers = 2  # CollectorProcess runs two
     reloaded, refused = _log_count(planned, "tracking plan reloaded"), _log_count(planned, "tracking plan not reloaded")
     _add_event(planned.plan, "Listing Teleported")
     # Each worker logs its own reload. Waiting for answers alone is not enough: six answers in a row can all
     # come from one worker (SO_REUSEPORT picks by hash), and a worker that had not reloaded before the broken
     # file below appeared rightly keeps the plan it had, the one without the new event (CI failure of 2026-11-23).
-    wait_for(lambda: _log_count(planned, "tracking plan reloaded") >= reloaded + workers, "every worker to reload")
+    wait_for(lambda: _log_count(planned, "tracking plan reloaded") >= reloaded + WORKERS, "every worker to reload")
     assert _every_worker(planned, False)
     assert planned.health()["plan"]["events"] == 12
     # A broken plan is refused by every worker; the last good one stays in force.
     (planned.plan / "events" / "broken.yaml").write_text("name: [oops\n")
     wait_for(
-        lambda: _log_count(planned, "tracking plan not reloaded") >= refused + workers,
+        lambda: _log_count(planned, "tracking plan not reloaded") >= refused + WORKERS,
         "every worker to refuse the broken plan",
     )
     assert _every_worker(planned, False)
