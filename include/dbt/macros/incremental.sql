@@ -228,9 +228,10 @@
     table statistics, which a table dbt has just created (stg_events, the
     batch, every run) or rewritten does not have until autovacuum gets to
     it, a minute or more later. Without them the planner guessed nested
-    loops over the batch: in benchmarks/bench_transform.py one incremental
-    run in three took 38-48 s instead of 6-14 s, and without indexes one
-    took minutes. ANALYZE reads a sample of at most 30,000 rows, so it
+    loops over the batch: in benchmarks/bench_transform.py (2026-11-23,
+    this hook switched off) one incremental run in three took 33-63 s
+    (sessions alone 52 s), against at most 13 s with it. ANALYZE reads a
+    sample of at most 30,000 rows, so it
     costs the same on any table size. DuckDB and BigQuery keep their own
     statistics as they write: nothing to do there.
 #}
