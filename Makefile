@@ -111,12 +111,14 @@ sdk-clients: ## install the Node SDKs that tests/test_sdk_compatibility.py drive
 		npm ci --prefix tests/sdk_clients --no-audit --no-fund && touch tests/sdk_clients/node_modules; \
 	fi
 
-lock: $(BIN)/python ## re-pin requirements.txt from pyproject.toml
+lock: $(BIN)/python ## re-pin requirements.txt from pyproject.toml, keeping every pin that still fits
 	$(BIN)/python -m pip install --quiet uv
+	cp requirements.txt $(VENV)/lock.txt
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 --no-emit-package trackway \
+	  --no-header -o $(VENV)/lock.txt
 	{ echo "# Trackway's pinned lock (Airflow's constraints files are not reachable, so this is ours)."; \
-	  echo "# Regenerate with: make lock   (uv pip compile pyproject.toml --extra dev)"; \
-	  $(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 --no-emit-package trackway --no-header; \
-	} > requirements.txt
+	  echo "# Regenerate with: make lock   (uv pip compile pyproject.toml --extra dev; existing pins are kept)"; \
+	  cat $(VENV)/lock.txt; } > requirements.txt
 
 lock-dbt: $(BIN)/python ## re-pin requirements-dbt.txt from requirements-dbt.in
 	$(BIN)/python -m pip install --quiet uv
