@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from trackway.assets import EVENTS_RAW
-from trackway.dag_defaults import dag_defaults
+from trackway.orchestration.assets import EVENTS_RAW
+from trackway.orchestration.dag_defaults import dag_defaults
 
 
 @dag(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from trackway.assets import ANALYTICS_EVENTS, EVENTS_RAW
 from trackway.config import load_settings
-from trackway.dag_defaults import dag_defaults
-from trackway.transform.orchestration import dbt_task_group, max_active_tasks, transform_summary
+from trackway.orchestration.assets import ANALYTICS_EVENTS, EVENTS_RAW
+from trackway.orchestration.dag_defaults import dag_defaults
+from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, transform_summary
 
 
 @dag(

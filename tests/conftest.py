@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trackway.airflow_env import airflow_defaults
+from trackway.orchestration.airflow_env import airflow_defaults
 
 # Airflow reads its configuration at import: point it at a throwaway SQLite
 # metadata DB for the whole session before any test imports airflow.

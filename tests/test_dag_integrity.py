@@ -14,7 +14,7 @@ def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     from trackway.config import load_settings
-    from trackway.transform.orchestration import ensure_manifest
+    from trackway.orchestration.dbt_tasks import ensure_manifest
 
     ensure_manifest(load_settings())  # as the demo does first, so the DAG parse below stays fast
 

@@ -20,8 +20,8 @@ from collector_helpers import WRITE_KEYS, CollectorProcess
 from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
 from trackway.load.partitions import hour_floor, hours_between
+from trackway.orchestration.dbt_tasks import ensure_manifest
 from trackway.transform.dbt_runner import run_dbt
-from trackway.transform.orchestration import ensure_manifest
 from trackway.warehouse import open_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -106,7 +106,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    from trackway.airflow_env import shell_exports
+    from trackway.orchestration.airflow_env import shell_exports
 
     print(shell_exports(load_settings()))
     return 0

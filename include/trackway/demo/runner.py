@@ -19,11 +19,11 @@ import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from trackway.airflow_env import apply_airflow_defaults
 from trackway.config import Settings, load_settings
 from trackway.demo import answers
 from trackway.demo.violations import PLAN_DIR, deliberate_violations
 from trackway.load.partitions import hour_floor, hours_between
+from trackway.orchestration.airflow_env import apply_airflow_defaults
 from trackway.status import format_table, stage_counts
 from trackway.warehouse import open_warehouse
 
@@ -216,7 +216,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         )
 
     _stage(5, "events_transform: `airflow dags test events_transform` (one task per dbt model, via Cosmos)")
-    from trackway.transform.orchestration import ensure_manifest
+    from trackway.orchestration.dbt_tasks import ensure_manifest
 
     ensure_manifest(settings)  # `dbt parse`, once, so that parsing the DAG stays fast
     secs = _airflow(["dags", "test", "events_transform"], "events_transform.log", settings)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from trackway.alerts import TrackwayAlertNotifier
 from trackway.config import load_settings
+from trackway.orchestration.alerts import TrackwayAlertNotifier
 
 
 def dag_defaults() -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from trackway.config import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 AIRFLOW_UI_PORT = 8081
 
 
