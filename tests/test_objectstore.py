@@ -10,7 +10,7 @@ import pytest
 
 from trackway.config import ConfigError
 from trackway.objectstore import LocalObjectStore, S3ObjectStore, is_hidden_key, open_object_store
-from trackway.objectstore_gcs import GCSObjectStore
+from trackway.objectstore.gcs import GCSObjectStore
 
 try:
     from collector_helpers import s3_env, start_moto

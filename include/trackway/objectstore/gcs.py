@@ -18,7 +18,7 @@ import os
 from typing import Any, BinaryIO
 
 from trackway.config import ConfigError
-from trackway.objectstore import ObjectStore, _clean_key, is_hidden_key
+from trackway.objectstore.base import ObjectStore, clean_key, is_hidden_key
 
 # One client-side deadline for every call: the collector's uploader retries
 # with its own backoff, so a dead endpoint must fail fast rather than hang.
@@ -53,7 +53,7 @@ class GCSObjectStore(ObjectStore):
         self.bucket = client.bucket(bucket)
 
     def _full(self, key: str) -> str:
-        key = _clean_key(key)
+        key = clean_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_file(self, key: str, local_path: str | os.PathLike) -> None:

@@ -1,0 +1,85 @@
+"""``s3://bucket/prefix`` object store (S3, MinIO and other S3-compatible stores) via boto3."""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+from trackway.config import ConfigError
+from trackway.objectstore.base import ObjectStore, clean_key, is_hidden_key
+
+
+class S3ObjectStore(ObjectStore):
+    """``s3://bucket/prefix`` store via boto3.
+
+    Credentials, region and endpoint come from boto3's standard sources
+    (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ~/.aws, instance roles), so MinIO
+    and other S3-compatible stores work without Trackway settings. Pass
+    ``client`` to use one built elsewhere (e.g. from an Airflow connection).
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", client=None):
+        if not bucket:
+            raise ConfigError("s3:// URL names no bucket; write s3://bucket/prefix")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Few quick retries: callers (the collector's uploader) retry with their own backoff.
+            client = boto3.client(
+                "s3",
+                config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120),
+            )
+        self.client = client
+
+    def _full(self, key: str) -> str:
+        key = clean_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_file(self, key: str, local_path: str | os.PathLike) -> None:
+        self.client.upload_file(str(local_path), self.bucket, self._full(key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+    def list(self, prefix: str = "") -> list[str]:
+        prefix = prefix.lstrip("/")
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for item in page.get("Contents", []):
+                key = item["Key"][strip:]
+                if key and not is_hidden_key(key):
+                    keys.append(key)
+        return sorted(keys)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.open(key).read()
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(self.url_for(key)) from None
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    def check(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)
