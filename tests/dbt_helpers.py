@@ -12,8 +12,8 @@ import pytest
 
 from postgres_server import create_database
 from trackway.config import WarehouseTarget
-from trackway.warehouse import RAW_COLUMNS, open_warehouse
-from trackway.warehouse.base import RAW_TEXT_FIELDS
+from trackway.rawdata.schema import RAW_COLUMNS, RAW_TEXT_FIELDS
+from trackway.warehouse import open_warehouse
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "include" / "dbt"
 SESSION_TZ = "America/Los_Angeles"

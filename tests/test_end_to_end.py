@@ -19,8 +19,8 @@ from segment.analytics import Client
 from collector_helpers import WRITE_KEYS, CollectorProcess
 from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
-from trackway.load.partitions import hour_floor, hours_between
 from trackway.orchestration.dbt_tasks import ensure_manifest
+from trackway.rawdata.partitions import hour_floor, hours_between
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
 

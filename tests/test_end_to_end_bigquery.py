@@ -16,8 +16,8 @@ from collector_helpers import WRITE_KEYS, CollectorProcess, read_lines
 from gcs_emulator import gcs_env
 from test_end_to_end import _load_dag, _send_through_sdk
 from trackway.config import load_settings
-from trackway.load.partitions import hour_floor, hours_between
 from trackway.objectstore import open_object_store
+from trackway.rawdata.partitions import hour_floor, hours_between
 from trackway.warehouse import open_warehouse
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """DuckDB's native load path gives every line the same verdict and columns as the Python parser.
 
-The Python parser (trackway.load.raw_lines) is the reference: it is what PostgreSQL
+The Python parser (trackway.rawdata.lines) is the reference: it is what PostgreSQL
 loads and what DuckDB falls back to. Here DuckDB reads the object itself, and each
 row must match the reference exactly.
 """
@@ -17,8 +17,9 @@ from functools import partial
 import pytest
 
 from raw_files import event
-from trackway.load.raw_lines import parse_object
-from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawObject
+from trackway.rawdata.lines import parse_object
+from trackway.rawdata.records import RawObject
+from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE
 from trackway.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 LOADED_AT = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)

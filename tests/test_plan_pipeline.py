@@ -27,8 +27,8 @@ from plan_fixtures import DEMO_PLAN, HOSTILE_EVENT, HOSTILE_PROPS, hostile_plan
 from trackway.cli import main
 from trackway.config import load_settings
 from trackway.load.loader import load_interval
-from trackway.load.partitions import hour_floor, partition_path
 from trackway.plan import names
+from trackway.rawdata.partitions import hour_floor, partition_path
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
 

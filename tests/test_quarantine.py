@@ -12,7 +12,7 @@ import pytest
 from collector_helpers import CollectorProcess, local_store, wait_for_events
 from trackway.config import load_settings
 from trackway.load.loader import load_interval
-from trackway.load.partitions import hour_floor
+from trackway.rawdata.partitions import hour_floor
 from trackway.warehouse import open_warehouse
 
 

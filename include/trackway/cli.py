@@ -38,7 +38,7 @@ def _parse_hour(text: str) -> datetime:
 
 def _cmd_load(args: argparse.Namespace) -> int:
     from trackway.load.loader import load_interval
-    from trackway.load.partitions import hour_floor
+    from trackway.rawdata.partitions import hour_floor
 
     start = hour_floor(args.hour)
     end = hour_floor(args.until) if args.until else start + timedelta(hours=1)

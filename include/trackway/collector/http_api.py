@@ -56,14 +56,20 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import orjson
 
 from trackway.collector import metrics
 from trackway.collector.analytics_js import SETTINGS_PATH, settings_document, valid_host
-from trackway.collector.segment import (
+from trackway.collector.openapi import openapi_document
+from trackway.collector.routes import BATCH, ERROR_CODES, GET_ROUTES, ROUTES
+from trackway.collector.spool import Spool, SpoolClosed, SpoolWriteError, hour_key
+from trackway.config import Settings
+from trackway.plan.hook import apply_to_batch
+from trackway.plan.validate import PlanEnforcer
+from trackway.segment_rules import (
     CheckedBatch,
     InvalidBody,
     RequestInfo,
@@ -72,11 +78,6 @@ from trackway.collector.segment import (
     dumps,
     parse_json_body,
 )
-from trackway.collector.spool import SpoolClosed, SpoolWriteError, hour_key
-from trackway.plan.hook import apply_to_batch
-
-if TYPE_CHECKING:
-    from trackway.collector.worker import Worker
 
 log = logging.getLogger("trackway.collector.http")
 
@@ -84,39 +85,29 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-BATCH = "batch"
-ROUTES = {
-    "/v1/batch": BATCH,
-    "/v1/import": BATCH,
-    "/v1/track": "track",
-    "/v1/page": "page",
-    "/v1/screen": "screen",
-    "/v1/identify": "identify",
-    "/v1/group": "group",
-    "/v1/alias": "alias",
-    # analytics.js (analytics-next) short paths: "/" + the type's first letter, "/b" for batches
-    "/v1/t": "track",
-    "/v1/p": "page",
-    "/v1/i": "identify",
-    "/v1/g": "group",
-    "/v1/a": "alias",
-    "/v1/s": "screen",
-    "/v1/b": BATCH,
-}
-GET_ROUTES = ("/health", "/metrics", "/openapi.json")
-# Machine-readable ``code`` for each error status, as Segment-style clients expect.
-ERROR_CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    411: "length_required",
-    413: "payload_too_large",
-    415: "unsupported_encoding",
-    429: "rate_limited",
-    500: "internal_error",
-    503: "unavailable",
-}
+
+class CollectorHost(Protocol):
+    """What the ASGI app needs from the process that serves it (``worker.Worker``).
+
+    A protocol rather than an import, so the app does not depend on the worker
+    that builds it (the worker imports the app).
+    """
+
+    settings: Settings
+    spool: Spool
+    write_keys: dict[str, str]
+    plan: PlanEnforcer | None
+    pending_cap: int
+    rate_limiter: RateLimiter | None
+    stopping: bool
+
+    async def startup(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    def health(self) -> dict: ...
+
+
 _MAX_REASONS_IN_MESSAGE = 5
 _MAX_ERRORS_IN_RESPONSE = 100
 _JSON = b"application/json"
@@ -163,7 +154,7 @@ class RateLimiter:
 class CollectorApp:
     """The ASGI callable: routes, limits, the write key, parsing, then the worker's spool."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: CollectorHost) -> None:
         self.worker = worker
         self.settings = worker.settings
         self.limits = worker.settings.collector
@@ -258,8 +249,6 @@ class CollectorApp:
         if path == "/metrics":
             return 200, metrics.exposition(), metrics.CONTENT_TYPE_LATEST.encode(), path
         if path == "/openapi.json":
-            from trackway.collector.openapi import openapi_document
-
             return 200, dumps(openapi_document(self.settings)), _JSON, path
         settings_match = SETTINGS_PATH.match(path)
         if settings_match:

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the tracking API, built from the code's own routes and limits.
 
-Served at ``GET /openapi.json``. Paths come from ``http_api.ROUTES``, the
-limits from the settings in use, the error codes from ``http_api.ERROR_CODES``,
+Served at ``GET /openapi.json``. Paths come from ``routes.ROUTES``, the
+limits from the settings in use, the error codes from ``routes.ERROR_CODES``,
 so the document cannot drift from what the server routes;
 tests/test_collector_openapi.py fuzzes the server against it with schemathesis.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trackway.collector.routes import BATCH, ERROR_CODES, ROUTES
 from trackway.config import Settings
 
 _EVENT_TYPES = ["track", "page", "screen", "identify", "group", "alias"]
@@ -28,8 +29,6 @@ def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
-    from trackway.collector.http_api import BATCH, ERROR_CODES, ROUTES
-
     limits = settings.collector
     event_props: dict[str, Any] = {
         "type": {"type": "string", "enum": _EVENT_TYPES},

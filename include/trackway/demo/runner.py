@@ -22,8 +22,8 @@ from pathlib import Path
 from trackway.config import Settings, load_settings
 from trackway.demo import answers
 from trackway.demo.violations import PLAN_DIR, deliberate_violations
-from trackway.load.partitions import hour_floor, hours_between
 from trackway.orchestration.airflow_env import apply_airflow_defaults
+from trackway.rawdata.partitions import hour_floor, hours_between
 from trackway.status import format_table, stage_counts
 from trackway.warehouse import open_warehouse
 

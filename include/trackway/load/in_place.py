@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trackway.warehouse.base import QUARANTINE_TABLE
-
-if TYPE_CHECKING:
-    from trackway.load.loader import LoadReport
+from trackway.load.report import LoadReport
+from trackway.rawdata.records import PendingObject
+from trackway.rawdata.schema import QUARANTINE_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +31,6 @@ def load_in_place(
     say: Callable[[str], None],
 ) -> None:
     """Hand every new or changed object to ``wh.load_in_place`` and add the results to ``report``."""
-    from trackway.warehouse.bigquery_warehouse import PendingObject
-
     pending = []
     for (_path, in_interval, table, _source), url, (fingerprint, size) in zip(objects, urls, fingerprints, strict=True):
         if known.get(url) == fingerprint and not (reload and in_interval):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -20,45 +19,15 @@ from pathlib import Path
 from airflow.sdk import ObjectStoragePath
 
 from trackway.config import Settings, Source
-from trackway.load.partitions import hours_between, is_data_object, partition_path
+from trackway.load.in_place import load_in_place
+from trackway.load.report import LoadReport
 from trackway.load.sources import arrival_time, list_source_objects
-from trackway.warehouse import LoadRun, open_warehouse
-from trackway.warehouse.base import EVENTS_RAW_TABLE, QUARANTINE_TABLE, ObjectLoad, RawObject, RawTable
+from trackway.rawdata.partitions import hours_between, is_data_object, partition_path
+from trackway.rawdata.records import LoadRun, ObjectLoad, RawObject
+from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
+from trackway.warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadReport:
-    load_id: str
-    interval_start: datetime
-    interval_end: datetime
-    hours_scanned: list[str]
-    objects_found: int = 0
-    objects_loaded: int = 0
-    objects_skipped: int = 0
-    rows_loaded: int = 0
-    quarantined_rows: int = 0
-    parse_errors: int = 0
-    blank_lines: int = 0
-    object_errors: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data["interval_start"] = self.interval_start.isoformat()
-        data["interval_end"] = self.interval_end.isoformat()
-        return data
-
-    def summary(self) -> str:
-        rate = self.rows_loaded / self.seconds if self.seconds else 0.0
-        return (
-            f"{self.interval_start:%Y-%m-%d %H:%M}–{self.interval_end:%H:%M} UTC: "
-            f"{self.objects_found} objects ({self.objects_loaded} loaded, {self.objects_skipped} already loaded), "
-            f"{self.rows_loaded:,} rows, {self.parse_errors} unparseable lines, "
-            f"{self.quarantined_rows} quarantined events, "
-            f"{len(self.object_errors)} damaged objects, {self.seconds:.1f}s ({rate:,.0f} rows/s)"
-        )
 
 
 def _fingerprint(stat: dict) -> tuple[str, int]:
@@ -146,8 +115,6 @@ def load_interval(
             # BigQuery: load jobs read the collector's gs:// objects themselves. Objects of
             # extra sources (Firehose, Segment S3, field mappings) need Trackway's parser,
             # so they take the ordinary path below.
-            from trackway.load.in_place import load_in_place
-
             in_place = [i for i, item in enumerate(objects) if item[3] is None]
             load_in_place(
                 wh,

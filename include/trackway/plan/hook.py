@@ -14,8 +14,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from trackway.collector.segment import CheckedBatch, RequestInfo
 from trackway.plan.validate import PlanEnforcer, Violation, event_key
+from trackway.segment_rules import CheckedBatch, RequestInfo
 
 MAX_REPORTED = 100
 

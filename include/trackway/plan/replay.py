@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from trackway.collector.segment import InvalidEvent, RequestInfo, dumps, enrich_event, validate_event
 from trackway.config import Settings
-from trackway.load.partitions import is_data_object, partition_path
-from trackway.load.raw_lines import parse_line
 from trackway.objectstore import open_object_store
 from trackway.plan.model import load_plan
 from trackway.plan.validate import CompiledPlan
+from trackway.rawdata.lines import parse_line
+from trackway.rawdata.partitions import is_data_object, partition_path
+from trackway.segment_rules import InvalidEvent, RequestInfo, dumps, enrich_event, validate_event
 
 _NAMESPACE = uuid.UUID("7f0c7a52-5b2e-4d55-9a51-3c0a8c9a1e08")
 

@@ -1,11 +1,16 @@
-"""Open the configured warehouse: ``open_warehouse(settings.warehouse)``."""
+"""Open the configured warehouse: ``open_warehouse(settings.warehouse)``.
+
+The backends (one module each, behind ``base.Warehouse``) never import Airflow;
+credentials kept in an Airflow connection are resolved here, by ``connections``.
+"""
 
 from __future__ import annotations
 
 from trackway.config import WarehouseTarget
-from trackway.warehouse.base import RAW_COLUMNS, LoadRun, ObjectLoad, Warehouse, WarehouseBusy
+from trackway.warehouse.base import Warehouse, WarehouseBusy
+from trackway.warehouse.connections import google_credentials
 
-__all__ = ["RAW_COLUMNS", "LoadRun", "ObjectLoad", "Warehouse", "WarehouseBusy", "open_warehouse"]
+__all__ = ["Warehouse", "WarehouseBusy", "open_warehouse"]
 
 
 def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Warehouse:
@@ -21,5 +26,5 @@ def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Wareh
     if target.kind == "bigquery":
         from trackway.warehouse.bigquery_warehouse import BigQueryWarehouse
 
-        return BigQueryWarehouse(target)
+        return BigQueryWarehouse(target, credentials=google_credentials(target.conn_id) if target.conn_id else None)
     raise ValueError(f"no warehouse backend for {target.kind!r}")

@@ -26,23 +26,13 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from trackway.config import WarehouseTarget
-from trackway.warehouse.base import (
-    EVENTS_RAW_TABLE,
-    LOAD_RUNS,
-    LOADED_OBJECTS,
-    RAW_SCHEMA,
-    RAW_TABLES,
-    LoadRun,
-    ObjectLoad,
-    RawTable,
-    Warehouse,
-    load_run_params,
-)
+from trackway.rawdata.records import LoadRun, ObjectLoad, PendingObject
+from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
+from trackway.warehouse.base import Warehouse, load_run_params
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +42,6 @@ BATCH_OBJECTS = 200
 LINE_DELIMITER = "\x01"
 STAGING_EXPIRY = timedelta(days=2)
 TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics")
-
-
-@dataclass(frozen=True)
-class PendingObject:
-    """An object to load in place: its gs:// URL, ledger fingerprint and target table."""
-
-    url: str
-    fingerprint: str
-    size_bytes: int
-    table: RawTable
 
 
 def _sha(*parts: str) -> str:
@@ -102,21 +82,18 @@ class BigQueryWarehouse(Warehouse):
     kind = "bigquery"
     loads_in_place = True
 
-    def __init__(self, target: WarehouseTarget, client: Any = None) -> None:
+    def __init__(self, target: WarehouseTarget, client: Any = None, credentials: Any = None) -> None:
+        """``credentials``: google-auth credentials resolved by the caller (an Airflow connection, see
+        ``trackway.warehouse.connections``); None: Application Default Credentials."""
         self.target = target
         self.project = target.project or ""
-        self.client = client or self._client(target)
+        self.client = client or self._client(target, credentials)
 
     @staticmethod
-    def _client(target: WarehouseTarget) -> Any:
+    def _client(target: WarehouseTarget, credentials: Any) -> Any:
         from google.cloud import bigquery
 
-        credentials = None
-        if target.conn_id:
-            from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
-
-            credentials = GoogleBaseHook(gcp_conn_id=target.conn_id).get_credentials()
-        elif target.api_endpoint:
+        if credentials is None and target.api_endpoint:
             # An emulator checks no credentials; never send real ones to it.
             from google.auth.credentials import AnonymousCredentials
 

@@ -3,7 +3,7 @@
 ``{text}`` and ``{ts}`` are the backend's text and timestamptz types.
 """
 
-from trackway.warehouse.base import LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
+from trackway.rawdata.schema import LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
 
 
 def _landing_table_ddl(table: RawTable) -> str:

@@ -13,21 +13,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from trackway.warehouse.base import (
-    EVENTS_RAW_TABLE,
-    LOADED_OBJECTS,
-    RAW_SCHEMA,
-    LoadRun,
-    ObjectLoad,
-    ObjectStats,
-    RawObject,
-    RawTable,
-    Warehouse,
-    WarehouseBusy,
-    ledger_params,
-    ledger_row,
-    load_run_params,
-)
+from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject, ledger_row
+from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
+from trackway.warehouse.base import Warehouse, WarehouseBusy, ledger_params, load_run_params
 from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
 
 
@@ -56,7 +44,7 @@ _LINES_OPTIONS = (
 )
 # A line DuckDB may accept as JSON where Python's json refuses it, or that needs a closer look:
 # NaN/Infinity literals and trailing commas (yyjson allows both), \u0000 and lone-surrogate escapes,
-# NUL bytes. Such lines, and the ones DuckDB refuses, get their verdict from trackway.load.raw_lines.
+# NUL bytes. Such lines, and the ones DuckDB refuses, get their verdict from trackway.rawdata.lines.
 _PLAIN_LINE = (
     "f IS NOT NULL AND starts_with(ltrim(line, ' \t'), '{') "
     "AND NOT contains(line, chr(0)) "
@@ -220,7 +208,7 @@ class DuckDBWarehouse(Warehouse):
         truncated gzip), which are copied to a plain temporary file or streamed through
         the Python parser instead.
         """
-        from trackway.load.raw_lines import UnsupportedObject, read_head, sniff_compression
+        from trackway.rawdata.lines import UnsupportedObject, read_head, sniff_compression
 
         self._prepare_for_loads()
         loads: dict[int, ObjectLoad] = {}
@@ -259,7 +247,7 @@ class DuckDBWarehouse(Warehouse):
 
     def _load_copy(self, obj: RawObject, table: RawTable, kind: str) -> ObjectLoad:
         """Remote or bz2/xz: decompress into a plain temporary file (scanned on the way), then read natively."""
-        from trackway.load.raw_lines import _open_decompressed
+        from trackway.rawdata.lines import _open_decompressed
 
         with tempfile.NamedTemporaryFile(prefix="trackway-load-", suffix=".ndjson") as tmp:
             try:
@@ -326,7 +314,7 @@ class DuckDBWarehouse(Warehouse):
 
     def _check_pending(self, obj: RawObject, table: RawTable) -> ObjectStats:
         """Give the lines DuckDB could not judge their exact verdict, a batch at a time."""
-        from trackway.load.raw_lines import parse_line, row_values
+        from trackway.rawdata.lines import parse_line, row_values
 
         stats = ObjectStats()
         text_cols = [c for c, _ in table.text_fields]
@@ -386,7 +374,7 @@ class DuckDBWarehouse(Warehouse):
 
     def _load_python(self, obj: RawObject, table: RawTable) -> ObjectLoad:
         """The object streamed through the Python parser, in Arrow batches: for what DuckDB cannot read."""
-        from trackway.load.raw_lines import iter_rows
+        from trackway.rawdata.lines import iter_rows
 
         stats = ObjectStats()
         with obj.open() as handle:
@@ -403,7 +391,7 @@ class DuckDBWarehouse(Warehouse):
             return self._commit_rows(obj, table, rows, stats)
 
     def _commit_rows(self, obj: RawObject, table: RawTable, rows: Iterator[tuple], stats: ObjectStats) -> ObjectLoad:
-        from trackway.load.raw_lines import batched_rows
+        from trackway.rawdata.lines import batched_rows
 
         schema = _arrow_schema(table)
         cols = ", ".join(f'"{c}"' for c in table.columns)

@@ -8,20 +8,9 @@ from typing import Any
 import psycopg
 
 from trackway.config import WarehouseTarget
-from trackway.warehouse.base import (
-    EVENTS_RAW_TABLE,
-    LOADED_OBJECTS,
-    RAW_SCHEMA,
-    LoadRun,
-    ObjectLoad,
-    ObjectStats,
-    RawObject,
-    RawTable,
-    Warehouse,
-    ledger_params,
-    ledger_row,
-    load_run_params,
-)
+from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject, ledger_row
+from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
+from trackway.warehouse.base import Warehouse, ledger_params, load_run_params
 from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
 
 
@@ -67,7 +56,7 @@ class PostgresWarehouse(Warehouse):
         psycopg sends COPY data in chunks as rows are written, so memory stays flat
         whatever the object's size.
         """
-        from trackway.load.raw_lines import iter_rows
+        from trackway.rawdata.lines import iter_rows
 
         stats = ObjectStats()
         cols = ", ".join(f'"{c}"' for c in table.columns)

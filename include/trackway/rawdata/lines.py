@@ -21,8 +21,9 @@ from typing import IO, Any, cast
 import orjson
 
 from trackway.config import Source
-from trackway.load.sources import firehose_records, map_record
-from trackway.warehouse.base import RAW_TEXT_FIELDS, ObjectStats
+from trackway.rawdata.layouts import firehose_records, map_record
+from trackway.rawdata.records import ObjectStats
+from trackway.rawdata.schema import RAW_TEXT_FIELDS
 
 GZIP_MAGIC = b"\x1f\x8b"
 # Other compressions seen in exports from other systems: read what the stdlib can, refuse the rest loudly.
