@@ -11,7 +11,7 @@ DBT_STAMP := $(DBT_VENV)/.trackway-dbt-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: help install dbt-venv demo test lint format lock lock-dbt airflow-ui clean postgres-server
+.PHONY: help install dbt-venv demo test lint format docs lock lock-dbt airflow-ui clean postgres-server
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,9 +55,10 @@ test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, th
 # sqlfluff's dbt templater parses the project against a throwaway DuckDB file.
 LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb
 
-lint: $(STAMP) ## ruff (lint + format check), mypy on include/trackway, sqlfluff on include/dbt; fails on any finding
+lint: $(STAMP) ## ruff (lint + format check), mypy on include/trackway, sqlfluff on include/dbt, the docs site; fails on any finding
 	@echo "==> ruff check"; $(BIN)/ruff check .
 	@echo "==> ruff format --check"; $(BIN)/ruff format --check .
+	@echo "==> docs: mkdocs build --strict, README.md at most 150 lines"; $(DOCS_CHECK)
 	@echo "==> mypy and sqlfluff (dbt templater), in parallel"; \
 	  ( $(BIN)/mypy > $(VENV)/mypy.out 2>&1; echo $$? > $(VENV)/mypy.rc ) & \
 	  $(LINT_DBT_ENV) $(BIN)/sqlfluff lint include/dbt --disable-progress-bar > $(VENV)/sqlfluff.out 2>&1; \
@@ -65,6 +66,16 @@ lint: $(STAMP) ## ruff (lint + format check), mypy on include/trackway, sqlfluff
 	  cat $(VENV)/mypy.out; grep -v "because it is a macro" $(VENV)/sqlfluff.out; \
 	  if [ "$$(cat $(VENV)/mypy.rc)" != 0 ] || [ $$sqlfluff_rc != 0 ]; then \
 	    echo "make lint failed: fix the findings above ('make format' fixes formatting and most SQL layout)"; exit 1; fi
+
+# The docs site (mkdocs.yml, docs/): a broken link or a page left out of the nav fails the strict build.
+# The README stays a short front door; the substance lives in docs/.
+DOCS_PORT ?= 8000
+DOCS_CHECK = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(abspath $(VENV))/site \
+	&& lines=$$(wc -l < README.md) && { [ $$lines -le 150 ] \
+	|| { echo "README.md has $$lines lines (at most 150): move the detail into docs/"; exit 1; }; }
+
+docs: $(STAMP) ## serve the docs site on http://127.0.0.1:$(DOCS_PORT) with live reload (DOCS_PORT=8001 make docs)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:$(DOCS_PORT)
 
 format: $(STAMP) ## apply ruff's formatter and fixes, and sqlfluff fix to the dbt SQL
 	$(BIN)/ruff check --fix .
