@@ -55,9 +55,11 @@ test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, th
 # sqlfluff's dbt templater parses the project against a throwaway DuckDB file.
 LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb
 
-lint: $(STAMP) ## ruff (lint + format check), mypy on include/trackway, sqlfluff on include/dbt, the docs site; fails on any finding
+lint: $(STAMP) ## ruff (lint + format check), import-linter, mypy on include/trackway, sqlfluff on include/dbt, the docs site; fails on any finding
 	@echo "==> ruff check"; $(BIN)/ruff check .
 	@echo "==> ruff format --check"; $(BIN)/ruff format --check .
+	@echo "==> import-linter: the package's layers, no circles (adr/0016-package-layers.md)"; \
+	  $(BIN)/lint-imports --no-cache --no-logo || { echo "make lint failed: an import breaks a layer contract above (pyproject.toml [tool.importlinter]); move the code to the layer it belongs to"; exit 1; }
 	@echo "==> docs: mkdocs build --strict, README.md at most 150 lines"; $(DOCS_CHECK)
 	@echo "==> mypy and sqlfluff (dbt templater), in parallel"; \
 	  ( $(BIN)/mypy > $(VENV)/mypy.out 2>&1; echo $$? > $(VENV)/mypy.rc ) & \

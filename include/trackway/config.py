@@ -227,7 +227,7 @@ MAPPABLE_FIELDS = (
 
 @dataclass(frozen=True)
 class Source:
-    """An extra raw source from the sources file (see adr/0010-issue6-raw-source-layouts.md)."""
+    """An extra raw source from the sources file (see adr/0010-raw-source-layouts.md)."""
 
     name: str
     url: str

@@ -1,6 +1,6 @@
 """Raw sources other systems already write: where their objects are, and how records become rows.
 
-Layouts (see adr/0010-issue6-raw-source-layouts.md):
+Layouts (see adr/0010-raw-source-layouts.md):
 
 * ``trackway``   -- ``<url>events/dt=YYYY-MM-DD/hour=HH/``, the collector's own.
 * ``firehose``   -- Kinesis Data Firehose's ``<url>YYYY/MM/DD/HH/``; records are JSON objects

@@ -2,7 +2,7 @@
 
 Firehose concatenates JSON records with no delimiter; a source's ``fields``
 mapping and defaults fill Segment's columns for records that do not use its
-names (see adr/0010-issue6-raw-source-layouts.md). The loader and every
+names (see adr/0010-raw-source-layouts.md). The loader and every
 warehouse backend read records through here.
 """
 
