@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import json
 import lzma
 import re
@@ -39,6 +40,46 @@ _UNSUPPORTED = {
 
 class UnsupportedObject(ValueError):
     """The object is in a format the loader cannot read; the message names it."""
+
+
+class ObjectReadError(RuntimeError):
+    """Reading the object's bytes failed in transport (connection reset, timeout, a store error).
+
+    Not damage: the object may be whole. The load of that object must fail and
+    commit nothing, so a retry reads it again; it is never written to the ledger.
+    Deliberately not an ``OSError``, so the content-error handler below cannot
+    mistake it for a corrupt member.
+    """
+
+
+class _GuardedRaw(io.RawIOBase):
+    """The object store's stream, with every transport failure raised as ``ObjectReadError``.
+
+    Decompressors (gzip, bz2, xz) raise ``OSError`` subclasses for corrupt data, and
+    s3fs/gcsfs/sockets raise ``OSError`` subclasses for a dropped connection: reading
+    through this wrapper keeps the two apart.
+    """
+
+    def __init__(self, stream: IO[bytes], name: str) -> None:
+        self._stream = stream
+        self._name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._stream.read(len(buffer))
+        except Exception as exc:
+            raise ObjectReadError(f"reading {self._name} failed: {type(exc).__name__}: {exc}") from exc
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+
+def guarded(stream: IO[bytes], name: str) -> IO[bytes]:
+    """``stream`` behind a buffer whose transport errors are ``ObjectReadError`` (peek and lines work on it)."""
+    return cast(IO[bytes], io.BufferedReader(_GuardedRaw(stream, name), buffer_size=1024 * 1024))
 
 
 # Escapes that PostgreSQL's JSON types refuse; flag them at load so one line cannot break dbt.
@@ -146,7 +187,7 @@ def read_head(stream: IO[bytes]) -> bytes:
     return head
 
 
-def _open_decompressed(stream: IO[bytes]) -> IO[bytes]:
+def open_decompressed(stream: IO[bytes]) -> IO[bytes]:
     """Gzip or plain, by content rather than by name: other systems name files freely."""
     kind = sniff_compression(read_head(stream))
     if kind == "gzip":
@@ -177,11 +218,13 @@ def iter_rows(
 ) -> Iterator[tuple]:
     """Yield one row per non-blank line, counting into ``stats`` as it goes; one line in memory at a time.
 
-    The stream must support ``peek`` or ``seek``. A damaged object yields what was
-    readable and sets ``stats.object_error``.
+    A damaged object (bad gzip, truncated member, undecodable compression) yields what
+    was readable and sets ``stats.object_error``. A transport failure raises
+    ``ObjectReadError``: the caller must then commit nothing for this object.
     """
+    stream = guarded(stream, source_object)
     try:
-        body = _open_decompressed(stream)
+        body = open_decompressed(stream)
     except UnsupportedObject as exc:
         stats.object_error = str(exc)
         return
@@ -215,6 +258,7 @@ def iter_rows(
             yield (*values, raw, error, source_object, line_number, load_id, loaded_at)
     except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
         # A truncated or corrupt member: keep what was readable, say why the rest is missing.
+        # Transport failures cannot land here: the guarded stream raises them as ObjectReadError.
         stats.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
 
 

@@ -44,6 +44,22 @@ STAGING_EXPIRY = timedelta(days=2)
 TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics")
 
 
+def _is_content_error(job: Any, exc: BaseException) -> bool:
+    """True when a load job failed on the object's bytes (bad gzip, truncated, undecodable), not in transport.
+
+    BigQuery answers a job that could not read its input with a 400 whose job errors
+    have reason ``invalid`` (BigQuery's error-message reference); timeouts, 5xx, 403s,
+    quota and connection errors are anything else.
+    """
+    from google.api_core.exceptions import BadRequest
+
+    if not isinstance(exc, BadRequest):
+        return False
+    reasons = {e.get("reason") for e in (getattr(job, "errors", None) or [])}
+    reasons |= {e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
+    return "invalid" in reasons
+
+
 def _sha(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
 
@@ -243,15 +259,20 @@ CLUSTER BY source_object"""
         for obj, job, stage in started:
             try:
                 job.result()
-                table = self.client.get_table(f"{self.project}.{self.dataset(RAW_SCHEMA)}.{stage}")
-                table.expires = datetime.now(UTC) + STAGING_EXPIRY
-                self.client.update_table(table, ["expires"])
-                staged.append((obj, stage))
-            except Exception as exc:  # a damaged object: recorded with its reason, as on other warehouses
+            except Exception as exc:
+                if not _is_content_error(job, exc):
+                    # Transport, quota, permission or service trouble: the object may be whole.
+                    # Fail the task (Airflow retries it); nothing of this batch is committed or ledgered.
+                    raise
                 errors = getattr(job, "errors", None) or []
                 detail = "; ".join(e.get("message", "") for e in errors[:3]) or str(exc)
                 failed[obj.url] = f"BigQuery load job {job.job_id} failed: {detail}"
                 log.warning("damaged raw object %s: %s", obj.url, failed[obj.url])
+                continue
+            table = self.client.get_table(f"{self.project}.{self.dataset(RAW_SCHEMA)}.{stage}")
+            table.expires = datetime.now(UTC) + STAGING_EXPIRY
+            self.client.update_table(table, ["expires"])
+            staged.append((obj, stage))
 
         loaded_at = datetime.now(UTC)
         script = self._apply_script(batch, staged, failed, load_id).replace(

@@ -247,11 +247,12 @@ class DuckDBWarehouse(Warehouse):
 
     def _load_copy(self, obj: RawObject, table: RawTable, kind: str) -> ObjectLoad:
         """Remote or bz2/xz: decompress into a plain temporary file (scanned on the way), then read natively."""
-        from trackway.rawdata.lines import _open_decompressed
+        from trackway.rawdata.lines import guarded, open_decompressed
 
         with tempfile.NamedTemporaryFile(prefix="trackway-load-", suffix=".ndjson") as tmp:
             try:
-                with obj.open() as handle, _open_decompressed(handle) as body:
+                # Transport failures raise ObjectReadError (not caught here): the load fails, nothing is ledgered.
+                with obj.open() as handle, open_decompressed(guarded(handle, obj.source_object)) as body:
                     hazard = None
                     for chunk in _read_chunks(body):
                         hazard = hazard or _scan_chunks(iter((chunk,)))

@@ -61,6 +61,7 @@ class PostgresWarehouse(Warehouse):
         stats = ObjectStats()
         cols = ", ".join(f'"{c}"' for c in table.columns)
         with self.con.transaction(), self.con.cursor() as cur:
+            _lock_object(cur, obj.source_object)
             cur.execute(_pg(delete_object_rows(table)), [obj.source_object])
             with obj.open() as handle, cur.copy(f"COPY {RAW_SCHEMA}.{table.name} ({cols}) FROM STDIN") as copy:
                 for row in iter_rows(
@@ -83,6 +84,7 @@ class PostgresWarehouse(Warehouse):
     ) -> None:
         cols = ", ".join(f'"{c}"' for c in table.columns)
         with self.con.transaction(), self.con.cursor() as cur:
+            _lock_object(cur, load.source_object)
             cur.execute(_pg(delete_object_rows(table)), [load.source_object])
             with cur.copy(f"COPY {RAW_SCHEMA}.{table.name} ({cols}) FROM STDIN") as copy:
                 for row in rows:
@@ -118,3 +120,13 @@ class PostgresWarehouse(Warehouse):
 
     def close(self) -> None:
         self.con.close()
+
+
+def _lock_object(cur: Any, source_object: str) -> None:
+    """Serialise loads of one object across sessions until this transaction ends.
+
+    Under READ COMMITTED two concurrent loads of the same object (a ``--reload`` beside
+    the DAG, overlapping backfills) would each delete nothing and both insert. With the
+    lock the second waits, and its DELETE then sees and removes the first one's rows.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [source_object])

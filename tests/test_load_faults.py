@@ -1,0 +1,143 @@
+"""Faults between the loader and its stores: a flaky network, and concurrent loads of one object.
+
+Real parts: moto's S3 server behind a TCP proxy that cuts responses mid-body
+(tests/fault_proxy.py), read by the loader through ObjectStoragePath/s3fs; a real
+PostgreSQL server for the concurrent loads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import secrets
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlparse
+
+import pytest
+
+from collector_helpers import s3_env, start_moto
+from fault_proxy import FaultProxy
+from raw_files import event, hour_dir, write_gz_lines
+from trackway.config import load_settings
+from trackway.load.loader import load_interval
+from trackway.objectstore import open_object_store
+from trackway.warehouse import open_warehouse
+
+HOUR = datetime(2026, 11, 22, 10, tzinfo=UTC)
+KEY = "events/dt=2026-11-22/hour=10/part-1.ndjson.gz"
+EVENTS = 6000
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_env(request, trackway_env, monkeypatch):
+    if request.param == "postgres":
+        from postgres_server import create_database
+
+        url = request.getfixturevalue("postgres_url")
+        db_url = create_database(url, f"faults_{uuid.uuid4().hex[:10]}")
+        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", db_url)
+    return trackway_env
+
+
+@pytest.fixture
+def flaky_s3(monkeypatch):
+    """moto on loopback, written directly, read by the loader through a proxy that can cut bodies."""
+    server, endpoint = start_moto()
+    for key, value in s3_env(endpoint).items():
+        monkeypatch.setenv(key, value)
+    parsed = urlparse(endpoint)
+    proxy = FaultProxy(parsed.hostname or "127.0.0.1", parsed.port or 80)
+    # A connection id per test: ObjectStoragePath caches filesystems per connection id.
+    conn_id = f"flaky_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": proxy.endpoint}}),
+    )
+    monkeypatch.setenv("TRACKWAY_RAW_URL", "s3://lake/trackway")
+    monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", conn_id)
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")
+    yield proxy
+    proxy.close()
+    server.stop()
+
+
+def _big_object() -> bytes:
+    """About 2.5 MB gzip'd: random payloads, so a cut after 256 KB lands far inside the body."""
+    lines = []
+    for i in range(EVENTS):
+        body = event(f"m-{i}")
+        body["properties"] = {"noise": secrets.token_hex(200)}
+        lines.append(json.dumps(body).encode())
+    return gzip.compress(b"\n".join(lines) + b"\n")
+
+
+def test_a_body_cut_mid_transfer_fails_the_load_and_ledgers_nothing(warehouse_env, flaky_s3, tmp_path):
+    settings = load_settings()
+    local = tmp_path / "part.ndjson.gz"
+    local.write_bytes(_big_object())
+    open_object_store(settings.raw_url).put_file(KEY, local)
+
+    flaky_s3.cut_after = 256 * 1024
+    with pytest.raises(Exception) as failure:  # the task fails; Airflow retries it (retries in dag_defaults)
+        load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    assert flaky_s3.cuts > 0, "the proxy never cut a response: the test did not exercise a flaky network"
+    import traceback
+
+    traceback.print_exception(failure.value)
+    print(f"load failed as it should, after {flaky_s3.cuts} cut responses: {type(failure.value).__name__}")
+    with open_warehouse(settings.warehouse) as wh:
+        assert wh.query("SELECT count(*) FROM raw.loaded_objects")[0][0] == 0, "a transport error was ledgered"
+        assert wh.query("SELECT count(*) FROM raw.events_raw")[0][0] == 0, "rows of a half-read object stayed"
+
+    flaky_s3.cut_after = None  # the network heals; the retry reads the object whole
+    report = load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    assert (report.objects_loaded, report.rows_loaded, report.object_errors) == (1, EVENTS, [])
+    with open_warehouse(settings.warehouse) as wh:
+        assert wh.query("SELECT count(*), count(DISTINCT message_id) FROM raw.events_raw") == [(EVENTS, EVENTS)]
+        assert wh.query("SELECT rows_loaded, object_error FROM raw.loaded_objects") == [(EVENTS, None)]
+
+
+def test_a_corrupt_object_is_still_recorded_as_damaged(warehouse_env):
+    """Content errors keep their old meaning: rows read so far are kept, the reason is ledgered."""
+    settings = load_settings()
+    folder = hour_dir(warehouse_env / "raw", "2026-11-22", 10)
+    path = write_gz_lines(folder / "torn.ndjson.gz", [json.dumps(event(f"t-{i}")) for i in range(500)])
+    path.write_bytes(path.read_bytes()[:-40])  # a truncated gzip member
+    report = load_interval(settings, HOUR, HOUR + timedelta(hours=1))
+    assert len(report.object_errors) == 1 and "torn.ndjson.gz" in report.object_errors[0]
+    with open_warehouse(settings.warehouse) as wh:
+        ((error,),) = wh.query("SELECT object_error FROM raw.loaded_objects")
+    assert "truncated or corrupt" in error
+
+
+@pytest.mark.postgres
+def test_concurrent_reloads_of_one_hour_never_duplicate_rows(trackway_env, postgres_url, monkeypatch):
+    """Two `trackway load --reload` of the same hour plus an ordinary load, at once, on a real PostgreSQL."""
+    from postgres_server import create_database
+
+    db_url = create_database(postgres_url, f"concurrent_{uuid.uuid4().hex[:10]}")
+    monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", db_url)
+    folder = hour_dir(trackway_env / "raw", "2026-11-22", 10)
+    for n in range(6):
+        write_gz_lines(folder / f"part-{n}.ndjson.gz", [json.dumps(event(f"c-{n}-{i}")) for i in range(4000)])
+    commands = [
+        ["load", "--hour", "2026-11-22T10", "--reload"],
+        ["load", "--hour", "2026-11-22T10", "--reload"],
+        ["load", "--hour", "2026-11-22T10"],
+    ]
+    code = "import sys; from trackway.cli import main; sys.exit(main(sys.argv[1:]))"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for args in commands
+    ]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    with open_warehouse(load_settings().warehouse) as wh:
+        total, distinct = wh.query("SELECT count(*), count(DISTINCT message_id) FROM raw.events_raw")[0]
+        ledger = wh.query("SELECT count(*) FROM raw.loaded_objects")[0][0]
+    assert (total, distinct, ledger) == (24000, 24000, 6), f"duplicates: {total - distinct}"
