@@ -8,6 +8,7 @@ a reset connection or a dying load balancer ends it.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -78,11 +79,9 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            for s in (source, sink):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.close()
 
     def close(self) -> None:
         self._stopping = True

@@ -579,12 +579,12 @@ def test_config_validates_plan_settings(tmp_path, monkeypatch):
     assert settings.plan_modes == {"web": "block", "backend": "allow"} and settings.plan_default_mode == "flag"
     monkeypatch.setenv("TRACKWAY_PLAN_MODES", "web:reject")
     with pytest.raises(ConfigError, match="must be allow, flag or block"):
-        load_settings()
+        load_settings("plan")
     monkeypatch.setenv("TRACKWAY_PLAN_MODES", "block")
     assert load_settings().plan_default_mode == "block"
     monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="TRACKWAY_PLAN_DIR"):
-        load_settings()
+        load_settings("plan")
 
 
 def test_every_plan_command_has_help(capsys):

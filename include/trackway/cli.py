@@ -84,7 +84,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         start, loaded, objects, seconds = counts.last_load
         rate = f", {loaded / seconds:,.0f} rows/s" if seconds > 0 else ""
         rows.append(("last load", f"hour {start} UTC: {loaded:,} rows from {objects} objects in {seconds:.1f}s{rate}"))
-    print(f"warehouse: {settings.warehouse.url}")
+    print(f"warehouse: {settings.warehouse.display_url}")
     print(format_table(["stage", "value"], rows))
     return 0
 
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trackway",
         description="Trackway: Segment-compatible collector, Airflow loads and dbt models for product analytics.",
-        epilog="Configuration comes from TRACKWAY_* environment variables; see README.md.",
+        epilog="Configuration comes from TRACKWAY_* environment variables: `trackway config check`.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.plan.commands import add_parsers as add_plan_parsers
 
     add_plan_parsers(sub)
+    from trackway.config.commands import add_parsers as add_config_parsers
+
+    add_config_parsers(sub)
     return parser
 
 

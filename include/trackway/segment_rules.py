@@ -19,11 +19,13 @@ from typing import Any
 
 import orjson
 
+from trackway.config import default
+
 EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 
 # Segment refuses single events over 32 KB; refusing them here too keeps
 # clients that pass our collector from failing later against Segment.
-MAX_EVENT_BYTES = 32 * 1024
+MAX_EVENT_BYTES: int = default("TRACKWAY_MAX_EVENT_BYTES")
 
 _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")

@@ -36,7 +36,7 @@ from trackway.collector.http_api import CollectorApp, RateLimiter
 from trackway.collector.logs import setup_logging
 from trackway.collector.spool import SealedSegment, Spool
 from trackway.collector.uploader import Uploader
-from trackway.config import ConfigError, Settings, load_settings, load_write_keys
+from trackway.config import ConfigError, Settings, default, load_settings, load_write_keys
 from trackway.objectstore import ObjectStore, open_object_store
 from trackway.plan.hook import plan_health
 from trackway.plan.validate import enforcer_from_settings
@@ -174,9 +174,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     thousands of idle sockets cost memory but never a thread.
     """
 
-    header_timeout = 10.0
-    body_timeout = 30.0
-    max_connections = 10_000
+    header_timeout: float = default("TRACKWAY_HEADER_TIMEOUT_SECONDS")  # serve() sets the configured values
+    body_timeout: float = default("TRACKWAY_BODY_TIMEOUT_SECONDS")
+    max_connections: int = default("TRACKWAY_MAX_CONNECTIONS")
     _deadline = 0.0  # loop time by which headers/body must have arrived; 0 = none pending
     _sweeper: asyncio.TimerHandle | None = None  # one per worker, not a timer per request
 

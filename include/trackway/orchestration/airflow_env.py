@@ -51,7 +51,10 @@ def shell_exports(settings: Settings) -> str:
     values = {
         "TRACKWAY_HOME": str(settings.home),
         "TRACKWAY_RAW_URL": settings.raw_url,
-        "TRACKWAY_WAREHOUSE_URL": settings.warehouse.url,
     }
+    if not settings.environ.get("TRACKWAY_WAREHOUSE_URL"):
+        # Only the default (a DuckDB file, no secret): a URL you set is in your environment already
+        # and may hold a password, which must not be printed.
+        values["TRACKWAY_WAREHOUSE_URL"] = settings.warehouse.url.get_secret_value()
     values.update({k: os.environ.get(k, v) for k, v in airflow_defaults(settings.home / "airflow").items()})
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items())

@@ -39,7 +39,7 @@ def read_stats(settings: Settings | None) -> WarehouseStats:
     try:
         with open_warehouse(settings.warehouse, read_only=True) as wh:
             if not wh.table_exists("analytics", "events"):
-                stats.note = f"{settings.warehouse.url} has no analytics.events yet"
+                stats.note = f"{settings.warehouse.display_url} has no analytics.events yet"
                 return stats
             for etype, name, count, first, last in wh.query(
                 "select event_type, event_name, count(*), min(received_at), max(received_at) "
@@ -53,7 +53,7 @@ def read_stats(settings: Settings | None) -> WarehouseStats:
                 ):
                     stats.violations[str(name)].append((str(kind), "" if prop is None else str(prop), int(count)))
         stats.reachable = True
-        stats.note = f"volumes and violations from {settings.warehouse.url}"
+        stats.note = f"volumes and violations from {settings.warehouse.display_url}"
     except Exception as exc:  # docs are still useful without the warehouse
         stats.note = f"warehouse not reachable ({type(exc).__name__}: {str(exc)[:120]})"
     return stats

@@ -101,7 +101,7 @@ def _check_raw_exists(settings: Settings) -> None:
     except FileNotFoundError:
         pass
     raise DbtBuildError(
-        f"raw.events_raw does not exist in {settings.warehouse.url} yet: load raw events first "
+        f"raw.events_raw does not exist in {settings.warehouse.display_url} yet: load raw events first "
         "(the events_load DAG, or `trackway load --hour YYYY-MM-DDTHH`)"
     )
 

@@ -27,7 +27,7 @@ class PostgresWarehouse(Warehouse):
             host=target.host,
             port=target.port,
             user=target.user,
-            password=target.password,
+            password=target.password.get_secret_value() if target.password else None,
             dbname=target.database,
             application_name="trackway",
             autocommit=True,

@@ -1,0 +1,537 @@
+"""Every ``TRACKWAY_*`` setting, declared once: name, type, default, secret or not, who reads it, what it does.
+
+The sections below are pydantic-settings models, one per component, so a
+section is validated only when its component asks for it: a malformed
+collector setting breaks the collector, not the DAG files (see
+adr/0015-settings-registry.md). ``SETTINGS`` lists them all for
+``trackway config check`` and the generated docs/reference/configuration.md,
+together with the variables Trackway sets for itself (``internal``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from trackway.config.errors import ConfigError
+
+# Who reads a setting. "all": every component (where the data is).
+COMPONENTS = ("all", "collector", "load", "transform", "plan", "dags", "compose")
+# What each component reads, for `trackway config check --component X`.
+READS: dict[str, tuple[str, ...]] = {
+    "collector": ("all", "collector", "plan"),
+    "load": ("all", "load"),
+    "transform": ("all", "transform", "plan"),
+    "plan": ("all", "plan"),
+    "dags": ("all", "dags", "load", "transform", "plan"),
+    "demo": ("all", "collector", "load", "transform", "plan", "dags"),
+    "all": ("all", "collector", "load", "transform", "plan", "dags"),
+}
+REFERENCE_PATH = "docs/reference/configuration.md"
+
+
+def setting(env: str, default: Any, description: str, *, default_doc: str | None = None, **constraints: Any) -> Any:
+    """A field read from the environment variable ``env``; ``default_doc`` where the default is computed."""
+    return Field(
+        default,
+        validation_alias=env,
+        description=description,
+        json_schema_extra={"default_doc": default_doc} if default_doc else None,
+        **constraints,
+    )
+
+
+_ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("trackway_environ")
+
+
+class _SnapshotEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, over the snapshot ``load_settings()`` took.
+
+    A section validated later (lazily) still sees the environment as it was
+    when the settings were loaded, not as it is now.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._snapshot = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k: v for k, v in self._snapshot.items() if v != ""}  # empty means unset, as before
+
+
+class Section(BaseSettings):
+    """One component's settings; validated on first use (``build_section``)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True)
+    component: ClassVar[str]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (_SnapshotEnvSource(settings_cls, _ENVIRON.get()),)
+
+
+class CoreSection(Section):
+    """Where the data is: read by every component."""
+
+    component = "all"
+
+    home: Path = setting(
+        "TRACKWAY_HOME",
+        Path(".trackway"),
+        "Working folder: the raw store, warehouse, spool, dbt target and Airflow home of the embedded default",
+        default_doc="./.trackway",
+    )
+    raw_url: str | None = setting(
+        "TRACKWAY_RAW_URL",
+        None,
+        "Object store for raw events: `file:///path`, `s3://bucket/prefix` (`AWS_ENDPOINT_URL` for MinIO) "
+        "or `gs://bucket/prefix`",
+        default_doc="file://$TRACKWAY_HOME/raw",
+    )
+    raw_conn_id: str | None = setting(
+        "TRACKWAY_RAW_CONN_ID",
+        None,
+        "Airflow connection the loader uses to read `s3://` or `gs://` (e.g. `AIRFLOW_CONN_TRACKWAY_RAW`)",
+    )
+    warehouse_url: SecretStr | None = setting(
+        "TRACKWAY_WAREHOUSE_URL",
+        None,
+        "`duckdb:///path.duckdb`, `postgresql://user:pass@host:5432/db` or `bigquery://project/dataset-prefix`; "
+        "shown with its password masked",
+        default_doc="duckdb://$TRACKWAY_HOME/warehouse.duckdb",
+    )
+    warehouse_conn_id: str | None = setting(
+        "TRACKWAY_WAREHOUSE_CONN_ID",
+        None,
+        "BigQuery only: an Airflow `google_cloud_platform` connection with the credentials",
+        default_doc="Application Default Credentials",
+    )
+    bigquery_location: str = setting("TRACKWAY_BIGQUERY_LOCATION", "US", "BigQuery only: the datasets' location")
+    bigquery_api_endpoint: str | None = setting(
+        "TRACKWAY_BIGQUERY_API_ENDPOINT", None, "BigQuery only: an API endpoint instead of Google's (emulators)"
+    )
+
+    @field_validator("raw_url")
+    @classmethod
+    def _raw_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlparse(value).scheme not in ("file", "s3", "gs"):
+            raise ValueError(f"TRACKWAY_RAW_URL={value!r}: use file:///path, s3://bucket/prefix or gs://bucket/prefix")
+        return value
+
+
+class CollectorSection(Section):
+    """What ``trackway collect`` reads: write keys, the spool, Segment's limits, back-pressure."""
+
+    component = "collector"
+
+    write_keys: SecretStr | None = setting(
+        "TRACKWAY_WRITE_KEYS",
+        None,
+        "Write keys as `source:key,source:key`; the source id is stored with each event. "
+        "A source may have several keys (rotation)",
+        default_doc="demo:trackway-demo-key (with a warning)",
+    )
+    write_keys_file: Path | None = setting(
+        "TRACKWAY_WRITE_KEYS_FILE",
+        None,
+        "A file of `source:key` lines (`#` comments), added to `TRACKWAY_WRITE_KEYS`; re-read on SIGHUP. "
+        "Its contents are secret",
+    )
+    spool_dir: Path | None = setting(
+        "TRACKWAY_SPOOL_DIR", None, "Collector spool (keep it on durable disk)", default_doc="$TRACKWAY_HOME/spool"
+    )
+    spool_max_bytes: int = setting(
+        "TRACKWAY_SPOOL_MAX_BYTES", 64 * 1024 * 1024, "Size at which a spool segment is sealed for upload", ge=1
+    )
+    spool_max_age_seconds: int = setting(
+        "TRACKWAY_SPOOL_MAX_AGE_SECONDS", 60, "Age at which a spool segment is sealed for upload", ge=1
+    )
+    max_body_bytes: int = setting(
+        "TRACKWAY_MAX_BODY_BYTES",
+        500 * 1024,
+        "Largest request body accepted, before and after gunzip (413 above it; Segment's 500 KB)",
+        ge=1,
+    )
+    collector_host: str = setting("TRACKWAY_COLLECTOR_HOST", "127.0.0.1", "Where `trackway collect` listens")
+    collector_port: int = setting("TRACKWAY_COLLECTOR_PORT", 8080, "Port `trackway collect` listens on", ge=1, le=65535)
+    trust_forwarded_for: bool = setting(
+        "TRACKWAY_TRUST_FORWARDED_FOR",
+        False,
+        "Use the first `X-Forwarded-For` hop as `context.ip` (only behind your own proxy)",
+    )
+    collector_workers: int | None = setting(
+        "TRACKWAY_COLLECTOR_WORKERS",
+        None,
+        "Collector worker processes (`trackway collect --workers N`)",
+        default_doc="the number of CPUs",
+        ge=1,
+    )
+    max_event_bytes: int = setting(
+        "TRACKWAY_MAX_EVENT_BYTES",
+        32 * 1024,
+        "Segment's per-event limit (413 naming the limit; an oversized event in a batch is quarantined)",
+        ge=1,
+    )
+    max_batch_events: int = setting("TRACKWAY_MAX_BATCH_EVENTS", 2500, "Segment's per-batch limit, in events", ge=1)
+    rate_limit_events_per_second: float = setting(
+        "TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND",
+        0.0,
+        "Events/s per write key, all workers together; above it 429 with `Retry-After`. 0: off",
+        ge=0.0,
+        allow_inf_nan=False,
+    )
+    spool_max_pending_bytes: int = setting(
+        "TRACKWAY_SPOOL_MAX_PENDING_BYTES",
+        1024**3,
+        "Spool bytes not yet uploaded, all workers together; above it 503 with `Retry-After` until uploads catch up",
+        ge=1,
+    )
+    header_timeout_seconds: float = setting(
+        "TRACKWAY_HEADER_TIMEOUT_SECONDS",
+        10.0,
+        "A connection is closed if a request's headers take longer",
+        ge=0.1,
+        allow_inf_nan=False,
+    )
+    body_timeout_seconds: float = setting(
+        "TRACKWAY_BODY_TIMEOUT_SECONDS",
+        30.0,
+        "A connection is closed if a request's body takes longer",
+        ge=0.1,
+        allow_inf_nan=False,
+    )
+    keep_alive_seconds: float = setting(
+        "TRACKWAY_KEEP_ALIVE_SECONDS",
+        5.0,
+        "An idle keep-alive connection is closed after this",
+        ge=0.1,
+        allow_inf_nan=False,
+    )
+    max_connections: int = setting(
+        "TRACKWAY_MAX_CONNECTIONS", 10_000, "Open connections per worker; more are closed at once", ge=1
+    )
+    upload_backoff_initial_seconds: float = setting(
+        "TRACKWAY_UPLOAD_BACKOFF_INITIAL_SECONDS",
+        1.0,
+        "Upload retries: first backoff (exponential with jitter)",
+        ge=0.01,
+        allow_inf_nan=False,
+    )
+    upload_backoff_max_seconds: float = setting(
+        "TRACKWAY_UPLOAD_BACKOFF_MAX_SECONDS", 30.0, "Upload retries: longest backoff", ge=0.01, allow_inf_nan=False
+    )
+    log_format: str = setting(
+        "TRACKWAY_LOG_FORMAT",
+        "text",
+        "`text`, or `json` (also `trackway collect --log-json`): one JSON object per log line",
+    )
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in ("text", "json"):
+            raise ValueError(f"TRACKWAY_LOG_FORMAT={value!r}: set it to text or json")
+        return value.lower()
+
+
+class LoadSection(Section):
+    """What the hourly load reads."""
+
+    component = "load"
+
+    load_lookback_hours: int = setting(
+        "TRACKWAY_LOAD_LOOKBACK_HOURS",
+        1,
+        "The hourly load also picks up late objects of this many earlier hours, never twice",
+        ge=0,
+    )
+    sources_file: Path | None = setting(
+        "TRACKWAY_SOURCES_FILE",
+        None,
+        "Extra raw sources (Firehose, Segment S3, other Trackway buckets); see the README's raw sources",
+        default_doc="$TRACKWAY_HOME/sources.yml when it exists",
+    )
+
+
+class TransformSection(Section):
+    """What the dbt runs read (the CLI's `transform` and the events_transform DAG)."""
+
+    component = "transform"
+
+    dbt_project_dir: Path | None = setting(
+        "TRACKWAY_DBT_PROJECT_DIR", None, "The dbt project", default_doc="include/dbt of the installed package"
+    )
+    dbt_executable: str | None = setting(
+        "TRACKWAY_DBT_EXECUTABLE",
+        None,
+        "The dbt that runs the transform: `in-process` (DuckDB/PostgreSQL only, no process per task) or a path "
+        "to a dbt run as a subprocess (`make dbt-venv` builds `.dbt-venv`, the one with dbt-bigquery)",
+        default_doc="in-process on DuckDB/PostgreSQL; .dbt-venv/bin/dbt on BigQuery",
+    )
+
+
+class PlanSection(Section):
+    """The tracking plan: read by the collector (enforcement), the transform (typed views) and `trackway plan`."""
+
+    component = "plan"
+
+    plan_dir: Path | None = setting(
+        "TRACKWAY_PLAN_DIR",
+        None,
+        "The tracking plan folder (one YAML file per event). The demo uses its own plan when this is unset",
+        default_doc="none (no validation)",
+    )
+    plan_modes: str | None = setting(
+        "TRACKWAY_PLAN_MODES",
+        None,
+        "Per source: `web:block,backend:flag,*:allow`. `allow`: no validation; `flag`: violations are listed "
+        "and counted; `block`: violating events go to the quarantine",
+        default_doc="flag",
+    )
+    typed_schema: str = setting("TRACKWAY_TYPED_SCHEMA", "analytics_typed", "Schema of the typed per-event views")
+
+    @field_validator("plan_dir")
+    @classmethod
+    def _plan_dir(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        resolved = value.expanduser().resolve()
+        if not resolved.is_dir():
+            raise ValueError(f"TRACKWAY_PLAN_DIR={str(value)!r} is not a folder; point it at a tracking plan folder")
+        return resolved
+
+    @field_validator("plan_modes")
+    @classmethod
+    def _plan_modes(cls, value: str | None) -> str | None:
+        parse_plan_modes(value)
+        return value
+
+    @field_validator("typed_schema")
+    @classmethod
+    def _typed_schema(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError(f"TRACKWAY_TYPED_SCHEMA={value!r}: use lower-case letters, digits and _")
+        return value
+
+
+class DagsSection(Section):
+    """What every DAG shares: retries and the failure alert."""
+
+    component = "dags"
+
+    task_retries: int = setting("TRACKWAY_TASK_RETRIES", 2, "Retries of each DAG task before it fails and alerts", ge=0)
+    alert_webhook_url: SecretStr | None = setting(
+        "TRACKWAY_ALERT_WEBHOOK_URL",
+        None,
+        "A task that fails its last retry is POSTed here as JSON. Alerts are always appended to "
+        "`$TRACKWAY_HOME/alerts.ndjson`. Secret: webhook URLs embed their token",
+    )
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlparse(value.get_secret_value()).scheme not in ("http", "https"):
+            raise ValueError(
+                "TRACKWAY_ALERT_WEBHOOK_URL is not an http(s) URL; write e.g. https://hooks.example.com/trackway"
+            )
+        return value
+
+
+SECTIONS: tuple[type[Section], ...] = (
+    CoreSection,
+    CollectorSection,
+    LoadSection,
+    TransformSection,
+    PlanSection,
+    DagsSection,
+)
+
+
+def parse_plan_modes(spec: str | None) -> tuple[dict[str, str], str]:
+    """``web:block,backend:flag`` (``*:mode`` or a bare mode sets the default, which is flag)."""
+    modes: dict[str, str] = {}
+    default = "flag"
+    for entry in (spec or "").split(","):
+        item = entry.strip()
+        if not item:
+            continue
+        source, sep, mode = item.rpartition(":")
+        mode = mode.strip().lower()
+        if mode not in ("allow", "flag", "block"):
+            raise ConfigError(
+                f"TRACKWAY_PLAN_MODES entry {item!r}: the mode must be allow, flag or block; "
+                "write e.g. TRACKWAY_PLAN_MODES=web:block,backend:flag"
+            )
+        if not sep or source.strip() in ("", "*"):
+            default = mode
+        else:
+            modes[source.strip()] = mode
+    return modes, default
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the registry, as `config check` and the docs show it."""
+
+    name: str
+    type: str
+    default: str
+    secret: bool
+    component: str
+    description: str
+    internal: bool = False  # set by Trackway for its own processes (dbt's profile, collector workers): never by you
+    section: builtins.type[Section] | None = None
+    field: str | None = None
+
+
+def _type_name(annotation: Any) -> tuple[str, bool]:
+    """``("integer", False)`` from ``int``; ``("secret string", True)`` from ``SecretStr | None``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = args[0]
+    names = {int: "integer", float: "number", bool: "boolean", Path: "path", str: "string", SecretStr: "secret"}
+    return names.get(annotation, str(annotation)), annotation is SecretStr
+
+
+def _default_text(info: FieldInfo) -> str:
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and extra.get("default_doc"):
+        return str(extra["default_doc"])
+    if info.default is None:
+        return "none"
+    if isinstance(info.default, bool):
+        return str(info.default).lower()
+    return str(info.default)
+
+
+def _registered() -> Iterator[Setting]:
+    for section in SECTIONS:
+        for name, info in section.model_fields.items():
+            type_name, secret = _type_name(info.annotation)
+            yield Setting(
+                name=str(info.validation_alias),
+                type=type_name,
+                default=_default_text(info),
+                secret=secret,
+                component=section.component,
+                description=info.description or "",
+                section=section,
+                field=name,
+            )
+
+
+_DBT_PROFILE = "Set by Trackway for dbt's profiles.yml, derived from TRACKWAY_WAREHOUSE_URL; do not set it"
+INTERNAL: tuple[Setting, ...] = (
+    Setting(
+        "TRACKWAY_COLLECTOR_STARTED_AT",
+        "number",
+        "none",
+        False,
+        "collector",
+        "Set by `trackway collect` for its worker processes: the master's start time (uptime in /health)",
+        internal=True,
+    ),
+    Setting(
+        "TRACKWAY_DBT_TARGET", "string", "none", False, "transform", _DBT_PROFILE + " (the profile's target)", True
+    ),
+    Setting("TRACKWAY_DUCKDB_PATH", "path", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_PG_HOST", "string", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_PG_PORT", "integer", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_PG_USER", "string", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_PG_PASSWORD", "secret", "none", True, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_PG_DATABASE", "string", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_BQ_PROJECT", "string", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_BQ_DATASET_PREFIX", "string", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_BQ_LOCATION", "string", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_BQ_API_ENDPOINT", "string", "none", False, "transform", _DBT_PROFILE, True),
+    Setting(
+        "TRACKWAY_DB_PASSWORD",
+        "secret",
+        "trackway",
+        True,
+        "compose",
+        "docker-compose.yaml only (Trackway never reads it): the password of the stack's PostgreSQL, "
+        "used in its warehouse URL, Airflow's database and Metabase",
+    ),
+)
+
+SETTINGS: tuple[Setting, ...] = (*_registered(), *INTERNAL)
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def default(name: str) -> Any:
+    """The registry's default of ``name`` (a static default; ``None`` where it is computed)."""
+    entry = BY_NAME[name]
+    assert entry.section is not None and entry.field is not None, f"{name} has no default of its own"
+    return entry.section.model_fields[entry.field].default
+
+
+S = TypeVar("S", bound=Section)
+
+
+@contextmanager
+def _environ(environ: Mapping[str, str]) -> Iterator[None]:
+    token = _ENVIRON.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
+
+
+def build_section(cls: type[S], environ: Mapping[str, str]) -> S:
+    """Validate one section against ``environ``; a ConfigError that names each bad variable and what to set."""
+    try:
+        with _environ(environ):
+            return cls()
+    except ValidationError as exc:
+        problems = describe_errors(cls, exc)
+        raise ConfigError("; ".join(problems), problems) from None
+
+
+def describe_errors(cls: type[Section], exc: ValidationError) -> list[str]:
+    """pydantic's errors in Trackway's words: the variable, its value (never a secret's), what to set."""
+    by_env = {str(info.validation_alias): info for info in cls.model_fields.values()}
+    messages = []
+    for error in exc.errors(include_url=False):
+        env = str(error["loc"][0]) if error["loc"] else "?"
+        info = by_env.get(env)
+        secret = bool(info and _type_name(info.annotation)[1])
+        shown = f"{env}=(hidden)" if secret else f"{env}={error.get('input')!r}"
+        example = _default_text(info) if info else ""
+        kind, ctx = error["type"], error.get("ctx") or {}
+        if kind == "value_error":
+            messages.append(str(ctx.get("error", error["msg"])))
+        elif kind in ("int_parsing", "int_from_float", "int_type"):
+            messages.append(f"{shown} is not a whole number; set it to e.g. {example}")
+        elif kind in ("float_parsing", "float_type", "finite_number"):
+            messages.append(f"{shown} is not a number; set it to e.g. {example}")
+        elif kind in ("bool_parsing", "bool_type"):
+            messages.append(f"{shown} is not true or false; set it to true or false (default {example})")
+        elif kind in ("greater_than_equal", "greater_than"):
+            messages.append(f"{shown} must be at least {ctx.get('ge', ctx.get('gt'))}; set it to e.g. {example}")
+        elif kind in ("less_than_equal", "less_than"):
+            messages.append(f"{shown} must be at most {ctx.get('le', ctx.get('lt'))}; set it to e.g. {example}")
+        else:
+            detail = "" if secret else f": {error['msg']}"
+            messages.append(f"{shown} is not valid{detail}; see {REFERENCE_PATH}")
+    return messages
