@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,15 +11,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def dagbag(airflow_db):
+def dagbag(airflow_db, tmp_path_factory):
     from airflow.dag_processing.dagbag import DagBag
 
     from trackway.config import load_settings
-    from trackway.orchestration.dbt_tasks import ensure_manifest
+    from trackway.transform.manifest import compile_manifest
 
-    ensure_manifest(load_settings())  # as the demo does first, so the DAG parse below stays fast
-
-    return DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    saved = dict(os.environ)
+    with pytest.MonkeyPatch.context() as mp:  # a home of this worker's own
+        mp.setenv("TRACKWAY_HOME", str(tmp_path_factory.mktemp("dag-integrity") / "trackway"))
+        for var in ("TRACKWAY_RAW_URL", "TRACKWAY_WAREHOUSE_URL", "TRACKWAY_PLAN_DIR"):
+            mp.delenv(var, raising=False)
+        compile_manifest(load_settings())  # `trackway transform compile`, as make install and the demo run it
+        bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    os.environ.clear()
+    os.environ.update(saved)  # the DAG file sets dbt's connection variables
+    return bag
 
 
 def test_every_dag_file_imports(dagbag):

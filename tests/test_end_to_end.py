@@ -19,9 +19,9 @@ from segment.analytics import Client
 from collector_helpers import WRITE_KEYS, CollectorProcess
 from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
-from trackway.orchestration.dbt_tasks import ensure_manifest
 from trackway.rawdata.partitions import hour_floor, hours_between
 from trackway.transform.dbt_runner import run_dbt
+from trackway.transform.manifest import compile_manifest
 from trackway.warehouse import open_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def end_to_end(warehouse: str, tmp_path: Path, trackway_env: Path, monkeypatch, 
         from postgres_server import create_database
 
         monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(request.getfixturevalue("postgres_url"), "e2e"))
-    ensure_manifest(load_settings())  # as the demo does, so parsing events_transform stays fast
+    compile_manifest(load_settings())  # `trackway transform compile`: the manifest events_transform loads
     started = hour_floor(datetime.now(UTC))
     collector = CollectorProcess(trackway_env).start()
     try:

@@ -18,6 +18,7 @@ from test_end_to_end import _load_dag, _send_through_sdk
 from trackway.config import load_settings
 from trackway.objectstore import open_object_store
 from trackway.rawdata.partitions import hour_floor, hours_between
+from trackway.transform.manifest import compile_manifest
 from trackway.warehouse import open_warehouse
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,7 @@ def test_sdk_to_analytics_events_on_bigquery(tmp_path, trackway_env, own_asset_e
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("TRACKWAY_WRITE_KEYS", ",".join(f"{s}:{k}" for k, s in WRITE_KEYS.items()))
+        compile_manifest(load_settings())  # `trackway transform compile` (dbt-bigquery's parse, no connection)
         started = hour_floor(datetime.now(UTC))
         collector = CollectorProcess(
             trackway_env, TRACKWAY_RAW_URL=env["TRACKWAY_RAW_URL"], **gcs_env(stack.gcs.endpoint)

@@ -52,6 +52,8 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     from trackway.transform.dbt_runner import DbtBuildError, run_dbt
 
     try:
+        if args.dbt_command == "compile":
+            return _compile(args)
         report = run_dbt(load_settings(), args.dbt_command, *args.dbt_args)
     except DbtBuildError as exc:
         print(f"trackway transform: {exc}", file=sys.stderr)
@@ -60,8 +62,24 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile(args: argparse.Namespace) -> int:
+    """`trackway transform compile`: the project copy and the manifest events_transform loads (adr/0014)."""
+    from trackway.transform.manifest import compile_manifest
+
+    extra = [a for a in args.dbt_args if a != "--"]
+    if extra not in ([], ["--force"]):
+        raise SystemExit(
+            f"trackway transform compile: unexpected {' '.join(extra)}; it takes only --force "
+            "(for dbt's own `dbt compile`, run dbt directly)"
+        )
+    result = compile_manifest(load_settings(), force=bool(extra))
+    done = "compiled" if result.compiled else "current already, not recompiled (--force to recompile)"
+    print(f"dbt manifest {done}: {result.manifest} ({result.seconds:.1f}s)")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    from trackway.status import format_duration, format_table, stage_counts
+    from trackway.status import format_duration, format_table, manifest_line, stage_counts
 
     settings = load_settings()
     counts = stage_counts(settings)  # a missing warehouse is reported by main()
@@ -86,6 +104,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         rows.append(("last load", f"hour {start} UTC: {loaded:,} rows from {objects} objects in {seconds:.1f}s{rate}"))
     print(f"warehouse: {settings.warehouse.display_url}")
     print(format_table(["stage", "value"], rows))
+    print(manifest_line(settings))
     return 0
 
 
@@ -167,11 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     transform = sub.add_parser(
         "transform",
-        help="run dbt (default `dbt build`) against the configured warehouse",
-        description="Run the dbt project in include/dbt against TRACKWAY_WAREHOUSE_URL. "
-        "Extra arguments after -- go to dbt, e.g. `trackway transform build -- --select events`.",
+        help="compile the dbt manifest (`compile`), or run dbt (default `dbt build`) against the warehouse",
+        description="`trackway transform compile` is the ahead-of-time step: it writes the dbt project the "
+        "events_transform DAG runs (with a tracking plan, a copy under $TRACKWAY_HOME/dbt/project holding the "
+        "plan's generated models) and `dbt parse`s it into $TRACKWAY_HOME/dbt/manifest/manifest.json with a "
+        "fingerprint.json beside it. The DAG only loads that manifest; when it is missing or stale the DAG "
+        "fails to import and `trackway status` says so. Run compile after installing, after changing a dbt "
+        "model or the tracking plan, upgrading dbt or switching warehouse type; it needs no warehouse "
+        "connection, and does nothing when the manifest is current (--force recompiles). "
+        "Any other COMMAND is passed to dbt against TRACKWAY_WAREHOUSE_URL, with extra arguments after --, "
+        "e.g. `trackway transform build -- --select events`.",
     )
-    transform.add_argument("dbt_command", nargs="?", default="build", help="dbt command (default: build)")
+    transform.add_argument(
+        "dbt_command",
+        nargs="?",
+        default="build",
+        metavar="COMMAND",
+        help="compile (the manifest, see above), or a dbt command passed through (default: build)",
+    )
     transform.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
     transform.set_defaults(func=_cmd_transform)
 

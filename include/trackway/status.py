@@ -85,6 +85,13 @@ def stage_counts(settings: Settings) -> StageCounts:
     return counts
 
 
+def manifest_line(settings: Settings) -> str:
+    """events_transform's dbt manifest: current, stale or missing, and the command that fixes it."""
+    from trackway.transform.manifest import check_manifest
+
+    return check_manifest(settings).line()
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "n/a"

@@ -26,9 +26,6 @@ def airflow_defaults(airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
         "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        # events_transform runs `dbt parse` when its manifest is missing or stale
-        # (first parse after an install or a model change): allow for it.
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__API__EXPOSE_CONFIG": "False",
         # The collector's default port is 8080, so the embedded Airflow UI moves aside.
         "AIRFLOW__API__PORT": str(AIRFLOW_UI_PORT),

@@ -2,9 +2,10 @@
 
 The DAG file only wires what this module builds:
 
-* the graph comes from dbt's manifest (``LoadMode.DBT_MANIFEST``), produced
-  by ``dbt parse`` the first time the DAG is parsed and again whenever a file
-  of the dbt project changes, so parsing the DAG never runs dbt otherwise;
+* the graph comes from dbt's manifest (``LoadMode.DBT_MANIFEST``), compiled
+  ahead of time by ``trackway transform compile`` (trackway.transform.manifest,
+  adr/0014): parsing the DAG never runs dbt and never writes the project; a
+  stale or missing manifest fails the import with the command that fixes it;
 * each model runs as ``dbt build --select <model>`` (its data tests included,
   ``TestBehavior.BUILD``); tests spanning several models, and the raw
   source's freshness check (warn/error levels in ``_sources.yml``), are
@@ -16,45 +17,16 @@ The DAG file only wires what this module builds:
 
 from __future__ import annotations
 
-import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from trackway.config import Settings, load_settings
-from trackway.transform.dbt_runner import dbt_environment, project_dir, run_dbt
-
-log = logging.getLogger(__name__)
+from trackway.transform.dbt_runner import dbt_environment, project_path
+from trackway.transform.manifest import require_current_manifest
 
 # dbt's unit tests need their parents built already; they run in CI
 # (`dbt test --select test_type:unit`), not in the pipeline.
 PIPELINE_DBT_ENV = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
-
-
-def manifest_dir(settings: Settings) -> Path:
-    return settings.home / "dbt" / "manifest"
-
-
-def _newest_project_file(project_dir: Path) -> float:
-    newest = 0.0
-    for path in project_dir.rglob("*"):
-        if path.is_file() and not {"target", "logs", "dbt_packages"} & set(path.relative_to(project_dir).parts):
-            newest = max(newest, path.stat().st_mtime)
-    return newest
-
-
-def ensure_manifest(settings: Settings) -> Path:
-    """The dbt manifest Cosmos renders the DAG from; `dbt parse` only when missing or older than the project."""
-    manifest = manifest_dir(settings) / "manifest.json"
-    if manifest.exists() and manifest.stat().st_mtime >= _newest_project_file(project_dir(settings)):
-        return manifest
-    log.info("dbt manifest missing or stale: running dbt parse into %s", manifest.parent)
-    run_dbt(settings, "parse", "--target-path", str(manifest.parent))
-    if not manifest.exists():
-        raise RuntimeError(
-            f"dbt parse did not write {manifest}; see the dbt log under {settings.home / 'dbt' / 'logs'}"
-        )
-    return manifest
 
 
 def max_active_tasks(settings: Settings) -> int:
@@ -71,8 +43,9 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
     # profiles.yml reads only these variables; set here, in the process that
     # parses the DAG and runs its tasks, so no credential is serialized.
     os.environ.update(dbt_environment(settings))
-    project = project_dir(settings)  # with a tracking plan: the copy holding its generated models
-    manifest = ensure_manifest(settings)
+    # Both written by `trackway transform compile`; here only read (with a plan: the copy holding its models).
+    manifest = require_current_manifest(settings)
+    project = project_path(settings)
     executable = {"dbt_executable_path": str(settings.dbt_executable)} if settings.dbt_executable else {}
     return DbtTaskGroup(
         group_id=group_id,

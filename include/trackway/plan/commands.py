@@ -89,9 +89,24 @@ def _generate(args: argparse.Namespace) -> int:
     from trackway.plan.dbtgen import FOLDER, project_with_plan
 
     settings = load_settings()
-    plan = load_plan(_plan_dir(args.plan_dir))
+    plan_dir = _plan_dir(args.plan_dir).resolve()
     out = Path(args.out) if args.out else settings.home / "dbt" / "project"
-    project_with_plan(plan, settings.dbt_project_dir, out, settings.typed_schema)
+    if not args.out and settings.plan_dir is not None:
+        if plan_dir != settings.plan_dir:
+            raise ConfigError(
+                f"{out} is the project events_transform runs, built from TRACKWAY_PLAN_DIR={settings.plan_dir}; "
+                f"give --out DIR to write {plan_dir}'s models elsewhere"
+            )
+        # The DAG's own copy: written together with the manifest it loads (adr/0014), never alone.
+        from trackway.transform.manifest import compile_manifest
+
+        result = compile_manifest(settings)
+        print(
+            f"dbt project with the plan's generated models: {out} (models in {out / 'models' / FOLDER}); "
+            f"dbt manifest for events_transform: {result.manifest} (`trackway transform compile`)"
+        )
+        return 0
+    project_with_plan(load_plan(plan_dir), settings.dbt_project_dir, out, settings.typed_schema)
     print(f"dbt project with the plan's generated models: {out} (models in {out / 'models' / FOLDER})")
     return 0
 
@@ -164,10 +179,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     gen = psub.add_parser(
         "generate",
-        help="write the plan's dbt models (typed views, violations, tests); `trackway transform` does this itself",
+        help="write the plan's dbt models (typed views, violations, tests); with TRACKWAY_PLAN_DIR and no --out, "
+        "as `trackway transform compile`",
         description="Write a copy of the dbt project with the plan's generated models (typed views in "
-        "TRACKWAY_TYPED_SCHEMA, analytics.tracking_plan_violations, compliance, tests) under models/plan/, "
-        "to inspect them; `trackway transform` regenerates them before every run. Never edit them by hand.",
+        "TRACKWAY_TYPED_SCHEMA, analytics.tracking_plan_violations, compliance, tests) under models/plan/. "
+        "With --out, to inspect them. Without it, for TRACKWAY_PLAN_DIR's plan, this is `trackway transform "
+        "compile`: the copy events_transform runs and the dbt manifest it loads, written together; run it "
+        "after every plan change (until then the DAG fails to import, saying so). Never edit them by hand.",
     )
     gen.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
     gen.add_argument("--out", help="where to write the project (default $TRACKWAY_HOME/dbt/project)")

@@ -106,11 +106,19 @@ def _check_raw_exists(settings: Settings) -> None:
     )
 
 
+def project_path(settings: Settings) -> Path:
+    """Where the dbt project to run is, without writing anything (the DAG reads this at parse time)."""
+    if settings.plan_dir is None:
+        return settings.dbt_project_dir
+    return settings.home / "dbt" / "project"
+
+
 def project_dir(settings: Settings) -> Path:
-    """The dbt project to run: the repo's, or with a tracking plan a copy plus its generated models.
+    """The dbt project to run, written first: the repo's, or with a tracking plan a copy plus its generated models.
 
     The copy lives under TRACKWAY_HOME/dbt/project, so the source tree is never written
-    and each installation builds exactly its own plan (trackway.plan.dbtgen).
+    and each installation builds exactly its own plan (trackway.plan.dbtgen). Written by
+    `trackway transform` commands only, never while a DAG is parsed (adr/0014).
     """
     if settings.plan_dir is None:
         return settings.dbt_project_dir
@@ -118,7 +126,7 @@ def project_dir(settings: Settings) -> Path:
     from trackway.plan.model import load_plan
 
     return project_with_plan(
-        load_plan(settings.plan_dir), settings.dbt_project_dir, settings.home / "dbt" / "project", settings.typed_schema
+        load_plan(settings.plan_dir), settings.dbt_project_dir, project_path(settings), settings.typed_schema
     )
 
 

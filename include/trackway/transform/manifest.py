@@ -1,0 +1,195 @@
+"""The dbt manifest events_transform is drawn from, compiled ahead of time (adr/0014).
+
+``trackway transform compile`` writes the dbt project the DAG runs (with a tracking
+plan: the copy holding its generated models) and ``dbt parse``s it into
+``TRACKWAY_HOME/dbt/manifest/manifest.json``. Beside it goes ``fingerprint.json``:
+hashes of what the manifest was built from (the dbt project's files, the plan's
+files and the code that turns them into models, the dbt and adapter versions, the
+dbt target). Parsing the DAG recomputes the fingerprint (file reads, a few
+milliseconds) and compares: it never runs dbt and never writes the project copy.
+A stale or missing manifest fails the DAG import, saying what changed and that
+``trackway transform compile`` fixes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from trackway.config import Settings
+from trackway.transform.dbt_runner import project_path, run_dbt
+
+COMPILE_COMMAND = "trackway transform compile"
+FINGERPRINT_FILE = "fingerprint.json"
+# dbt's own output inside a project folder: never an input of the manifest.
+_NOT_INPUTS = {"target", "logs", "dbt_packages", "__pycache__"}
+# The modules that turn a plan into dbt models (trackway.plan.dbtgen and what it reads the plan with).
+_GENERATOR = ("dbtgen.py", "names.py", "model.py")
+_ADAPTERS = {"duckdb": "dbt-duckdb", "postgres": "dbt-postgres", "bigquery": "dbt-bigquery"}
+# What each fingerprint part means, for the stale message.
+_PARTS = {
+    "dbt project": "the dbt project's files changed",
+    "tracking plan": "the tracking plan (or TRACKWAY_TYPED_SCHEMA) changed",
+    "plan model generator": "the code that generates the plan's models (trackway.plan) changed",
+    "dbt versions": "dbt or its adapter was upgraded",
+    "dbt target": "the warehouse's dbt target changed",
+    "project used by the DAG": "the dbt project folder moved",
+}
+
+
+class ManifestError(RuntimeError):
+    """The manifest is missing or stale; the message says what changed and which command fixes it."""
+
+
+@dataclass(frozen=True)
+class ManifestState:
+    """What ``check_manifest`` found: ``current``, ``stale`` or ``missing``, and why."""
+
+    status: str
+    manifest: Path
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def current(self) -> bool:
+        return self.status == "current"
+
+    def line(self) -> str:
+        """One line for people (``trackway status``, the DAG's import error)."""
+        if self.current:
+            return f"dbt manifest: current ({self.manifest})"
+        return f"dbt manifest: {self.status} ({'; '.join(self.reasons)}): run `{COMPILE_COMMAND}`"
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    manifest: Path
+    seconds: float
+    compiled: bool  # False: the manifest was current already, dbt did not run
+
+
+def manifest_dir(settings: Settings) -> Path:
+    return settings.home / "dbt" / "manifest"
+
+
+def manifest_path(settings: Settings) -> Path:
+    return manifest_dir(settings) / "manifest.json"
+
+
+def _tree_hash(root: Path) -> str:
+    """Content hash of the files under ``root`` (paths included), dbt's output and dotfiles left out."""
+    digest = hashlib.blake2b(digest_size=16)
+    if not root.is_dir():
+        return "absent"
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or _NOT_INPUTS & set(rel.parts) or any(p.startswith(".") for p in rel.parts):
+            continue
+        digest.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _dbt_versions(settings: Settings) -> str:
+    """dbt-core and the adapter that parse the project: this environment's, or the dbt executable's venv."""
+    wanted = {"dbt-core", _ADAPTERS.get(settings.warehouse.kind, "")}
+    if settings.dbt_executable is None:
+        dists = []
+        for name in sorted(wanted - {""}):
+            with contextlib.suppress(metadata.PackageNotFoundError):  # dbt says which adapter is missing
+                dists.append(metadata.distribution(name))
+    else:
+        venv = settings.dbt_executable.parent.parent
+        paths = [str(p) for p in venv.glob("lib/python*/site-packages")]
+        if not paths:  # not a virtual environment: the executable's path is all we can tell cheaply
+            return f"dbt at {settings.dbt_executable}"
+        dists = [d for d in metadata.distributions(path=paths) if d.metadata["Name"].lower() in wanted]
+    return ", ".join(sorted(f"{d.metadata['Name'].lower()} {d.version}" for d in dists))
+
+
+def fingerprint(settings: Settings) -> dict[str, str]:
+    """What the manifest depends on, each part a short string; no dbt, no writes."""
+    import trackway.plan
+
+    parts = {"dbt project": _tree_hash(settings.dbt_project_dir)}
+    if settings.plan_dir is None:
+        parts["tracking plan"] = parts["plan model generator"] = "none"
+    else:
+        parts["tracking plan"] = f"{_tree_hash(settings.plan_dir)} typed schema {settings.typed_schema}"
+        package = Path(trackway.plan.__file__).parent
+        parts["plan model generator"] = hashlib.blake2b(
+            b"".join((package / name).read_bytes() for name in _GENERATOR), digest_size=16
+        ).hexdigest()
+    parts["dbt versions"] = _dbt_versions(settings)
+    parts["dbt target"] = settings.warehouse.dbt_env()["TRACKWAY_DBT_TARGET"]
+    parts["project used by the DAG"] = str(project_path(settings))
+    return parts
+
+
+def check_manifest(settings: Settings) -> ManifestState:
+    """Compare the manifest's fingerprint with the inputs as they are now: a cheap, read-only check."""
+    manifest = manifest_path(settings)
+    recorded_file = manifest.parent / FINGERPRINT_FILE
+    if not manifest.is_file() or not recorded_file.is_file():
+        missing = "no manifest" if not manifest.is_file() else f"no {FINGERPRINT_FILE} beside it"
+        return ManifestState("missing", manifest, [f"{missing} in {manifest.parent}"])
+    try:
+        recorded = json.loads(recorded_file.read_text())["parts"]
+    except (ValueError, KeyError, TypeError):
+        return ManifestState("stale", manifest, [f"{recorded_file} is unreadable"])
+    now = fingerprint(settings)
+    reasons = []
+    for part, value in now.items():
+        if recorded.get(part) != value:
+            what = _PARTS[part]
+            if part in ("dbt versions", "dbt target", "project used by the DAG"):
+                what += f" (compiled for {recorded.get(part)}, now {value})"
+            reasons.append(what)
+    if reasons:
+        return ManifestState("stale", manifest, reasons)
+    if not (project_path(settings) / "dbt_project.yml").is_file():
+        return ManifestState("missing", manifest, [f"the dbt project {project_path(settings)} is gone"])
+    return ManifestState("current", manifest)
+
+
+def require_current_manifest(settings: Settings) -> Path:
+    """The manifest's path; ManifestError (what changed, which command) unless it is current."""
+    state = check_manifest(settings)
+    if not state.current:
+        raise ManifestError(
+            f"events_transform cannot be drawn: {state.line()}. It writes the dbt project "
+            f"{project_path(settings)} and {state.manifest}; parsing a DAG never runs dbt (adr/0014)."
+        )
+    return state.manifest
+
+
+def compile_manifest(settings: Settings, *, force: bool = False) -> CompileResult:
+    """Write the project copy (with the plan's models) and ``dbt parse`` it into the manifest folder.
+
+    ``dbt parse`` reads files only: no warehouse connection, so an install or an image
+    build can run it. The fingerprint is taken before dbt runs and written last, so a
+    failed or concurrent compile never leaves a manifest that claims to be current.
+    """
+    started = time.monotonic()
+    manifest = manifest_path(settings)
+    if not force and check_manifest(settings).current:
+        return CompileResult(manifest, time.monotonic() - started, compiled=False)
+    parts = fingerprint(settings)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    (manifest.parent / FINGERPRINT_FILE).unlink(missing_ok=True)
+    # run_dbt writes the project copy first (trackway.plan.dbtgen.project_with_plan) when there is a plan.
+    run_dbt(settings, "parse", "--target-path", str(manifest.parent))
+    if not manifest.is_file():
+        raise ManifestError(
+            f"dbt parse did not write {manifest}; see the dbt log under {settings.home / 'dbt' / 'logs'}"
+        )
+    seconds = time.monotonic() - started
+    record = {"parts": parts, "compiled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": seconds}
+    tmp = manifest.parent / f".{FINGERPRINT_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, manifest.parent / FINGERPRINT_FILE)
+    return CompileResult(manifest, seconds, compiled=True)
