@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(func=_cmd_demo)
 
-    from trackway.plan.commands import add_parsers as add_plan_parsers
+    from trackway.cli.plan import add_parsers as add_plan_parsers
 
     add_plan_parsers(sub)
     from trackway.config.commands import add_parsers as add_config_parsers
