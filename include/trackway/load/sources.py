@@ -16,13 +16,15 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from airflow.sdk import ObjectStoragePath
 
 from trackway.config import Source
 from trackway.load.partitions import is_data_object, partition_path
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 # A record longer than this, or a corrupt stretch, is cut here so memory stays bounded.
 MAX_RECORD_CHARS = 8 * 1024 * 1024
@@ -43,6 +45,9 @@ def list_source_objects(
     source: Source, hours: list[datetime], interval_hours: set[datetime]
 ) -> list[tuple[ObjectStoragePath, bool]]:
     """(object, in the interval) for every data object of ``hours``, in a stable order."""
+    # Imported here: the record parsers below (used by the warehouses and plan replay) need no Airflow.
+    from airflow.sdk import ObjectStoragePath
+
     root = ObjectStoragePath(source.url.rstrip("/") + "/", conn_id=source.conn_id)
     found: list[tuple[ObjectStoragePath, bool]] = []
     if source.layout == "segment-s3":
