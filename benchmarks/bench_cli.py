@@ -6,7 +6,8 @@ raw store; every other TRACKWAY_* and AIRFLOW_* variable is dropped):
 
   * baseline: ``python -c pass``            -- the interpreter's own start-up
   * baseline: ``python -c "import airflow.sdk"`` -- importing Airflow at all (configuration,
-    settings): the floor for any command that touches ObjectStoragePath
+    settings): the floor for any command that touches ObjectStoragePath; and the same with
+    Airflow's private ``_AIRFLOW__AS_LIBRARY=1``, to show what its settings.initialize() costs
   * ``trackway --help``, ``trackway status``, ``trackway load --hour <an empty hour>``
 
 Whether Python finds compiled bytecode (.pyc) for the installed packages changes every figure
@@ -31,6 +32,7 @@ from pathlib import Path
 PYTHON = sys.executable
 TRACKWAY = str(Path(sys.executable).with_name("trackway"))
 EMPTY_HOUR = "2026-01-01T00"
+_IMPORT_AIRFLOW = [PYTHON, "-c", "import airflow.sdk"]
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -69,7 +71,10 @@ def main() -> int:
     args = parser.parse_args()
     cases = [
         ("baseline: python -c pass", [PYTHON, "-c", "pass"], None),
-        ("baseline: python -c 'import airflow.sdk'", [PYTHON, "-c", "import airflow.sdk"], None),
+        ("baseline: python -c 'import airflow.sdk'", _IMPORT_AIRFLOW, None),
+        # Airflow's private switch that skips settings.initialize() (ORM, logging, secret masking):
+        # measured to show what that initialisation costs, not used by trackway.
+        ("  same, _AIRFLOW__AS_LIBRARY=1 (not used)", ["env", "_AIRFLOW__AS_LIBRARY=1", *_IMPORT_AIRFLOW], None),
         ("trackway --help", [TRACKWAY, "--help"], 1.0),
         ("trackway load --hour (empty hour)", [TRACKWAY, "load", "--hour", EMPTY_HOUR], 2.0),
         ("trackway status", [TRACKWAY, "status"], 1.0),
@@ -80,7 +85,11 @@ def main() -> int:
         for name, argv, target in cases:
             median, fastest = _median(argv, env, args.runs)
             rows.append((name, median, fastest, target))
-    print(f"{os.cpu_count()} CPUs; {_bytecode_state()}\n")
+    trackway = importlib.util.find_spec("trackway")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, load average {load} (other processes slow every row alike)")
+    print(f"trackway from {Path(trackway.origin).parent if trackway and trackway.origin else '?'}")
+    print(f"{_bytecode_state()}\n")
     print(f"{f'command (median of {args.runs})':42} {'median s':>9} {'min s':>7} {'target s':>9}  verdict")
     for name, median, fastest, target in rows:
         verdict = "" if target is None else ("ok" if median <= target else "OVER")
