@@ -70,6 +70,8 @@ def test_table_values_sit_beside_their_labels_in_a_column_as_wide_as_the_widest_
     assert lines[3] == "  rejected".ljust(labels) + "  " + "5".rjust(len("1,234,567"))
     assert lines[4] == "lag".ljust(labels) + "  " + "3 min"
     assert all(line == line.rstrip() for line in lines)
+    # a column of short numbers under a wider header: they end where the header ends
+    assert format_table(["path", "viewers"], [("/", 5)], indent="").splitlines()[2] == "/     " + "5".rjust(7)
 
 
 def test_status_table_and_json_show_the_same_numbers(trackway_env, capsys):
@@ -104,7 +106,7 @@ def test_status_table_and_json_show_the_same_numbers(trackway_env, capsys):
             numbers.append(cell)
         else:
             assert cell == ("-" if value is None else str(value)), key
-    widest = max(len(cell.strip()) for cell in numbers)
+    widest = max(len("value"), *(len(cell.strip()) for cell in numbers))
     assert all(len(cell) == widest for cell in numbers), "numbers right-aligned to the widest one, beside labels"
 
 

@@ -164,12 +164,13 @@ def format_table(headers: list[str], rows: list[tuple] | list[list], indent: str
     """A plain aligned table, readable in a terminal and in CI logs.
 
     Each column is as wide as its widest cell. Numbers are right-aligned to the widest
-    number of their column, text is left-aligned, so a long text value in a column does
-    not push that column's numbers away from their labels.
+    number of their column (or its header), text is left-aligned, so a long text value in
+    a column does not push that column's numbers away from their labels.
     """
     cells = [[_fmt(v) for v in row] for row in rows]
     columns = range(len(headers))
-    number_widths = [max((len(r[i]) for r in cells if _numeric(r[i])), default=0) for i in columns]
+    numbers = [[len(r[i]) for r in cells if _numeric(r[i])] for i in columns]
+    number_widths = [max([len(str(headers[i])), *numbers[i]]) if numbers[i] else 0 for i in columns]
     widths = [max([len(str(headers[i])), number_widths[i]] + [len(r[i]) for r in cells]) for i in columns]
     last = len(headers) - 1
 
