@@ -21,10 +21,12 @@ $(BIN)/python:
 		|| { echo "Set PYTHON=/path/to/python3.11 (make demo PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
+# --compile-bytecode: no command has to compile the ~2,000 modules it imports where Python may not write
+# .pyc itself (PYTHONDONTWRITEBYTECODE, a read-only site-packages); seconds per command (benchmarks/bench_cli.py).
 $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	@echo "==> installing the pinned lock into $(VENV) (first time: about a minute)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m pip check
 	@touch $@

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from trackway.config import Settings
 from trackway.warehouse import open_warehouse
+
+if TYPE_CHECKING:
+    from trackway.transform.manifest import ManifestState
 
 
 @dataclass
@@ -85,11 +89,76 @@ def stage_counts(settings: Settings) -> StageCounts:
     return counts
 
 
-def manifest_line(settings: Settings) -> str:
+def manifest_state(settings: Settings) -> ManifestState:
     """events_transform's dbt manifest: current, stale or missing, and the command that fixes it."""
     from trackway.transform.manifest import check_manifest
 
-    return check_manifest(settings).line()
+    return check_manifest(settings)
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One line of ``trackway status``: the table shows label and value, ``--json`` key and value."""
+
+    key: str  # stable, for scripts: "raw_rows", "source.web.objects_loaded"
+    label: str  # for people; leading spaces nest it under the row above
+    value: int | float | str | None
+
+
+def status_rows(counts: StageCounts) -> list[StatusRow]:
+    """Every figure of ``trackway status``, in display order; add a row here to show one more."""
+    rows = [
+        StatusRow("objects_loaded", "raw objects loaded", counts.objects_loaded),
+        StatusRow("damaged_objects", "  damaged", counts.damaged_objects),
+    ]
+    for name, layout, objects, loaded, damaged in counts.sources:
+        rows += [
+            StatusRow(f"source.{name}.objects_loaded", f"  source {name} ({layout}): objects", objects),
+            StatusRow(f"source.{name}.rows_loaded", "    rows", loaded),
+            StatusRow(f"source.{name}.damaged_objects", "    damaged objects", damaged),
+        ]
+    rows += [
+        StatusRow("raw_rows", "rows in raw.events_raw", counts.raw_rows),
+        StatusRow("raw_parse_errors", "  unparseable lines", counts.raw_parse_errors),
+        StatusRow("quarantined", "rows in raw.events_quarantine", counts.quarantined),
+        StatusRow("events", "rows in analytics.events", counts.events),
+        StatusRow("duplicates", "  duplicates removed", counts.duplicates if counts.events is not None else None),
+        StatusRow("rejected", "  rejected", counts.rejected),
+        StatusRow("latest_received_at", "latest receivedAt loaded", counts.latest_received_at),
+        StatusRow("lag_seconds", "lag (now - latest receivedAt)", _round(counts.lag_seconds)),
+        StatusRow("latest_loaded_at", "latest load finished", counts.latest_loaded_at),
+    ]
+    if counts.last_load:
+        start, loaded, objects, seconds = counts.last_load
+        rows += [
+            StatusRow("last_load.hour", "last load: hour (UTC)", start),
+            StatusRow("last_load.rows", "  rows", loaded),
+            StatusRow("last_load.objects", "  objects", objects),
+            StatusRow("last_load.seconds", "  seconds", round(seconds, 1)),
+            StatusRow("last_load.rows_per_second", "  rows/s", round(loaded / seconds) if seconds > 0 else None),
+        ]
+    return rows
+
+
+def status_table(rows: list[StatusRow]) -> str:
+    """Label beside value; None shows as "-" (an analytics table not built yet, nothing loaded yet)."""
+    shown = [(row.label, "-" if row.value is None else _shown_value(row)) for row in rows]
+    return format_table(["stage", "value"], shown)
+
+
+def status_json(warehouse_url: str, rows: list[StatusRow]) -> dict:
+    """``trackway status --json``: the same figures as the table, as numbers (null: not there yet)."""
+    return {"warehouse": warehouse_url, **{row.key: row.value for row in rows}}
+
+
+def _shown_value(row: StatusRow) -> int | float | str:
+    if row.key == "lag_seconds" and isinstance(row.value, (int, float)):
+        return format_duration(row.value)
+    return row.value  # type: ignore[return-value]
+
+
+def _round(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -102,22 +171,37 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def format_table(headers: list[str], rows: list[tuple], indent: str = "    ") -> str:
-    """A plain aligned table: readable in a terminal and in CI logs."""
-    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append(
-            indent
-            + "  ".join(c.rjust(w) if _numeric(c) and n else c.ljust(w) for c, w in zip(row, widths, strict=True))
-        )
-        if n == 0:
-            lines.append(indent + "  ".join("-" * w for w in widths))
+def format_table(headers: list[str], rows: list[tuple] | list[list], indent: str = "    ") -> str:
+    """A plain aligned table, readable in a terminal and in CI logs.
+
+    Each column is as wide as its widest cell. Numbers are right-aligned to the widest
+    number of their column (or its header), text is left-aligned, so a long text value in
+    a column does not push that column's numbers away from their labels.
+    """
+    cells = [[_fmt(v) for v in row] for row in rows]
+    columns = range(len(headers))
+    numbers = [[len(r[i]) for r in cells if _numeric(r[i])] for i in columns]
+    number_widths = [max([len(str(headers[i])), *numbers[i]]) if numbers[i] else 0 for i in columns]
+    widths = [max([len(str(headers[i])), number_widths[i]] + [len(r[i]) for r in cells]) for i in columns]
+    last = len(headers) - 1
+
+    def line(row: list[str]) -> str:
+        parts = [
+            c.rjust(number_widths[i]).ljust(widths[i] if i < last else 0)
+            if _numeric(c)
+            else c.ljust(widths[i] if i < last else 0)
+            for i, c in enumerate(row)
+        ]
+        return indent + "  ".join(parts)
+
+    lines = [line([str(h) for h in headers]), indent + "  ".join("-" * w for w in widths)]
+    lines += [line(row) for row in cells]
     return "\n".join(lines)
 
 
 def _fmt(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
@@ -126,4 +210,4 @@ def _fmt(value) -> str:
 
 
 def _numeric(text: str) -> bool:
-    return text.replace(",", "").replace(".", "").isdigit()
+    return text.removeprefix("-").replace(",", "").replace(".", "", 1).isdigit()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 from trackway.config import ConfigError, load_settings
 from trackway.plan.model import PlanError
@@ -79,32 +81,19 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from trackway.status import format_duration, format_table, manifest_line, stage_counts
+    from trackway.status import manifest_state, stage_counts, status_json, status_rows, status_table
 
     settings = load_settings()
-    counts = stage_counts(settings)  # a missing warehouse is reported by main()
-    rows = [
-        ("raw objects loaded", counts.objects_loaded),
-        ("  damaged objects", counts.damaged_objects),
-        ("rows in raw.events_raw", counts.raw_rows),
-        ("  unparseable lines", counts.raw_parse_errors),
-        ("quarantined by the collector (raw.events_quarantine)", counts.quarantined),
-        ("rows in analytics.events", "not built yet" if counts.events is None else counts.events),
-        ("  duplicates removed", counts.duplicates),
-        ("  rejected", "not built yet" if counts.rejected is None else counts.rejected),
-        ("latest receivedAt loaded", counts.latest_received_at),
-        ("lag (now - latest receivedAt)", format_duration(counts.lag_seconds)),
-        ("latest load finished", counts.latest_loaded_at),
-    ]
-    for name, layout, objects, loaded, damaged in counts.sources:
-        rows.insert(4, (f"  source {name} ({layout})", f"{objects} objects, {loaded:,} rows, {damaged} damaged"))
-    if counts.last_load:
-        start, loaded, objects, seconds = counts.last_load
-        rate = f", {loaded / seconds:,.0f} rows/s" if seconds > 0 else ""
-        rows.append(("last load", f"hour {start} UTC: {loaded:,} rows from {objects} objects in {seconds:.1f}s{rate}"))
+    rows = status_rows(stage_counts(settings))  # a missing warehouse is reported by main()
+    manifest = manifest_state(settings)
+    if args.json:
+        data = status_json(settings.warehouse.display_url, rows)
+        data["dbt_manifest"] = {"status": manifest.status, "detail": manifest.line()}
+        print(json.dumps(data, indent=2))
+        return 0
     print(f"warehouse: {settings.warehouse.display_url}")
-    print(format_table(["stage", "value"], rows))
-    print(manifest_line(settings))
+    print(status_table(rows))
+    print(manifest.line())
     return 0
 
 
@@ -119,9 +108,25 @@ def _cmd_query(args: argparse.Namespace) -> int:
         except Exception as exc:  # the database's own message is the useful part
             print(f"trackway query: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
+    limited = len(rows) == args.limit
+    if args.json:
+        result = {"columns": list(headers), "rows": [list(row) for row in rows], "limited": limited}
+        print(json.dumps(result, default=_json_value))
+        return 0
     print(format_table(headers, rows, indent=""))
-    print(f"({len(rows)} rows{', limited' if len(rows) == args.limit else ''})")
+    print(f"({len(rows)} rows{', limited' if limited else ''})")
     return 0
+
+
+def _json_value(value: object) -> object:
+    """What json cannot encode itself: times as ISO 8601, decimals as numbers, the rest as text."""
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
@@ -212,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show row counts and freshness of each stage",
         description="Show what each stage of the pipeline holds, from the warehouse.",
     )
+    status.add_argument("--json", action="store_true", help="print one JSON object (numbers, null if not there yet)")
     status.set_defaults(func=_cmd_status)
 
     query = sub.add_parser(
@@ -222,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("sql", help="the SQL to run")
     query.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100)")
+    query.add_argument("--json", action="store_true", help='print {"columns": [...], "rows": [[...]], "limited": ...}')
     query.set_defaults(func=_cmd_query)
 
     env = sub.add_parser(

@@ -52,6 +52,7 @@ def list_interval_objects(
     raw.events_quarantine, so bad input is visible in SQL too. Objects of the
     sources file's sources follow, each source in its own layout.
     """
+    _attach_local_filesystem()
     interval_hours = set(hours_between(start, end))
     hours = hours_between(start - timedelta(hours=settings.load_lookback_hours), end)
     objects: list[tuple[ObjectStoragePath, bool, RawTable, Source | None]] = []
@@ -70,6 +71,19 @@ def list_interval_objects(
         found_in = list_source_objects(source, hours, interval_hours)
         objects.extend((p, in_interval, EVENTS_RAW_TABLE, source) for p, in_interval in found_in)
     return [partition_path(h) for h in hours], objects
+
+
+def _attach_local_filesystem() -> None:
+    """Give file:// paths Airflow's built-in local filesystem before anything asks for one.
+
+    Otherwise the first ``ObjectStoragePath.fs`` of a file:// URL has Airflow discover and
+    import every provider's filesystem module (GCS, S3: seconds) only to pick the built-in
+    LocalFileSystem anyway. s3:// and gs:// paths still go through provider discovery.
+    """
+    from airflow.sdk.io import attach
+    from fsspec.implementations.local import LocalFileSystem
+
+    attach("file", fs=LocalFileSystem())
 
 
 def _count(report: LoadReport, load: ObjectLoad, table: RawTable) -> None:

@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
+
+if TYPE_CHECKING:  # imported where Arrow tables are built: status and queries need none (~0.3 s)
+    import pyarrow as pa
 
 from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject, ledger_row
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
@@ -20,6 +22,8 @@ from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object
 
 
 def _arrow_schema(table: RawTable) -> pa.Schema:
+    import pyarrow as pa
+
     return pa.schema(
         [(c, pa.string()) for c in table.columns[:-3]]
         + [("line_number", pa.int64()), ("load_id", pa.string()), ("loaded_at", pa.timestamp("us", tz="UTC"))]
@@ -150,6 +154,8 @@ class DuckDBWarehouse(Warehouse):
             self.con.execute(stmt)
 
     def loaded_fingerprints(self, source_objects: Sequence[str]) -> dict[str, str]:
+        import pyarrow as pa
+
         if not source_objects:
             return {}
         wanted = pa.table({"source_object": pa.array(list(source_objects), pa.string())})
@@ -166,6 +172,8 @@ class DuckDBWarehouse(Warehouse):
     def replace_object(
         self, load: ObjectLoad, rows: Sequence[Sequence[Any]], table: RawTable = EVENTS_RAW_TABLE
     ) -> None:
+        import pyarrow as pa
+
         schema = _arrow_schema(table)
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in table.columns]
         batch = pa.table(
@@ -315,6 +323,8 @@ class DuckDBWarehouse(Warehouse):
 
     def _check_pending(self, obj: RawObject, table: RawTable) -> ObjectStats:
         """Give the lines DuckDB could not judge their exact verdict, a batch at a time."""
+        import pyarrow as pa
+
         from trackway.rawdata.lines import parse_line, row_values
 
         stats = ObjectStats()
@@ -392,6 +402,8 @@ class DuckDBWarehouse(Warehouse):
             return self._commit_rows(obj, table, rows, stats)
 
     def _commit_rows(self, obj: RawObject, table: RawTable, rows: Iterator[tuple], stats: ObjectStats) -> ObjectLoad:
+        import pyarrow as pa
+
         from trackway.rawdata.lines import batched_rows
 
         schema = _arrow_schema(table)
