@@ -90,7 +90,10 @@ def test_status_table_and_json_show_the_same_numbers(trackway_env, capsys):
     assert data["raw_rows"] == 1201 and data["raw_parse_errors"] == 1 and data["objects_loaded"] == 1
     assert data["events"] is None and data["last_load.rows"] == 1201
 
-    header, rule, body = table[1], table[2], table[3:]
+    manifest = data.pop("dbt_manifest")  # its own line under the table: not a stage count
+    assert manifest["status"] == "missing" and table[-1] == manifest["detail"]
+    assert "trackway transform compile" in table[-1]
+    header, rule, body = table[1], table[2], table[3:-1]
     indent = len(rule) - len(rule.lstrip())
     value_at = indent + rule.strip().index("  ") + 2  # the value column starts two spaces after the widest label
     assert header.strip().split() == ["stage", "value"] and len(body) == len(data) - 1

@@ -53,7 +53,7 @@ def test_every_trackway_variable_the_code_reads_is_registered():
 
 
 def test_defaults_live_in_the_registry(monkeypatch):
-    from trackway.collector.segment import MAX_EVENT_BYTES
+    from trackway.segment_rules import MAX_EVENT_BYTES
     from trackway.collector.worker import GuardedHttpToolsProtocol
 
     for name in ("TRACKWAY_MAX_EVENT_BYTES", "TRACKWAY_HEADER_TIMEOUT_SECONDS", "TRACKWAY_MAX_CONNECTIONS"):
@@ -104,6 +104,10 @@ def test_a_bad_setting_breaks_only_the_component_that_reads_it(trackway_env, mon
 def test_the_dag_folder_imports_with_a_bad_collector_setting(trackway_env, airflow_db, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
+    from trackway.config import load_settings
+    from trackway.transform.manifest import compile_manifest
+
+    compile_manifest(load_settings())  # `trackway transform compile`, as make install runs it
     monkeypatch.setenv("TRACKWAY_MAX_BATCH_EVENTS", "abc")
     dagbag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert dagbag.import_errors == {}

@@ -281,6 +281,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trackway {args.command}: {exc}", file=sys.stderr)
         return 75  # EX_TEMPFAIL: try again later
 
-
-if __name__ == "__main__":
-    sys.exit(main())
