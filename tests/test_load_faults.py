@@ -77,6 +77,12 @@ def _big_object() -> bytes:
 
 
 def test_a_body_cut_mid_transfer_fails_the_load_and_ledgers_nothing(warehouse_env, flaky_s3, tmp_path):
+    """End to end through s3fs: the load fails while the network cuts bodies, and loads exactly once after.
+
+    s3fs surfaces a cut body as its own error types (here an IndexError from its error
+    handling, or FSTimeoutError), so this guards the whole path rather than the OSError
+    classification, which ``test_a_connection_reset_inside_the_object_is_not_damage`` pins.
+    """
     settings = load_settings()
     local = tmp_path / "part.ndjson.gz"
     local.write_bytes(_big_object())
@@ -86,9 +92,6 @@ def test_a_body_cut_mid_transfer_fails_the_load_and_ledgers_nothing(warehouse_en
     with pytest.raises(Exception) as failure:  # the task fails; Airflow retries it (retries in dag_defaults)
         load_interval(settings, HOUR, HOUR + timedelta(hours=1))
     assert flaky_s3.cuts > 0, "the proxy never cut a response: the test did not exercise a flaky network"
-    import traceback
-
-    traceback.print_exception(failure.value)
     print(f"load failed as it should, after {flaky_s3.cuts} cut responses: {type(failure.value).__name__}")
     with open_warehouse(settings.warehouse) as wh:
         assert wh.query("SELECT count(*) FROM raw.loaded_objects")[0][0] == 0, "a transport error was ledgered"
@@ -141,3 +144,73 @@ def test_concurrent_reloads_of_one_hour_never_duplicate_rows(trackway_env, postg
         total, distinct = wh.query("SELECT count(*), count(DISTINCT message_id) FROM raw.events_raw")[0]
         ledger = wh.query("SELECT count(*) FROM raw.loaded_objects")[0][0]
     assert (total, distinct, ledger) == (24000, 24000, 6), f"duplicates: {total - distinct}"
+
+
+class _ResettingServer:
+    """Serves ``body`` over a real TCP connection, then resets it after ``cut_after`` bytes."""
+
+    def __init__(self, body: bytes, cut_after: int) -> None:
+        import socket
+        import threading
+
+        self.body, self.cut_after = body, cut_after
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            conn.sendall(self.body[: self.cut_after])
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()  # RST: the reader sees ConnectionResetError, an OSError, mid-body
+
+    def open(self):
+        import socket
+        import time
+
+        sock = socket.create_connection(("127.0.0.1", self.port))
+        time.sleep(0.2)  # let the reset arrive before the reader drains the buffered bytes
+        return sock.makefile("rb")
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_connection_reset_inside_the_object_is_not_damage(warehouse_env):
+    """An OSError from the transport mid-body (here a real reset socket) is not a corrupt object.
+
+    The backends read remote objects through the stream ``RawObject.open`` returns
+    (ObjectStoragePath in production): DuckDB copies it to a temporary file, PostgreSQL
+    streams it into COPY. Before the fix both caught the OSError as damage and ledgered
+    the object with the rows read so far.
+    """
+    from trackway.rawdata.lines import ObjectReadError
+    from trackway.rawdata.records import RawObject
+
+    body = _big_object()
+    server = _ResettingServer(body, cut_after=len(body) // 3)
+    settings = load_settings()
+    url = "s3://lake/trackway/" + KEY
+    obj = RawObject(
+        source_object=url,
+        fingerprint="size=1;etag=x",
+        size_bytes=len(body),
+        load_id="fault-test",
+        loaded_at=datetime.now(UTC),
+        open=server.open,
+    )
+    try:
+        with open_warehouse(settings.warehouse) as wh:
+            wh.ensure_raw_tables()
+            with pytest.raises(ObjectReadError, match="ConnectionResetError"):
+                wh.load_objects([obj])
+            assert wh.query("SELECT count(*) FROM raw.loaded_objects")[0][0] == 0, "a transport error was ledgered"
+            assert wh.query("SELECT count(*) FROM raw.events_raw")[0][0] == 0
+    finally:
+        server.close()

@@ -280,4 +280,3 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseBusy as exc:
         print(f"trackway {args.command}: {exc}", file=sys.stderr)
         return 75  # EX_TEMPFAIL: try again later
-
