@@ -10,8 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import secrets
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
@@ -120,30 +118,45 @@ def test_a_corrupt_object_is_still_recorded_as_damaged(warehouse_env):
 
 @pytest.mark.postgres
 def test_concurrent_reloads_of_one_hour_never_duplicate_rows(trackway_env, postgres_url, monkeypatch):
-    """Two `trackway load --reload` of the same hour plus an ordinary load, at once, on a real PostgreSQL."""
+    """Two `trackway load --reload` of one hour beside an ordinary (DAG) load, at once, on a real PostgreSQL.
+
+    Each runs ``load_interval`` with its own connection, released together by a barrier,
+    as separate processes would. Without a per-object lock, READ COMMITTED lets each
+    load's DELETE see nothing of the others' uncommitted rows, and all of them insert.
+    """
+    import threading
+
     from postgres_server import create_database
 
     db_url = create_database(postgres_url, f"concurrent_{uuid.uuid4().hex[:10]}")
     monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", db_url)
     folder = hour_dir(trackway_env / "raw", "2026-11-22", 10)
-    for n in range(6):
-        write_gz_lines(folder / f"part-{n}.ndjson.gz", [json.dumps(event(f"c-{n}-{i}")) for i in range(4000)])
-    commands = [
-        ["load", "--hour", "2026-11-22T10", "--reload"],
-        ["load", "--hour", "2026-11-22T10", "--reload"],
-        ["load", "--hour", "2026-11-22T10"],
-    ]
-    code = "import sys; from trackway.cli import main; sys.exit(main(sys.argv[1:]))"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for args in commands
-    ]
-    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], outputs
-    with open_warehouse(load_settings().warehouse) as wh:
+    objects, per_object = 4, 30_000
+    for n in range(objects):
+        write_gz_lines(folder / f"part-{n}.ndjson.gz", [json.dumps(event(f"c-{n}-{i}")) for i in range(per_object)])
+    settings = load_settings()
+    with open_warehouse(settings.warehouse) as wh:
+        wh.ensure_raw_tables()
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def load(reload: bool) -> None:
+        try:
+            start.wait()
+            load_interval(settings, HOUR, HOUR + timedelta(hours=1), reload=reload, triggered_by="concurrency-test")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(reload,)) for reload in (True, True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert errors == []
+    with open_warehouse(settings.warehouse) as wh:
         total, distinct = wh.query("SELECT count(*), count(DISTINCT message_id) FROM raw.events_raw")[0]
         ledger = wh.query("SELECT count(*) FROM raw.loaded_objects")[0][0]
-    assert (total, distinct, ledger) == (24000, 24000, 6), f"duplicates: {total - distinct}"
+    assert (total - distinct, distinct, ledger) == (0, objects * per_object, objects), f"{total - distinct} duplicates"
 
 
 class _ResettingServer:
