@@ -35,16 +35,17 @@ def events_load():
             triggered_by=f"airflow:{dag_run.run_id}",
             reload=bool(params.get("reload")),
         )
-        outlet_events[EVENTS_RAW].extra = {
-            "load_id": report.load_id,
-            "rows_loaded": report.rows_loaded,
-            "objects_loaded": report.objects_loaded,
-            "parse_errors": report.parse_errors,
-            "damaged_objects": len(report.object_errors),
-        }
+        outlet_events[EVENTS_RAW].extra = report.asset_extra()
         return report.as_dict()
 
-    load_raw_objects()
+    @task(retries=0)
+    def check_load(report: dict) -> None:
+        """Fails (and alerts) when the load left something for on call: damaged or unswept late objects."""
+        from trackway.orchestration.load_checks import raise_if_needs_attention
+
+        raise_if_needs_attention(report)
+
+    check_load(load_raw_objects())
 
 
 events_load()

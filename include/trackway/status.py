@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from trackway.config import Settings
+from trackway.load.late import objects_beyond_sweep
 from trackway.warehouse import open_warehouse
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ class StageCounts:
     raw_parse_errors: int = 0
     objects_loaded: int = 0
     damaged_objects: int = 0
+    #: Late objects older than the load's sweep that no ordinary run will load (need a backfill).
+    objects_beyond_sweep: list[str] = field(default_factory=list)
     quarantined: int = 0
     events: int | None = None
     rejected: int | None = None
@@ -58,6 +61,7 @@ def stage_counts(settings: Settings) -> StageCounts:
     with open_warehouse(settings.warehouse, read_only=True) as wh:
         if not wh.table_exists("raw", "events_raw"):
             return counts
+        counts.objects_beyond_sweep = objects_beyond_sweep(settings, wh.loaded_fingerprints)
         counts.raw_rows, counts.raw_parse_errors, counts.latest_received_at, latest_loaded_at = wh.query(
             "SELECT count(*), count(parse_error), max(received_at), max(loaded_at) FROM raw.events_raw"
         )[0]
@@ -110,6 +114,11 @@ def status_rows(counts: StageCounts) -> list[StatusRow]:
     rows = [
         StatusRow("objects_loaded", "raw objects loaded", counts.objects_loaded),
         StatusRow("damaged_objects", "  damaged", counts.damaged_objects),
+        StatusRow(
+            "objects_beyond_sweep",
+            "  late, older than the sweep: not loaded (trackway load --hour H)",
+            len(counts.objects_beyond_sweep),
+        ),
     ]
     for name, layout, objects, loaded, damaged in counts.sources:
         rows += [

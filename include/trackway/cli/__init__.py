@@ -47,7 +47,11 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if end <= start:
         raise SystemExit("trackway load: --until must be after --hour")
     report = load_interval(load_settings(), start, end, reload=args.reload, progress=lambda msg: print(msg, flush=True))
-    return 1 if report.object_errors else 0
+    problem = report.needs_attention()
+    if problem:
+        print(f"trackway load: needs attention: {problem}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_transform(args: argparse.Namespace) -> int:

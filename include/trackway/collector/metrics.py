@@ -58,6 +58,10 @@ UPLOAD_BACKOFF = Gauge(
 UPLOAD_FAILURES = Counter(_P + "upload_failures_total", "Failed attempts to store a segment in the object store")
 UPLOAD_RETRIES = Counter(_P + "upload_retries_total", "Upload retries scheduled (exponential backoff with jitter)")
 OBJECTS_WRITTEN = Counter(_P + "objects_written_total", "Objects stored in the object store")
+LATE_OBJECTS_WRITTEN = Counter(
+    _P + "late_objects_written_total",
+    "Objects stored more than an hour after their partition's hour ended (after an outage); each has a pointer in late/",
+)
 SEGMENTS_SEALED = Counter(_P + "segments_sealed_total", "Spool segments sealed for upload")
 FSYNC_SECONDS = Histogram(
     _P + "fsync_duration_seconds",
@@ -102,6 +106,7 @@ _STATS_COUNTERS = {
     "upload_failures": UPLOAD_FAILURES,
     "upload_retries": UPLOAD_RETRIES,
     "objects_written": OBJECTS_WRITTEN,
+    "late_objects_written": LATE_OBJECTS_WRITTEN,
     "segments_rotated": SEGMENTS_SEALED,
 }
 

@@ -95,6 +95,11 @@ class SealedSegment:
     reason: str = "recovered"
 
     @property
+    def hour_start(self) -> datetime:
+        """The UTC hour the segment's events were received in (its partition)."""
+        return datetime.strptime(f"{self.dt} {self.hour}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+
+    @property
     def object_key(self) -> str:
         """Derived only from the name, so a re-upload after a crash overwrites, never duplicates."""
         return f"{self.stream}/dt={self.dt}/hour={self.hour}/{self.segment_id}.ndjson.gz"

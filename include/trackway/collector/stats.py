@@ -19,6 +19,7 @@ class Stats:
         "events_quarantined",
         "segments_rotated",
         "objects_written",
+        "late_objects_written",
         "upload_failures",
         "upload_retries",
     )

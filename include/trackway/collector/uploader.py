@@ -16,11 +16,15 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+
+import orjson
 
 from trackway.collector.spool import UPLOAD_TMP_PREFIX, SealedSegment
 from trackway.collector.stats import Stats
 from trackway.objectstore import ObjectStore, fsync_dir
+from trackway.rawdata.partitions import is_late, late_pointer_key
 
 log = logging.getLogger("trackway.collector.uploader")
 
@@ -118,6 +122,11 @@ class Uploader:
         try:
             raw_bytes = segment.path.stat().st_size
             lines = _gzip_file(segment.path, tmp)
+            late = lines > 0 and is_late(segment.hour_start, datetime.now(UTC))
+            if late:
+                # The pointer first: an object in a partition older than the loader's sweep must be findable.
+                pointer = {"key": segment.object_key, "stream": segment.stream, "uploaded_at": _now_iso()}
+                self.store.put_bytes(f"late/{late_pointer_key(segment.object_key)}", orjson.dumps(pointer))
             if lines:
                 self.store.put_file(segment.object_key, tmp)
             segment.path.unlink()
@@ -138,6 +147,17 @@ class Uploader:
             self.on_uploaded(segment)
         if lines:
             self.stats.add("objects_written")
+            if late:
+                self.stats.add("late_objects_written")
+                log.warning(
+                    "late upload: %s belongs to hour %s %s:00 UTC; the load's sweep (TRACKWAY_LOAD_SWEEP_DAYS) "
+                    "picks it up, or `trackway load --hour %sT%s` if it is older than the sweep",
+                    self.store.url_for(segment.object_key),
+                    segment.dt,
+                    segment.hour,
+                    segment.dt,
+                    segment.hour,
+                )
             log.info(
                 "rotated %s segment (%s): %d %s, %d bytes -> %s",
                 segment.stream,
@@ -148,6 +168,10 @@ class Uploader:
                 self.store.url_for(segment.object_key),
             )
         return True
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def _gzip_file(src: Path, dst: Path) -> int:

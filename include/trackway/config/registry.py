@@ -265,6 +265,14 @@ class LoadSection(Section):
         "The hourly load also picks up late objects of this many earlier hours, never twice",
         ge=0,
     )
+    load_sweep_days: int = setting(
+        "TRACKWAY_LOAD_SWEEP_DAYS",
+        7,
+        "Every load also sweeps this many days of partitions for objects the ledger lacks (uploads late after "
+        "an outage); an object older than that is reported and needs `trackway load --hour` (a backfill)",
+        ge=1,
+        le=366,
+    )
     sources_file: Path | None = setting(
         "TRACKWAY_SOURCES_FILE",
         None,

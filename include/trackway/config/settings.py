@@ -234,6 +234,15 @@ class Settings:
         return self.section(LoadSection).load_lookback_hours
 
     @property
+    def load_sweep_days(self) -> int:
+        return self.section(LoadSection).load_sweep_days
+
+    @property
+    def late_url(self) -> str:
+        """Where the collector leaves a pointer for each object it uploads late (rawdata.partitions.late_pointer_key)."""
+        return self.raw_url.rstrip("/") + "/late"
+
+    @property
     def sources_file(self) -> Path | None:
         named = self.section(LoadSection).sources_file
         if named is not None:

@@ -32,11 +32,11 @@ def load_in_place(
 ) -> None:
     """Hand every new or changed object to ``wh.load_in_place`` and add the results to ``report``."""
     pending = []
-    for (_path, in_interval, table, _source), url, (fingerprint, size) in zip(objects, urls, fingerprints, strict=True):
-        if known.get(url) == fingerprint and not (reload and in_interval):
+    for item, url, (fingerprint, size) in zip(objects, urls, fingerprints, strict=True):
+        if known.get(url) == fingerprint and not (reload and item.in_interval):
             report.objects_skipped += 1
             continue
-        pending.append(PendingObject(url=url, fingerprint=fingerprint, size_bytes=size, table=table))
+        pending.append(PendingObject(url=url, fingerprint=fingerprint, size_bytes=size, table=item.table))
     if not pending:
         return
     tables = {p.url: p.table for p in pending}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -20,9 +21,10 @@ from airflow.sdk import ObjectStoragePath
 
 from trackway.config import Settings, Source
 from trackway.load.in_place import load_in_place
+from trackway.load.late import objects_beyond_sweep, sweep_horizon
 from trackway.load.report import LoadReport
 from trackway.load.sources import arrival_time, list_source_objects
-from trackway.rawdata.partitions import hours_between, is_data_object, partition_path
+from trackway.rawdata.partitions import hour_floor, hours_between, partition_of, partition_path
 from trackway.rawdata.records import LoadRun, ObjectLoad, RawObject
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
 from trackway.warehouse import open_warehouse
@@ -43,34 +45,90 @@ def object_url(path: ObjectStoragePath) -> str:
     return f"{path.protocol}://{path.path}" if path.protocol != "file" else f"file://{path.path}"
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One object found by a listing: where it is, whether it is in the run's interval, where it goes."""
+
+    path: ObjectStoragePath
+    in_interval: bool
+    table: RawTable
+    source: Source | None
+    #: The listing's own metadata (size, ETag or md5): no extra request per object.
+    info: dict
+    hour: datetime | None = None
+
+
+def _days(hours: list[datetime]) -> list[datetime]:
+    return sorted({h.replace(hour=0) for h in hours})
+
+
+def _list_partitioned(
+    root: ObjectStoragePath, conn_id: str | None, days: list[datetime], wanted: Callable[[datetime], bool]
+) -> list[tuple[ObjectStoragePath, datetime, dict]]:
+    """Objects of ``root/dt=<day>/hour=HH/`` for each day, one (paginated) prefix listing per day.
+
+    A day's listing returns its objects' metadata with their keys (S3 ListObjectsV2, GCS list),
+    so sweeping a week costs about 8 requests per stream, not one per hour or per object.
+    """
+    found = []
+    fs = root.fs
+    base = root.path.rstrip("/")
+    for day in days:
+        try:
+            listing = fs.find(f"{base}/dt={day:%Y-%m-%d}/", detail=True)
+        except FileNotFoundError:
+            continue
+        for key, info in sorted(listing.items()):
+            if info.get("type", "file") != "file":
+                continue
+            where = partition_of(key[len(base) + 1 :])
+            if where is None or not wanted(where[0]):
+                continue
+            path = ObjectStoragePath(f"{root.protocol}://{key}", conn_id=conn_id)
+            found.append((path, where[0], info))
+    return found
+
+
 def list_interval_objects(
-    settings: Settings, start: datetime, end: datetime
-) -> tuple[list[str], list[tuple[ObjectStoragePath, bool, RawTable, Source | None]]]:
-    """The hours to scan and their objects as (path, in_interval, target table, extra source), in a stable order.
+    settings: Settings, start: datetime, end: datetime, *, now: datetime | None = None
+) -> tuple[list[str], list[Listed]]:
+    """The hours to scan and their objects, in a stable order.
 
     Events land in raw.events_raw; what the collector quarantined lands in
-    raw.events_quarantine, so bad input is visible in SQL too. Objects of the
-    sources file's sources follow, each source in its own layout.
+    raw.events_quarantine, so bad input is visible in SQL too. Besides the interval
+    and its lookback hours, every run sweeps the partitions of the last
+    ``TRACKWAY_LOAD_SWEEP_DAYS`` days: objects uploaded late (an object-store outage,
+    a collector restarting with spool leftovers, a stopped scheduler) are loaded by the
+    next ordinary run; the ledger keeps that exactly once. Objects of the sources
+    file's sources follow, each source in its own layout (interval and lookback only).
     """
     _attach_local_filesystem()
     interval_hours = set(hours_between(start, end))
-    hours = hours_between(start - timedelta(hours=settings.load_lookback_hours), end)
-    objects: list[tuple[ObjectStoragePath, bool, RawTable, Source | None]] = []
+    scan = hours_between(start - timedelta(hours=settings.load_lookback_hours), end)
+    scan_hours = set(scan)
+    horizon = sweep_horizon(settings, now)
+    sweep = hours_between(horizon, max(end, hour_floor(now or datetime.now(UTC)) + timedelta(hours=1)))
+
+    def wanted(hour: datetime) -> bool:
+        return hour in scan_hours or hour >= horizon
+
+    objects: list[Listed] = []
     for url, table in ((settings.events_url, EVENTS_RAW_TABLE), (settings.quarantine_url, QUARANTINE_TABLE)):
         root = ObjectStoragePath(url, conn_id=settings.raw_conn_id)
         # fsspec reuses filesystem instances and caches listings forever (gcsfs, s3fs):
         # without this a long-lived process would not see new or rewritten objects.
         root.fs.invalidate_cache()
-        for hour in hours:
-            folder = root / partition_path(hour)
-            if not folder.exists():
-                continue
-            found = sorted((p for p in folder.iterdir() if p.is_file() and is_data_object(p.name)), key=str)
-            objects.extend((p, hour in interval_hours, table, None) for p in found)
+        for path, hour, info in _list_partitioned(root, settings.raw_conn_id, _days(scan + sweep), wanted):
+            objects.append(Listed(path, hour in interval_hours, table, None, info, hour))
     for source in settings.sources():
-        found_in = list_source_objects(source, hours, interval_hours)
-        objects.extend((p, in_interval, EVENTS_RAW_TABLE, source) for p, in_interval in found_in)
-    return [partition_path(h) for h in hours], objects
+        for path, in_interval in list_source_objects(source, scan, interval_hours):
+            objects.append(Listed(path, in_interval, EVENTS_RAW_TABLE, source, {}))
+    return [partition_path(h) for h in scan], objects
+
+
+def _stat(item: Listed) -> dict:
+    """The listing's metadata when it has the fingerprint's fields; else one stat request."""
+    return item.info if item.info.get("size") is not None else item.path.stat()
 
 
 def _attach_local_filesystem() -> None:
@@ -116,6 +174,7 @@ def load_interval(
     started = datetime.now(UTC)
     load_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     hours, objects = list_interval_objects(settings, start, end)
+    lookback_hours = set(hours_between(start - timedelta(hours=settings.load_lookback_hours), end))
     report = LoadReport(load_id=load_id, interval_start=start, interval_end=end, hours_scanned=hours)
     report.objects_found = len(objects)
     say = progress or (lambda msg: log.info("%s", msg))
@@ -123,18 +182,18 @@ def load_interval(
 
     with open_warehouse(settings.warehouse) as wh:
         wh.ensure_raw_tables()
-        urls = [object_url(p) for p, _, _, _ in objects]
+        urls = [object_url(item.path) for item in objects]
         known = wh.loaded_fingerprints(urls)
         if getattr(wh, "loads_in_place", False):
             # BigQuery: load jobs read the collector's gs:// objects themselves. Objects of
             # extra sources (Firehose, Segment S3, field mappings) need Trackway's parser,
             # so they take the ordinary path below.
-            in_place = [i for i, item in enumerate(objects) if item[3] is None]
+            in_place = [i for i, item in enumerate(objects) if item.source is None]
             load_in_place(
                 wh,
                 [objects[i] for i in in_place],
                 [urls[i] for i in in_place],
-                [_fingerprint(objects[i][0].stat()) for i in in_place],
+                [_fingerprint(_stat(objects[i])) for i in in_place],
                 known,
                 report,
                 reload=reload,
@@ -162,8 +221,9 @@ def load_interval(
                     if load.object_error:
                         log.warning("damaged raw object %s: %s", obj.source_object, load.object_error)
 
-        for n, ((path, in_interval, table, source), url) in enumerate(zip(objects, urls, strict=True), start=1):
-            stat = path.stat()
+        for n, (item, url) in enumerate(zip(objects, urls, strict=True), start=1):
+            path, in_interval, table, source = item.path, item.in_interval, item.table, item.source
+            stat = _stat(item)
             fingerprint, size = _fingerprint(stat)
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):
@@ -180,10 +240,16 @@ def load_interval(
                 source=source,
                 received_at=arrival_time(stat, start) if source else None,
             )
+            if not in_interval and item.hour is not None and item.hour not in lookback_hours:
+                report.late_objects_loaded += 1
+                say(f"  late object swept in: {url} (hour {item.hour:%Y-%m-%dT%H})")
             pending.append((n, obj, table, path.name))
             if len(pending) >= wh.parallel_objects:
                 flush()
         flush()
+        report.objects_beyond_sweep = objects_beyond_sweep(settings, wh.loaded_fingerprints)
+        for late in report.objects_beyond_sweep:
+            log.warning("late object older than the sweep, not loaded: %s", late)
         finished = datetime.now(UTC)
         report.seconds = (finished - started).total_seconds()
         wh.record_load_run(

@@ -20,13 +20,30 @@ class LoadReport:
     parse_errors: int = 0
     blank_lines: int = 0
     object_errors: list[str] = field(default_factory=list)
+    #: Objects outside the interval found by the sweep of recent partitions and loaded now (late uploads).
+    late_objects_loaded: int = 0
+    #: Late objects older than the sweep horizon, not loaded: they need `trackway load --hour H`.
+    objects_beyond_sweep: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["interval_start"] = self.interval_start.isoformat()
         data["interval_end"] = self.interval_end.isoformat()
+        data["needs_attention"] = self.needs_attention()
         return data
+
+    def asset_extra(self) -> dict:
+        """What the run did, for the raw.events_raw asset event (Airflow's asset view)."""
+        return {
+            "load_id": self.load_id,
+            "rows_loaded": self.rows_loaded,
+            "objects_loaded": self.objects_loaded,
+            "parse_errors": self.parse_errors,
+            "damaged_objects": len(self.object_errors),
+            "late_objects_loaded": self.late_objects_loaded,
+            "objects_beyond_sweep": len(self.objects_beyond_sweep),
+        }
 
     def summary(self) -> str:
         rate = self.rows_loaded / self.seconds if self.seconds else 0.0
@@ -35,5 +52,23 @@ class LoadReport:
             f"{self.objects_found} objects ({self.objects_loaded} loaded, {self.objects_skipped} already loaded), "
             f"{self.rows_loaded:,} rows, {self.parse_errors} unparseable lines, "
             f"{self.quarantined_rows} quarantined events, "
-            f"{len(self.object_errors)} damaged objects, {self.seconds:.1f}s ({rate:,.0f} rows/s)"
+            f"{len(self.object_errors)} damaged objects, {self.late_objects_loaded} late objects swept in, "
+            f"{len(self.objects_beyond_sweep)} late objects older than the sweep (need a backfill), "
+            f"{self.seconds:.1f}s ({rate:,.0f} rows/s)"
         )
+
+    def needs_attention(self) -> str | None:
+        """What on call must act on after this run, with the command; None when nothing."""
+        problems = []
+        if self.object_errors:
+            problems.append(
+                f"{len(self.object_errors)} damaged object(s), loaded as far as readable: "
+                + "; ".join(self.object_errors[:5])
+            )
+        if self.objects_beyond_sweep:
+            hours = sorted({item.rsplit("(hour ", 1)[-1].rstrip(")") for item in self.objects_beyond_sweep})
+            problems.append(
+                f"{len(self.objects_beyond_sweep)} late object(s) older than the sweep (TRACKWAY_LOAD_SWEEP_DAYS) "
+                f"are not loaded: run `trackway load --hour H` for each of {', '.join(hours[:10])}"
+            )
+        return " | ".join(problems) or None

@@ -441,11 +441,11 @@ class DuckDBWarehouse(Warehouse):
         return [d[0] for d in cursor.description or []], cursor.fetchmany(limit)
 
     def table_exists(self, schema: str, table: str) -> bool:
-        row = self.con.execute(
+        rows = self.con.execute(  # fetchall: an unfinished result blocks the next register()/execute
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
             [schema, table],
-        ).fetchone()
-        return bool(row and row[0])
+        ).fetchall()
+        return bool(rows and rows[0][0])
 
     def close(self) -> None:
         self.con.close()

@@ -1,0 +1,53 @@
+"""Late objects: uploaded long after their partition's hour, found by the collector's pointers in ``late/``.
+
+Every load sweeps the last ``TRACKWAY_LOAD_SWEEP_DAYS`` days of partitions, so a late
+object within that horizon is loaded by the next ordinary run. One older than the
+horizon would never be: the collector leaves a pointer for each late upload, and this
+module finds the pointed-to objects the ledger still lacks, for the load's report, its
+check task (an alert) and ``trackway status``. Reads through the object-store seam, so
+``trackway status`` needs no Airflow import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from trackway.config import Settings
+from trackway.objectstore import open_object_store
+from trackway.rawdata.partitions import LATE_POINTER_SUFFIX, hour_floor, partition_of
+
+
+def sweep_horizon(settings: Settings, now: datetime | None = None) -> datetime:
+    """The oldest hour every load sweeps: objects of older partitions need an explicit backfill."""
+    return hour_floor(now or datetime.now(UTC)) - timedelta(days=settings.load_sweep_days)
+
+
+def late_objects(settings: Settings) -> list[tuple[str, datetime]]:
+    """(object URL, partition hour) of every object the collector uploaded late, from its pointers.
+
+    One listing of ``late/``: pointers exist only for uploads more than an hour after their
+    partition (outages), so the prefix stays small.
+    """
+    store = open_object_store(settings.raw_url)
+    found = []
+    for key in store.list("late/"):
+        if not key.endswith(LATE_POINTER_SUFFIX):
+            continue
+        target = key[len("late/") : -len(LATE_POINTER_SUFFIX)]
+        where = partition_of(target)
+        if where is not None:
+            found.append((store.url_for(target), where[0]))
+    return found
+
+
+def objects_beyond_sweep(
+    settings: Settings, known: Callable[[list[str]], dict[str, str]], now: datetime | None = None
+) -> list[str]:
+    """Late objects older than the sweep horizon that the ledger lacks: no ordinary run will load them."""
+    horizon = sweep_horizon(settings, now)
+    old = [(url, hour) for url, hour in late_objects(settings) if hour < horizon]
+    if not old:
+        return []
+    loaded = known([url for url, _ in old])
+    return [f"{url} (hour {hour:%Y-%m-%dT%H})" for url, hour in old if url not in loaded]
