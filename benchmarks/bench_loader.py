@@ -238,6 +238,60 @@ def peak_rss(big_mb: int, work: Path, warehouse_url: str | None) -> tuple[int, f
     return events, elapsed, kib / 1024
 
 
+def sweep_listing(days: int, runs: int) -> list[tuple[str, float, int]]:
+    """A no-op hourly load on S3 (moto on loopback) with 7 x 24 partitions already loaded: what the sweep costs.
+
+    Baseline in the same run: the same load with a one-day sweep (interval, lookback and
+    today's partitions only, about what the load listed before the sweep existed).
+    """
+    import json as _json
+
+    import boto3
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from collector_helpers import s3_env, start_moto
+
+    server, endpoint = start_moto()
+    env = {
+        **s3_env(endpoint),
+        "AIRFLOW_CONN_BENCH_RAW": _json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint}}),
+        "TRACKWAY_RAW_URL": "s3://lake/trackway",
+        "TRACKWAY_RAW_CONN_ID": "bench_raw",
+    }
+    os.environ.update(env)
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket="lake")
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    body = gzip.compress(b'{"messageId":"m","type":"track","event":"e"}\n')
+    objects = 0
+    for h in range(days * 24):
+        hour = now - timedelta(hours=h)
+        for n in range(2):
+            key = f"trackway/events/dt={hour:%Y-%m-%d}/hour={hour:%H}/part-{n}.ndjson.gz"
+            client.put_object(Bucket="lake", Key=key, Body=body)
+            objects += 1
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="trackway-sweep-") as tmp:
+        os.environ["TRACKWAY_HOME"] = tmp
+        os.environ.pop("TRACKWAY_WAREHOUSE_URL", None)
+        from trackway.config import load_settings
+        from trackway.load.loader import load_interval
+
+        first = load_interval(load_settings(), now, now + timedelta(hours=1))  # loads the whole week once
+        for label, sweep_days in (("load, 1-day sweep (baseline)", "1"), (f"load, {days}-day sweep", str(days))):
+            os.environ["TRACKWAY_LOAD_SWEEP_DAYS"] = sweep_days
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                report = load_interval(load_settings(), now, now + timedelta(hours=1))
+                times.append(time.perf_counter() - t0)
+                assert report.objects_loaded == 0
+            rows.append((label, statistics.median(times), report.objects_found))
+        rows.append(("(first run: loads the week)", first.seconds, first.objects_found))
+    server.stop()
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -245,9 +299,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dlt-events", type=int, default=100_000, help="dlt is slow: a smaller corpus, same shape")
     parser.add_argument("--big-mb", type=int, default=2048, help="uncompressed size of the RSS object")
-    parser.add_argument("--skip", default="", help="comma list of: dlt, postgres, rss, firehose")
+    parser.add_argument("--skip", default="", help="comma list of: dlt, postgres, rss, firehose, sweep")
+    parser.add_argument("--only-sweep", action="store_true", help="run only the late-object sweep's listing cost")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    if args.only_sweep or "sweep" not in skip:
+        print("sweep: a no-op hourly load on S3 (moto) with 7 x 24 partitions of 2 objects, all loaded", flush=True)
+        sweep = sweep_listing(7, args.runs)
+        print(f"\n{'row':40} {'seconds':>8} {'objects listed':>15}")
+        for name, seconds, found in sweep:
+            print(f"{name:40} {seconds:>8.2f} {found:>15,}")
+        if args.only_sweep:
+            return 0
 
     print(f"corpus: {args.events:,} events in {args.objects} gzip'd NDJSON objects, {os.cpu_count()} CPUs", flush=True)
     folder, raw_bytes = corpus("ndjson", args.events, args.objects)

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-
-from airflow.sdk import ObjectStoragePath
+from typing import IO, cast
 
 from trackway.config import Settings, Source
 from trackway.load.in_place import load_in_place
 from trackway.load.late import objects_beyond_sweep, sweep_horizon
+from trackway.load.paths import RawPath, storage_path
 from trackway.load.report import LoadReport
 from trackway.load.sources import arrival_time, list_source_objects
 from trackway.rawdata.partitions import hour_floor, hours_between, partition_of, partition_path
@@ -40,7 +40,7 @@ def _fingerprint(stat: dict) -> tuple[str, int]:
     return f"size={size};etag={str(etag).strip(chr(34))}", size
 
 
-def object_url(path: ObjectStoragePath) -> str:
+def object_url(path: RawPath) -> str:
     """The object's address without the Airflow connection id, e.g. s3://bucket/key or file:///path."""
     return f"{path.protocol}://{path.path}" if path.protocol != "file" else f"file://{path.path}"
 
@@ -49,7 +49,7 @@ def object_url(path: ObjectStoragePath) -> str:
 class Listed:
     """One object found by a listing: where it is, whether it is in the run's interval, where it goes."""
 
-    path: ObjectStoragePath
+    path: RawPath
     in_interval: bool
     table: RawTable
     source: Source | None
@@ -63,8 +63,8 @@ def _days(hours: list[datetime]) -> list[datetime]:
 
 
 def _list_partitioned(
-    root: ObjectStoragePath, conn_id: str | None, days: list[datetime], wanted: Callable[[datetime], bool]
-) -> list[tuple[ObjectStoragePath, datetime, dict]]:
+    root: RawPath, conn_id: str | None, days: list[datetime], wanted: Callable[[datetime], bool]
+) -> list[tuple[RawPath, datetime, dict]]:
     """Objects of ``root/dt=<day>/hour=HH/`` for each day, one (paginated) prefix listing per day.
 
     A day's listing returns its objects' metadata with their keys (S3 ListObjectsV2, GCS list),
@@ -84,7 +84,7 @@ def _list_partitioned(
             where = partition_of(key[len(base) + 1 :])
             if where is None or not wanted(where[0]):
                 continue
-            path = ObjectStoragePath(f"{root.protocol}://{key}", conn_id=conn_id)
+            path = storage_path(f"{root.protocol}://{key}", conn_id)
             found.append((path, where[0], info))
     return found
 
@@ -102,7 +102,6 @@ def list_interval_objects(
     next ordinary run; the ledger keeps that exactly once. Objects of the sources
     file's sources follow, each source in its own layout (interval and lookback only).
     """
-    _attach_local_filesystem()
     interval_hours = set(hours_between(start, end))
     scan = hours_between(start - timedelta(hours=settings.load_lookback_hours), end)
     scan_hours = set(scan)
@@ -114,7 +113,7 @@ def list_interval_objects(
 
     objects: list[Listed] = []
     for url, table in ((settings.events_url, EVENTS_RAW_TABLE), (settings.quarantine_url, QUARANTINE_TABLE)):
-        root = ObjectStoragePath(url, conn_id=settings.raw_conn_id)
+        root = storage_path(url, settings.raw_conn_id)
         # fsspec reuses filesystem instances and caches listings forever (gcsfs, s3fs):
         # without this a long-lived process would not see new or rewritten objects.
         root.fs.invalidate_cache()
@@ -128,20 +127,7 @@ def list_interval_objects(
 
 def _stat(item: Listed) -> dict:
     """The listing's metadata when it has the fingerprint's fields; else one stat request."""
-    return item.info if item.info.get("size") is not None else item.path.stat()
-
-
-def _attach_local_filesystem() -> None:
-    """Give file:// paths Airflow's built-in local filesystem before anything asks for one.
-
-    Otherwise the first ``ObjectStoragePath.fs`` of a file:// URL has Airflow discover and
-    import every provider's filesystem module (GCS, S3: seconds) only to pick the built-in
-    LocalFileSystem anyway. s3:// and gs:// paths still go through provider discovery.
-    """
-    from airflow.sdk.io import attach
-    from fsspec.implementations.local import LocalFileSystem
-
-    attach("file", fs=LocalFileSystem())
+    return item.info if item.info.get("size") is not None else item.path.fs.info(item.path.path)
 
 
 def _count(report: LoadReport, load: ObjectLoad, table: RawTable) -> None:
@@ -235,7 +221,7 @@ def load_interval(
                 size_bytes=size,
                 load_id=load_id,
                 loaded_at=datetime.now(UTC),
-                open=partial(path.open, "rb"),
+                open=cast(Callable[[], IO[bytes]], partial(path.open, "rb")),
                 local_path=Path(path.path) if path.protocol == "file" else None,
                 source=source,
                 received_at=arrival_time(stat, start) if source else None,

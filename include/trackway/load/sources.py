@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow.sdk import ObjectStoragePath
-
 from trackway.config import Source
+from trackway.load.paths import RawPath, storage_path
 from trackway.rawdata.partitions import is_data_object, partition_path
 
 
@@ -30,10 +29,10 @@ def hour_folders(source: Source, hour: datetime) -> list[str]:
 
 def list_source_objects(
     source: Source, hours: list[datetime], interval_hours: set[datetime]
-) -> list[tuple[ObjectStoragePath, bool]]:
+) -> list[tuple[RawPath, bool]]:
     """(object, in the interval) for every data object of ``hours``, in a stable order."""
-    root = ObjectStoragePath(source.url.rstrip("/") + "/", conn_id=source.conn_id)
-    found: list[tuple[ObjectStoragePath, bool]] = []
+    root = storage_path(source.url.rstrip("/") + "/", source.conn_id)
+    found: list[tuple[RawPath, bool]] = []
     if source.layout == "segment-s3":
         days = sorted({h.replace(hour=0) for h in hours})
         interval_days = {h.replace(hour=0) for h in interval_hours}

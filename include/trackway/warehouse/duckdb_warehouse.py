@@ -154,10 +154,9 @@ class DuckDBWarehouse(Warehouse):
             self.con.execute(stmt)
 
     def loaded_fingerprints(self, source_objects: Sequence[str]) -> dict[str, str]:
-        import pyarrow as pa
-
         if not source_objects:
             return {}
+        import pyarrow as pa  # here, not at the top: an empty hour's load imports no Arrow (~1 s)
         wanted = pa.table({"source_object": pa.array(list(source_objects), pa.string())})
         self.con.register("_wanted", wanted)
         try:
