@@ -17,6 +17,7 @@ re-reads the write keys (TRACKWAY_WRITE_KEYS_FILE) in every worker.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -152,6 +153,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 def run_collector(
     settings: Settings, host: str, port: int, workers: int | None = None, log_json: bool | None = None
 ) -> int:
@@ -159,6 +170,14 @@ def run_collector(
     limits = settings.collector
     workers = max(1, workers or limits.workers)
     setup_logging(json_lines=limits.log_json if log_json is None else log_json, worker="master")
+    if settings.write_keys_are_demo and not is_loopback(host):
+        # Fail closed: the demo key is public (it is in the docs), so it must never face a network.
+        log.error(
+            "refusing to listen on %s with the built-in demo write key: set TRACKWAY_WRITE_KEYS=source:key,... "
+            "(or TRACKWAY_WRITE_KEYS_FILE) with keys of your own, or listen on 127.0.0.1",
+            host,
+        )
+        return 2
     store = open_object_store(settings.raw_url)  # ConfigError propagates to the CLI's message
     try:
         enforcer_from_settings(settings)  # a broken tracking plan stops the start here, not in each worker
