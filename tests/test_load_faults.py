@@ -52,7 +52,16 @@ def flaky_s3(monkeypatch):
     conn_id = f"flaky_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": proxy.endpoint}}),
+        # Short client timeouts, as a production connection would set them: a cut body fails in seconds.
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "extra": {
+                    "endpoint_url": proxy.endpoint,
+                    "config_kwargs": {"connect_timeout": 3, "read_timeout": 3, "retries": {"max_attempts": 1}},
+                },
+            }
+        ),
     )
     monkeypatch.setenv("TRACKWAY_RAW_URL", "s3://lake/trackway")
     monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", conn_id)
