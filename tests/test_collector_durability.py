@@ -425,7 +425,7 @@ def test_leftovers_of_every_worker_and_layout_are_uploaded_once_before_serving(t
     assert len(read_lines(local_store(tmp_path), "events/")) == 4 and _segments(spool) == []
 
 
-def test_leftovers_of_a_worker_that_no_longer_runs_move_to_one_that_does_when_the_store_is_down(tmp_path):
+def test_leftovers_of_a_worker_that_no_longer_runs_move_to_one_that_does_when_the_store_is_down(tmp_path, monkeypatch):
     from trackway.collector.app import recover_leftovers
     from trackway.config import load_settings
 
@@ -435,8 +435,9 @@ def test_leftovers_of_a_worker_that_no_longer_runs_move_to_one_that_does_when_th
     (spool / "w3" / name).write_bytes(b'{"messageId":"m"}\n')
     broken = tmp_path / "not-a-folder"
     broken.write_text("a file where the store's folder should be: every upload fails")
+    monkeypatch.setenv("TRACKWAY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRACKWAY_SPOOL_DIR", str(spool))
     settings = load_settings()
-    settings = type(settings)(**{**settings.__dict__, "spool_dir": spool})
     assert recover_leftovers(settings, LocalObjectStore(broken / "raw"), workers=2) == 1
     assert (spool / "w1" / name).read_bytes() == b'{"messageId":"m"}\n'  # same name: same object key later
     assert not (spool / "w3" / name).exists()

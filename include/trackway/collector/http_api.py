@@ -156,6 +156,7 @@ class CollectorApp:
 
     def __init__(self, worker: CollectorHost) -> None:
         self.worker = worker
+        self._reserved_bytes = 0  # admitted by the spool cap, not yet committed (one event loop: no lock)
         self.settings = worker.settings
         self.limits = worker.settings.collector
 
@@ -405,13 +406,16 @@ class CollectorApp:
     async def _store(self, items: list[tuple[str, str, str, bytes]]) -> None:
         worker = self.worker
         size = sum(len(item[3]) for item in items)
-        if worker.spool.pending_bytes() + size > worker.pending_cap:
+        # Bytes of requests already past this check but still awaiting their group commit count too:
+        # without them, concurrent requests each saw room and together overshot the cap.
+        if worker.spool.pending_bytes() + self._reserved_bytes + size > worker.pending_cap:
             raise HttpError(
                 503,
                 "the spool holds more not-yet-uploaded events than TRACKWAY_SPOOL_MAX_PENDING_BYTES allows "
                 "(the object store is down or slow); nothing was stored; retry after Retry-After seconds",
                 headers={"Retry-After": "5"},
             )
+        self._reserved_bytes += size
         try:
             await worker.spool.append_async(items)
         except SpoolClosed:
@@ -427,6 +431,8 @@ class CollectorApp:
                 f"could not store events durably ({exc}); nothing was stored; retry after Retry-After seconds",
                 headers={"Retry-After": "5"},
             ) from None
+        finally:
+            self._reserved_bytes -= size
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes
