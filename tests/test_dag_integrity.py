@@ -39,7 +39,9 @@ def test_events_load_is_hourly_over_data_intervals(dagbag):
     from pendulum import DateTime, Timezone
 
     dag = dagbag.get_dag("events_load")
-    assert [t.task_id for t in dag.tasks] == ["load_raw_objects"]
+    assert [t.task_id for t in dag.tasks] == ["load_raw_objects", "check_load"]
+    assert dag.get_task("check_load").upstream_task_ids == {"load_raw_objects"}
+    assert dag.get_task("check_load").retries == 0  # a report to act on, not a fault to retry
     timetable = dag.timetable
     assert isinstance(timetable, CronDataIntervalTimetable) or type(timetable).__name__ == "CronDataIntervalTimetable"
     # A manual run "at" 11:00 covers the hour that just ended: 10:00–11:00.

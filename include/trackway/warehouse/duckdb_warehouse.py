@@ -157,6 +157,7 @@ class DuckDBWarehouse(Warehouse):
         if not source_objects:
             return {}
         import pyarrow as pa  # here, not at the top: an empty hour's load imports no Arrow (~1 s)
+
         wanted = pa.table({"source_object": pa.array(list(source_objects), pa.string())})
         self.con.register("_wanted", wanted)
         try:
