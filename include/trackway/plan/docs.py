@@ -187,7 +187,7 @@ def render_html(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytic
             elif volume:
                 parts.append("<p class='ok'>No violations.</p>")
         for query in event.queries:
-            path = plan.root / query
+            path = plan.query_path(query)
             sql = path.read_text(encoding="utf-8") if path.is_file() else "(file missing)"
             parts.append(f"<p>Analyst query <code>{_e(query)}</code>:</p><pre>{_e(sql)}</pre>")
         parts.append("</section>")
@@ -243,7 +243,7 @@ def render_markdown(plan: Plan, stats: WarehouseStats, typed_schema: str = "anal
             ]
             out.append("")
         for query in event.queries:
-            path = plan.root / query
+            path = plan.query_path(query)
             sql = path.read_text(encoding="utf-8") if path.is_file() else "(file missing)"
             out += [f"Analyst query `{query}`:", "", "```sql", sql.rstrip(), "```", ""]
     return "\n".join(out) + "\n"

@@ -98,7 +98,7 @@ def lint_plan(plan: Plan, baseline: Plan | None = None) -> list[str]:
             if names.column_name(a) != names.column_name(b):
                 problems.append(f"{where}: properties '{a}' and '{b}' are near-duplicates; keep one")
         for query in event.queries:
-            if not (plan.root / query).is_file():
+            if not plan.query_path(query).is_file():
                 problems.append(f"{where}: analyst query {query} does not exist under {plan.root}")
     for a, b in names.near_duplicates([e.name for e in plan.events]):
         problems.append(f"{plan.root}: events '{a}' and '{b}' are near-duplicate names; merge them or rename one")

@@ -205,6 +205,10 @@ class Plan:
     def event(self, event_type: str, name: str) -> EventSpec | None:
         return self._index().get((event_type, name))
 
+    def query_path(self, query: str) -> Path:
+        """The file of an analyst query, checked again at read time: inside the plan folder, symlinks resolved."""
+        return inside_plan(self.root, query, "analyst query")
+
     def _index(self) -> dict[tuple[str, str], EventSpec]:
         cached = self.__dict__.get("_by_key")
         if cached is None:
@@ -302,9 +306,29 @@ def event_to_doc(event: EventSpec) -> dict[str, Any]:
     return doc
 
 
+def inside_plan(root: Path, relative: str | Path, what: str) -> Path:
+    """``root / relative`` if it stays inside the plan folder once symlinks are resolved; else PlanError.
+
+    A plan is data a pull request can change: a path such as ``../../.env``, an absolute
+    path or a symlink leaving the folder would let ``plan docs`` publish, and ``plan test``
+    run, any file the process can read.
+    """
+    text = str(relative)
+    if "\x00" in text or Path(text).is_absolute() or ".." in Path(text).parts:
+        raise PlanError(f"{what} {text!r} must be a path inside the plan folder {root}, without '..'")
+    base = root.resolve()
+    target = (root / text).resolve()
+    if not target.is_relative_to(base):
+        raise PlanError(f"{what} {text!r} leads outside the plan folder {root} (a symlink?); keep plan files inside it")
+    return target
+
+
 def event_files(root: Path) -> list[Path]:
     folder = root / "events"
-    return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    for path in files:
+        inside_plan(root, path.relative_to(root), "event file")
+    return files
 
 
 def load_plan(root: Path | str) -> Plan:
@@ -332,6 +356,8 @@ def load_plan(root: Path | str) -> Plan:
     seen: dict[tuple[str, str], Path] = {}
     for path in event_files(root):
         event = parse_event(_read_yaml(path), path)
+        for query in event.queries:
+            inside_plan(root, query, f"{path}: analyst query")
         if event.key in seen:
             raise PlanError(f"{path}: {event.type} {event.name!r} is already defined in {seen[event.key]}")
         seen[event.key] = path

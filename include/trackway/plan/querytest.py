@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from trackway.config import Settings
-from trackway.plan.model import Plan
+from trackway.plan.model import Plan, PlanError
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,12 @@ def run_plan_queries(settings: Settings, plan: Plan, limit: int = 1000) -> list[
     with open_warehouse(settings.warehouse, read_only=True) as wh:
         for event in plan.events:
             for query in event.queries:
-                path = plan.root / query
                 started = time.perf_counter()
+                try:
+                    path = plan.query_path(query)
+                except PlanError as exc:
+                    results.append(QueryResult(event.name, query, 0, 0.0, str(exc)))
+                    continue
                 try:
                     sql = path.read_text(encoding="utf-8")
                 except OSError as exc:
