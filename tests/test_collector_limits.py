@@ -214,3 +214,51 @@ def test_write_keys_file_several_keys_per_source_and_sighup_reload_drops_nothing
     assert {m for m, _ in acked} <= rows.keys()
     assert {rows[m]["sourceId"] for m, _ in acked} == {"web"}
     assert "old-key" not in proc.stdout + proc.stderr and "steady-key" not in proc.stderr
+
+
+def _workers_rss(proc: CollectorProcess) -> int:
+    import psutil
+
+    return sum(child.memory_info().rss for child in psutil.Process(proc.proc.pid).children())
+
+
+def test_a_10_mb_header_is_cut_at_the_cap_with_431_and_others_are_answered(tmp_path):
+    """Headers are counted as they arrive: a 10 MB header line gets a 431 after ~16 KB, not a read to its end."""
+    proc = CollectorProcess(tmp_path, TRACKWAY_HEADER_TIMEOUT_SECONDS="60").start()
+    try:
+        before = _workers_rss(proc)
+        s = socket.create_connection(("127.0.0.1", proc.port), timeout=30)
+        s.sendall(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nX-Flood: ")
+        sent, answer = 0, b""
+        chunk = b"a" * 65536
+        with contextlib.suppress(OSError):  # the server closes the socket under us once it has answered
+            while sent < 10 * 1024 * 1024:
+                s.sendall(chunk)
+                sent += len(chunk)
+        s.settimeout(10)
+        with contextlib.suppress(OSError):
+            while data := s.recv(65536):
+                answer += data
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert b"TRACKWAY_MAX_HEADER_BYTES" in answer
+        assert sent < 10 * 1024 * 1024, "the whole 10 MB header was read before an answer"
+        mid = f"after-flood-{uuid.uuid4()}"
+        r = requests.post(proc.url + "/v1/track", json=_event(messageId=mid), headers=_auth("key-web"), timeout=10)
+        assert r.status_code == 200
+        grown = _workers_rss(proc) - before
+        print(f"\n10 MB header: cut after {sent:,} bytes sent; worker RSS grew {grown / 1e6:.1f} MB")
+        assert grown < 8 * 1024 * 1024
+    finally:
+        proc.close()
+
+
+def test_a_url_over_the_cap_gets_414(tmp_path):
+    proc = CollectorProcess(tmp_path).start()
+    try:
+        r = requests.post(proc.url + "/v1/track?" + "q" * 20_000, json=_event(), headers=_auth("key-web"), timeout=10)
+        assert r.status_code == 414 and r.json()["code"] == "uri_too_long"
+        ok = requests.post(proc.url + "/v1/track?" + "q" * 2_000, json=_event(), headers=_auth("key-web"), timeout=10)
+        assert ok.status_code == 200
+    finally:
+        proc.close()

@@ -57,6 +57,9 @@ UPLOAD_BACKOFF = Gauge(
 )
 UPLOAD_FAILURES = Counter(_P + "upload_failures_total", "Failed attempts to store a segment in the object store")
 UPLOAD_RETRIES = Counter(_P + "upload_retries_total", "Upload retries scheduled (exponential backoff with jitter)")
+REQUESTS_OVERSIZED = Counter(
+    _P + "requests_oversized_total", "Requests cut off for an over-long URL (414) or headers (431)", ["status"]
+)
 OBJECTS_WRITTEN = Counter(_P + "objects_written_total", "Objects stored in the object store")
 LATE_OBJECTS_WRITTEN = Counter(
     _P + "late_objects_written_total",

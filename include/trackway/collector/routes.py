@@ -30,8 +30,10 @@ ERROR_CODES = {
     405: "method_not_allowed",
     411: "length_required",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_encoding",
     429: "rate_limited",
+    431: "headers_too_large",
     500: "internal_error",
     503: "unavailable",
 }

@@ -32,7 +32,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from trackway.collector import metrics
-from trackway.collector.http_api import CollectorApp, RateLimiter
+from trackway.collector.http_api import CollectorApp, RateLimiter, error_json
 from trackway.collector.logs import setup_logging
 from trackway.collector.spool import SealedSegment, Spool
 from trackway.collector.uploader import Uploader
@@ -177,6 +177,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     header_timeout: float = default("TRACKWAY_HEADER_TIMEOUT_SECONDS")  # serve() sets the configured values
     body_timeout: float = default("TRACKWAY_BODY_TIMEOUT_SECONDS")
     max_connections: int = default("TRACKWAY_MAX_CONNECTIONS")
+    max_header_bytes: int = default("TRACKWAY_MAX_HEADER_BYTES")
+    max_url_bytes: int = default("TRACKWAY_MAX_URL_BYTES")
+    _header_bytes = 0  # bytes received since the current request began, until its headers are complete
+    _in_headers = True
+    _refused = False
     _deadline = 0.0  # loop time by which headers/body must have arrived; 0 = none pending
     _sweeper: asyncio.TimerHandle | None = None  # one per worker, not a timer per request
 
@@ -201,13 +206,51 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 conn._expire()
         cls._sweeper = loop.call_later(1.0, cls._sweep, loop, connections) if connections else None
 
+    def data_received(self, data: bytes) -> None:
+        """Count header bytes as they arrive: a 10 MB header line is cut at the cap, not read to its end."""
+        if self._refused:
+            return
+        if self._in_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if self._in_headers and self._header_bytes > self.max_header_bytes:
+            self._refuse(
+                431,
+                "Request Header Fields Too Large",
+                f"the request line and headers are over {self.max_header_bytes} bytes (TRACKWAY_MAX_HEADER_BYTES)",
+            )
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.max_url_bytes:
+            self._refuse(414, "URI Too Long", f"the URL is over {self.max_url_bytes} bytes (TRACKWAY_MAX_URL_BYTES)")
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._header_bytes, self._in_headers = 0, True
         self._arm(self.header_timeout)
 
     def on_headers_complete(self) -> None:
+        if self._refused:
+            return  # no request cycle for a request already answered
         super().on_headers_complete()
+        self._in_headers = False
         self._arm(self.body_timeout)
+
+    def _refuse(self, status: int, phrase: str, message: str) -> None:
+        """Answer ``status`` with a JSON error and close: nothing more of this connection is read."""
+        if self._refused or self.transport.is_closing():
+            return
+        self._refused = True
+        self._disarm()
+        metrics.REQUESTS_OVERSIZED.labels(status=str(status)).inc()
+        body = error_json(status, message + "; send smaller requests")
+        self.transport.write(
+            f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n".encode()
+            + body
+        )
+        self.transport.close()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -272,6 +315,8 @@ def serve(index: int, workers: int, fd: int, parent: int) -> int:
     GuardedHttpToolsProtocol.header_timeout = limits.header_timeout_seconds
     GuardedHttpToolsProtocol.body_timeout = limits.body_timeout_seconds
     GuardedHttpToolsProtocol.max_connections = limits.max_connections
+    GuardedHttpToolsProtocol.max_header_bytes = limits.max_header_bytes
+    GuardedHttpToolsProtocol.max_url_bytes = limits.max_url_bytes
     config = uvicorn.Config(
         CollectorApp(worker),
         http=GuardedHttpToolsProtocol,

@@ -230,6 +230,18 @@ class CollectorSection(Section):
     max_connections: int = setting(
         "TRACKWAY_MAX_CONNECTIONS", 10_000, "Open connections per worker; more are closed at once", ge=1
     )
+    max_header_bytes: int = setting(
+        "TRACKWAY_MAX_HEADER_BYTES",
+        16 * 1024,
+        "Largest request line plus headers; past it the collector answers 431 and closes the connection",
+        ge=1024,
+    )
+    max_url_bytes: int = setting(
+        "TRACKWAY_MAX_URL_BYTES",
+        8 * 1024,
+        "Longest request URL; past it the collector answers 414 and closes the connection",
+        ge=256,
+    )
     upload_backoff_initial_seconds: float = setting(
         "TRACKWAY_UPLOAD_BACKOFF_INITIAL_SECONDS",
         1.0,

@@ -54,6 +54,8 @@ class CollectorLimits:
     body_timeout_seconds: float
     keep_alive_seconds: float
     max_connections: int  # per worker
+    max_header_bytes: int
+    max_url_bytes: int
     upload_backoff_initial_seconds: float
     upload_backoff_max_seconds: float
     log_json: bool
@@ -222,6 +224,8 @@ class Settings:
             body_timeout_seconds=c.body_timeout_seconds,
             keep_alive_seconds=c.keep_alive_seconds,
             max_connections=c.max_connections,
+            max_header_bytes=c.max_header_bytes,
+            max_url_bytes=c.max_url_bytes,
             upload_backoff_initial_seconds=c.upload_backoff_initial_seconds,
             upload_backoff_max_seconds=c.upload_backoff_max_seconds,
             log_json=c.log_format == "json",
