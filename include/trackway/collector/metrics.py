@@ -61,6 +61,10 @@ REQUESTS_OVERSIZED = Counter(
     _P + "requests_oversized_total", "Requests cut off for an over-long URL (414) or headers (431)", ["status"]
 )
 OBJECTS_WRITTEN = Counter(_P + "objects_written_total", "Objects stored in the object store")
+SEGMENTS_SET_ASIDE = Counter(
+    _P + "segments_set_aside_total",
+    "Spool segments moved to .set-aside/ after repeated failures while others uploaded (kept, never deleted)",
+)
 LATE_OBJECTS_WRITTEN = Counter(
     _P + "late_objects_written_total",
     "Objects stored more than an hour after their partition's hour ended (after an outage); each has a pointer in late/",
@@ -110,6 +114,7 @@ _STATS_COUNTERS = {
     "upload_retries": UPLOAD_RETRIES,
     "objects_written": OBJECTS_WRITTEN,
     "late_objects_written": LATE_OBJECTS_WRITTEN,
+    "segments_set_aside": SEGMENTS_SET_ASIDE,
     "segments_rotated": SEGMENTS_SEALED,
 }
 

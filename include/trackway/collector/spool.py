@@ -417,7 +417,13 @@ class Spool:
         del self._active[(seg.stream, seg.dt, seg.hour)]
         os.close(seg.fd)
         sealed = seg.path.with_name(seg.path.name[: -len("open")] + "sealed")
-        os.rename(seg.path, sealed)
-        fsync_dir(self.dir)
+        try:
+            os.rename(seg.path, sealed)
+            fsync_dir(self.dir)
+        except OSError as exc:
+            # The file is complete and closed: upload it under its open name rather than let it
+            # drop out of both the active set and the queue until the next start.
+            log.error("spool: could not seal %s (%s); uploading it under its open name", seg.path.name, exc)
+            sealed = seg.path
         self._sealed[sealed.name] = (seg.size, seg.created)
         self.on_sealed(SealedSegment(sealed, seg.stream, seg.dt, seg.hour, seg.segment_id, reason))

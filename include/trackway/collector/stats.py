@@ -22,6 +22,7 @@ class Stats:
         "late_objects_written",
         "upload_failures",
         "upload_retries",
+        "segments_set_aside",
     )
 
     def __init__(self) -> None:

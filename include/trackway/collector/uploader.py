@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
+import os
 import random
 import threading
 from collections import deque
@@ -27,6 +28,10 @@ from trackway.objectstore import ObjectStore, fsync_dir
 from trackway.rawdata.partitions import is_late, late_pointer_key
 
 log = logging.getLogger("trackway.collector.uploader")
+
+# A segment is set aside after this many failed attempts, if other segments uploaded meanwhile.
+SET_ASIDE_AFTER = 5
+SET_ASIDE_DIR = ".set-aside"
 
 
 class Uploader:
@@ -51,6 +56,7 @@ class Uploader:
         self._stopping = False
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
 
     def enqueue(self, segment: SealedSegment) -> None:
         with self._cond:
@@ -82,6 +88,8 @@ class Uploader:
 
     def _run(self) -> None:
         delay = self.backoff_initial
+        failing: dict[str, tuple[int, int]] = {}  # segment name -> (failed attempts, successes before the first)
+        successes = 0
         while not self._abort.is_set():
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -92,9 +100,29 @@ class Uploader:
             if self.upload(segment):
                 with self._cond:
                     self._queue.popleft()
+                failing.pop(segment.path.name, None)
+                successes += 1
                 if delay != self.backoff_initial:
                     self.stats.set_backoff(0.0)
                 delay = self.backoff_initial
+                continue
+            attempts, before = failing.get(segment.path.name, (0, successes))
+            attempts += 1
+            failing[segment.path.name] = (attempts, before)
+            # One segment that keeps failing while others upload is the segment's problem (unreadable
+            # file, a key the store refuses), not the store's: set it aside so the rest keep flowing.
+            # During an outage nothing uploads, so nothing is ever set aside for it.
+            if attempts >= SET_ASIDE_AFTER and successes > before:
+                with self._cond:
+                    self._queue.popleft()
+                failing.pop(segment.path.name, None)
+                self.set_aside(segment, self.last_error or "repeated upload failures")
+                continue
+            with self._cond:
+                if len(self._queue) > 1:
+                    self._queue.rotate(-1)  # the others go first: one bad segment does not hold the queue
+                all_failing = all(s.path.name in failing for s in self._queue)
+            if not all_failing:
                 continue
             # Exponential backoff with jitter, so many collectors do not retry in step after an outage.
             wait = delay * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not a secret)
@@ -110,6 +138,37 @@ class Uploader:
             )
             self._abort.wait(wait)
             delay = min(delay * 2, self.backoff_max)
+
+    def set_aside(self, segment: SealedSegment, reason: str) -> None:
+        """Move a segment that keeps failing to ``.set-aside/`` with its reason; it is never deleted.
+
+        Visible in /metrics (``trackway_collector_segments_set_aside``), /health and
+        ``trackway status``; once its cause is fixed, moving it back into the worker's
+        spool folder uploads it at the next start.
+        """
+        folder = self.spool_dir / SET_ASIDE_DIR
+        folder.mkdir(exist_ok=True)
+        target = folder / segment.path.name
+        try:
+            os.replace(segment.path, target)
+            (folder / (segment.path.name + ".reason")).write_text(reason + "\n")
+            fsync_dir(folder)
+            fsync_dir(self.spool_dir)
+        except OSError as exc:
+            log.error("upload: could not set %s aside (%s); it stays in the spool", segment.path.name, exc)
+            return
+        self.stats.add("segments_set_aside")
+        log.error(
+            "upload: set aside %s after %d failed attempts while other segments uploaded: %s. It is kept in %s; "
+            "fix the cause, then move it back into %s",
+            segment.path.name,
+            SET_ASIDE_AFTER,
+            reason,
+            target,
+            self.spool_dir,
+        )
+        if self.on_uploaded is not None:
+            self.on_uploaded(segment)  # out of the pending count: it no longer holds up the spool's cap
 
     def upload(self, segment: SealedSegment) -> bool:
         """One attempt; False (and the segment left in place) on any failure."""
@@ -132,6 +191,7 @@ class Uploader:
             segment.path.unlink()
             fsync_dir(self.spool_dir)
         except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
             self.stats.add("upload_failures")
             log.error(
                 "upload: could not store %s as %s: %s: %s (segment kept in the spool)",

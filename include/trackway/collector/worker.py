@@ -154,6 +154,7 @@ class Worker:
             "objects_written": int(totals["objects_written_total"]),
             "upload_failures": int(totals["upload_failures_total"]),
             "upload_retries": int(totals["upload_retries_total"]),
+            "segments_set_aside": int(totals["segments_set_aside_total"]),
             "spool_pending_bytes": int(totals["spool_pending_bytes"]),
             "spool_pending_segments": int(totals["spool_pending_segments"]),
             "spool_max_pending_bytes": self.settings.collector.spool_max_pending_bytes,
