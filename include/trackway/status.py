@@ -22,6 +22,8 @@ class StageCounts:
     damaged_objects: int = 0
     #: Late objects older than the load's sweep that no ordinary run will load (need a backfill).
     objects_beyond_sweep: list[str] = field(default_factory=list)
+    #: Spool segments the collector set aside after repeated failures (on this machine's spool).
+    segments_set_aside: int = 0
     quarantined: int = 0
     events: int | None = None
     rejected: int | None = None
@@ -58,6 +60,8 @@ class StageCounts:
 
 def stage_counts(settings: Settings) -> StageCounts:
     counts = StageCounts()
+    # The collector's spool, when it is on this machine (the embedded default): workers' .set-aside/ folders.
+    counts.segments_set_aside = sum(1 for _ in settings.spool_dir.glob("*/.set-aside/*.sealed"))
     with open_warehouse(settings.warehouse, read_only=True) as wh:
         if not wh.table_exists("raw", "events_raw"):
             return counts
@@ -118,6 +122,11 @@ def status_rows(counts: StageCounts) -> list[StatusRow]:
             "objects_beyond_sweep",
             "  late, older than the sweep: not loaded (trackway load --hour H)",
             len(counts.objects_beyond_sweep),
+        ),
+        StatusRow(
+            "segments_set_aside",
+            "spool segments set aside by the collector (see their .reason files)",
+            counts.segments_set_aside,
         ),
     ]
     for name, layout, objects, loaded, damaged in counts.sources:
