@@ -131,3 +131,39 @@ def test_load_job_ids_are_deterministic_per_object_version_and_day():
     assert a != load_job_id("gs://lake/x/a.ndjson.gz", "size=1;etag=abd", day)
     assert a != load_job_id("gs://lake/x/a.ndjson.gz", "size=1;etag=abc", day + timedelta(days=1))
     assert a.startswith("trackway_load_") and len(a) <= 1024
+
+
+def test_the_apply_script_quotes_hostile_object_urls():
+    """Object keys are whatever a writer chose: '@loaded_at', quotes, backslashes, a newline.
+
+    The script is parsed with sqlglot's BigQuery dialect (a real parser of BigQuery SQL):
+    each URL must come back as exactly one string literal, unchanged. Before the fix a
+    global text replace of '@loaded_at' rewrote such URLs into a timestamp.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    from trackway.config import WarehouseTarget
+    from trackway.rawdata.records import PendingObject
+    from trackway.rawdata.schema import EVENTS_RAW_TABLE
+    from trackway.warehouse.bigquery_warehouse import BigQueryWarehouse
+
+    urls = [
+        "gs://lake/events/dt=2026-11-22/hour=10/a@loaded_at.ndjson.gz",
+        "gs://lake/events/dt=2026-11-22/hour=10/it's \\ back'slash\\'.ndjson.gz",
+        "gs://lake/events/dt=2026-11-22/hour=10/new\nline.ndjson.gz",
+    ]
+    wh = BigQueryWarehouse(WarehouseTarget.parse("bigquery://proj/tw"), client=object())
+    batch = [PendingObject(url=u, fingerprint="f", size_bytes=1, table=EVENTS_RAW_TABLE) for u in urls]
+    staged = [(batch[0], "_stage_a"), (batch[1], "_stage_b")]
+    script = wh._apply_script(batch, staged, {urls[2]: "damaged"}, "load-1", "TIMESTAMP '2026-11-22T11:00:00+00:00'")
+    literals = [
+        node.this
+        for statement in sqlglot.parse(script, read="bigquery")
+        if statement is not None
+        for node in statement.find_all(exp.Literal)
+        if node.is_string
+    ]
+    for url in urls:
+        assert url in literals, url
+    assert "@loaded_at" not in script.replace(urls[0], "").replace("a@loaded_at", "")

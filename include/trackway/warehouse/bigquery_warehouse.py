@@ -91,7 +91,14 @@ def _sql_str(value: str | None) -> str:
     """A BigQuery string literal; values are our own URLs and reasons, escaped anyway."""
     if value is None:
         return "NULL"
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    # Control characters (a newline ends a quoted literal) as BigQuery escapes: \\n, \\t, ... else \\xhh.
+    escaped = _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), escaped)
+    return "'" + escaped + "'"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\v": "\\v"}
 
 
 class BigQueryWarehouse(Warehouse):
@@ -275,15 +282,19 @@ CLUSTER BY source_object"""
             staged.append((obj, stage))
 
         loaded_at = datetime.now(UTC)
-        script = self._apply_script(batch, staged, failed, load_id).replace(
-            "@loaded_at", f"TIMESTAMP '{loaded_at.isoformat()}'"
-        )
+        # One literal, placed where it belongs: never a text replace over a script that holds object URLs.
+        script = self._apply_script(batch, staged, failed, load_id, f"TIMESTAMP '{loaded_at.isoformat()}'")
         config = bigquery.QueryJobConfig(labels={"trackway": "raw-apply"})
         self.client.query(script, job_config=config).result()
         return self._ledger_rows([o.url for o in batch])
 
     def _apply_script(
-        self, batch: list[PendingObject], staged: list[tuple[PendingObject, str]], failed: dict[str, str], load_id: str
+        self,
+        batch: list[PendingObject],
+        staged: list[tuple[PendingObject, str]],
+        failed: dict[str, str],
+        load_id: str,
+        loaded_at: str,
     ) -> str:
         """One transaction: drop the batch's old rows, insert the staged lines, upsert the ledger."""
         ledger = self.table_ref(RAW_SCHEMA, LOADED_OBJECTS)
@@ -301,16 +312,18 @@ CLUSTER BY source_object"""
                 f"AND source_object IN ({url_list});"
             )
             branches = [
-                self._stage_select(obj, stage, table, load_id) for obj, stage in staged if obj.table.name == table.name
+                self._stage_select(obj, stage, table, load_id, loaded_at)
+                for obj, stage in staged
+                if obj.table.name == table.name
             ]
             if branches:
                 columns = ", ".join(f"`{c}`" for c in table.columns)
                 statements.append(f"INSERT INTO {target} ({columns})\n" + "\nUNION ALL\n".join(branches) + ";")
-        statements.append(self._ledger_merge(batch, staged, failed, load_id))
+        statements.append(self._ledger_merge(batch, staged, failed, load_id, loaded_at))
         statements.append("COMMIT TRANSACTION;")
         return "\n".join(statements)
 
-    def _stage_select(self, obj: PendingObject, stage: str, table: RawTable, load_id: str) -> str:
+    def _stage_select(self, obj: PendingObject, stage: str, table: RawTable, load_id: str, loaded_at: str) -> str:
         fields = ",\n    ".join(
             f"CASE WHEN JSON_TYPE(j) = 'object' THEN COALESCE(JSON_VALUE(j, '$.\"{key}\"'), "
             f"TO_JSON_STRING(JSON_QUERY(j, '$.\"{key}\"'))) END AS `{column}`"
@@ -326,7 +339,7 @@ CLUSTER BY source_object"""
     {_sql_str(obj.url)} AS source_object,
     line_number,
     {_sql_str(load_id)} AS load_id,
-    @loaded_at AS loaded_at
+    {loaded_at} AS loaded_at
 FROM (
     -- Load jobs do not keep line order: number the lines (unique per object and load, not positions).
     SELECT line, SAFE.PARSE_JSON(line) AS j, ROW_NUMBER() OVER () AS line_number
@@ -335,7 +348,12 @@ FROM (
 )"""
 
     def _ledger_merge(
-        self, batch: list[PendingObject], staged: list[tuple[PendingObject, str]], failed: dict[str, str], load_id: str
+        self,
+        batch: list[PendingObject],
+        staged: list[tuple[PendingObject, str]],
+        failed: dict[str, str],
+        load_id: str,
+        loaded_at: str,
     ) -> str:
         """Upsert one ledger row per object; counts are read back from what was just inserted."""
         stage_of = {obj.url: stage for obj, stage in staged}
@@ -363,11 +381,11 @@ ON t.source_object = s.source_object
 WHEN MATCHED THEN UPDATE SET
     fingerprint = s.fingerprint, size_bytes = s.size_bytes, rows_loaded = s.rows_loaded,
     parse_errors = s.parse_errors, blank_lines = s.blank_lines, object_error = s.object_error,
-    load_id = {_sql_str(load_id)}, loaded_at = @loaded_at
+    load_id = {_sql_str(load_id)}, loaded_at = {loaded_at}
 WHEN NOT MATCHED THEN INSERT
     (source_object, fingerprint, size_bytes, rows_loaded, parse_errors, blank_lines, object_error, load_id, loaded_at)
     VALUES (s.source_object, s.fingerprint, s.size_bytes, s.rows_loaded, s.parse_errors, s.blank_lines,
-        s.object_error, {_sql_str(load_id)}, @loaded_at);"""
+        s.object_error, {_sql_str(load_id)}, {loaded_at});"""
 
     def _ledger_rows(self, urls: list[str]) -> list[ObjectLoad]:
         from google.cloud import bigquery
