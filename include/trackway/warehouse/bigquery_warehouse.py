@@ -92,7 +92,7 @@ def _sql_str(value: str | None) -> str:
     if value is None:
         return "NULL"
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    # Control characters (a newline ends a quoted literal) as BigQuery escapes: \\n, \\t, ... else \\xhh.
+    # Control characters (a newline ends a quoted literal) as BigQuery escapes: \n, \t, ... else \xhh.
     escaped = _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), escaped)
     return "'" + escaped + "'"
 
