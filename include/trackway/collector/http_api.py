@@ -209,7 +209,7 @@ class CollectorApp:
             metrics.REQUESTS.labels(route_label, "disconnected").inc()
             return
         except Exception:
-            log.exception("unexpected error handling %s %s", method, path[:200])
+            log.exception("unexpected error handling %s %s", loggable(method), loggable(path))
             bug = HttpError(500, "internal error; nothing was stored; retry later and report it if it persists")
             status, body, close = 500, self._error_body(bug, method, path, scope), True
         if route_label == "other" and SETTINGS_PATH.match(path):
@@ -232,7 +232,15 @@ class CollectorApp:
     def _error_body(self, err: HttpError, method: str, path: str, scope: Scope) -> bytes:
         level = logging.WARNING if err.status >= 500 else logging.INFO
         client = scope.get("client") or ("-", 0)
-        log.log(level, "%d %s %s from %s: %s", err.status, method, path[:200], client[0], err.message)
+        log.log(
+            level,
+            "%d %s %s from %s: %s",
+            err.status,
+            loggable(method),
+            loggable(path),
+            client[0],
+            loggable(err.message, 500),
+        )
         code = ERROR_CODES.get(err.status, "error")
         return dumps({"success": False, "error": err.message, "code": code, "message": err.message})
 
@@ -539,6 +547,11 @@ def _client_ip(scope: Scope, headers: dict[str, str], trust_forwarded_for: bool)
         if forwarded:
             ip = forwarded
     return ip.removeprefix("::ffff:")
+
+
+def loggable(text: str, limit: int = 200) -> str:
+    """Client-controlled text for a log line: control characters escaped, so a decoded %0A forges no line."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
 
 
 def error_json(status: int, message: str) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -203,8 +204,30 @@ def render_html(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytic
     return "\n".join(parts)
 
 
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def _md(text: object) -> str:
+    """Plain text for a Markdown table cell: specials escaped, HTML neutralised, one line.
+
+    Property names, event names and violation kinds come from plans and from the warehouse
+    (what clients sent): none of them may add a link, an image, HTML or a table column.
+    """
+    one_line = " ".join(str(text).split())
+    return _MD_SPECIAL.sub(r"\\\1", one_line).replace("<", "&lt;")
+
+
+def _code(text: object) -> str:
+    """A Markdown code span that no backtick in ``text`` can end early (CommonMark's longer fence)."""
+    value = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def _cell_code(text: object) -> str:
+    """A code span inside a table cell: GitHub's tables need its pipes escaped even there."""
+    return _code(text).replace("|", "\\|")
 
 
 def render_markdown(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytics_typed") -> str:
@@ -213,7 +236,7 @@ def render_markdown(plan: Plan, stats: WarehouseStats, typed_schema: str = "anal
         out += ["## Common context", "", "| Field | Type | Required | Privacy | Description |", "|---|---|---|---|---|"]
         for p in plan.common_properties:
             out.append(
-                f"| `{_md(p.name)}` | {_md(_type_text(p))} | {'yes' if p.required else ''} | {p.privacy} | {_md(p.description)} |"
+                f"| {_cell_code(p.name)} | {_md(_type_text(p))} | {'yes' if p.required else ''} | {p.privacy} | {_md(p.description)} |"
             )
         out.append("")
     for event in plan.events:
@@ -229,7 +252,10 @@ def render_markdown(plan: Plan, stats: WarehouseStats, typed_schema: str = "anal
             out.append(f"- seen: {volume[0]:,}" if volume else "- seen: never")
             found = stats.violations.get(event.name, [])
             if found:
-                out.append("- violations: " + "; ".join(f"{k}{' ' + p if p else ''} × {c:,}" for k, p, c in found[:12]))
+                out.append(
+                    "- violations: "
+                    + "; ".join(f"{_md(k)}{' ' + _code(p) if p else ''} × {c:,}" for k, p, c in found[:12])
+                )
         out += ["", _md(event.description or "(no description)"), ""]
         rows = _property_rows(event)
         if rows:
@@ -238,7 +264,8 @@ def render_markdown(plan: Plan, stats: WarehouseStats, typed_schema: str = "anal
                 "|---|---|---|---|---|---|---|",
             ]
             out += [
-                f"| `{_md(r[0])}` | `{r[1]}` | {_md(r[2])} | {r[3]} | {_md(r[4])} | {r[5]} | {_md(r[6])} |"
+                f"| {_cell_code(r[0])} | {_cell_code(r[1])} | {_md(r[2])} | {_md(r[3])} "
+                f"| {_md(r[4])} | {_md(r[5])} | {_md(r[6])} |"
                 for r in rows
             ]
             out.append("")
