@@ -178,6 +178,7 @@ def run_collector(
             host,
         )
         return 2
+    _ = settings.trusted_proxies  # a malformed list stops the start here (ConfigError), not each worker
     store = open_object_store(settings.raw_url)  # ConfigError propagates to the CLI's message
     try:
         enforcer_from_settings(settings)  # a broken tracking plan stops the start here, not in each worker

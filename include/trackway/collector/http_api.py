@@ -50,11 +50,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
 import math
 import time
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -158,6 +160,8 @@ class CollectorApp:
         self.worker = worker
         self._reserved_bytes = 0  # admitted by the spool cap, not yet committed (one event loop: no lock)
         self.settings = worker.settings
+        networks = worker.settings.trusted_proxies
+        self.proxies = Proxies(networks, any_peer=worker.settings.trust_forwarded_for and not networks)
         self.limits = worker.settings.collector
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -200,7 +204,7 @@ class CollectorApp:
             elif method == "OPTIONS":
                 status, body, extra = 204, b"", self._preflight(headers)
             elif method in ("GET", "HEAD"):
-                status, body, content_type, route_label = self._get(path, headers)
+                status, body, content_type, route_label = self._get(path, headers, scope)
             else:
                 raise HttpError(405, "use POST", close=True, headers={"Allow": "POST, GET, OPTIONS"})
         except HttpError as err:
@@ -252,7 +256,7 @@ class CollectorApp:
             "Access-Control-Max-Age": "86400",
         }
 
-    def _get(self, path: str, headers: dict[str, str]) -> tuple[int, bytes, bytes, str]:
+    def _get(self, path: str, headers: dict[str, str], scope: Scope) -> tuple[int, bytes, bytes, str]:
         if path == "/health":
             return 200, dumps(self.worker.health()), _JSON, path
         if path == "/metrics":
@@ -261,7 +265,8 @@ class CollectorApp:
             return 200, dumps(openapi_document(self.settings)), _JSON, path
         settings_match = SETTINGS_PATH.match(path)
         if settings_match:
-            document = self._analytics_js_settings(unquote(settings_match["key"]), headers)
+            peer = (scope.get("client") or ("",))[0]
+            document = self._analytics_js_settings(unquote(settings_match["key"]), headers, peer)
             return 200, dumps(document), _JSON, "/v1/projects/settings"
         if path in ROUTES:
             raise HttpError(405, f"{path} accepts POST only", headers={"Allow": "POST, OPTIONS"})
@@ -271,12 +276,12 @@ class CollectorApp:
             "GET /v1/projects/<writeKey>/settings, /health, /metrics or /openapi.json",
         )
 
-    def _analytics_js_settings(self, key: str, headers: dict[str, str]) -> dict:
+    def _analytics_js_settings(self, key: str, headers: dict[str, str], peer: str) -> dict:
         if key not in self.worker.write_keys:
             raise HttpError(404, "no settings for this write key; use a key configured in TRACKWAY_WRITE_KEYS")
         host = headers.get("host") or ""
         protocol = "http"  # the collector itself serves plain HTTP; TLS is a proxy's job
-        if self.settings.trust_forwarded_for:
+        if self.proxies.trusts(peer):
             host = (headers.get("x-forwarded-host") or "").split(",")[0].strip() or host
             forwarded = (headers.get("x-forwarded-proto") or "").split(",")[0].strip().lower()
             if forwarded in ("http", "https"):
@@ -329,7 +334,7 @@ class CollectorApp:
         info = RequestInfo(
             source_id=source_id,
             received_at=received_at,
-            client_ip=_client_ip(scope, headers, self.settings.trust_forwarded_for),
+            client_ip=client_ip((scope.get("client") or ("",))[0], headers.get("x-forwarded-for"), self.proxies),
         )
 
         if route != BATCH:
@@ -539,14 +544,48 @@ def _header_write_key(auth: str | None) -> str | None:
     return user or password or None
 
 
-def _client_ip(scope: Scope, headers: dict[str, str], trust_forwarded_for: bool) -> str:
-    client = scope.get("client")
-    ip = client[0] if client else ""
-    if trust_forwarded_for:
-        forwarded = (headers.get("x-forwarded-for") or "").split(",")[0].strip()
-        if forwarded:
-            ip = forwarded
-    return ip.removeprefix("::ffff:")
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().removeprefix("::ffff:"))
+    except ValueError:
+        return None
+
+
+def client_ip(peer: str, forwarded_for: str | None, proxies: Proxies) -> str:
+    """The client's address: the peer, unless the peer is a trusted proxy.
+
+    Each proxy appends the address it received from to X-Forwarded-For, so only the
+    right end of the list is trustworthy: walk it from the right past trusted proxies
+    and take the first address that is not one. The leftmost entry is whatever the
+    client wrote.
+    """
+    peer = peer.removeprefix("::ffff:")
+    if not proxies.trusts(peer) or not forwarded_for:
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    if not proxies.networks:  # one proxy in front, address unknown: the hop it appended is the last
+        return hops[-1].removeprefix("::ffff:") if hops and _ip(hops[-1]) is not None else peer
+    for hop in reversed(hops):
+        if _ip(hop) is None:
+            return peer  # a garbled list: do not guess
+        if not proxies.trusts(hop):
+            return hop.removeprefix("::ffff:")
+    return hops[0].removeprefix("::ffff:") if hops else peer
+
+
+@dataclass(frozen=True)
+class Proxies:
+    """Which peers may speak for the client (X-Forwarded-For, -Host, -Proto)."""
+
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: TRACKWAY_TRUST_FORWARDED_FOR without a list: the one proxy in front, whatever its address.
+    any_peer: bool = False
+
+    def trusts(self, address: str) -> bool:
+        ip = _ip(address)
+        if ip is None:
+            return False
+        return self.any_peer or any(ip in network for network in self.networks)
 
 
 def loggable(text: str, limit: int = 200) -> str:

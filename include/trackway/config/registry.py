@@ -177,7 +177,14 @@ class CollectorSection(Section):
     trust_forwarded_for: bool = setting(
         "TRACKWAY_TRUST_FORWARDED_FOR",
         False,
-        "Use the first `X-Forwarded-For` hop as `context.ip` (only behind your own proxy)",
+        "Behind one proxy of your own: take `context.ip` from the last `X-Forwarded-For` hop it added "
+        "(use TRACKWAY_TRUSTED_PROXIES for more hops)",
+    )
+    trusted_proxies: str = setting(
+        "TRACKWAY_TRUSTED_PROXIES",
+        "",
+        "Comma list of proxy addresses or networks (10.0.0.0/8, 127.0.0.1): when the peer is one, `context.ip` "
+        "is the rightmost `X-Forwarded-For` address that is not; a client cannot forge it",
     )
     collector_workers: int | None = setting(
         "TRACKWAY_COLLECTOR_WORKERS",

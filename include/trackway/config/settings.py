@@ -9,6 +9,7 @@ collector limit stops the collector, not the DAG files that never read it.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 from dataclasses import dataclass
@@ -210,6 +211,21 @@ class Settings:
     @property
     def trust_forwarded_for(self) -> bool:
         return self.section(CollectorSection).trust_forwarded_for
+
+    @property
+    def trusted_proxies(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """TRACKWAY_TRUSTED_PROXIES as networks; ConfigError names a malformed entry."""
+        networks = []
+        for item in self.section(CollectorSection).trusted_proxies.split(","):
+            if item.strip():
+                try:
+                    networks.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    raise ConfigError(
+                        f"TRACKWAY_TRUSTED_PROXIES entry {item.strip()!r} is not an IP address or network; "
+                        "write e.g. 10.0.0.0/8,127.0.0.1"
+                    ) from None
+        return tuple(networks)
 
     @cached_property
     def collector(self) -> CollectorLimits:
