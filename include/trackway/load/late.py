@@ -4,8 +4,8 @@ Every load sweeps the last ``TRACKWAY_LOAD_SWEEP_DAYS`` days of partitions, so a
 object within that horizon is loaded by the next ordinary run. One older than the
 horizon would never be: the collector leaves a pointer for each late upload, and this
 module finds the pointed-to objects the ledger still lacks, for the load's report, its
-check task (an alert) and ``trackway status``. Reads through the object-store seam, so
-``trackway status`` needs no Airflow import.
+check task (an alert) and ``trackway status``. Reads as the loader does (the raw
+connection for s3:// and gs://; no Airflow import for file://).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from trackway.config import Settings
-from trackway.objectstore import open_object_store
+from trackway.load.paths import storage_path
 from trackway.rawdata.partitions import LATE_POINTER_SUFFIX, hour_floor, partition_of
 
 
@@ -29,15 +29,22 @@ def late_objects(settings: Settings) -> list[tuple[str, datetime]]:
     One listing of ``late/``: pointers exist only for uploads more than an hour after their
     partition (outages), so the prefix stays small.
     """
-    store = open_object_store(settings.raw_url)
+    late = storage_path(settings.late_url, settings.raw_conn_id)
+    late.fs.invalidate_cache()
+    base = late.path.rstrip("/")
+    try:
+        keys = late.fs.find(base + "/")
+    except FileNotFoundError:
+        return []
+    raw_root = base.removesuffix("late").rstrip("/")
     found = []
-    for key in store.list("late/"):
-        if not key.endswith(LATE_POINTER_SUFFIX):
+    for key in sorted(keys):
+        if not key.endswith(LATE_POINTER_SUFFIX) or not key.startswith(base + "/"):
             continue
-        target = key[len("late/") : -len(LATE_POINTER_SUFFIX)]
+        target = key[len(base) + 1 : -len(LATE_POINTER_SUFFIX)]
         where = partition_of(target)
         if where is not None:
-            found.append((store.url_for(target), where[0]))
+            found.append((f"{late.protocol}://{raw_root}/{target}", where[0]))
     return found
 
 
