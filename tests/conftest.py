@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,17 @@ def trackway_env(tmp_path, monkeypatch) -> Path:
     for var in ("TRACKWAY_RAW_URL", "TRACKWAY_WAREHOUSE_URL", "TRACKWAY_SPOOL_DIR", "TRACKWAY_WRITE_KEYS"):
         monkeypatch.delenv(var, raising=False)
     return home
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_env(request, trackway_env, monkeypatch) -> Path:
+    """``trackway_env`` on each warehouse: the embedded DuckDB, then a fresh database on the test PostgreSQL."""
+    if request.param == "postgres":
+        from postgres_server import create_database
+
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(url, f"wh_{uuid.uuid4().hex[:12]}"))
+    return trackway_env
 
 
 @pytest.fixture(scope="session")

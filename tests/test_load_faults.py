@@ -29,17 +29,6 @@ KEY = "events/dt=2026-11-22/hour=10/part-1.ndjson.gz"
 EVENTS = 6000
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def warehouse_env(request, trackway_env, monkeypatch):
-    if request.param == "postgres":
-        from postgres_server import create_database
-
-        url = request.getfixturevalue("postgres_url")
-        db_url = create_database(url, f"faults_{uuid.uuid4().hex[:10]}")
-        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", db_url)
-    return trackway_env
-
-
 @pytest.fixture
 def flaky_s3(monkeypatch):
     """moto on loopback, written directly, read by the loader through a proxy that can cut bodies."""

@@ -8,7 +8,6 @@ the collector's own uploader for a spool leftover older than the sweep.
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,16 +25,6 @@ from trackway.objectstore import open_object_store
 from trackway.rawdata.partitions import hour_floor
 from trackway.status import stage_counts
 from trackway.warehouse import open_warehouse
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def warehouse_env(request, trackway_env, monkeypatch):
-    if request.param == "postgres":
-        from postgres_server import create_database
-
-        url = request.getfixturevalue("postgres_url")
-        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(url, f"sweep_{uuid.uuid4().hex[:10]}"))
-    return trackway_env
 
 
 def _counts(settings) -> tuple[int, int]:

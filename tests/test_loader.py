@@ -11,25 +11,12 @@ import json
 import lzma
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
 from trackway.load.loader import load_interval
 from trackway.warehouse import open_warehouse
 
 HOUR = datetime(2026, 11, 22, 10, tzinfo=UTC)
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def warehouse_env(request, trackway_env, monkeypatch):
-    if request.param == "postgres":
-        from postgres_server import create_database
-
-        url = request.getfixturevalue("postgres_url")
-        db_url = create_database(url, f"loader_{abs(hash(request.node.name)) % 10**8}")
-        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", db_url)
-    return trackway_env
 
 
 def _rows(
