@@ -52,11 +52,12 @@ def flaky_s3(monkeypatch):
             }
         ),
     )
-    monkeypatch.setenv("TRACKWAY_RAW_URL", "s3://lake/trackway")
+    bucket = f"faults-{uuid.uuid4().hex[:12]}"  # moto keeps buckets for the whole process: one per test
+    monkeypatch.setenv("TRACKWAY_RAW_URL", f"s3://{bucket}/trackway")
     monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", conn_id)
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
     yield proxy
     proxy.close()
     server.stop()

@@ -8,6 +8,7 @@ the collector's own uploader for a spool leftover older than the sweep.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -65,14 +66,17 @@ def test_an_object_store_outage_longer_than_the_lookback_loses_no_acknowledged_e
     for key, value in s3_env(endpoint).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AIRFLOW_CONN_SWEEP_RAW", json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint}}))
-    monkeypatch.setenv("TRACKWAY_RAW_URL", "s3://lake/trackway")
+    # A bucket of its own: moto keeps buckets for the whole process, and this test writes the current
+    # hour, which every later load's sweep on a shared bucket would find.
+    bucket = f"sweep-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("TRACKWAY_RAW_URL", f"s3://{bucket}/trackway")
     monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", "sweep_raw")
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
     proc = CollectorProcess(
         trackway_env / "collector",
-        TRACKWAY_RAW_URL="s3://lake/trackway",
+        TRACKWAY_RAW_URL=f"s3://{bucket}/trackway",
         TRACKWAY_UPLOAD_BACKOFF_INITIAL_SECONDS="0.2",
         TRACKWAY_UPLOAD_BACKOFF_MAX_SECONDS="1",
         AWS_MAX_ATTEMPTS="1",
