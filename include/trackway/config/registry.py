@@ -149,7 +149,7 @@ class CollectorSection(Section):
         None,
         "Write keys as `source:key,source:key`; the source id is stored with each event. "
         "A source may have several keys (rotation)",
-        default_doc="demo:trackway-demo-key (with a warning)",
+        default_doc="demo:trackway-demo-key (loopback only: the collector refuses any other address with it)",
     )
     write_keys_file: Path | None = setting(
         "TRACKWAY_WRITE_KEYS_FILE",
