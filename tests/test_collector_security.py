@@ -91,3 +91,12 @@ def test_a_client_cannot_forge_its_stored_ip(tmp_path):
 def test_a_malformed_trusted_proxy_list_is_refused(tmp_path):
     result = _collect(tmp_path, "127.0.0.1", TRACKWAY_TRUSTED_PROXIES="10.0.0.0/8,my-proxy")
     assert result.returncode != 0 and "TRACKWAY_TRUSTED_PROXIES entry 'my-proxy'" in result.stderr
+
+
+def test_config_check_names_a_malformed_proxy_entry(trackway_env, monkeypatch, capsys):
+    from trackway.cli import main
+
+    monkeypatch.setenv("TRACKWAY_TRUSTED_PROXIES", "10.0.0.0/8,my-proxy")
+    assert main(["config", "check"]) != 0
+    captured = capsys.readouterr()
+    assert "TRACKWAY_TRUSTED_PROXIES entry 'my-proxy'" in captured.out + captured.err

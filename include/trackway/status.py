@@ -21,7 +21,7 @@ class StageCounts:
     objects_loaded: int = 0
     damaged_objects: int = 0
     #: Late objects older than the load's sweep that no ordinary run will load (need a backfill).
-    objects_beyond_sweep: list[str] = field(default_factory=list)
+    objects_beyond_sweep: list[tuple[str, str]] = field(default_factory=list)  # (URL, hour)
     #: Spool segments the collector set aside after repeated failures (on this machine's spool).
     segments_set_aside: int = 0
     quarantined: int = 0

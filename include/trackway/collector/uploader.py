@@ -57,6 +57,7 @@ class Uploader:
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self.set_aside_count = 0  # segments that did not reach the store this run (kept in .set-aside/)
 
     def enqueue(self, segment: SealedSegment) -> None:
         with self._cond:
@@ -72,13 +73,13 @@ class Uploader:
         self._thread.start()
 
     def drain(self) -> bool:
-        """Upload everything queued (retrying) and stop; True if nothing is left behind."""
+        """Upload everything queued (retrying) and stop; True if nothing is left behind or set aside."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         while self._thread is not None and self._thread.is_alive():
             self._thread.join(0.5)  # short joins keep the main thread responsive to signals
-        return self.pending() == 0
+        return self.pending() == 0 and self.set_aside_count == 0
 
     def abort(self) -> None:
         """Stop retrying (second signal): what is left stays in the spool for the next start."""
@@ -157,6 +158,7 @@ class Uploader:
         except OSError as exc:
             log.error("upload: could not set %s aside (%s); it stays in the spool", segment.path.name, exc)
             return
+        self.set_aside_count += 1
         self.stats.add("segments_set_aside")
         log.error(
             "upload: set aside %s after %d failed attempts while other segments uploaded: %s. It is kept in %s; "

@@ -115,7 +115,7 @@ class Settings:
                     failed.add(cls.component)
         derived = {  # checks beyond one variable's value: parsing, files
             "all": lambda: self.warehouse,
-            "collector": lambda: (self.write_keys, self.collector),
+            "collector": lambda: (self.write_keys, self.collector, self.trusted_proxies),
             "load": self.sources,
         }
         for name, read in derived.items():

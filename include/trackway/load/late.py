@@ -50,11 +50,14 @@ def late_objects(settings: Settings) -> list[tuple[str, datetime]]:
 
 def objects_beyond_sweep(
     settings: Settings, known: Callable[[list[str]], dict[str, str]], now: datetime | None = None
-) -> list[str]:
-    """Late objects older than the sweep horizon that the ledger lacks: no ordinary run will load them."""
+) -> list[tuple[str, str]]:
+    """(object URL, its hour as ``YYYY-MM-DDTHH``) of late objects older than the sweep that the ledger lacks.
+
+    No ordinary run will load them; the hour is what ``trackway load --hour`` takes.
+    """
     horizon = sweep_horizon(settings, now)
     old = [(url, hour) for url, hour in late_objects(settings) if hour < horizon]
     if not old:
         return []
     loaded = known([url for url, _ in old])
-    return [f"{url} (hour {hour:%Y-%m-%dT%H})" for url, hour in old if url not in loaded]
+    return [(url, f"{hour:%Y-%m-%dT%H}") for url, hour in old if url not in loaded]

@@ -234,8 +234,8 @@ def load_interval(
                 flush()
         flush()
         report.objects_beyond_sweep = objects_beyond_sweep(settings, wh.loaded_fingerprints)
-        for late in report.objects_beyond_sweep:
-            log.warning("late object older than the sweep, not loaded: %s", late)
+        for url, hour in report.objects_beyond_sweep:
+            log.warning("late object older than the sweep, not loaded: %s (trackway load --hour %s)", url, hour)
         finished = datetime.now(UTC)
         report.seconds = (finished - started).total_seconds()
         wh.record_load_run(

@@ -23,7 +23,7 @@ class LoadReport:
     #: Objects outside the interval found by the sweep of recent partitions and loaded now (late uploads).
     late_objects_loaded: int = 0
     #: Late objects older than the sweep horizon, not loaded: they need `trackway load --hour H`.
-    objects_beyond_sweep: list[str] = field(default_factory=list)
+    objects_beyond_sweep: list[tuple[str, str]] = field(default_factory=list)  # (URL, hour YYYY-MM-DDTHH)
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -66,7 +66,7 @@ class LoadReport:
                 + "; ".join(self.object_errors[:5])
             )
         if self.objects_beyond_sweep:
-            hours = sorted({item.rsplit("(hour ", 1)[-1].rstrip(")") for item in self.objects_beyond_sweep})
+            hours = sorted({hour for _, hour in self.objects_beyond_sweep})
             problems.append(
                 f"{len(self.objects_beyond_sweep)} late object(s) older than the sweep (TRACKWAY_LOAD_SWEEP_DAYS) "
                 f"are not loaded: run `trackway load --hour H` for each of {', '.join(hours[:10])}"
