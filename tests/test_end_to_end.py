@@ -19,6 +19,8 @@ from segment.analytics import Client
 from collector_helpers import WRITE_KEYS, CollectorProcess
 from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
+from trackway.health.checks import State
+from trackway.health.observe import run_checks
 from trackway.rawdata.partitions import hour_floor, hours_between
 from trackway.transform.dbt_runner import run_dbt
 from trackway.transform.manifest import compile_manifest
@@ -163,6 +165,7 @@ def end_to_end(warehouse: str, tmp_path: Path, trackway_env: Path, monkeypatch, 
         assert run.state == "success"
     _assert_transform_is_queued_by_the_asset(expected_rows=len(sent) + 1 + 2)
     assert _load_dag("events_transform").test().state == "success"
+    _assert_health_sees_the_transform()
 
     settings = load_settings()
     with open_warehouse(settings.warehouse, read_only=True) as wh:
@@ -244,6 +247,17 @@ def end_to_end(warehouse: str, tmp_path: Path, trackway_env: Path, monkeypatch, 
     assert rejected == [(2,)]
 
     _second_batch_then_full_refresh(garbage_dir, sent, started, load_dag)
+
+
+def _assert_health_sees_the_transform() -> None:
+    """Every dbt invocation recorded itself in audit.dbt_results (an on-run-end hook): health reads it."""
+    report = run_checks(load_settings(), families=("freshness", "dbt_tests"))
+    checks = {r.check: r for r in report.results}
+    assert "transform_stale" in checks, [r.summary for r in report.results]
+    assert checks["transform_stale"].state is State.OK and checks["transform_stale"].summary.endswith("ago")
+    assert checks["load_stale"].state is State.OK
+    [tests] = report.family("dbt_tests")
+    assert tests.state is State.OK and tests.value and tests.value > 10, tests.summary
 
 
 def _snapshot(settings) -> dict[str, list]:

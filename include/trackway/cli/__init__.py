@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.config.commands import add_parsers as add_config_parsers
 
     add_config_parsers(sub)
+    from trackway.cli.health import add_parsers as add_health_parsers
+
+    add_health_parsers(sub)
+    from trackway.cli.backfill import add_parsers as add_backfill_parsers
+
+    add_backfill_parsers(sub)
     return parser
 
 

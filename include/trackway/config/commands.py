@@ -22,7 +22,8 @@ _COMPONENT_TITLES = {
     "load": "Load (events_load, `trackway load`)",
     "transform": "Transform (events_transform, `trackway transform`)",
     "plan": "Tracking plan (collector enforcement, typed views, `trackway plan`)",
-    "dags": "DAGs (retries and alerts)",
+    "dags": "DAGs (retries, deadlines, alerts, backfills through Airflow)",
+    "health": "Health checks (`trackway health`, the pipeline_health DAG)",
     "compose": "docker-compose only",
 }
 

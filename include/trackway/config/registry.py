@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from trackway.config.errors import ConfigError
 
 # Who reads a setting. "all": every component (where the data is).
-COMPONENTS = ("all", "collector", "load", "transform", "plan", "dags", "compose")
+COMPONENTS = ("all", "collector", "load", "transform", "plan", "dags", "health", "compose")
 # What each component reads, for `trackway config check --component X`.
 READS: dict[str, tuple[str, ...]] = {
     "collector": ("all", "collector", "plan"),
@@ -37,8 +37,9 @@ READS: dict[str, tuple[str, ...]] = {
     "transform": ("all", "transform", "plan"),
     "plan": ("all", "plan"),
     "dags": ("all", "dags", "load", "transform", "plan"),
+    "health": ("all", "collector", "load", "health"),
     "demo": ("all", "collector", "load", "transform", "plan", "dags"),
-    "all": ("all", "collector", "load", "transform", "plan", "dags"),
+    "all": ("all", "collector", "load", "transform", "plan", "dags", "health"),
 }
 REFERENCE_PATH = "docs/reference/configuration.md"
 
@@ -374,6 +375,47 @@ class DagsSection(Section):
         "`$TRACKWAY_HOME/alerts.ndjson`. Secret: webhook URLs embed their token",
     )
 
+    alert_email: str | None = setting(
+        "TRACKWAY_ALERT_EMAIL",
+        None,
+        "Comma list of addresses alerts are also emailed to, through Airflow's SMTP provider "
+        "(its `smtp_default` connection)",
+        default_doc="none",
+    )
+    alert_repeat_hours: float = setting(
+        "TRACKWAY_ALERT_REPEAT_HOURS",
+        6.0,
+        "An alert with the same key (DAG and task and hour, or health check and subject) is sent again only "
+        "after this many hours while it lasts; a check that clears sends the next occurrence at once",
+        ge=0,
+    )
+    runbook_url: str = setting(
+        "TRACKWAY_RUNBOOK_URL",
+        "docs/runbook.md",
+        "Where alerts link to for what to do: the runbook page of your published docs site",
+    )
+
+    dag_deadline_minutes: int = setting(
+        "TRACKWAY_DAG_DEADLINE_MINUTES",
+        45,
+        "A DAG run not finished this many minutes after it was queued alerts (Airflow Deadline Alerts, sent by "
+        "the scheduler even when no task runs). 0: off, as `dags test` needs until apache/airflow#73428 is fixed",
+        ge=0,
+    )
+    airflow_api_url: str | None = setting(
+        "TRACKWAY_AIRFLOW_API_URL",
+        None,
+        "Airflow's API server (e.g. http://127.0.0.1:8080): `trackway backfill` creates an Airflow backfill there "
+        "when its scheduler is healthy, and loads directly otherwise",
+        default_doc="none (backfills load directly)",
+    )
+    airflow_username: str | None = setting(
+        "TRACKWAY_AIRFLOW_USERNAME", None, "The Airflow user `trackway backfill` signs in as (POST /auth/token)"
+    )
+    airflow_password: SecretStr | None = setting(
+        "TRACKWAY_AIRFLOW_PASSWORD", None, "That user's password (secret: never printed)"
+    )
+
     @field_validator("alert_webhook_url")
     @classmethod
     def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
@@ -384,6 +426,120 @@ class DagsSection(Section):
         return value
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_thresholds(name: str, value: str) -> tuple[float, float]:
+    """``"15m,1h"`` -> (900.0, 3600.0): the warn and fail limits of a health check, warn first."""
+    parts = [p.strip() for p in value.split(",")]
+    matches = [_DURATION.fullmatch(p) for p in parts]
+    if len(parts) != 2 or not all(matches):
+        raise ValueError(f"{name}={value!r}: write WARN,FAIL durations such as 15m,1h (s, m, h or d)")
+    warn, fail = (float(m[1]) * _SECONDS[m[2]] for m in matches if m is not None)
+    if not 0 < warn <= fail:
+        raise ValueError(f"{name}={value!r}: the warn limit must be above 0 and at most the fail limit")
+    return warn, fail
+
+
+class HealthSection(Section):
+    """`trackway health` and the pipeline_health DAG: thresholds of the checks (docs/runbook.md)."""
+
+    component = "health"
+
+    health_upload_lag: str = setting(
+        "TRACKWAY_HEALTH_UPLOAD_LAG",
+        "15m,1h",
+        "Warn,fail age of the oldest spool segment not yet in the object store (the collector's upload lag)",
+    )
+    health_load_age: str = setting(
+        "TRACKWAY_HEALTH_LOAD_AGE",
+        "2h,3h",
+        "Warn,fail time since the last load run finished (hourly loads: a stopped scheduler shows here)",
+    )
+    health_data_age: str = setting(
+        "TRACKWAY_HEALTH_DATA_AGE",
+        "3h,6h",
+        "Warn,fail age of the newest receivedAt loaded into raw.events_raw",
+    )
+    health_transform_age: str = setting(
+        "TRACKWAY_HEALTH_TRANSFORM_AGE",
+        "2h,3h",
+        "Warn,fail time since dbt last built a model successfully (recorded in the warehouse by every dbt run)",
+    )
+    health_baseline_weeks: int = setting(
+        "TRACKWAY_HEALTH_BASELINE_WEEKS",
+        4,
+        "Volume checks compare an hour with the same hour on this many earlier weeks (median and MAD); with "
+        "less history, with the same hour on the trailing TRACKWAY_HEALTH_TRAILING_DAYS days",
+        ge=2,
+        le=26,
+    )
+    health_trailing_days: int = setting(
+        "TRACKWAY_HEALTH_TRAILING_DAYS", 7, "Days of history a volume baseline uses before there are enough weeks", ge=2
+    )
+    health_volume_sigmas: float = setting(
+        "TRACKWAY_HEALTH_VOLUME_SIGMAS",
+        4.0,
+        "A source's hourly volume is anomalous this many robust standard deviations (1.4826 x MAD) from its baseline",
+        gt=0,
+    )
+    health_volume_min_change: float = setting(
+        "TRACKWAY_HEALTH_VOLUME_MIN_CHANGE",
+        0.5,
+        "...and by at least this share of the baseline median (0.5: half), so a flat history does not alert on noise",
+        gt=0,
+    )
+    health_event_min_hourly: int = setting(
+        "TRACKWAY_HEALTH_EVENT_MIN_HOURLY",
+        10,
+        "An event is watched for stopping or dropping once its baseline median reaches this many per hour",
+        ge=1,
+    )
+    health_event_drop_fraction: float = setting(
+        "TRACKWAY_HEALTH_EVENT_DROP_FRACTION",
+        0.5,
+        "An event has dropped when it stays under this share of its baseline for TRACKWAY_HEALTH_EVENT_HOURS hours",
+        gt=0,
+        lt=1,
+    )
+    health_event_hours: int = setting(
+        "TRACKWAY_HEALTH_EVENT_HOURS",
+        2,
+        "Complete hours an event must stay stopped or dropped before the check fires",
+        ge=1,
+        le=48,
+    )
+    health_spike_factor: float = setting(
+        "TRACKWAY_HEALTH_SPIKE_FACTOR",
+        3.0,
+        "Quarantine or violations in the last hour spike at this multiple of their baseline median...",
+        gt=1,
+    )
+    health_spike_min_count: int = setting(
+        "TRACKWAY_HEALTH_SPIKE_MIN_COUNT", 20, "...and at least this many in the hour", ge=1
+    )
+    health_damaged_hours: int = setting(
+        "TRACKWAY_HEALTH_DAMAGED_HOURS",
+        24,
+        "Damaged raw objects loaded within this many hours fail the objects check",
+        ge=1,
+    )
+    health_collector_metrics_url: str | None = setting(
+        "TRACKWAY_HEALTH_COLLECTOR_METRICS_URL",
+        None,
+        "The collector's /metrics (its admin listener) when its spool is on another machine: upload lag and "
+        "set-aside segments are read from there",
+        default_doc="none (the local spool, TRACKWAY_SPOOL_DIR)",
+    )
+
+    @field_validator("health_upload_lag", "health_load_age", "health_data_age", "health_transform_age")
+    @classmethod
+    def _thresholds(cls, value: str, info: Any) -> str:
+        parse_thresholds(cls.model_fields[info.field_name].validation_alias, value)  # type: ignore[arg-type]
+        return value
+
+
 SECTIONS: tuple[type[Section], ...] = (
     CoreSection,
     CollectorSection,
@@ -391,6 +547,7 @@ SECTIONS: tuple[type[Section], ...] = (
     TransformSection,
     PlanSection,
     DagsSection,
+    HealthSection,
 )
 
 

@@ -341,6 +341,18 @@ class Settings:
         url = self.section(DagsSection).alert_webhook_url
         return url.get_secret_value() if url else None
 
+    @property
+    def alert_email(self) -> list[str]:
+        return [a.strip() for a in (self.section(DagsSection).alert_email or "").split(",") if a.strip()]
+
+    @property
+    def alert_repeat_hours(self) -> float:
+        return self.section(DagsSection).alert_repeat_hours
+
+    @property
+    def runbook_url(self) -> str:
+        return self.section(DagsSection).runbook_url
+
 
 def load_settings(*components: str) -> Settings:
     """Read the environment now (not at import) so tests and the CLI can change it.

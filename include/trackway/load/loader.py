@@ -125,6 +125,11 @@ def list_interval_objects(
     return [partition_path(h) for h in scan], objects
 
 
+def current_fingerprint(item: Listed) -> str:
+    """The object's fingerprint as the ledger would record it now (from the listing's metadata)."""
+    return _fingerprint(_stat(item))[0]
+
+
 def _stat(item: Listed) -> dict:
     """The listing's metadata when it has the fingerprint's fields; else one stat request."""
     return item.info if item.info.get("size") is not None else item.path.fs.info(item.path.path)

@@ -41,7 +41,7 @@ BATCH_OBJECTS = 200
 # Valid JSON never contains a raw U+0001, so each line arrives whole in one column.
 LINE_DELIMITER = "\x01"
 STAGING_EXPIRY = timedelta(days=2)
-TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics")
+TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics", "audit")
 
 
 def _is_content_error(job: Any, exc: BaseException) -> bool:
