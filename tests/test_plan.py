@@ -14,7 +14,7 @@ from trackway.cli import main
 from trackway.plan import names
 from trackway.plan.dbtgen import generate
 from trackway.plan.diff import BREAKING, diff_plans, worst
-from trackway.plan.lint import lint_plan
+from trackway.plan.lint import lint_findings, lint_plan
 from trackway.plan.model import PlanError, load_plan
 from trackway.plan.validate import CompiledPlan
 
@@ -182,7 +182,7 @@ def test_lint_reports_one_line_per_problem(tmp_path, capsys):
             {"name": "Viewed", "description": "d", "owner": "o", "queries": ["queries/missing.sql"]},
         ],
     )
-    assert main(["plan", "lint", str(tmp_path)]) == 1
+    assert main(["plan", "lint", str(tmp_path)]) == 2  # an invalid schema is an error, the rest style
     out = capsys.readouterr().out.strip().splitlines()
     text = "\n".join(out)
     expected = [
@@ -196,7 +196,7 @@ def test_lint_reports_one_line_per_problem(tmp_path, capsys):
         "property 'notype': no 'type'",
         "property 'noprivacy': no privacy class",
         "property 'secret': privacy 'topsecret' is not one of",
-        "invalid JSON Schema at properties/broken/type",
+        "property 'broken': invalid JSON Schema at 'type'",
         "events 'listing viewed' and 'Listings Viewed' are near-duplicate names",
         "event 'Viewed': name is not 'Object Action'",
         "analyst query queries/missing.sql does not exist",
@@ -204,6 +204,8 @@ def test_lint_reports_one_line_per_problem(tmp_path, capsys):
     for fragment in expected:
         assert fragment in text, f"missing lint line: {fragment}\n{text}"
     assert all(line.startswith(str(tmp_path)) for line in out), out
+    assert ": error: " in out[0] and "[invalid-schema]" in out[0]  # errors first
+    assert all(": warning: " in line for line in out[1:]), out
 
 
 def test_lint_conventions_are_configurable(tmp_path):
@@ -259,8 +261,10 @@ def test_lint_refuses_a_breaking_change_without_a_major_bump(tmp_path, capsys):
     old = write_plan(tmp_path / "old", [_event({"a": S, "b": S})])
     same = write_plan(tmp_path / "same", [_event({"a": S}, version="1-0-1")])
     bumped = write_plan(tmp_path / "bumped", [_event({"a": S}, version="2-0-0")])
-    assert main(["plan", "lint", str(same), "--baseline", str(old)]) == 1
-    assert "breaking change (property 'b' removed) keeps version 1-0-1; bump it to 2-0-0" in capsys.readouterr().out
+    assert main(["plan", "lint", str(same), "--baseline", str(old)]) == 2  # an error, not style
+    out = capsys.readouterr().out
+    assert ": error: event 'Order Completed': breaking change (property 'b' removed) keeps version 1-0-1; " in out
+    assert "bump it to 2-0-0 (or undo the change) [version-bump]" in out
     assert main(["plan", "lint", str(bumped), "--baseline", str(old)]) == 0
     assert main(["plan", "diff", str(old), str(bumped)]) == 0
     assert "breaking" in capsys.readouterr().out
@@ -271,7 +275,7 @@ def test_broken_plan_files_get_a_clear_error(tmp_path, capsys):
     write_plan(tmp_path, [])
     (tmp_path / "events" / "bad.yaml").write_text("name: [unclosed\n")
     assert main(["plan", "lint", str(tmp_path)]) == 2
-    assert "bad.yaml: not valid YAML" in capsys.readouterr().err
+    assert "bad.yaml: error: not valid YAML" in capsys.readouterr().out
     (tmp_path / "events" / "bad.yaml").write_text(yaml.safe_dump({"name": "X Y", "type": "click"}))
     with pytest.raises(PlanError, match="type 'click' is not one of"):
         load_plan(tmp_path)
@@ -631,3 +635,76 @@ def test_project_copy_is_synced_in_place(tmp_path):
         "unchanged files were deleted or rewritten"
     )
     assert sorted((dest / "models" / "plan").rglob("*.sql")) == generated
+
+
+def test_the_collector_never_fetches_or_reads_a_ref(tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"type": "string", "enum": ["s3cr3t-value"]}))
+    props = {"a": {"$ref": secret.as_uri()}, "b": {"$ref": "http://127.0.0.1:9/x.json"}, "c": {"$ref": "#/$defs/nope"}}
+    write_plan(tmp_path / "plan", [{"name": "Ref Used", "properties": {"type": "object", "properties": props}}])
+    plan = load_plan(tmp_path / "plan")
+    with pytest.raises(PlanError, match=r"property 'a' at '\$ref': unusable \$ref: .* points outside the plan"):
+        CompiledPlan(plan)
+    findings = [f for f in lint_findings(plan) if f.rule == "schema-ref"]
+    assert [(f.where, f.severity) for f in findings] == [
+        ("event 'Ref Used': property 'a'", "error"),
+        ("event 'Ref Used': property 'b'", "error"),
+        ("event 'Ref Used': property 'c'", "error"),
+    ]
+    assert "points at nothing in this schema" in findings[2].message
+
+
+def test_lint_puts_errors_first_counts_each_kind_and_limits_long_lists(tmp_path, capsys):
+    many = {f"Prop {i}": {"type": "string", "privacy": "public"} for i in range(30)}  # 30 property-case warnings
+    events = [
+        {
+            "name": "Order Completed",
+            "description": "d",
+            "owner": "o",
+            "properties": {"type": "object", "properties": many},
+        },
+        {
+            "name": "Widget Used",
+            "description": "d",
+            "owner": "o",
+            "properties": {"type": "object", "properties": {"shape": {"type": ["any"], "privacy": "public"}}},
+        },
+        {
+            "name": "Nul\x00 Event",
+            "description": "d",
+            "owner": "o",
+            "version": "2-0-1",
+            "previous_versions": [{"version": "2-0-0"}],
+        },
+    ]
+    root = write_plan(tmp_path / "plan", events)
+    (root / "events" / "broken.yaml").write_text("name: [unclosed\n")
+    code = main(["plan", "lint", str(root), "--max-findings", "5"])
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert code == 2
+    kinds = [("error" if ": error: " in line else "warning") for line in lines if not line.startswith("...")]
+    assert kinds == sorted(kinds), "errors come first"
+    text = "\n".join(lines)
+    assert "broken.yaml: error: not valid YAML" in text
+    assert "property 'shape': invalid JSON Schema at 'type': [\"any\"]" in text
+    assert "name has a NUL character" in text
+    assert "version 2-0-0: version 2-0-0 has the same major as 2-0-1" in text
+    property_case = [line for line in lines if line.endswith("[property-case]")]
+    assert len(property_case) == 5
+    assert "... and 25 more warnings [property-case] (--max-findings 0 lists them all)" in lines
+    assert captured.err.startswith(
+        "plan lint: 3 events: 4 errors (plan-file 1, invalid-schema 1, unsafe-name 1, duplicate-version 1), "
+        "38 warnings (event-case 1, property-case 30, near-duplicate 7) in "
+    )
+    assert main(["plan", "lint", str(root), "--max-findings", "0"]) == 2
+    assert len([line for line in capsys.readouterr().out.splitlines() if line.endswith("[property-case]")]) == 30
+
+    # Errors fixed, style left: 1, or 0 when only errors gate (--allow-warnings); a clean plan: 0.
+    (root / "events" / "broken.yaml").unlink()
+    (root / "events" / "e002.yaml").unlink()
+    (root / "events" / "e001.yaml").unlink()
+    assert main(["plan", "lint", str(root)]) == 1
+    assert main(["plan", "lint", str(root), "--allow-warnings"]) == 0
+    assert main(["plan", "lint", str(DEMO_PLAN)]) == 0
+    assert "plan lint: ok, 11 events, no errors or warnings" in capsys.readouterr().err

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -12,8 +14,19 @@ import pytest
 import requests
 import yaml
 
-from collector_helpers import DEADLINE, WORKERS, CollectorProcess, local_store, read_lines, wait_for, wait_for_events
-from plan_fixtures import DEMO_PLAN
+from collector_helpers import (
+    DEADLINE,
+    WORKERS,
+    WRITE_KEYS_SPEC,
+    CollectorProcess,
+    clean_env,
+    free_port,
+    local_store,
+    read_lines,
+    wait_for,
+    wait_for_events,
+)
+from plan_fixtures import DEMO_PLAN, write_plan
 
 CTX = {"sessionId": 1795910400000}
 VIEWED = {"listing_id": "lst_00001", "city": "Lisbon", "price_per_night": 99.5}
@@ -142,3 +155,37 @@ def test_without_a_plan_nothing_is_validated(collector):
     body = post(collector, "key-web", {"batch": [msg("Anything Goes", {"x": 1})]}).json()
     assert body == {"success": True, "accepted": 1, "quarantined": 0}
     assert "plan" not in collector.health()
+
+
+# ---- plans as they come from other tools
+
+
+@pytest.mark.parametrize("where", ["event", "common"])
+def test_a_plan_the_collector_cannot_compile_stops_it_with_file_property_and_lint_command(tmp_path, where):
+    """Segment's "any" copied as is: the collector refuses to start, saying where and how to see the full report."""
+    untranslated = {"type": ["any"], "description": "copied from an export as it was"}
+    event = {"name": "Order Completed", "properties": {"type": "object", "properties": {"total": {"type": "number"}}}}
+    if where == "event":
+        event["properties"]["properties"]["payload"] = untranslated
+    plan = write_plan(
+        tmp_path / "plan",
+        [event],
+        common={"type": "object", "properties": {"experiments": untranslated}} if where == "common" else None,
+    )
+    env = clean_env(TRACKWAY_HOME=str(tmp_path), TRACKWAY_WRITE_KEYS=WRITE_KEYS_SPEC, TRACKWAY_PLAN_DIR=str(plan))
+    done = subprocess.run(
+        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    file, prop = (
+        ("events/e000.yaml", "property 'payload'") if where == "event" else ("common.yaml", "property 'experiments'")
+    )
+    assert f"{plan / file}" in output and f"{prop} at 'type': invalid JSON Schema" in output, output
+    assert f"`trackway plan lint {plan}` shows the full report" in output, output
+    assert "Traceback" not in output, output

@@ -21,18 +21,16 @@ def _plan_dir(arg: str | None) -> Path:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from trackway.plan.lint import lint_plan
+    from trackway.plan.lint import ERROR, lint_dir, report, summary
 
     started = time.perf_counter()
-    plan = load_plan(_plan_dir(args.plan_dir))
-    baseline = load_plan(args.baseline) if args.baseline else None
-    problems = lint_plan(plan, baseline)
-    for line in problems:
+    plan, findings = lint_dir(_plan_dir(args.plan_dir), Path(args.baseline) if args.baseline else None)
+    for line in report(findings, args.max_findings):
         print(line)
-    seconds = time.perf_counter() - started
-    summary = f"{len(plan.events)} events, {len(problems)} problem(s) in {seconds:.2f}s"
-    print(("plan lint: " if problems else "plan lint: ok, ") + summary, file=sys.stderr)
-    return 1 if problems else 0
+    print(summary(findings, len(plan.events), time.perf_counter() - started), file=sys.stderr)
+    if any(f.severity == ERROR for f in findings):
+        return 2
+    return 1 if findings and not args.allow_warnings else 0
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -129,12 +127,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     lint = psub.add_parser(
         "lint",
-        help="check names, descriptions, owners, JSON Schema, column collisions; non-zero exit on problems",
-        description="Print one line per problem (file: event: property: what to fix) and exit 1 if any. "
-        "With --baseline, also refuse a breaking change that keeps the same major version.",
+        help="check JSON Schema, names, descriptions, owners, column collisions; exit 2 on errors, 1 on warnings",
+        description="Print one line per finding (file: error|warning: event: property: what to fix [rule]): "
+        "errors first (the collector or dbt cannot use the plan: a file that does not load, an invalid JSON Schema, "
+        "a $ref that cannot be followed, a NUL in a name, two versions with one major; with --baseline, a breaking "
+        "change that keeps its major version), then style warnings (naming conventions, description, owner, type, "
+        "privacy class, column names, missing query files), grouped by rule. A summary with the count of each "
+        "kind goes to stderr. Exit status: 0 nothing found, 1 warnings only (0 with --allow-warnings), "
+        "2 errors (or a plan folder that cannot be read).",
     )
     lint.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
     lint.add_argument("--baseline", help="the plan as it was (e.g. a checkout of main) to check version bumps against")
+    lint.add_argument(
+        "--max-findings",
+        type=int,
+        default=20,
+        metavar="N",
+        help="list at most N findings of each rule, then count the rest (default 20; 0 lists all)",
+    )
+    lint.add_argument(
+        "--allow-warnings", action="store_true", help="exit 0 when there are warnings but no errors (gate on errors)"
+    )
     lint.set_defaults(func=_lint)
 
     diff = psub.add_parser(
