@@ -64,6 +64,17 @@ def _import(args: argparse.Namespace) -> int:
     imported = import_plan(args.fmt, Path(args.source), Path(args.to))
     for warning in imported.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    kept = imported.kept
+    for line in kept[: args.max_notes] if args.max_notes > 0 else kept:
+        print(f"not translated, kept as an annotation: {line}", file=sys.stderr)
+    if 0 < args.max_notes < len(kept):
+        print(
+            f"... and {len(kept) - args.max_notes} more not translated (--max-notes 0 lists them all)", file=sys.stderr
+        )
+    translated = imported.translated()
+    if translated:
+        detail = ", ".join(f"{code} {n}" for code, n in sorted(translated.items()))
+        print(f"translated into JSON Schema 2020-12: {detail}", file=sys.stderr)
     seconds = time.perf_counter() - started
     print(
         f"imported {len(imported.events)} events from {args.fmt} {args.source} into {args.to} in {seconds:.2f}s; "
@@ -172,11 +183,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "import",
         help="convert a Segment Protocols, RudderStack rudder-cli or Snowplow Iglu plan into a plan folder",
         description="Read SOURCE (a file or a folder) in the given format and write a plan folder at --to. "
-        "Names are kept exactly; run `trackway plan lint` on the result.",
+        "Names are kept exactly. Vendor JSON Schema is translated into JSON Schema 2020-12 (Segment's 'any' type "
+        "becomes no type constraint, draft-04/07 forms their 2020-12 equivalents, $ref into the export is inlined); "
+        "what has no equivalent is kept as an x-<vendor>-... annotation and listed. Every schema is checked as the "
+        "collector compiles it: the import fails, naming file and property, rather than write a plan the collector "
+        "refuses. Run `trackway plan lint` on the result.",
     )
     imp.add_argument("--from", dest="fmt", required=True, choices=("segment", "rudderstack", "iglu"))
     imp.add_argument("source", help="export file or folder")
     imp.add_argument("--to", required=True, help="new plan folder to write")
+    imp.add_argument(
+        "--max-notes",
+        type=int,
+        default=50,
+        metavar="N",
+        help="list at most N constructs kept as annotations because they have no JSON Schema equivalent (0: all)",
+    )
     imp.set_defaults(func=_import)
 
     docs = psub.add_parser(
