@@ -183,7 +183,11 @@ def run_collector(
     try:
         enforcer_from_settings(settings)  # a broken tracking plan stops the start here, not in each worker
     except PlanError as exc:
-        log.error("tracking plan: %s", exc)
+        log.error(
+            "tracking plan not loaded, not starting: %s; `trackway plan lint %s` shows the full report",
+            " ".join(str(exc).split()),
+            settings.plan_dir,
+        )
         return 1
     root = settings.spool_dir
     spool = Spool(root, max_bytes=settings.spool_max_bytes, max_age_seconds=3600, on_sealed=lambda _s: None)

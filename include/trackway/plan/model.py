@@ -30,6 +30,8 @@ Loading never executes anything from the plan; names are kept byte for byte.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,47 +325,73 @@ def inside_plan(root: Path, relative: str | Path, what: str) -> Path:
     return target
 
 
-def event_files(root: Path) -> list[Path]:
+def event_files(root: Path, problems: list[tuple[Path, str]] | None = None) -> list[Path]:
     folder = root / "events"
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    inside = []
     for path in files:
-        inside_plan(root, path.relative_to(root), "event file")
-    return files
+        with _collected(problems, path):
+            inside_plan(root, path.relative_to(root), "event file")
+            inside.append(path)
+    return inside
 
 
-def load_plan(root: Path | str) -> Plan:
-    """Read a plan folder; PlanError on anything unreadable, duplicate or malformed."""
+@contextmanager
+def _collected(problems: list[tuple[Path, str]] | None, path: Path) -> Iterator[None]:
+    """Raise a PlanError as usual, or (lint) record it as (file, what) and go on with the next file."""
+    try:
+        yield
+    except PlanError as exc:
+        if problems is None:
+            raise
+        problems.append((path, str(exc).removeprefix(f"{path}: ")))
+
+
+def load_plan(root: Path | str, problems: list[tuple[Path, str]] | None = None) -> Plan:
+    """Read a plan folder; PlanError on anything unreadable, duplicate or malformed.
+
+    With ``problems`` (what lint passes), a broken file is recorded there as (file, what)
+    and left out instead, so one run reports every broken file.
+    """
     root = Path(root)
     if not root.is_dir():
         raise PlanError(f"tracking plan folder {root} does not exist; set TRACKWAY_PLAN_DIR to a plan folder")
     meta: dict[str, Any] = {}
-    if (root / "plan.yaml").is_file():
-        loaded = _read_yaml(root / "plan.yaml") or {}
-        if not isinstance(loaded, dict):
-            raise PlanError(f"{root / 'plan.yaml'}: must be a mapping (name, conventions)")
-        meta = loaded
-    conv = meta.get("conventions") or {}
-    if not isinstance(conv, dict):
-        raise PlanError(f"{root / 'plan.yaml'}: 'conventions' must be a mapping")
-    conventions = Conventions(**{k: str(v) for k, v in conv.items() if k in Conventions.__dataclass_fields__})
+    conventions = Conventions()
+    with _collected(problems, root / "plan.yaml"):
+        if (root / "plan.yaml").is_file():
+            loaded = _read_yaml(root / "plan.yaml") or {}
+            if not isinstance(loaded, dict):
+                raise PlanError(f"{root / 'plan.yaml'}: must be a mapping (name, conventions)")
+            meta = loaded
+        conv = meta.get("conventions") or {}
+        if not isinstance(conv, dict):
+            raise PlanError(f"{root / 'plan.yaml'}: 'conventions' must be a mapping")
+        conventions = Conventions(**{k: str(v) for k, v in conv.items() if k in Conventions.__dataclass_fields__})
     common: dict[str, Any] = {}
-    if (root / "common.yaml").is_file():
-        doc = _read_yaml(root / "common.yaml") or {}
-        if not isinstance(doc, dict):
-            raise PlanError(f"{root / 'common.yaml'}: must be a mapping with a 'context' JSON Schema")
-        common = _schema(doc.get("context"), root / "common.yaml", "context")
+    with _collected(problems, root / "common.yaml"):
+        if (root / "common.yaml").is_file():
+            doc = _read_yaml(root / "common.yaml") or {}
+            if not isinstance(doc, dict):
+                raise PlanError(f"{root / 'common.yaml'}: must be a mapping with a 'context' JSON Schema")
+            common = _schema(doc.get("context"), root / "common.yaml", "context")
     events: list[EventSpec] = []
     seen: dict[tuple[str, str], Path] = {}
-    for path in event_files(root):
-        event = parse_event(_read_yaml(path), path)
-        for query in event.queries:
-            inside_plan(root, query, f"{path}: analyst query")
-        if event.key in seen:
-            raise PlanError(f"{path}: {event.type} {event.name!r} is already defined in {seen[event.key]}")
-        seen[event.key] = path
-        events.append(event)
+    for path in event_files(root, problems):
+        with _collected(problems, path):
+            event = parse_event(_read_yaml(path), path)
+            for query in event.queries:
+                inside_plan(root, query, f"{path}: analyst query")
+            if event.key in seen:
+                raise PlanError(f"{path}: {event.type} {event.name!r} is already defined in {seen[event.key]}")
+            seen[event.key] = path
+            events.append(event)
     return Plan(
-        root=root, name=str(meta.get("name") or root.name), events=tuple(events), common=common, conventions=conventions
+        root=root,
+        name=str(meta.get("name") or root.name),
+        events=tuple(events),
+        common=common,
+        conventions=conventions,
     )
 
 
