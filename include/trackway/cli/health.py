@@ -26,8 +26,12 @@ def _cmd_health(args: argparse.Namespace) -> int:
     try:
         result = run_checks(load_settings(), as_of=args.as_of, families=families)
     except Exception as exc:  # Nagios: a check that cannot run is UNKNOWN (3), never OK
-        print(f"health: UNKNOWN: the checks could not run: {type(exc).__name__}: {exc}")
-        print("what to do: trackway config check; is the warehouse reachable? (docs/runbook.md#unreadable)")
+        error = f"{type(exc).__name__}: {exc}"
+        if args.json:
+            print(json.dumps({"state": "unknown", "exit_status": 3, "error": error, "checks": []}, indent=2))
+        else:
+            print(f"health: UNKNOWN: the checks could not run: {error}")
+            print("what to do: trackway config check; is the warehouse reachable? (docs/runbook.md#unreadable)")
         return 3
     if args.prometheus:
         render.write_prometheus(result, args.prometheus)

@@ -31,6 +31,25 @@ class State(enum.IntEnum):
         return self.name.lower()
 
 
+#: Every check's name; each has its section in the runbook (tests/test_gameday.py checks that it exists).
+CHECKS = (
+    "upload_lag",
+    "load_stale",
+    "data_stale",
+    "transform_stale",
+    "source_volume",
+    "event_stopped",
+    "event_dropped",
+    "quarantine_spike",
+    "violation_spike",
+    "set_aside_segments",
+    "objects_beyond_sweep",
+    "damaged_objects",
+    "dbt_test_failed",
+    "unreadable",
+)
+
+
 @dataclass(frozen=True)
 class CheckResult:
     family: str  # freshness, volume, events, quarantine, violations, objects, dbt_tests, privacy
@@ -39,6 +58,10 @@ class CheckResult:
     summary: str  # one line for people: what is wrong, by how much
     subject: str = ""  # what it is about: a source, an event, a dbt test; "" for the pipeline as a whole
     value: float | None = None  # the measured figure (seconds, count, ratio), for metrics and --json
+
+    def __post_init__(self) -> None:
+        if self.check not in CHECKS:
+            raise ValueError(f"health check {self.check!r} is not in CHECKS; add it there and to {RUNBOOK}")
 
     @property
     def runbook(self) -> str:
