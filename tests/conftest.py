@@ -107,7 +107,15 @@ def trackway_env(tmp_path, monkeypatch) -> Path:
     """A fresh embedded Trackway (raw folder + DuckDB) under tmp_path; returns TRACKWAY_HOME."""
     home = tmp_path / "trackway"
     monkeypatch.setenv("TRACKWAY_HOME", str(home))
-    for var in ("TRACKWAY_RAW_URL", "TRACKWAY_WAREHOUSE_URL", "TRACKWAY_SPOOL_DIR", "TRACKWAY_WRITE_KEYS"):
+    for var in (
+        "TRACKWAY_RAW_URL",
+        "TRACKWAY_WAREHOUSE_URL",
+        "TRACKWAY_LOAD_WAREHOUSE_URL",
+        "TRACKWAY_TRANSFORM_WAREHOUSE_URL",
+        "TRACKWAY_READ_WAREHOUSE_URL",
+        "TRACKWAY_SPOOL_DIR",
+        "TRACKWAY_WRITE_KEYS",
+    ):
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -22,7 +22,7 @@ from trackway.config import load_settings
 from trackway.health.checks import State
 from trackway.health.observe import run_checks
 from trackway.rawdata.partitions import hour_floor, hours_between
-from trackway.transform.dbt_runner import run_dbt
+from trackway.transform.dbt_runner import release_duckdb, run_dbt
 from trackway.transform.manifest import compile_manifest
 from trackway.warehouse import open_warehouse
 
@@ -264,6 +264,9 @@ def _snapshot(settings) -> dict[str, list]:
     """Every mart, rows sorted, without the bookkeeping column transformed_at."""
     tables = ["events", "events_rejected", "sessions", "identity_map", "users", "daily_active_users"]
     out = {}
+    # dag.test() ran dbt in this process, and dbt-duckdb keeps its read-write handle open; queries
+    # (query_with_headers) run only on a read-only one, which DuckDB gives once that handle is closed.
+    release_duckdb()
     with open_warehouse(settings.warehouse, read_only=True) as wh:
         for table in [*tables, "experiment_assignments"]:
             headers, rows = wh.query_with_headers(f"SELECT * FROM analytics.{table}", limit=1_000_000)

@@ -91,11 +91,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     rows = status_rows(stage_counts(settings))  # a missing warehouse is reported by main()
     manifest = manifest_state(settings)
     if args.json:
-        data = status_json(settings.warehouse.display_url, rows)
+        data = status_json(settings.read_warehouse.display_url, rows)
         data["dbt_manifest"] = {"status": manifest.status, "detail": manifest.line()}
         print(json.dumps(data, indent=2))
         return 0
-    print(f"warehouse: {settings.warehouse.display_url}")
+    print(f"warehouse: {settings.read_warehouse.display_url}")
     print(status_table(rows))
     print(manifest.line())
     return 0
@@ -103,12 +103,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     from trackway.status import format_table
-    from trackway.warehouse import open_warehouse
+    from trackway.warehouse import ReadOnlyQueryError, open_warehouse
 
     settings = load_settings()
-    with open_warehouse(settings.warehouse, read_only=True) as wh:
+    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
         try:
             headers, rows = wh.query_with_headers(args.sql, limit=args.limit)
+        except ReadOnlyQueryError as exc:
+            print(f"trackway query: refused: {exc}", file=sys.stderr)
+            return 1
         except Exception as exc:  # the database's own message is the useful part
             print(f"trackway query: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
@@ -120,6 +123,44 @@ def _cmd_query(args: argparse.Namespace) -> int:
     print(format_table(headers, rows, indent=""))
     print(f"({len(rows)} rows{', limited' if limited else ''})")
     return 0
+
+
+def _cmd_warehouse(args: argparse.Namespace) -> int:
+    """`trackway warehouse grant`: one PostgreSQL role per job (docs/reference/warehouse-roles.md)."""
+    from trackway.warehouse.roles import GrantError, grant, grant_statements, job_roles
+
+    settings = load_settings()
+    admin = settings.warehouse
+    roles = job_roles(
+        admin,
+        {
+            "load": ("TRACKWAY_LOAD_WAREHOUSE_URL", settings.load_warehouse),
+            "transform": ("TRACKWAY_TRANSFORM_WAREHOUSE_URL", settings.transform_warehouse),
+            "read": ("TRACKWAY_READ_WAREHOUSE_URL", settings.read_warehouse),
+        },
+    )
+    if args.dry_run:
+        print(f"-- as {admin.display_url}; passwords masked. First, for each role that does not exist yet:")
+        print("\n".join(f'-- CREATE ROLE "{role.name}";' for role in roles.values()))
+        for statement in grant_statements(admin.database or "", roles, settings.typed_schema, masked=True):
+            print(statement.as_string() + ";")
+        return 0
+    try:
+        grant(admin, roles, settings.typed_schema)
+    except GrantError as exc:
+        print(f"trackway warehouse grant: {exc}", file=sys.stderr)
+        return 1
+    print(f"roles granted on {admin.display_url}:")
+    for role in roles.values():
+        print(f"  {role.job:<10} {role.name:<20} {_ROLE_JOBS[role.job]}")
+    return 0
+
+
+_ROLE_JOBS = {
+    "load": "owns schema raw (landing tables, ledger); nothing else",
+    "transform": "reads raw.events_raw; owns dbt's schemas; may create schemas",
+    "read": "reads analytics schemas, raw's ledger and lineage columns; sessions read-only",
+}
 
 
 def _json_value(value: object) -> object:
@@ -227,13 +268,28 @@ def build_parser() -> argparse.ArgumentParser:
     query = sub.add_parser(
         "query",
         help="run a SQL query against the warehouse and print the result",
-        description="Run read-only SQL against TRACKWAY_WAREHOUSE_URL, e.g. "
-        'trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1"',
+        description="Run one read-only SELECT as TRACKWAY_READ_WAREHOUSE_URL (default TRACKWAY_WAREHOUSE_URL), e.g. "
+        'trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1". '
+        "Writes, DDL, COPY, SET and a second statement are refused, and nothing outside the warehouse is read.",
     )
     query.add_argument("sql", help="the SQL to run")
     query.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100)")
     query.add_argument("--json", action="store_true", help='print {"columns": [...], "rows": [[...]], "limited": ...}')
     query.set_defaults(func=_cmd_query)
+
+    warehouse = sub.add_parser(
+        "warehouse",
+        help="warehouse administration: `grant` creates one PostgreSQL role per job",
+        description="`trackway warehouse grant`, run as TRACKWAY_WAREHOUSE_URL's role (a superuser owning the "
+        "database), creates or updates the roles named in TRACKWAY_LOAD_WAREHOUSE_URL, "
+        "TRACKWAY_TRANSFORM_WAREHOUSE_URL and TRACKWAY_READ_WAREHOUSE_URL, with the passwords in those URLs, "
+        "and grants each only what its job needs (docs/reference/warehouse-roles.md). Idempotent.",
+    )
+    warehouse.add_argument("action", choices=["grant"], help="grant: create or update the roles and their privileges")
+    warehouse.add_argument(
+        "--dry-run", action="store_true", help="print the SQL (passwords masked) instead of running it"
+    )
+    warehouse.set_defaults(func=_cmd_warehouse)
 
     env = sub.add_parser(
         "env",

@@ -174,7 +174,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     test = psub.add_parser(
         "test",
         help="run the plan's analyst queries against the warehouse; fail if one errors or returns no rows",
-        description="Run every SQL file the plan's events list under `queries:` against TRACKWAY_WAREHOUSE_URL.",
+        description="Run every SQL file the plan's events list under `queries:` as TRACKWAY_READ_WAREHOUSE_URL "
+        "(default TRACKWAY_WAREHOUSE_URL); each must be one read-only SELECT, as in `trackway query`.",
     )
     test.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
     test.set_defaults(func=_test)

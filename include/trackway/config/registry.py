@@ -118,8 +118,16 @@ class CoreSection(Section):
         "TRACKWAY_WAREHOUSE_URL",
         None,
         "`duckdb:///path.duckdb`, `postgresql://user:pass@host:5432/db` or `bigquery://project/dataset-prefix`; "
-        "shown with its password masked",
+        "shown with its password masked. On PostgreSQL the default of the three job URLs below, and the role "
+        "`trackway warehouse grant` runs as",
         default_doc="duckdb://$TRACKWAY_HOME/warehouse.duckdb",
+    )
+    read_warehouse_url: SecretStr | None = setting(
+        "TRACKWAY_READ_WAREHOUSE_URL",
+        None,
+        "PostgreSQL only: the same database as a read-only role, for `trackway query`, `trackway plan test`, "
+        "status and BI (one role per job: docs/reference/warehouse-roles.md)",
+        default_doc="TRACKWAY_WAREHOUSE_URL",
     )
     warehouse_conn_id: str | None = setting(
         "TRACKWAY_WAREHOUSE_CONN_ID",
@@ -293,6 +301,12 @@ class LoadSection(Section):
         ge=1,
         le=366,
     )
+    load_warehouse_url: SecretStr | None = setting(
+        "TRACKWAY_LOAD_WAREHOUSE_URL",
+        None,
+        "PostgreSQL only: the same database as the loader's role, which writes schema `raw` and nothing else",
+        default_doc="TRACKWAY_WAREHOUSE_URL",
+    )
     sources_file: Path | None = setting(
         "TRACKWAY_SOURCES_FILE",
         None,
@@ -308,6 +322,12 @@ class TransformSection(Section):
 
     dbt_project_dir: Path | None = setting(
         "TRACKWAY_DBT_PROJECT_DIR", None, "The dbt project", default_doc="include/dbt of the installed package"
+    )
+    transform_warehouse_url: SecretStr | None = setting(
+        "TRACKWAY_TRANSFORM_WAREHOUSE_URL",
+        None,
+        "PostgreSQL only: the same database as dbt's role, which reads `raw` and owns the schemas it builds",
+        default_doc="TRACKWAY_WAREHOUSE_URL",
     )
     dbt_executable: str | None = setting(
         "TRACKWAY_DBT_EXECUTABLE",
@@ -624,7 +644,10 @@ def _registered() -> Iterator[Setting]:
             )
 
 
-_DBT_PROFILE = "Set by Trackway for dbt's profiles.yml, derived from TRACKWAY_WAREHOUSE_URL; do not set it"
+_DBT_PROFILE = (
+    "Set by Trackway for dbt's profiles.yml, derived from TRACKWAY_TRANSFORM_WAREHOUSE_URL "
+    "(default TRACKWAY_WAREHOUSE_URL); do not set it"
+)
 INTERNAL: tuple[Setting, ...] = (
     Setting(
         "TRACKWAY_COLLECTOR_STARTED_AT",

@@ -17,6 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import SecretStr
+
 from trackway.config.errors import ConfigError
 from trackway.config.redact import redact_url
 from trackway.config.registry import (
@@ -114,9 +116,10 @@ class Settings:
                     problems.extend(exc.problems)
                     failed.add(cls.component)
         derived = {  # checks beyond one variable's value: parsing, files
-            "all": lambda: self.warehouse,
+            "all": lambda: (self.warehouse, self.read_warehouse),
             "collector": lambda: (self.write_keys, self.collector, self.trusted_proxies),
-            "load": self.sources,
+            "load": lambda: (self.sources(), self.load_warehouse),
+            "transform": lambda: self.transform_warehouse,
         }
         for name, read in derived.items():
             if name in names and not failed & {name, "all"}:
@@ -159,6 +162,40 @@ class Settings:
             location=core.bigquery_location,
             conn_id=core.warehouse_conn_id,
             api_endpoint=core.bigquery_api_endpoint,
+        )
+
+    def _job_warehouse(self, env: str, url: SecretStr | None) -> WarehouseTarget:
+        """One job's warehouse: its own URL (another role on the same PostgreSQL database), else the main one."""
+        main = self.warehouse
+        if url is None:
+            return main
+        target = WarehouseTarget.parse(url, env=env)
+        if target.kind != "postgres" or main.kind != "postgres":
+            raise ConfigError(
+                f"{env} is for PostgreSQL (one role per job); with a {main.kind} TRACKWAY_WAREHOUSE_URL, unset it"
+            )
+        if (target.host, target.port, target.database) != (main.host, main.port, main.database):
+            raise ConfigError(
+                f"{env}={target.display_url!r} must name the database of TRACKWAY_WAREHOUSE_URL "
+                f"({main.display_url!r}) with another role; see docs/reference/warehouse-roles.md"
+            )
+        return target
+
+    @cached_property
+    def read_warehouse(self) -> WarehouseTarget:
+        """People's SQL and Trackway's reports (query, plan test and docs, status): the read-only role."""
+        return self._job_warehouse("TRACKWAY_READ_WAREHOUSE_URL", self.section(CoreSection).read_warehouse_url)
+
+    @cached_property
+    def load_warehouse(self) -> WarehouseTarget:
+        """The loader's role: writes schema raw (its tables and ledger)."""
+        return self._job_warehouse("TRACKWAY_LOAD_WAREHOUSE_URL", self.section(LoadSection).load_warehouse_url)
+
+    @cached_property
+    def transform_warehouse(self) -> WarehouseTarget:
+        """dbt's role: reads raw, owns the schemas it builds."""
+        return self._job_warehouse(
+            "TRACKWAY_TRANSFORM_WAREHOUSE_URL", self.section(TransformSection).transform_warehouse_url
         )
 
     @property

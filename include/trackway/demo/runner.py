@@ -211,7 +211,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     for hour in hours_between(first_hour, last_hour + timedelta(hours=1)):
         end = hour + timedelta(hours=1)
         secs = _airflow(["dags", "test", "events_load", end.isoformat()], f"events_load-{hour:%Y%m%dT%H}.log", settings)
-        with open_warehouse(settings.warehouse, read_only=True) as wh:
+        with open_warehouse(settings.read_warehouse, read_only=True) as wh:
             run = wh.query(
                 "SELECT objects_loaded, objects_skipped, rows_loaded, parse_errors FROM raw.load_runs "
                 "ORDER BY finished_at DESC LIMIT 1"
@@ -247,7 +247,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(format_table(["stage", "count"], rows))
     _say(f"  people: {summary.get('people', people)}, sessions: {summary.get('sessions', '?')}")
 
-    with open_warehouse(settings.warehouse, read_only=True) as wh:
+    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
         _say("\nDaily active people (stitched: a visitor who signed up counts once)")
         _say(
             format_table(

@@ -78,7 +78,7 @@ def run_checks(
     now = (as_of or datetime.now(UTC)).astimezone(UTC)
     t = thresholds(settings)
     report = HealthReport(as_of=now)
-    with open_warehouse(settings.warehouse, read_only=True) as wh:
+    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
         reader = _Reader(settings, wh, now, t)
         for name in families:
             try:

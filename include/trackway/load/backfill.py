@@ -38,7 +38,7 @@ def backfill_plan(settings: Settings, start: datetime, end: datetime) -> list[Ho
     _, listed = list_interval_objects(settings, start, end)
     items = [item for item in listed if item.in_interval]
     urls = [object_url(item.path) for item in items]
-    with open_warehouse(settings.warehouse, read_only=True) as wh:
+    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
         has_ledger = wh.table_exists(RAW_SCHEMA, LOADED_OBJECTS)
         known = wh.loaded_fingerprints(urls) if has_ledger else {}
         damaged = _damaged(wh, urls) if has_ledger else set()

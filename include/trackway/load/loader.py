@@ -171,7 +171,7 @@ def load_interval(
     say = progress or (lambda msg: log.info("%s", msg))
     say(f"load {load_id}: {len(objects)} objects in {', '.join(hours)}")
 
-    with open_warehouse(settings.warehouse) as wh:
+    with open_warehouse(settings.load_warehouse) as wh:
         wh.ensure_raw_tables()
         urls = [object_url(item.path) for item in objects]
         known = wh.loaded_fingerprints(urls)

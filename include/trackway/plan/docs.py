@@ -38,9 +38,9 @@ def read_stats(settings: Settings | None) -> WarehouseStats:
     from trackway.warehouse import open_warehouse
 
     try:
-        with open_warehouse(settings.warehouse, read_only=True) as wh:
+        with open_warehouse(settings.read_warehouse, read_only=True) as wh:
             if not wh.table_exists("analytics", "events"):
-                stats.note = f"{settings.warehouse.display_url} has no analytics.events yet"
+                stats.note = f"{settings.read_warehouse.display_url} has no analytics.events yet"
                 return stats
             for etype, name, count, first, last in wh.query(
                 "select event_type, event_name, count(*), min(received_at), max(received_at) "
@@ -54,7 +54,7 @@ def read_stats(settings: Settings | None) -> WarehouseStats:
                 ):
                     stats.violations[str(name)].append((str(kind), "" if prop is None else str(prop), int(count)))
         stats.reachable = True
-        stats.note = f"volumes and violations from {settings.warehouse.display_url}"
+        stats.note = f"volumes and violations from {settings.read_warehouse.display_url}"
     except Exception as exc:  # docs are still useful without the warehouse
         stats.note = f"warehouse not reachable ({type(exc).__name__}: {str(exc)[:120]})"
     return stats

@@ -33,6 +33,7 @@ from trackway.config import WarehouseTarget
 from trackway.rawdata.records import LoadRun, ObjectLoad, PendingObject
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
 from trackway.warehouse.base import Warehouse, load_run_params
+from trackway.warehouse.readonly import ReadOnlyQueryError, as_subquery, bigquery_separators
 
 log = logging.getLogger(__name__)
 
@@ -430,14 +431,27 @@ WHEN NOT MATCHED THEN INSERT
         return [tuple(row.values()) for row in self.client.query(self.rewrite(sql), job_config=config).result()]
 
     def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
+        """One SELECT: no ``;`` between statements, run as a subquery, and only after a dry run calls it a SELECT.
+
+        BigQuery has no read-only session; its IAM roles are the real boundary
+        (give people's jobs BigQuery Data Viewer + Job User). The dry run is free
+        and never executes; an unknown statement type (None) is refused too.
+        """
+        from google.api_core.exceptions import BadRequest
         from google.cloud import bigquery
 
-        sql = self.rewrite(sql)
-        # People's ad-hoc SQL runs read-only, as on PostgreSQL: a dry run names the statement type for free.
-        dry = self.client.query(sql, job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False))
-        if dry.statement_type not in (None, "SELECT"):
-            raise PermissionError(f"trackway query runs read-only SQL; this is a {dry.statement_type} statement")
-        result = self.client.query(sql).result(max_results=limit)
+        if bigquery_separators(sql):
+            raise ReadOnlyQueryError("it holds more than one statement (a ';' between them)")
+        wrapped = as_subquery(self.rewrite(sql), limit)
+        try:
+            dry = self.client.query(wrapped, job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False))
+        except BadRequest as exc:
+            raise ReadOnlyQueryError(f"BigQuery refused it: {exc.message}") from exc
+        if dry.statement_type != "SELECT":
+            raise ReadOnlyQueryError(f"BigQuery's dry run calls it a {dry.statement_type or 'statement of no type'}")
+        result = self.client.query(wrapped, job_config=bigquery.QueryJobConfig(labels={"trackway": "query"})).result(
+            max_results=limit
+        )
         rows = [tuple(row.values()) for row in result]
         return [field.name for field in result.schema], rows[:limit]
 
