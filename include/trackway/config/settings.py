@@ -159,6 +159,7 @@ class Settings:
             location=core.bigquery_location,
             conn_id=core.warehouse_conn_id,
             api_endpoint=core.bigquery_api_endpoint,
+            duckdb_lock_wait_seconds=core.duckdb_lock_wait_seconds,
         )
 
     @property
