@@ -135,6 +135,14 @@ class CoreSection(Section):
         "BigQuery only: an Airflow `google_cloud_platform` connection with the credentials",
         default_doc="Application Default Credentials",
     )
+    duckdb_lock_wait_seconds: float = setting(
+        "TRACKWAY_DUCKDB_LOCK_WAIT_SECONDS",
+        120.0,
+        "DuckDB only: how long a load waits while another process (a load, a transform, a reader) holds the "
+        "warehouse file, before it stops with 'warehouse busy' (exit code 75; Airflow retries the task)",
+        ge=0.0,
+        allow_inf_nan=False,
+    )
     bigquery_location: str = setting("TRACKWAY_BIGQUERY_LOCATION", "US", "BigQuery only: the datasets' location")
     bigquery_api_endpoint: str | None = setting(
         "TRACKWAY_BIGQUERY_API_ENDPOINT", None, "BigQuery only: an API endpoint instead of Google's (emulators)"

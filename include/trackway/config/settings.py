@@ -162,6 +162,7 @@ class Settings:
             location=core.bigquery_location,
             conn_id=core.warehouse_conn_id,
             api_endpoint=core.bigquery_api_endpoint,
+            duckdb_lock_wait_seconds=core.duckdb_lock_wait_seconds,
         )
 
     def _job_warehouse(self, env: str, url: SecretStr | None) -> WarehouseTarget:

@@ -38,6 +38,8 @@ class WarehouseTarget:
     conn_id: str | None = None
     # Only for emulators (bqemulator in the tests): the REST endpoint instead of bigquery.googleapis.com.
     api_endpoint: str | None = None
+    # DuckDB: how long a writer waits for another process's hold on the file before "busy".
+    duckdb_lock_wait_seconds: float = 120.0
 
     @property
     def display_url(self) -> str:
@@ -53,6 +55,7 @@ class WarehouseTarget:
         conn_id: str | None = None,
         api_endpoint: str | None = None,
         env: str = "TRACKWAY_WAREHOUSE_URL",
+        duckdb_lock_wait_seconds: float = 120.0,
     ) -> WarehouseTarget:
         """``env``: the variable the URL came from, named in errors (the job URLs share this parser)."""
         secret = url if isinstance(url, SecretStr) else SecretStr(url)
@@ -64,7 +67,12 @@ class WarehouseTarget:
             path = unquote(parsed.netloc + parsed.path)
             if not path:
                 raise ConfigError(f"{env}={shown!r} names no DuckDB file; write duckdb:///path/to/warehouse.duckdb")
-            return cls(kind="duckdb", url=secret, duckdb_path=Path(path).expanduser().resolve())
+            return cls(
+                kind="duckdb",
+                url=secret,
+                duckdb_path=Path(path).expanduser().resolve(),
+                duckdb_lock_wait_seconds=duckdb_lock_wait_seconds,
+            )
         if parsed.scheme in ("postgres", "postgresql"):
             database = unquote(parsed.path.lstrip("/"))
             if not database:

@@ -22,7 +22,9 @@ def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Wareh
         from trackway.warehouse.duckdb_warehouse import DuckDBWarehouse
 
         assert target.duckdb_path is not None, "WarehouseTarget.parse sets the path for duckdb URLs"
-        return DuckDBWarehouse(target.duckdb_path, read_only=read_only)
+        return DuckDBWarehouse(
+            target.duckdb_path, read_only=read_only, lock_wait_seconds=target.duckdb_lock_wait_seconds
+        )
     if target.kind == "postgres":
         from trackway.warehouse.postgres_warehouse import PostgresWarehouse
 

@@ -76,8 +76,8 @@ def _read_chunks(handle: Any) -> Iterator[bytes]:
 
 
 # DuckDB allows one writing process per file: the load task and dbt take turns.
-# Writers wait their turn; people reading (status, query) should hear at once.
-_LOCK_WAIT_SECONDS = {False: 120, True: 5}
+# Writers wait their turn (TRACKWAY_DUCKDB_LOCK_WAIT_SECONDS); people reading (status, query) should hear at once.
+_READER_LOCK_WAIT_SECONDS = 5.0
 # Read-only connections read the warehouse file and nothing else: no other file, no URL, no ATTACH, no
 # extension, no Python variable as a table; lock_configuration (last) keeps a query from SETting them back.
 READ_ONLY_CONFIG = {
@@ -125,8 +125,9 @@ class _Hazard:
 class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False, lock_wait_seconds: float = 120.0) -> None:
         self.path = Path(path)
+        self.lock_wait_seconds = min(lock_wait_seconds, _READER_LOCK_WAIT_SECONDS) if read_only else lock_wait_seconds
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
@@ -140,7 +141,7 @@ class DuckDBWarehouse(Warehouse):
         self.parallel_objects = max(1, int(threads[0])) if threads else 1
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS[read_only]
+        deadline = time.monotonic() + self.lock_wait_seconds
         while True:
             try:
                 if read_only:
@@ -159,8 +160,9 @@ class DuckDBWarehouse(Warehouse):
                     raise
                 if time.monotonic() > deadline:
                     raise WarehouseBusy(
-                        f"{self.path} is locked by another process (a load or dbt run; DuckDB allows one writer): "
-                        "retry when it has finished"
+                        f"warehouse {self.path} is busy: another process holds it (a load, a transform, or a reader "
+                        f"such as trackway query; DuckDB allows one writer), still after {self.lock_wait_seconds:g} s. "
+                        "Retry when it has finished; nothing was written"
                     ) from exc
                 time.sleep(0.5)
 
