@@ -428,3 +428,63 @@ def test_gcp_profile_points_the_stack_at_gcs_and_bigquery(document, monkeypatch)
     args = _trackway_command(compose["services"]["gcp-init"]["command"])
     assert args is not None and args.command == "status"
     assert not environment(compose["services"]["warehouse-init"])["TRACKWAY_WAREHOUSE_URL"].startswith("postgresql")
+
+
+def test_object_store_users_can_do_only_their_job(compose, monkeypatch, tmp_path):
+    """The MinIO policies (ops/minio/) on a real S3 API that enforces IAM: moto's, in server mode.
+
+    MinIO evaluates the same IAM policy language. moto names HeadBucket an action of its own where S3 and
+    MinIO check s3:ListBucket, so the collector's start-up check is not exercised here.
+    """
+    import boto3
+    import moto.settings
+    from botocore.exceptions import ClientError
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    from collector_helpers import start_moto
+    from trackway.objectstore.s3 import S3ObjectStore
+
+    raw = urlparse(environment(compose["services"]["collector"])["TRACKWAY_RAW_URL"])
+    bucket, prefix = raw.netloc, raw.path.strip("/")
+    server, endpoint = start_moto()
+    try:
+
+        def client(service: str, key: str = "admin", secret: str = "admin"):
+            credentials = {"aws_access_key_id": key, "aws_secret_access_key": secret}
+            return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", **credentials)
+
+        client("s3").create_bucket(Bucket=bucket)
+        client("s3").put_object(Bucket=bucket, Key=f"{prefix}/events/dt=2026-12-01/hour=10/old.ndjson.gz", Body=b"x")
+        iam, stores = client("iam"), {}
+        for job in ("collector", "loader"):
+            policy = (REPO_ROOT / "ops/minio" / f"trackway-{job}-policy.json").read_text()
+            iam.create_user(UserName=job)
+            iam.put_user_policy(UserName=job, PolicyName=f"trackway-{job}", PolicyDocument=policy)
+            key = iam.create_access_key(UserName=job)["AccessKey"]
+            stores[job] = client("s3", key["AccessKeyId"], key["SecretAccessKey"])
+        monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # from here on, every call is checked
+        monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
+
+        def denied(call, *args) -> bool:
+            try:
+                call(*args)
+            except ClientError as exc:
+                return exc.response["Error"]["Code"] in ("AccessDenied", "403")
+            return False
+
+        new, old = "events/dt=2026-12-01/hour=11/new.ndjson.gz", "events/dt=2026-12-01/hour=10/old.ndjson.gz"
+        collector = S3ObjectStore(bucket, prefix, client=stores["collector"])
+        (tmp_path / "segment").write_bytes(b"acknowledged")
+        collector.put_file(new, tmp_path / "segment")  # as the uploader does
+        collector.put_bytes("late/pointer.json", b"{}")
+        assert denied(collector.read_bytes, old)
+        assert denied(collector.delete, old)
+        assert denied(S3ObjectStore(bucket, "elsewhere", client=stores["collector"]).put_bytes, "x", b"x")
+
+        loader = S3ObjectStore(bucket, prefix, client=stores["loader"])
+        assert loader.list("events/") == [old, new]
+        assert loader.read_bytes(new) == b"acknowledged" and loader.exists(old)
+        assert denied(loader.put_bytes, "events/dt=2026-12-01/hour=12/forged.ndjson.gz", b"x")
+        assert denied(loader.delete, old)
+    finally:
+        server.stop()
