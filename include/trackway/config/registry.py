@@ -679,14 +679,31 @@ INTERNAL: tuple[Setting, ...] = (
     Setting("TRACKWAY_BQ_DATASET_PREFIX", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_BQ_LOCATION", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_BQ_API_ENDPOINT", "string", "none", False, "transform", _DBT_PROFILE, True),
+    *(
+        Setting(name, "secret", "none (required)", True, "compose", f"docker-compose.yaml only: {what}")
+        for name, what in (
+            ("TRACKWAY_DB_PASSWORD", "the PostgreSQL superuser `trackway`: warehouse-init's, no job's"),
+            ("TRACKWAY_LOADER_DB_PASSWORD", "role `trackway_loader`, the loader's (writes `raw`)"),
+            ("TRACKWAY_TRANSFORM_DB_PASSWORD", "role `trackway_transform`, dbt's (writes `analytics`)"),
+            ("TRACKWAY_READER_DB_PASSWORD", "role `trackway_reader` (reads only: `trackway query`, BI tools)"),
+        )
+    ),
     Setting(
-        "TRACKWAY_DB_PASSWORD",
-        "secret",
-        "trackway",
-        True,
+        "TRACKWAY_BIND",
+        "string",
+        "127.0.0.1",
+        False,
         "compose",
-        "docker-compose.yaml only (Trackway never reads it): the password of the stack's PostgreSQL, "
-        "used in its warehouse URL, Airflow's database and Metabase",
+        "docker-compose.yaml only: the host address Airflow, PostgreSQL, MinIO and Prometheus are published on",
+    ),
+    Setting(
+        "TRACKWAY_COLLECTOR_BIND",
+        "string",
+        "127.0.0.1",
+        False,
+        "compose",
+        "docker-compose.yaml only: the host address of the collector's tracking port; open it (0.0.0.0) only for "
+        "a TLS proxy on another host",
     ),
 )
 
