@@ -21,18 +21,10 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 # What a required variable renders as in the checks: a value the file cannot have written itself.
 SENTINEL = "REQUIRED({})"
 
-# What sibling branches add (readonly-sql: one warehouse URL per job and `trackway warehouse grant`;
-# collector-hardening: the admin listener). The compose file already uses them; once merged these can go.
-ANNOUNCED_COMMANDS = frozenset({("warehouse", "grant")})
-ANNOUNCED_SETTINGS = frozenset(
-    {
-        "TRACKWAY_LOAD_WAREHOUSE_URL",
-        "TRACKWAY_TRANSFORM_WAREHOUSE_URL",
-        "TRACKWAY_READ_WAREHOUSE_URL",
-        "TRACKWAY_COLLECTOR_ADMIN_HOST",
-        "TRACKWAY_COLLECTOR_ADMIN_PORT",
-    }
-)
+# What a sibling branch adds (collector-hardening: the admin listener). The compose file already uses
+# them; once it is merged these can go.
+ANNOUNCED_COMMANDS: frozenset[tuple[str, str]] = frozenset()
+ANNOUNCED_SETTINGS = frozenset({"TRACKWAY_COLLECTOR_ADMIN_HOST", "TRACKWAY_COLLECTOR_ADMIN_PORT"})
 
 _PATTERN = re.compile(
     r"\$(?i:(?P<escaped>\$)|(?P<named>[_a-z][_a-z0-9]*)"

@@ -318,7 +318,9 @@ def test_each_job_connects_as_its_own_role(compose):
     assert holders == {"postgres", "warehouse-init"}
     script = services["warehouse-init"]["command"][-1]
     grant = re.search(r"postgresql://\*\) exec (trackway [^;]+?) ;;", script)
-    assert grant and _trackway_command(shlex.split(grant[1])) is None  # trackway warehouse grant
+    assert grant is not None
+    args = _trackway_command(shlex.split(grant[1]))
+    assert args is not None and (args.command, args.action, args.dry_run) == ("warehouse", "grant", False)
     # Airflow's own database and role, made on PostgreSQL's first start with the password Airflow connects with.
     mounts = {v.split(":")[1]: v.split(":")[0] for v in services["postgres"]["volumes"]}
     assert mounts["/docker-entrypoint-initdb.d/10-trackway.sh"] == "./ops/postgres/init.sh"
