@@ -125,10 +125,12 @@ class CollectorProcess:
             if self.proc.poll() is not None:
                 return False
             try:
-                if all(
-                    requests.get(url + "/health", timeout=2).status_code == 200 for url in (self.url, self.admin_url)
-                ):
-                    return True
+                # Every worker serving, not only the first: one still starting would read the settings
+                # (the write keys file, say) later than the test expects.
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    health = self.health()
+                    if health["workers_serving"] == health["workers"]:
+                        return True
             except requests.RequestException:  # not listening yet, or not serving yet
                 pass
             time.sleep(0.05)

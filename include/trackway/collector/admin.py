@@ -200,7 +200,8 @@ def collector_health(state: CollectorState) -> dict:
     return {
         "status": state.phase,
         "workers": state.workers,
-        "workers_running": state.running(),
+        "workers_running": state.running(),  # processes alive
+        "workers_serving": int(totals["workers_serving"]),  # of those, started up and not stopping
         **{name: int(totals[metric]) for name, metric in _HEALTH_COUNTERS.items()},
         "spool_max_pending_bytes": state.settings.collector.spool_max_pending_bytes,
         "upload_lag_seconds": round(totals["upload_lag_seconds"], 3),

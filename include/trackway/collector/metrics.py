@@ -96,6 +96,11 @@ RATE_LIMITED = Counter(
     "of a key and address) or auth_failures (TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE of an address)",
     ["reason"],
 )
+WORKERS_SERVING = Gauge(
+    _P + "workers_serving",
+    "Worker processes started and serving (a worker counts from its start-up until it begins to stop)",
+    multiprocess_mode="livesum",
+)
 WORKER_RESTARTS = Counter(_P + "worker_restarts_total", "Worker processes that died and were started again")
 
 _children: dict[tuple, Any] = {}

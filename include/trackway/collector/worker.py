@@ -96,6 +96,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, self.reload_write_keys)
         loop.add_signal_handler(signal.SIGUSR1, self.give_up_uploads)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGUSR1})  # see _Workers.start
+        metrics.WORKERS_SERVING.set(1)
 
     def give_up_uploads(self) -> None:
         log.warning("giving up on uploads; what is left stays in %s for the next start", self.spool_dir)
@@ -103,6 +104,7 @@ class Worker:
 
     async def shutdown(self) -> None:
         self.stopping = True
+        metrics.WORKERS_SERVING.set(0)
         await asyncio.get_running_loop().run_in_executor(None, self._stop)
 
     def _stop(self) -> None:
