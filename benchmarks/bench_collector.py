@@ -245,7 +245,9 @@ def _serve_uvicorn(module: str, workers: int, tmp: Path, env: dict) -> tuple[sub
 DEMO_PLAN = Path(__file__).resolve().parent.parent / "include" / "trackway" / "demo" / "plan"
 
 
-def _serve_collector(workers: int, tmp: Path, env: dict, plan_mode: str | None = None) -> tuple[subprocess.Popen, int]:
+def _serve_collector(
+    workers: int, tmp: Path, env: dict, plan_mode: str | None = None
+) -> tuple[subprocess.Popen, int, int]:
     port = _free_port()
     home = tmp / "collector"
     shutil.rmtree(home, ignore_errors=True)
@@ -254,15 +256,28 @@ def _serve_collector(workers: int, tmp: Path, env: dict, plan_mode: str | None =
     env = {**env, "TRACKWAY_HOME": str(home), "TRACKWAY_WRITE_KEYS": f"bench:{WRITE_KEY}"}
     if plan_mode:
         env.update({"TRACKWAY_PLAN_DIR": str(DEMO_PLAN), "TRACKWAY_PLAN_MODES": plan_mode})
+    admin_port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "trackway.cli",
+            "collect",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=log,
         stderr=log,
         start_new_session=True,
     )
     _wait_http(port, proc, "/health", tmp / "collector.log")
-    return proc, port
+    _wait_http(admin_port, proc, "/health", tmp / "collector.log")
+    return proc, port, admin_port
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -277,9 +292,10 @@ def _stop(proc: subprocess.Popen) -> None:
 def bench(kind: str, args, tmp: Path, env: dict, run: int) -> dict:
     if kind.startswith("collector"):
         plan_mode = kind.removeprefix("collector").lstrip("_") or None  # collector_allow / collector_flag
-        proc, port = _serve_collector(args.workers, tmp, env, plan_mode)
+        proc, port, admin_port = _serve_collector(args.workers, tmp, env, plan_mode)
     else:
         proc, port = _serve_uvicorn(kind, args.workers, tmp, env)
+        admin_port = 0  # plain uvicorn baselines have no admin listener
     peak = [0.0]
     stop = threading.Event()
 
@@ -295,7 +311,8 @@ def bench(kind: str, args, tmp: Path, env: dict, run: int) -> dict:
         if kind.startswith("collector"):
             import json
 
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
+            # the admin listener's /health: the counters of all workers
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/health", timeout=10) as resp:
                 health = json.load(resp)
             result["accepted"] = health["events_accepted"]
             result["checked"] = health.get("plan", {}).get("events_checked", 0)

@@ -266,9 +266,9 @@ def test_analytics_js_with_an_unknown_key_fails_to_load_and_sends_nothing(
     browser_tools, collector, page_server, tmp_path
 ):
     out = _open(browser_tools, f"{page_server}/npm-unknown-key.html", collector, tmp_path, expected_posts=0)
-    assert "no settings for this write key" in out["result"]["loadError"], out
+    assert "unknown write key" in out["result"]["loadError"], out
     settings = [r for r in out["requests"] if "/settings" in r["url"]]
-    assert [r["status"] for r in settings] == [404]
+    assert [r["status"] for r in settings] == [401]  # the same answer as an unknown key on any other route
     assert not [r for r in out["requests"] if r["method"] == "POST"]
     _only_local_traffic(out, page_server, collector)
 
@@ -326,10 +326,10 @@ def test_settings_behind_a_trusted_proxy_use_forwarded_host_and_proto(tmp_path):
 
 def test_settings_for_an_unknown_key_or_a_bad_host_are_refused_clearly(collector):
     resp = requests.get(f"{collector.url}/v1/projects/no-such-key/settings", timeout=10)
-    assert resp.status_code == 404
+    assert resp.status_code == 401
     body = resp.json()
-    assert body["success"] is False and body["code"] == "not_found"
-    assert "no settings for this write key" in body["message"]
+    assert body["success"] is False and body["code"] == "unauthorized"
+    assert "unknown write key" in body["message"]
     assert not any(k in resp.text for k in [*WRITE_KEYS, *WRITE_KEYS.values()])  # says nothing about which keys exist
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
 

@@ -238,3 +238,23 @@ def test_pipeline_health_dag_fails_the_family_and_alerts_once(trackway_env, airf
         assert [a["key"] for a in health] == ["health:events.event_stopped:Signed Up"], (attempt, alerts)
         assert health[0]["runbook"] == "docs/runbook.md#event-stopped"
         assert "Signed Up" in health[0]["text"] and "what to do: docs/runbook.md#event-stopped" in health[0]["text"]
+
+
+def test_health_reads_a_remote_collector_from_its_admin_metrics(trackway_env, monkeypatch, capsys):
+    """In production the spool is on the collector's machine: its admin /metrics gives the upload lag."""
+    from collector_helpers import CollectorProcess
+
+    collector = CollectorProcess(trackway_env).start()
+    try:
+        monkeypatch.setenv("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL", f"{collector.admin_url}/metrics")
+        monkeypatch.setenv("TRACKWAY_SPOOL_DIR", str(trackway_env / "not-this-machine"))
+        _write_hour(trackway_env / "raw", HOURS[1], {"Listing Viewed": 1})
+        load_interval(load_settings(), HOURS[1], HOURS[1] + timedelta(hours=1))
+        code = main(["health", "--json", "--check", "freshness", "--check", "objects"])
+        checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    finally:
+        assert collector.stop() == 0
+    assert "the collector's metrics" in checks["upload_lag"]["summary"]
+    assert checks["upload_lag"]["value"] is not None, checks["upload_lag"]  # read from the gauge
+    assert checks["upload_lag"]["state"] == "ok" and checks["set_aside_segments"]["value"] == 0
+    assert code in (0, 1, 2)  # the freshness of this synthetic hour is not what this test is about

@@ -191,6 +191,20 @@ class CollectorSection(Section):
     )
     collector_host: str = setting("TRACKWAY_COLLECTOR_HOST", "127.0.0.1", "Where `trackway collect` listens")
     collector_port: int = setting("TRACKWAY_COLLECTOR_PORT", 8080, "Port `trackway collect` listens on", ge=1, le=65535)
+    collector_admin_host: str = setting(
+        "TRACKWAY_COLLECTOR_ADMIN_HOST",
+        "127.0.0.1",
+        "Where the collector's admin listener (`/metrics`, the detailed `/health`) listens. It has no "
+        "authentication and never follows `--host`: any address but a loopback one must be named here, "
+        "and is then served with a warning",
+    )
+    collector_admin_port: int = setting(
+        "TRACKWAY_COLLECTOR_ADMIN_PORT",
+        8081,
+        "Port of the collector's admin listener (`--admin-port`); must differ from the public port",
+        ge=1,
+        le=65535,
+    )
     trust_forwarded_for: bool = setting(
         "TRACKWAY_TRUST_FORWARDED_FOR",
         False,
@@ -220,9 +234,17 @@ class CollectorSection(Section):
     rate_limit_events_per_second: float = setting(
         "TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND",
         0.0,
-        "Events/s per write key, all workers together; above it 429 with `Retry-After`. 0: off",
+        "Events/s per write key and client address, in each worker (a request counts at least 1). Over it, "
+        "429 with `Retry-After`, decided from the headers before the body is read. 0: off",
         ge=0.0,
         allow_inf_nan=False,
+    )
+    rate_limit_auth_failures_per_minute: int = setting(
+        "TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE",
+        30,
+        "Requests with a missing, malformed or unknown write key per client address per minute, in each "
+        "worker; past it every request from that address gets 429 without its key being checked. 0: off",
+        ge=0,
     )
     spool_max_pending_bytes: int = setting(
         "TRACKWAY_SPOOL_MAX_PENDING_BYTES",
@@ -657,15 +679,6 @@ _DBT_PROFILE = (
     "(default TRACKWAY_WAREHOUSE_URL); do not set it"
 )
 INTERNAL: tuple[Setting, ...] = (
-    Setting(
-        "TRACKWAY_COLLECTOR_STARTED_AT",
-        "number",
-        "none",
-        False,
-        "collector",
-        "Set by `trackway collect` for its worker processes: the master's start time (uptime in /health)",
-        internal=True,
-    ),
     Setting(
         "TRACKWAY_DBT_TARGET", "string", "none", False, "transform", _DBT_PROFILE + " (the profile's target)", True
     ),

@@ -51,7 +51,8 @@ class CollectorLimits:
     workers: int
     max_event_bytes: int
     max_batch_events: int
-    rate_limit_events_per_second: float  # per write key; 0 = off
+    rate_limit_events_per_second: float  # per write key and client address, each worker; 0 = off
+    rate_limit_auth_failures_per_minute: int  # per client address, each worker; 0 = off
     spool_max_pending_bytes: int  # bytes not yet uploaded, all workers together
     header_timeout_seconds: float
     body_timeout_seconds: float
@@ -247,6 +248,19 @@ class Settings:
         return self.section(CollectorSection).collector_port
 
     @property
+    def collector_admin_host(self) -> str:
+        return self.section(CollectorSection).collector_admin_host
+
+    @property
+    def collector_admin_host_is_explicit(self) -> bool:
+        """Whether TRACKWAY_COLLECTOR_ADMIN_HOST was set (only then may the admin listener leave loopback)."""
+        return "collector_admin_host" in self.section(CollectorSection).model_fields_set
+
+    @property
+    def collector_admin_port(self) -> int:
+        return self.section(CollectorSection).collector_admin_port
+
+    @property
     def trust_forwarded_for(self) -> bool:
         return self.section(CollectorSection).trust_forwarded_for
 
@@ -273,6 +287,7 @@ class Settings:
             max_event_bytes=c.max_event_bytes,
             max_batch_events=c.max_batch_events,
             rate_limit_events_per_second=c.rate_limit_events_per_second,
+            rate_limit_auth_failures_per_minute=c.rate_limit_auth_failures_per_minute,
             spool_max_pending_bytes=c.spool_max_pending_bytes,
             header_timeout_seconds=c.header_timeout_seconds,
             body_timeout_seconds=c.body_timeout_seconds,

@@ -65,14 +65,15 @@ def _prepare_home(settings: Settings) -> None:
 
 
 def _health(port: int) -> dict:
+    """GET /health of a collector listener: liveness on the public port, every worker's counters on the admin port."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
         return json.load(resp)
 
 
-def _start_collector(settings: Settings, port: int, env: dict[str, str]) -> subprocess.Popen:
+def _start_collector(settings: Settings, port: int, admin_port: int, env: dict[str, str]) -> subprocess.Popen:
     log = open(settings.home / "logs" / "collector.log", "ab")  # noqa: SIM115 (owned by the child process)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port)],
+        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port), "--admin-port", str(admin_port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -83,6 +84,7 @@ def _start_collector(settings: Settings, port: int, env: dict[str, str]) -> subp
             raise DemoError(f"the collector exited with {proc.returncode}; see {log.name}")
         try:
             _health(port)
+            _health(admin_port)
             return proc
         except OSError:
             time.sleep(0.2)
@@ -147,9 +149,9 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  data folder: {settings.home}")
 
     _stage(1, "collector: starting `trackway collect`")
-    port = _free_port()
+    port, admin_port = _free_port(), _free_port()
     first_hour = hour_floor(datetime.now(UTC))
-    collector = _start_collector(settings, port, env)
+    collector = _start_collector(settings, port, admin_port, env)
     _say(f"  listening on http://127.0.0.1:{port} (log: {settings.home / 'logs' / 'collector.log'})")
 
     _stage(2, "sending the day through the official Segment Python SDK")
@@ -167,7 +169,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
 
     try:
         report = send_calls(calls + retries, f"http://127.0.0.1:{port}", write_key, progress=progress)
-        health = _health(port)
+        health = _health(admin_port)  # the counters of all workers
     finally:
         collector.send_signal(signal.SIGTERM)
     try:

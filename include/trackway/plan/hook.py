@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from trackway.plan.validate import PlanEnforcer, Violation, event_key
 from trackway.segment_rules import CheckedBatch, RequestInfo
@@ -52,16 +53,25 @@ EVENTS_CHECKED = Counter(_P + "events_checked_total", "Events validated against 
 EVENTS_FLAGGED = Counter(_P + "events_flagged_total", "Events with violations let through (flag mode)", ["source"])
 EVENTS_BLOCKED = Counter(_P + "events_blocked_total", "Events with violations quarantined (block mode)", ["source"])
 VIOLATIONS = Counter(_P + "violations_total", "Tracking plan violations found, by source and kind", ["source", "kind"])
+PLAN_EVENTS = Gauge(
+    _P + "events", "Events in the tracking plan in force (the most over workers)", multiprocess_mode="livemax"
+)
 
 
-def plan_health(enforcer: PlanEnforcer | None, totals: dict[str, float]) -> dict[str, Any]:
-    """The "plan" part of /health, from the collector's summed metric totals."""
-    if enforcer is None:
+def publish_plan_size(enforcer: PlanEnforcer | None) -> None:
+    """Each worker, on its timer: how many events its plan has, for the master's /health."""
+    if enforcer is not None:
+        PLAN_EVENTS.set(len(enforcer.compiled.plan.events))
+
+
+def plan_health(plan_dir: Path | None, totals: dict[str, float]) -> dict[str, Any]:
+    """The "plan" part of the admin /health, from the workers' summed metric totals."""
+    if plan_dir is None:
         return {}
     return {
         "plan": {
-            "dir": str(enforcer.root),
-            "events": len(enforcer.compiled.plan.events),
+            "dir": str(plan_dir),
+            "events": int(totals.get("plan_events", 0)),
             "events_checked": int(totals.get("plan_events_checked_total", 0)),
             "events_flagged": int(totals.get("plan_events_flagged_total", 0)),
             "events_blocked": int(totals.get("plan_events_blocked_total", 0)),
