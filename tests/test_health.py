@@ -258,3 +258,26 @@ def test_health_reads_a_remote_collector_from_its_admin_metrics(trackway_env, mo
     assert checks["upload_lag"]["value"] is not None, checks["upload_lag"]  # read from the gauge
     assert checks["upload_lag"]["state"] == "ok" and checks["set_aside_segments"]["value"] == 0
     assert code in (0, 1, 2)  # the freshness of this synthetic hour is not what this test is about
+
+
+def test_the_alert_rules_read_what_the_textfile_holds(trackway_env, tmp_path, capsys):
+    """ops/prometheus: every trackway_health_* metric a rule uses is in `trackway health --prometheus`'s file."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    ops = Path(__file__).resolve().parents[1] / "ops" / "prometheus"
+    groups = {g["name"]: g["rules"] for g in yaml.safe_load((ops / "trackway-alerts.yml").read_text())["groups"]}
+    rules = groups["trackway-health"]
+    used = {m for rule in rules for m in re.findall(r"trackway_health_\w+", rule["expr"])}
+    _write_hour(trackway_env / "raw", HOURS[1], {"Listing Viewed": 1})
+    load_interval(load_settings(), HOURS[1], HOURS[1] + timedelta(hours=1))
+    textfile = tmp_path / "trackway.prom"
+    main(["health", "--prometheus", str(textfile)])
+    capsys.readouterr()
+    written = {line.split()[2] for line in textfile.read_text().splitlines() if line.startswith("# TYPE")}
+    assert used and used <= written, used - written
+    assert any("absent(trackway_health_last_run_timestamp_seconds)" in r["expr"] for r in rules)
+    anchors = {r["annotations"]["runbook_url"] for r in rules}
+    assert "docs/runbook.md#health-checks" in anchors
