@@ -281,3 +281,28 @@ def test_the_alert_rules_read_what_the_textfile_holds(trackway_env, tmp_path, ca
     assert any("absent(trackway_health_last_run_timestamp_seconds)" in r["expr"] for r in rules)
     anchors = {r["annotations"]["runbook_url"] for r in rules}
     assert "docs/runbook.md#health-checks" in anchors
+
+
+def test_client_text_stays_inert_in_the_table_and_the_alert_mail():
+    """Event names reach the health table (a terminal) and alert mails (HTML rendered by Jinja)."""
+    from datetime import UTC, datetime
+
+    from trackway.health.checks import CheckResult
+    from trackway.health.observe import HealthReport
+    from trackway.health.report import table
+    from trackway.orchestration.alerts import _inert
+
+    hostile = "Signed Up\x1b[2J\n{% for x in range(9) %}<script>"
+    report = HealthReport(
+        datetime(2026, 12, 2, tzinfo=UTC), [CheckResult("events", "event_stopped", State.FAIL, "x", hostile)]
+    )
+    shown = table(report)
+    assert "\x1b" not in shown and "\\x1b[2J\\n" in shown
+    mail = _inert(hostile)
+    assert "<script>" not in mail and "{%" not in mail and "&lt;script&gt;" in mail
+
+
+def test_the_collector_metrics_url_must_be_http(monkeypatch, trackway_env):
+    monkeypatch.setenv("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL", "file:///etc/passwd")
+    with pytest.raises(ConfigError, match="not an http"):
+        load_settings().check("health")

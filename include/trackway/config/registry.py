@@ -583,6 +583,15 @@ class HealthSection(Section):
         default_doc="none (the local spool, TRACKWAY_SPOOL_DIR)",
     )
 
+    @field_validator("health_collector_metrics_url")
+    @classmethod
+    def _metrics_url(cls, value: str | None) -> str | None:
+        if value is not None and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError(
+                "TRACKWAY_HEALTH_COLLECTOR_METRICS_URL is not an http(s) URL; write e.g. http://collector:8081/metrics"
+            )
+        return value
+
     @field_validator("health_upload_lag", "health_load_age", "health_data_age", "health_transform_age")
     @classmethod
     def _thresholds(cls, value: str, info: Any) -> str:

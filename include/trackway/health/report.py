@@ -14,7 +14,7 @@ def table(report: HealthReport) -> str:
     from trackway.status import format_table
 
     order = sorted(report.results, key=lambda r: (-r.state, r.family, r.check, r.subject))
-    rows = [(r.state.label.upper(), f"{r.family}.{r.check}", r.subject, r.summary) for r in order]
+    rows = [(r.state.label.upper(), f"{r.family}.{r.check}", _shown(r.subject), _shown(r.summary)) for r in order]
     lines = [format_table(["state", "check", "subject", "detail"], rows, indent="")]
     problems = [r for r in order if r.state not in (State.OK,)]
     if problems:
@@ -25,6 +25,11 @@ def table(report: HealthReport) -> str:
     lines.append("")
     lines.append(summary(report))
     return "\n".join(lines)
+
+
+def _shown(text: str) -> str:
+    """Event names and object keys come from clients: no control character reaches the terminal (\\x1b, \\n)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def summary(report: HealthReport) -> str:

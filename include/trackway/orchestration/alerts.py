@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import html
 import json
 import logging
 import urllib.request
@@ -111,14 +112,24 @@ class _state:
         self.file.close()
 
 
+def _inert(text: str) -> str:
+    """Client-supplied text (event names, errors) as inert HTML that Airflow's Jinja rendering leaves alone.
+
+    SmtpNotifier renders its subject and body as templates: a ``{%`` or ``{{`` in an event name
+    must stay text, and ``<`` must not become markup in the mail.
+    """
+    return html.escape(text).replace("{", "&#123;").replace("}", "&#125;")
+
+
 def _email(to: list[str], record: dict) -> None:
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
+    subject = f"[Trackway {record['severity']}] {record['text'][:150]}"
     try:
         SmtpNotifier(
             to=to,
-            subject=f"[Trackway {record['severity']}] {record['text'][:150]}",
-            html_content=f"<pre>{json.dumps(record, indent=2)}</pre>".replace("{{", "{ {"),
+            subject=subject.replace("{", "(").replace("}", ")").replace("\n", " ").replace("\r", " "),
+            html_content=f"<pre>{_inert(json.dumps(record, indent=2))}</pre>",
         ).notify({})
     except Exception as exc:  # a broken mail server must not hide the alert elsewhere
         log.error("could not email the alert to TRACKWAY_ALERT_EMAIL: %s", exc)
