@@ -238,3 +238,46 @@ def test_every_check_and_alert_has_a_runbook_section():
     for name in CHECKS:
         assert CheckResult("f", name, State.OK, "").runbook.split("#")[1] in anchors, name
     assert set(RUNBOOK_BY_ERROR.values()) | {"task-failed", "deadline-missed"} <= anchors
+
+
+def test_a_backfill_airflow_refuses_is_not_loaded_beside_its_scheduler(trackway_env, monkeypatch):
+    """Airflow is a stand-in HTTP server here (a real api-server and scheduler run in the stack test, which
+    takes minutes): healthy scheduler, backfill refused with 409. The CLI must stop, not load beside it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Airflow(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self._answer(200, {"scheduler": {"status": "healthy"}})
+
+        def do_POST(self):
+            self._answer(409, {"detail": "the hour has not ended"})
+
+        def _answer(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Airflow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        [hour] = last_hours(1)
+        write_hour(trackway_env / "raw", hour, {"Listing Viewed": 3})
+        env = {**os.environ, "TRACKWAY_AIRFLOW_API_URL": f"http://127.0.0.1:{server.server_address[1]}"}
+        result = subprocess.run(
+            [TRACKWAY, "backfill", "--from", hour_text(hour), "--to", hour_text(hour)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 1 and "Airflow refused the backfill" in result.stderr, result
+    assert "the hour has not ended" in result.stderr
+    assert not (trackway_env / "warehouse.duckdb").exists() or "rows" not in result.stdout

@@ -60,10 +60,14 @@ def _through_airflow(settings, start: datetime, end: datetime) -> bool:
         if not api.scheduler_healthy():
             print("Airflow's scheduler is not healthy: loading directly instead")
             return False
-        backfill = api.create_backfill("events_load", start, end - timedelta(hours=1))
     except AirflowUnavailable as exc:
         print(f"not through Airflow ({exc}): loading directly")
         return False
+    try:
+        backfill = api.create_backfill("events_load", start, end - timedelta(hours=1))
+    except AirflowUnavailable as exc:
+        # The scheduler runs: loading here beside it is not what was asked (and Airflow said why not).
+        raise SystemExit(f"trackway backfill: Airflow refused the backfill: {exc}. Fix that, or use --direct") from None
     print(
         f"Airflow backfill {backfill.get('id')} created for events_load, {start:%Y-%m-%dT%H} to "
         f"{end - timedelta(hours=1):%Y-%m-%dT%H}: its runs load the hours, and each load's asset event "

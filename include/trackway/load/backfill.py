@@ -38,10 +38,14 @@ def backfill_plan(settings: Settings, start: datetime, end: datetime) -> list[Ho
     _, listed = list_interval_objects(settings, start, end)
     items = [item for item in listed if item.in_interval]
     urls = [object_url(item.path) for item in items]
-    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
-        has_ledger = wh.table_exists(RAW_SCHEMA, LOADED_OBJECTS)
-        known = wh.loaded_fingerprints(urls) if has_ledger else {}
-        damaged = _damaged(wh, urls) if has_ledger else set()
+    known: dict[str, str] = {}
+    damaged: set[str] = set()
+    try:
+        with open_warehouse(settings.read_warehouse, read_only=True) as wh:
+            if wh.table_exists(RAW_SCHEMA, LOADED_OBJECTS):
+                known, damaged = wh.loaded_fingerprints(urls), _damaged(wh, urls)
+    except FileNotFoundError:
+        pass  # a DuckDB warehouse nothing was loaded into yet: every object is still to load
     for item, url in zip(items, urls, strict=True):
         key = f"{item.hour:%Y-%m-%dT%H}" if item.hour else f"source {item.source.name if item.source else '?'}"
         plan = plans.setdefault(key, HourPlan(key))
