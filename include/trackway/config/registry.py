@@ -318,7 +318,8 @@ class LoadSection(Section):
     sources_file: Path | None = setting(
         "TRACKWAY_SOURCES_FILE",
         None,
-        "Extra raw sources (Firehose, Segment S3, other Trackway buckets); see the README's raw sources",
+        "Extra raw sources (Firehose, Segment S3, other Trackway buckets; docs/loading.md) and product databases "
+        "the app_sync DAG copies into schema `app` (`kind: database`; docs/app-data.md)",
         default_doc="$TRACKWAY_HOME/sources.yml when it exists",
     )
 
