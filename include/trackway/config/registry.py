@@ -471,6 +471,17 @@ def parse_thresholds(name: str, value: str) -> tuple[float, float]:
     return warn, fail
 
 
+def parse_shares(name: str, value: str) -> tuple[float, float]:
+    """``"0.01,0.05"`` -> (0.01, 0.05): the warn and fail shares of a health check, warn first."""
+    try:
+        warn, fail = (float(p) for p in value.split(","))
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: write WARN,FAIL shares between 0 and 1 such as 0.01,0.05") from None
+    if not 0 <= warn <= fail <= 1:
+        raise ValueError(f"{name}={value!r}: the shares must be between 0 and 1, the warn share at most the fail one")
+    return warn, fail
+
+
 class HealthSection(Section):
     """`trackway health` and the pipeline_health DAG: thresholds of the checks (docs/runbook.md)."""
 
@@ -561,6 +572,19 @@ class HealthSection(Section):
         "set-aside segments are read from there",
         default_doc="none (the local spool, TRACKWAY_SPOOL_DIR)",
     )
+
+    health_app_refs: str = setting(
+        "TRACKWAY_HEALTH_APP_REFS",
+        "0.01,0.05",
+        "Warn,fail share of an analytics_x reference's values (events of the last two UTC days) that find no "
+        "application row in schema app: a renamed id, a sync that stopped (docs/app-data.md)",
+    )
+
+    @field_validator("health_app_refs")
+    @classmethod
+    def _shares(cls, value: str, info: Any) -> str:
+        parse_shares(cls.model_fields[info.field_name].validation_alias, value)  # type: ignore[arg-type]
+        return value
 
     @field_validator("health_upload_lag", "health_load_age", "health_data_age", "health_transform_age")
     @classmethod

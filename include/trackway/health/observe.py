@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from trackway.config import Settings
-from trackway.config.registry import HealthSection, parse_thresholds
+from trackway.config.registry import HealthSection, parse_shares, parse_thresholds
 from trackway.health.checks import (
     CheckResult,
     HourlyCounts,
@@ -23,6 +23,7 @@ from trackway.health.checks import (
     age_check,
     event_checks,
     last_complete_hour,
+    reference_checks,
     spike_checks,
     volume_checks,
 )
@@ -52,6 +53,7 @@ def thresholds(settings: Settings) -> Thresholds:
         spike_factor=h.health_spike_factor,
         spike_min_count=h.health_spike_min_count,
         damaged_hours=h.health_damaged_hours,
+        app_refs=parse_shares("TRACKWAY_HEALTH_APP_REFS", h.health_app_refs),
     )
 
 
@@ -68,7 +70,7 @@ class HealthReport:
         return [r for r in self.results if r.family == name]
 
 
-FAMILIES = ("freshness", "volume", "events", "quarantine", "violations", "objects", "dbt_tests")
+FAMILIES = ("freshness", "volume", "events", "quarantine", "violations", "objects", "dbt_tests", "app_refs")
 
 
 def run_checks(
@@ -291,6 +293,21 @@ class _Reader:
                 )
             )
         return results
+
+    # -- application references (analytics_x) ----------------------------------------
+
+    def app_refs(self) -> list[CheckResult]:
+        """Share of each plan reference's values, in events of the last two UTC days, that find no app row."""
+        if not self.wh.table_exists("analytics_x", "x_reference_health"):
+            return [CheckResult("app_refs", "unresolved_references", State.OK, "no analytics_x views (no references)")]
+        since = (self.now - timedelta(days=1)).date()
+        rows = self.wh.query(
+            "SELECT view_name, property, reference, sum(refs), sum(unresolved) FROM analytics_x.x_reference_health "
+            "WHERE event_date >= ? GROUP BY view_name, property, reference ORDER BY view_name, property",
+            [since],
+        )
+        results = reference_checks(((v, p, r, int(n or 0), int(u or 0)) for v, p, r, n, u in rows), self.t.app_refs)
+        return results or [CheckResult("app_refs", "unresolved_references", State.OK, "no referencing events lately")]
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -129,6 +129,7 @@ RUNBOOK_BY_ERROR = {
     "LoadNeedsAttention": "load-needs-attention",
     "HealthCheckFailed": "health-checks",
     "WarehouseBusy": "warehouse-busy",
+    "AppSyncError": "app-sync-failed",
 }
 
 
