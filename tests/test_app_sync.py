@@ -250,3 +250,62 @@ def test_sync_into_bigquery_on_the_emulator(trackway_env, tmp_path, monkeypatch)
         monkeypatch.setenv("TRACKWAY_BIGQUERY_API_ENDPOINT", stack.bq.endpoint)  # what dlt cannot honour
         with pytest.raises(AppSyncError, match="always calls Google's API"):
             sync_named(load_settings(), "product")
+
+
+def test_plan_references_lint_and_what_analytics_x_generates(tmp_path, caplog):
+    from plan_fixtures import write_plan
+    from trackway.plan.dbtgen import generate
+    from trackway.plan.lint import lint_findings
+    from trackway.plan.model import load_plan
+    from trackway.plan.xgen import app_links
+
+    def event(name: str, **props: dict) -> dict:
+        return {"name": name, "type": "track", "description": "d", "owner": "o", "properties": {"properties": props}}
+
+    plan = load_plan(
+        write_plan(
+            tmp_path / "plan",
+            [
+                event("Listing Viewed", listing_id={"type": "string", "references": "app.listings.id"}),
+                event("Review Posted", review_id={"type": "integer", "references": "app.reviews.id"}),
+                event(
+                    "Bad Ref",
+                    a={"type": "string", "references": "listings"},
+                    b={"type": "number", "references": "app.x.id"},
+                ),
+            ],
+        )
+    )
+    found = [(f.where, f.message) for f in lint_findings(plan) if f.rule == "reference"]
+    assert found == [
+        (
+            "event 'Bad Ref': property 'a'",
+            "'listings' is not schema.table.column; write e.g. references: app.listings.id",
+        ),
+        (
+            "event 'Bad Ref': property 'b'",
+            "references a row, so its type must be string or integer (an id), not number",
+        ),
+    ]
+
+    good = load_plan(
+        write_plan(
+            tmp_path / "good",
+            [
+                event("Listing Viewed", listing_id={"type": "string", "references": "app.listings.id"}),
+                event("Review Posted", review_id={"type": "integer", "references": "app.reviews.id"}),
+            ],
+        )
+    )
+    assert not [k for k in generate(good) if k.startswith("x/")]  # no sources file: nothing is synced, no views
+    databases = parse_app_databases(sources_yaml("sqlite:////data/app.db"), "sources.yml")
+    files = generate(good, app_links=app_links(databases))
+    assert sorted(k for k in files if k.startswith("x/")) == [
+        "x/_x__models.yml",
+        "x/x__listing_viewed.sql",
+        "x/x_reference_health.sql",
+    ]
+    assert "app.reviews.id, a table no database of the sources file syncs" in caplog.text
+    view = files["x/x__listing_viewed.sql"]
+    assert "source('x_app', 'hosts')" in view and "'listing__host'" in view  # one hop along hosts.id
+    assert "x_unresolved_share" in files["x/_x__models.yml"] and "x_relationships" in files["x/_x__models.yml"]
