@@ -38,8 +38,9 @@ def declare(home: Path, text: str) -> None:
     (home / "sources.yml").write_text(text)
 
 
-def test_sqlite_synced_merged_evolved_and_deletes_applied(warehouse_env):
-    home = warehouse_env
+def test_sqlite_synced_merged_evolved_and_deletes_applied(trackway_env):
+    """Into DuckDB; SQLite into PostgreSQL is tests/test_plan_pipeline.py's (its analytics_x views read it)."""
+    home = trackway_env
     db = write_app_db(home / "app.sqlite", ["l1", "l2", "l3"])
     declare(home, sources_yaml(f"sqlite:///{db}", bookings=", deletes: remove"))
     settings = load_settings()
@@ -93,6 +94,7 @@ def test_postgresql_product_database_through_an_airflow_connection(trackway_env,
     from postgres_server import create_database
 
     url = create_database(postgres_url, f"product_{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(postgres_url, f"wh_{uuid.uuid4().hex[:8]}"))
     with psycopg.connect(url, autocommit=True) as con:
         con.execute(
             "CREATE TABLE hosts (id text PRIMARY KEY, name text, updated_at timestamptz);"
@@ -108,7 +110,7 @@ def test_postgresql_product_database_through_an_airflow_connection(trackway_env,
     settings = load_settings()
 
     report = sync_named(settings, "product")
-    assert report.warehouse == "duckdb" and report.rows == 5
+    assert report.warehouse == "postgres" and report.rows == 5
     assert "@" not in str(report.as_dict())  # nothing of the connection's URL in what the task returns
     # The product soft-deletes l2 (and bumps its cursor) and changes l1: l2 goes, l1 is merged.
     with psycopg.connect(url, autocommit=True) as con:

@@ -8,6 +8,7 @@ exactly as an operator would run them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -239,6 +240,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         # ~20 s of Airflow start-up to the demo for one task (tests/test_app_sync.py runs the DAG itself).
         from trackway.load.app_sync import sync_named
 
+        logging.getLogger("trackway.load.app_sync").setLevel(logging.WARNING)  # the line below says it all
         synced = sync_named(settings, "nestful")
         tables = ", ".join(f"{t.rows:,} {t.table}" for t in synced.tables)
         _say(f"  app_sync: Nestful's own database ({app_db.name}) into schema app: {tables} — {synced.seconds:.0f}s")
