@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.config.commands import add_parsers as add_config_parsers
 
     add_config_parsers(sub)
+    from trackway.cli.privacy import add_parsers as add_privacy_parsers
+
+    add_privacy_parsers(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ _COMPONENT_TITLES = {
     "load": "Load (events_load, `trackway load`)",
     "transform": "Transform (events_transform, `trackway transform`)",
     "plan": "Tracking plan (collector enforcement, typed views, `trackway plan`)",
+    "privacy": "Privacy (pseudonymisation keys, what the collector does to personal data; docs/privacy.md)",
     "dags": "DAGs (retries and alerts)",
     "compose": "docker-compose only",
 }

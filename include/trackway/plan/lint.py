@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import re
 from pathlib import Path
 
 import jsonschema_rs
 
 from trackway.plan import names
 from trackway.plan.diff import version_problems
-from trackway.plan.model import IMPLIED_NAMES, PRIVACY_CLASSES, EventSpec, Plan
+from trackway.plan.model import IMPLIED_NAMES, PRIVACY_CLASSES, EventSpec, Plan, PlanError
 
 JSON_TYPES = ("string", "number", "integer", "boolean", "array", "object", "null")
 
@@ -104,7 +107,76 @@ def lint_plan(plan: Plan, baseline: Plan | None = None) -> list[str]:
         problems.append(f"{plan.root}: events '{a}' and '{b}' are near-duplicate names; merge them or rename one")
     if baseline is not None:
         problems += version_problems(baseline, plan)
+    problems += pii_class_problems(plan)
     return problems
+
+
+# ---- style: personal data without a PII class (docs/privacy.md)
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}[0-9]$")
+_PERSON_NAMES = {
+    "name",
+    "firstname",
+    "lastname",
+    "fullname",
+    "surname",
+    "givenname",
+    "familyname",
+    "middlename",
+    "username",
+}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _pii_hint(name: str, examples: list) -> str | None:
+    """Why a property looks like personal data (its name or an example), or None."""
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", name)]
+    joined = "".join(words)
+    if "email" in joined or "mail" in words:
+        return "an email name"
+    if "phone" in joined or "msisdn" in joined:
+        return "a phone name"
+    if "ip" in words or joined.endswith("ipaddress") or joined in ("ipv4", "ipv6"):
+        return "an IP address name"
+    if joined in _PERSON_NAMES or (len(words) > 1 and "".join(words[-2:]) in _PERSON_NAMES):
+        return "a person's name"
+    for example in examples:
+        if not isinstance(example, str):
+            continue
+        if _EMAIL.match(example):
+            return "an email example"
+        if _PHONE.match(example) and not _DATE.match(example) and sum(c.isdigit() for c in example) >= 7:
+            return "a phone number example"
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(example)
+            return "an IP address example"
+    return None
+
+
+def pii_class_problems(plan: Plan) -> list[str]:
+    """A property whose name or example looks like PII, with no class from the plan, a name rule or a default."""
+    from trackway.plan.privacy import PlanPrivacy, schema_fields
+
+    try:
+        rules = PlanPrivacy(plan)
+    except PlanError as exc:
+        return [str(exc)]
+    fix = "set pii: direct|indirect|none (and action: hash|drop|truncate|keep if not the default; docs/privacy.md)"
+    out = []
+    candidates: list[tuple[EventSpec | None, str, dict, tuple[str, ...]]] = [
+        (None, f"{plan.root / 'common.yaml'}: context", plan.common, ("context",))
+    ]
+    candidates += [(e, _where(e), e.current.schema, (e.payload_field,)) for e in plan.events]
+    for event, where, schema, prefix in candidates:
+        for path, sub in schema_fields(schema, prefix):
+            examples = sub.get("examples")
+            hint = _pii_hint(path[-1], examples if isinstance(examples, list) else [])
+            if hint and "pii" not in sub and rules.class_of(event, path) is None:
+                out.append(
+                    f"{where}: property '{'.'.join(path[1:])}' looks like personal data ({hint}) but has no PII class; {fix}"
+                )
+    return out
 
 
 def lint_dir(root: Path, baseline: Path | None = None) -> list[str]:
