@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from trackway.plan.model import IMPLIED_NAMES, EventSpec, EventVersion, Plan, PlanError, PropertySpec
-from trackway.pseudonym import Keyring, NoValidKey, is_pseudonym, pseudonymise, sampled, truncate_ip
+from trackway.pseudonym import Key, Keyring, NoValidKey, is_pseudonym, sampled, truncate_ip
+from trackway.pseudonym.hashing import pseudonym_with
 
 log = logging.getLogger("trackway.privacy")
 
@@ -173,6 +174,16 @@ class Node:
             node = child
         return node
 
+    def acting(self) -> Node | None:
+        """A copy without the ``keep`` rules (they change nothing): what the collector walks per event."""
+        out = Node()
+        out.named = self.named
+        for key, child in self.children.items():
+            kept = child.acting() if isinstance(child, Node) else (child if child.action != "keep" else None)
+            if kept is not None:
+                out.children[key] = kept
+        return out if out.children or out.named else None
+
     def lookup(self, path: tuple[str, ...]) -> FieldClass | None:
         node: FieldClass | Node | None = self
         for key in path:
@@ -191,6 +202,15 @@ class EventPrivacy:
     tree: Node
     consent_category: str | None = None
     sample: Sample | None = None
+
+    @property
+    def acting(self) -> Node:
+        """The tree without its ``keep`` rules, computed once."""
+        found = self.__dict__.get("_acting")
+        if found is None:
+            found = self.tree.acting() or Node()
+            object.__setattr__(self, "_acting", found)
+        return found
 
 
 class PlanPrivacy:
@@ -348,6 +368,7 @@ def stored_plan(plan: Plan) -> Plan:
 
 
 _DROP = object()
+_CACHE_MAX = 65_536  # pseudonyms of recent values, per process
 
 
 class Privacy:
@@ -370,25 +391,38 @@ class Privacy:
         self.hash_user_id = hash_user_id
         self.sample_by_source = {s: Sample(rate, unit) for s, (rate, unit) in (sample_by_source or {}).items()}
         self._warned_at = 0.0
+        self._pseudonyms: dict[str | int, str] = {}  # value -> its pseudonym under _cache_key
+        self._cache_key: Key | None = None
 
     def reload_keyring(self, keyring: Keyring | None) -> None:
         self.keyring = keyring  # one assignment: an event sees the old or the new keyring
+        self._cache_key, self._pseudonyms = None, {}  # a key deleted from the file must not live on in the cache
 
     # -- per value ------------------------------------------------------------
 
     def _hash(self, value: Any) -> Any:
-        if value is None or is_pseudonym(value):
+        if value is None or (value.__class__ is str and value.startswith("h1:") and is_pseudonym(value)):
             return value
         if self.keyring is None:
             return _DROP
         try:
-            return pseudonymise(value, self.keyring)
+            key = self.keyring.current()
         except NoValidKey as exc:
             now = time.monotonic()
             if now - self._warned_at > 60:  # once a minute, not once per event
                 self._warned_at = now
                 log.error("%s; values classified hash are dropped until a key is valid", exc)
             return _DROP
+        if value.__class__ is not str and value.__class__ is not int:
+            return pseudonym_with(key, value)
+        # A person's email or id comes back in event after event (RudderStack repeats context.traits
+        # in every call): the pseudonyms of recent values under the current key are kept, bounded.
+        if key is not self._cache_key or len(self._pseudonyms) >= _CACHE_MAX:
+            self._cache_key, self._pseudonyms = key, {}
+        found = self._pseudonyms.get(value)
+        if found is None:
+            found = self._pseudonyms[value] = pseudonym_with(key, value)
+        return found
 
     def _act(self, action: str, value: Any) -> Any:
         if action == "hash":
@@ -403,36 +437,52 @@ class Privacy:
         return value
 
     def _apply(self, container: dict, node: Node, policy: PlanPrivacy) -> dict | None:
-        """A copy of ``container`` with the tree's actions applied, or None when nothing changed."""
+        """A copy of ``container`` with the tree's actions applied, or None when nothing changed.
+
+        The hot path of the collector (every event, every rule): plain loops, no allocation
+        unless a value changes.
+        """
         changed: dict | None = None
-        for key, result in self._results(container, node, policy):
+        for key, rule in node.children.items():
+            if key not in container:
+                continue
+            value = container[key]
+            if rule.__class__ is Node:
+                if value.__class__ is not dict:
+                    continue
+                result = self._apply(value, rule, policy)  # type: ignore[arg-type]
+                if result is None:
+                    continue
+            else:
+                action = rule.action  # type: ignore[union-attr]
+                result = self._hash(value) if action == "hash" else self._act(action, value)
+                if result is value:
+                    continue
             if changed is None:
-                changed = dict(container)
+                changed = container.copy()
             if result is _DROP:
                 del changed[key]
             else:
                 changed[key] = result
+        if node.named and policy.name_rules:  # the plan's name rules, for keys without a rule of their own
+            for key in container.keys() - node.children.keys():
+                found = policy.rule_for_name(key)
+                if found is None:
+                    continue
+                value = container[key]
+                result = self._act(found.action, value)
+                if result is value:
+                    continue
+                if changed is None:
+                    changed = container.copy()
+                if result is _DROP:
+                    del changed[key]
+                else:
+                    changed[key] = result
         return changed
 
-    def _results(self, container: dict, node: Node, policy: PlanPrivacy) -> Iterator[tuple[str, Any]]:
-        """(key, new value or _DROP) for each key of ``container`` an action changes."""
-        children = node.children
-        for key in children.keys() & container.keys():
-            rule, value = children[key], container[key]
-            if isinstance(rule, Node):
-                result = self._apply(value, rule, policy) if isinstance(value, dict) else None
-                if result is not None:
-                    yield key, result
-            elif (result := self._act(rule.action, value)) is not value:
-                yield key, result
-        if node.named and policy.name_rules:  # the plan's name rules, for keys without a rule of their own
-            for key in container.keys() - children.keys():
-                found = policy.rule_for_name(key)
-                if found is not None and (result := self._act(found.action, container[key])) is not container[key]:
-                    yield key, result
-
     def _fields(self, event: dict, rules: EventPrivacy, policy: PlanPrivacy, source: str) -> dict:
-        out = self._apply(event, rules.tree, policy) or event
+        out = self._apply(event, rules.acting, policy) or event
         if self.hash_user_id and (source in self.hash_user_id or "*" in self.hash_user_id):
             for key in ("userId", "previousId") if out.get("type") == "alias" else ("userId",):
                 if out.get(key) is not None:
@@ -467,15 +517,22 @@ class Privacy:
             if not sampled(_unit_value(event, sample.unit), sample.rate):
                 return None, DROP_SAMPLED
             rate = sample.rate
-        out = event
+        out = self._fields(event, rules, policy, source)
         marker = context.get("trackway")
-        if rate < 1:
-            own = dict(marker) if isinstance(marker, dict) else {}
-            own["sample_rate"] = rate
-            out = {**event, "context": {**context, "trackway": own}}
-        elif isinstance(marker, dict) and "sample_rate" in marker:  # only the collector sets it
-            out = {**event, "context": {**context, "trackway": {k: v for k, v in marker.items() if k != "sample_rate"}}}
-        return self._fields(out, rules, policy, source), None
+        if not isinstance(marker, dict):
+            marker = None
+        if rate < 1 or (marker is not None and "sample_rate" in marker):  # only the collector sets it
+            own = {k: v for k, v in marker.items() if k != "sample_rate"} if marker is not None else {}
+            if rate < 1:
+                own["sample_rate"] = rate
+            if out is event:
+                out = event.copy()
+            current = out.get("context")
+            if current is not context and isinstance(current, dict):  # already a copy of the field actions
+                current["trackway"] = own
+            else:
+                out["context"] = {**context, "trackway": own}
+        return out, None
 
     def scrub(self, event: Any, source: str) -> Any:
         """The field actions alone, for an event the Segment rules refused (it goes to the quarantine)."""

@@ -4,7 +4,7 @@ The public API, used by the collector (before anything is stored) and by erasure
 
 * ``Keyring`` / ``load_keyring(spec)`` / ``keyring_from_settings(settings)``: the secret keys,
   each with an id and a validity window (``TRACKWAY_PSEUDONYM_KEYS``: a file, or the document itself).
-* ``pseudonymise(value, keyring, at=None)`` -> ``"h1:<key id>:<64 hex>"``: HMAC-SHA256 under the key
+* ``pseudonymise(value, keyring, at=None)`` -> ``"h1:<key id>:<26 base32>"``: HMAC-SHA256 (first 128 bits) under the key
   valid at ``at`` (default: now); the same value and key give the same pseudonym, so joins work
   within a key's window, and deleting a key makes its pseudonyms unlinkable.
 * ``is_pseudonym(value)``: already a pseudonym (left as it is, so applying twice changes nothing).

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import os
 import re
@@ -58,6 +59,22 @@ class Key:
     secret: bytes = field(repr=False)
     valid_from: datetime
     valid_until: datetime | None = None
+
+    def hmac_pads(self) -> tuple[Any, Any]:
+        """SHA-256 states after the HMAC inner and outer key pads (RFC 2104), computed once per key.
+
+        Copying them per value is HMAC-SHA256 without setting the key up again: the collector
+        hashes several fields of every event.
+        """
+        pads = self.__dict__.get("_pads")
+        if pads is None:
+            block = (hashlib.sha256(self.secret).digest() if len(self.secret) > 64 else self.secret).ljust(64, b"\0")
+            pads = (
+                hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+                hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+            )
+            object.__setattr__(self, "_pads", pads)
+        return pads
 
     def valid_at(self, moment: datetime) -> bool:
         return self.valid_from <= moment and (self.valid_until is None or moment < self.valid_until)

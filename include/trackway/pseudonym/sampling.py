@@ -14,13 +14,13 @@ from typing import Any
 from trackway.pseudonym.hashing import canonical_text
 
 _SCALE = float(1 << 64)
-_SALT = b"trackway-sample:"
+_PERSON = b"trackway-sample"  # BLAKE2b's personalisation: these points are for sampling only
 
 
 def sample_point(unit_value: Any) -> float:
-    """The unit's place in [0, 1): it is in every sample of a rate above it."""
-    digest = hashlib.sha256(_SALT + canonical_text(unit_value)).digest()
-    return int.from_bytes(digest[:8], "big") / _SCALE
+    """The unit's place in [0, 1): it is in every sample of a rate above it (BLAKE2b-64 of the unit)."""
+    digest = hashlib.blake2b(canonical_text(unit_value), digest_size=8, person=_PERSON).digest()
+    return int.from_bytes(digest, "big") / _SCALE
 
 
 def sampled(unit_value: Any, rate: float) -> bool:
