@@ -437,89 +437,68 @@ def main() -> int:
     return 0
 
 
-def bench_plan(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
-    """The collector with the demo plan, allow then flag, alternated run by run."""
-    runs: dict[str, list[dict]] = {"collector_allow": [], "collector_flag": []}
+def bench_pairs(args, tmp: Path, env: dict, kinds: tuple[str, str], what: str, field: str) -> dict[str, list[dict]]:
+    """Two collector configurations alternated run by run, so each run of one has one of the other beside it."""
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for run in range(args.runs):
         for kind, results in runs.items():
             r = bench(kind, args, tmp, env, run)
             results.append(r)
             print(
-                f"  collector, plan mode {kind.split('_')[1]:5} run {run + 1}: {r['events_per_s']:,.0f} events/s, "
-                f"p99 {r['p99_ms']:.1f} ms, {r.get('checked', 0):,} checked",
+                f"  collector, {what} {kind.split('_')[1]:7} run {run + 1}: {r['events_per_s']:,.0f} events/s, "
+                f"p99 {r['p99_ms']:.1f} ms, {r.get(field, 0):,} {field}",
                 flush=True,
             )
     return runs
 
 
-def print_plan(runs: dict[str, list[dict]]) -> None:
-    print(
-        f"\n{'tracking plan (demo plan, median)':36} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'checked':>9}"
-    )
-    medians = {}
-    for kind, label in (
-        ("collector_allow", "collector, plan mode allow"),
-        ("collector_flag", "collector, plan mode flag"),
-    ):
-        r = sorted(runs[kind], key=lambda x: x["events_per_s"])[len(runs[kind]) // 2]
-        medians[kind] = r["events_per_s"]
-        print(
-            f"{label:36} {r['events_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} "
-            f"{r.get('checked', 0):>9,}"
-        )
-    ratio = medians["collector_flag"] / medians["collector_allow"]
-    # Each flag run directly follows an allow run: the paired ratio cancels most of the drift a
-    # shared machine adds between runs, so it is the figure judged against the target.
-    pairs = sorted(
-        f["events_per_s"] / a["events_per_s"]
-        for a, f in zip(runs["collector_allow"], runs["collector_flag"], strict=True)
-    )
-    paired = pairs[len(pairs) // 2]
-    print(
-        f"\nflag/allow: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of paired runs); "
-        f"target >= 0.80x: {'met' if paired >= 0.8 else 'MISSED'}"
-    )
+def bench_plan(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
+    """The collector with the demo plan, allow then flag."""
+    return bench_pairs(args, tmp, env, ("collector_allow", "collector_flag"), "plan mode", "checked")
 
 
 def bench_privacy(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
-    """The collector plain, then hashing, truncating and sampling, alternated run by run (same PII events)."""
-    runs: dict[str, list[dict]] = {"collector_plain": [], "collector_privacy": []}
-    for run in range(args.runs):
-        for kind, results in runs.items():
-            r = bench(kind, args, tmp, env, run)
-            results.append(r)
-            print(
-                f"  collector, personal data {kind.split('_')[1]:7} run {run + 1}: {r['events_per_s']:,.0f} events/s, "
-                f"p99 {r['p99_ms']:.1f} ms, {r.get('dropped', 0):,} sampled out",
-                flush=True,
-            )
-    return runs
+    """The collector plain, then hashing, truncating and sampling (the same PII events)."""
+    return bench_pairs(args, tmp, env, ("collector_plain", "collector_privacy"), "personal data", "dropped")
 
 
-def print_privacy(runs: dict[str, list[dict]]) -> None:
-    print(
-        f"\n{'personal data (5 PII fields/event, median)':44} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'errors':>7} {'dropped':>8}"
-    )
+def print_paired(
+    title: str, runs: dict[str, list[dict]], labels: dict[str, str], extra: tuple[str, str], name: str, target: float
+) -> None:
+    """Medians of two alternated configurations and their paired ratio against a target."""
+    (base, base_label), (other, other_label) = labels.items()
+    heading, field = extra
+    print(f"\n{title:44} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {heading:>9}")
     medians = {}
-    for kind, label in (
-        ("collector_plain", "collector, plain (no plan, IPs kept)"),
-        ("collector_privacy", "collector, hash + truncate + sample"),
-    ):
+    for kind, label in ((base, base_label), (other, other_label)):
         r = sorted(runs[kind], key=lambda x: x["events_per_s"])[len(runs[kind]) // 2]
         medians[kind] = r["events_per_s"]
         print(
             f"{label:44} {r['events_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} "
-            f"{r.get('dropped', 0):>8,}"
+            f"{r.get(field, 0):>9,}"
         )
-    pairs = sorted(
-        p["events_per_s"] / a["events_per_s"]
-        for a, p in zip(runs["collector_plain"], runs["collector_privacy"], strict=True)
-    )
+    # Each run of the second configuration directly follows one of the first: the paired ratio cancels
+    # most of the drift a shared machine adds between runs, so it is the figure judged against the target.
+    pairs = sorted(o["events_per_s"] / b["events_per_s"] for b, o in zip(runs[base], runs[other], strict=True))
     paired = pairs[len(pairs) // 2]
     print(
-        f"\nprivacy/plain: {medians['collector_privacy'] / medians['collector_plain']:.2f}x (ratio of medians), "
-        f"{paired:.2f}x (median of paired runs); target >= 0.85x: {'met' if paired >= 0.85 else 'MISSED'}"
+        f"\n{name}: {medians[other] / medians[base]:.2f}x (ratio of medians), {paired:.2f}x (median of paired runs); "
+        f"target >= {target:.2f}x: {'met' if paired >= target else 'MISSED'}"
+    )
+
+
+def print_plan(runs: dict[str, list[dict]]) -> None:
+    labels = {"collector_allow": "collector, plan mode allow", "collector_flag": "collector, plan mode flag"}
+    print_paired("tracking plan (demo plan, median)", runs, labels, ("checked", "checked"), "flag/allow", 0.8)
+
+
+def print_privacy(runs: dict[str, list[dict]]) -> None:
+    labels = {
+        "collector_plain": "collector, plain (no plan, IPs kept)",
+        "collector_privacy": "collector, hash + truncate + sample",
+    }
+    print_paired(
+        "personal data (5 PII fields/event, median)", runs, labels, ("dropped", "dropped"), "privacy/plain", 0.85
     )
 
 

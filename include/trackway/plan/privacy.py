@@ -458,27 +458,12 @@ class Privacy:
                 result = self._hash(value) if action == "hash" else self._act(action, value)
                 if result is value:
                     continue
-            if changed is None:
-                changed = container.copy()
-            if result is _DROP:
-                del changed[key]
-            else:
-                changed[key] = result
+            changed = _put(changed, container, key, result)
         if node.named and policy.name_rules:  # the plan's name rules, for keys without a rule of their own
             for key in container.keys() - node.children.keys():
                 found = policy.rule_for_name(key)
-                if found is None:
-                    continue
-                value = container[key]
-                result = self._act(found.action, value)
-                if result is value:
-                    continue
-                if changed is None:
-                    changed = container.copy()
-                if result is _DROP:
-                    del changed[key]
-                else:
-                    changed[key] = result
+                if found is not None and (result := self._act(found.action, container[key])) is not container[key]:
+                    changed = _put(changed, container, key, result)
         return changed
 
     def _fields(self, event: dict, rules: EventPrivacy, policy: PlanPrivacy, source: str) -> dict:
@@ -540,6 +525,17 @@ class Privacy:
             return event
         policy = self.rules()
         return self._fields(event, policy.for_event(event.get("type"), _event_name(event)), policy, source)
+
+
+def _put(changed: dict | None, container: dict, key: str, result: Any) -> dict:
+    """``result`` (or its removal, for _DROP) written into the copy of ``container``, made on first write."""
+    if changed is None:
+        changed = container.copy()
+    if result is _DROP:
+        del changed[key]
+    else:
+        changed[key] = result
+    return changed
 
 
 def _event_name(event: dict) -> Any:
