@@ -400,33 +400,40 @@ class Privacy:
 
     # -- per value ------------------------------------------------------------
 
-    def _hash(self, value: Any) -> Any:
-        if value is None or (value.__class__ is str and value.startswith("h1:") and is_pseudonym(value)):
-            return value
+    def _current_key(self) -> Key | None:
+        """The key for this event's pseudonyms; None (so ``hash`` drops) without a keyring or a valid key."""
         if self.keyring is None:
-            return _DROP
+            return None
         try:
-            key = self.keyring.current()
+            return self.keyring.current()
         except NoValidKey as exc:
             now = time.monotonic()
             if now - self._warned_at > 60:  # once a minute, not once per event
                 self._warned_at = now
                 log.error("%s; values classified hash are dropped until a key is valid", exc)
+            return None
+
+    def _hash(self, value: Any, key: Key | None) -> Any:
+        if value is None or (value.__class__ is str and value.startswith("h1:") and is_pseudonym(value)):
+            return value
+        if key is None:
             return _DROP
         if value.__class__ is not str and value.__class__ is not int:
             return pseudonym_with(key, value)
         # A person's email or id comes back in event after event (RudderStack repeats context.traits
         # in every call): the pseudonyms of recent values under the current key are kept, bounded.
-        if key is not self._cache_key or len(self._pseudonyms) >= _CACHE_MAX:
+        if key is not self._cache_key:
             self._cache_key, self._pseudonyms = key, {}
         found = self._pseudonyms.get(value)
         if found is None:
+            if len(self._pseudonyms) >= _CACHE_MAX:
+                self._pseudonyms = {}
             found = self._pseudonyms[value] = pseudonym_with(key, value)
         return found
 
-    def _act(self, action: str, value: Any) -> Any:
+    def _act(self, action: str, value: Any, key: Key | None) -> Any:
         if action == "hash":
-            return self._hash(value)
+            return self._hash(value, key)
         if action == "drop":
             return _DROP
         if action == "truncate":
@@ -436,7 +443,7 @@ class Privacy:
             return _DROP if truncated is None else truncated  # not an address: may be anything, so dropped
         return value
 
-    def _apply(self, container: dict, node: Node, policy: PlanPrivacy) -> dict | None:
+    def _apply(self, container: dict, node: Node, policy: PlanPrivacy, pkey: Key | None) -> dict | None:
         """A copy of ``container`` with the tree's actions applied, or None when nothing changed.
 
         The hot path of the collector (every event, every rule): plain loops, no allocation
@@ -450,30 +457,32 @@ class Privacy:
             if rule.__class__ is Node:
                 if value.__class__ is not dict:
                     continue
-                result = self._apply(value, rule, policy)  # type: ignore[arg-type]
+                result = self._apply(value, rule, policy, pkey)  # type: ignore[arg-type]
                 if result is None:
                     continue
             else:
                 action = rule.action  # type: ignore[union-attr]
-                result = self._hash(value) if action == "hash" else self._act(action, value)
+                result = self._hash(value, pkey) if action == "hash" else self._act(action, value, pkey)
                 if result is value:
                     continue
             changed = _put(changed, container, key, result)
         if node.named and policy.name_rules:  # the plan's name rules, for keys without a rule of their own
             for key in container.keys() - node.children.keys():
                 found = policy.rule_for_name(key)
-                if found is not None and (result := self._act(found.action, container[key])) is not container[key]:
+                result = self._act(found.action, container[key], pkey) if found is not None else container[key]
+                if result is not container[key]:
                     changed = _put(changed, container, key, result)
         return changed
 
     def _fields(self, event: dict, rules: EventPrivacy, policy: PlanPrivacy, source: str) -> dict:
-        out = self._apply(event, rules.acting, policy) or event
+        pkey = self._current_key()
+        out = self._apply(event, rules.acting, policy, pkey) or event
         if self.hash_user_id and (source in self.hash_user_id or "*" in self.hash_user_id):
             for key in ("userId", "previousId") if out.get("type") == "alias" else ("userId",):
                 if out.get(key) is not None:
                     if out is event:
                         out = dict(event)
-                    hashed = self._hash(out[key])
+                    hashed = self._hash(out[key], pkey)
                     if hashed is _DROP:
                         del out[key]
                     else:
