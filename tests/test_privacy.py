@@ -570,3 +570,14 @@ def test_a_keyring_that_cannot_be_used_stops_the_collector_at_start(tmp_path):
     )
     assert result.returncode == 1 and "no key is valid at" in result.stderr
     assert SECRET_A.hex() not in result.stderr + result.stdout
+
+
+def test_config_check_warns_that_hash_drops_without_a_keyring(tmp_path):
+    env = clean_env(TRACKWAY_HOME=str(tmp_path))
+    run = [sys.executable, "-m", "trackway.cli", "config", "check", "--component", "privacy"]
+    without = subprocess.run(run, capture_output=True, text=True, env=env, timeout=DEADLINE)
+    assert without.returncode == 0 and "TRACKWAY_PSEUDONYM_KEYS is not set: the collector drops" in without.stdout
+    env["TRACKWAY_PSEUDONYM_KEYS"] = RING  # the document itself: masked, never shown
+    given = subprocess.run(run, capture_output=True, text=True, env=env, timeout=DEADLINE)
+    assert "is not set" not in given.stdout and SECRET_A.hex() not in given.stdout + given.stderr
+    assert "TRACKWAY_PSEUDONYM_KEYS" in given.stdout and "***" in given.stdout

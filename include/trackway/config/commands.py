@@ -105,6 +105,11 @@ def check_report(component: str = "all") -> dict[str, Any]:
                 )
         except ConfigError:
             pass  # reported among the errors
+    if component in ("all", "collector", "privacy", "demo") and not settings.environ.get("TRACKWAY_PSEUDONYM_KEYS"):
+        warnings.append(
+            "TRACKWAY_PSEUDONYM_KEYS is not set: the collector drops the fields classified hash "
+            "(traits.email, ...) instead of pseudonymising them; see docs/privacy.md"
+        )
     errors = settings.problems(component)
     return {"component": component, "ok": not errors, "settings": rows, "warnings": warnings, "errors": errors}
 
