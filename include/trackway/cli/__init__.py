@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.backfill import add_parsers as add_backfill_parsers
 
     add_backfill_parsers(sub)
+    from trackway.cli.privacy import add_parsers as add_privacy_parsers
+
+    add_privacy_parsers(sub)
     return parser
 
 

@@ -29,17 +29,18 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from trackway.config.errors import ConfigError
 
 # Who reads a setting. "all": every component (where the data is).
-COMPONENTS = ("all", "collector", "load", "transform", "plan", "dags", "health", "compose")
+COMPONENTS = ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "compose")
 # What each component reads, for `trackway config check --component X`.
 READS: dict[str, tuple[str, ...]] = {
-    "collector": ("all", "collector", "plan"),
+    "collector": ("all", "collector", "plan", "privacy"),
     "load": ("all", "load"),
     "transform": ("all", "transform", "plan"),
     "plan": ("all", "plan"),
-    "dags": ("all", "dags", "load", "transform", "plan"),
+    "privacy": ("all", "privacy"),
+    "dags": ("all", "dags", "load", "transform", "plan", "privacy"),
     "health": ("all", "collector", "load", "health"),
-    "demo": ("all", "collector", "load", "transform", "plan", "dags"),
-    "all": ("all", "collector", "load", "transform", "plan", "dags", "health"),
+    "demo": ("all", "collector", "load", "transform", "plan", "privacy", "dags"),
+    "all": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health"),
 }
 REFERENCE_PATH = "docs/reference/configuration.md"
 
@@ -412,6 +413,54 @@ class PlanSection(Section):
         return value
 
 
+class PrivacySection(Section):
+    """Personal data: the pseudonymisation keyring and what the collector does before storing (docs/privacy.md)."""
+
+    component = "privacy"
+
+    pseudonym_keys: SecretStr | None = setting(
+        "TRACKWAY_PSEUDONYM_KEYS",
+        None,
+        "The keyring for `hash` (HMAC-SHA256 pseudonyms `h1:<key id>:...`): a path to a keyring file, or the "
+        "keyring document itself; `trackway privacy keys new` makes keys. Re-read on SIGHUP. Without it, values "
+        "classified `hash` are dropped, never stored in clear",
+        default_doc="none (hash means drop)",
+    )
+    ip_truncation: bool = setting(
+        "TRACKWAY_IP_TRUNCATION",
+        True,
+        "`on`: `context.ip` (the request address the collector writes, or the client's) is truncated to /24 "
+        "(IPv4) or /48 (IPv6) before it is stored; `off` keeps it whole. A plan's own action on `context.ip` wins",
+        default_doc="on",
+    )
+    hash_user_id: str = setting(
+        "TRACKWAY_HASH_USER_ID",
+        "",
+        "Sources whose `userId` (and an alias's `previousId`) is stored as a pseudonym: `backend,partner`, or `*` "
+        "for every source",
+    )
+    sample: str = setting(
+        "TRACKWAY_SAMPLE",
+        "",
+        "Sampling per source, `source:rate[:unit]` with unit `anonymous_id` (default), `session_id` or "
+        "`user_id`: `web:0.1,backend:0.5:user_id`, `*:rate` for every other source. Deterministic per unit; a "
+        "plan event's own `sample:` wins",
+        default_doc="none (every event kept)",
+    )
+
+    @field_validator("hash_user_id")
+    @classmethod
+    def _hash_user_id(cls, value: str) -> str:
+        parse_source_list(value, "TRACKWAY_HASH_USER_ID")
+        return value
+
+    @field_validator("sample")
+    @classmethod
+    def _sample(cls, value: str) -> str:
+        parse_sample_spec(value)
+        return value
+
+
 class DagsSection(Section):
     """What every DAG shares: retries and the failure alert."""
 
@@ -596,6 +645,7 @@ SECTIONS: tuple[type[Section], ...] = (
     LoadSection,
     TransformSection,
     PlanSection,
+    PrivacySection,
     DagsSection,
     HealthSection,
 )
@@ -621,6 +671,41 @@ def parse_plan_modes(spec: str | None) -> tuple[dict[str, str], str]:
         else:
             modes[source.strip()] = mode
     return modes, default
+
+
+SAMPLE_UNITS = ("anonymous_id", "session_id", "user_id")
+
+
+def parse_source_list(spec: str | None, what: str) -> frozenset[str]:
+    """``backend,partner`` (``*`` for every source) as a set of source names."""
+    sources = frozenset(item.strip() for item in (spec or "").split(",") if item.strip())
+    for name in sources:
+        if name != "*" and not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{what} entry {name[:40]!r} is not a source name; write e.g. {what}=backend,partner")
+    return sources
+
+
+def parse_sample_spec(spec: str | None) -> dict[str, tuple[float, str]]:
+    """``web:0.1,backend:0.5:user_id`` as {source: (rate, unit)}; ``*`` is every other source."""
+    out: dict[str, tuple[float, str]] = {}
+    for entry in (spec or "").split(","):
+        item = entry.strip()
+        if not item:
+            continue
+        source, _, rest = item.partition(":")
+        rate_text, _, unit = rest.partition(":")
+        unit = unit.strip() or "anonymous_id"
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            rate = -1.0
+        if not source.strip() or not 0 <= rate <= 1 or unit not in SAMPLE_UNITS:
+            raise ConfigError(
+                f"TRACKWAY_SAMPLE entry {item[:60]!r}: write source:rate[:unit] with a rate from 0 to 1 and unit "
+                f"{', '.join(SAMPLE_UNITS)}; e.g. TRACKWAY_SAMPLE=web:0.1,backend:0.5:user_id"
+            )
+        out[source.strip()] = (rate, unit)
+    return out
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,13 @@ from trackway.config.registry import (
     DagsSection,
     LoadSection,
     PlanSection,
+    PrivacySection,
     Section,
     TransformSection,
     build_section,
     parse_plan_modes,
+    parse_sample_spec,
+    parse_source_list,
 )
 from trackway.config.sources import Source, parse_sources
 from trackway.config.warehouse import WarehouseTarget
@@ -381,6 +384,27 @@ class Settings:
     @property
     def typed_schema(self) -> str:
         return self.section(PlanSection).typed_schema
+
+    # -- privacy --------------------------------------------------------------
+
+    @property
+    def pseudonym_keys(self) -> str | None:
+        """TRACKWAY_PSEUDONYM_KEYS as given (a path or the keyring itself): secret, never print it."""
+        keys = self.section(PrivacySection).pseudonym_keys
+        return keys.get_secret_value() if keys else None
+
+    @property
+    def ip_truncation(self) -> bool:
+        return self.section(PrivacySection).ip_truncation
+
+    @cached_property
+    def hash_user_id_sources(self) -> frozenset[str]:
+        return parse_source_list(self.section(PrivacySection).hash_user_id, "TRACKWAY_HASH_USER_ID")
+
+    @cached_property
+    def sample_by_source(self) -> dict[str, tuple[float, str]]:
+        """{source: (rate, unit)} from TRACKWAY_SAMPLE; ``*`` for every other source."""
+        return parse_sample_spec(self.section(PrivacySection).sample)
 
     # -- DAGs -----------------------------------------------------------------
 
