@@ -1,7 +1,7 @@
 """Copy the product's own databases into the warehouse's `app` schema, hourly (docs/app-data.md).
 
 One task per database declared in the sources file (`kind: database`), read when the
-run starts: new and changed rows are merged on each table's primary key (dlt, adr/0021),
+run starts: new and changed rows are merged on each table's primary key (dlt, adr/0023),
 deleted rows are marked or removed, and schema changes are reported in the task's log
 and return value. On DuckDB the sync waits its turn for the warehouse file like a load.
 """

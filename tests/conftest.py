@@ -146,10 +146,14 @@ def postgres_url():
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory):
-    """A real collector process shared by one test module (SDK tests send to it)."""
-    from collector_helpers import CollectorProcess
+    """A real collector process shared by one test module (SDK tests send to it), with a keyring
+    (``proc.keyring``), so the personal traits are stored as pseudonyms (docs/privacy.md)."""
+    from collector_helpers import CollectorProcess, make_keyring
 
-    proc = CollectorProcess(tmp_path_factory.mktemp("collector")).start()
+    home = tmp_path_factory.mktemp("collector")
+    keyring = make_keyring(home / "keys.yaml")
+    proc = CollectorProcess(home, TRACKWAY_PSEUDONYM_KEYS=str(home / "keys.yaml")).start()
+    proc.keyring = keyring
     yield proc
     proc.close()
 

@@ -1,4 +1,4 @@
-"""The product's own database beside the events (docs/app-data.md, adr/0021).
+"""The product's own database beside the events (docs/app-data.md, adr/0023).
 
 dlt really syncs a SQLite file and a PostgreSQL database (tests/postgres_server.py) into
 DuckDB, PostgreSQL and the BigQuery emulator: incremental on the cursor and merged on the

@@ -238,3 +238,46 @@ def test_pipeline_health_dag_fails_the_family_and_alerts_once(trackway_env, airf
         assert [a["key"] for a in health] == ["health:events.event_stopped:Signed Up"], (attempt, alerts)
         assert health[0]["runbook"] == "docs/runbook.md#event-stopped"
         assert "Signed Up" in health[0]["text"] and "what to do: docs/runbook.md#event-stopped" in health[0]["text"]
+
+
+def test_health_reads_a_remote_collector_from_its_admin_metrics(trackway_env, monkeypatch, capsys):
+    """In production the spool is on the collector's machine: its admin /metrics gives the upload lag."""
+    from collector_helpers import CollectorProcess
+
+    collector = CollectorProcess(trackway_env).start()
+    try:
+        monkeypatch.setenv("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL", f"{collector.admin_url}/metrics")
+        monkeypatch.setenv("TRACKWAY_SPOOL_DIR", str(trackway_env / "not-this-machine"))
+        _write_hour(trackway_env / "raw", HOURS[1], {"Listing Viewed": 1})
+        load_interval(load_settings(), HOURS[1], HOURS[1] + timedelta(hours=1))
+        code = main(["health", "--json", "--check", "freshness", "--check", "objects"])
+        checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    finally:
+        assert collector.stop() == 0
+    assert "the collector's metrics" in checks["upload_lag"]["summary"]
+    assert checks["upload_lag"]["value"] is not None, checks["upload_lag"]  # read from the gauge
+    assert checks["upload_lag"]["state"] == "ok" and checks["set_aside_segments"]["value"] == 0
+    assert code in (0, 1, 2)  # the freshness of this synthetic hour is not what this test is about
+
+
+def test_the_alert_rules_read_what_the_textfile_holds(trackway_env, tmp_path, capsys):
+    """ops/prometheus: every trackway_health_* metric a rule uses is in `trackway health --prometheus`'s file."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    ops = Path(__file__).resolve().parents[1] / "ops" / "prometheus"
+    groups = {g["name"]: g["rules"] for g in yaml.safe_load((ops / "trackway-alerts.yml").read_text())["groups"]}
+    rules = groups["trackway-health"]
+    used = {m for rule in rules for m in re.findall(r"trackway_health_\w+", rule["expr"])}
+    _write_hour(trackway_env / "raw", HOURS[1], {"Listing Viewed": 1})
+    load_interval(load_settings(), HOURS[1], HOURS[1] + timedelta(hours=1))
+    textfile = tmp_path / "trackway.prom"
+    main(["health", "--prometheus", str(textfile)])
+    capsys.readouterr()
+    written = {line.split()[2] for line in textfile.read_text().splitlines() if line.startswith("# TYPE")}
+    assert used and used <= written, used - written
+    assert any("absent(trackway_health_last_run_timestamp_seconds)" in r["expr"] for r in rules)
+    anchors = {r["annotations"]["runbook_url"] for r in rules}
+    assert "docs/runbook.md#health-checks" in anchors

@@ -25,7 +25,7 @@ import requests
 import yaml
 
 from app_fixtures import sources_yaml, write_app_db
-from collector_helpers import DEADLINE, CollectorProcess, local_store, read_lines
+from collector_helpers import DEADLINE, CollectorProcess, local_store, make_keyring, read_lines
 from plan_fixtures import DEMO_PLAN, HOSTILE_EVENT, HOSTILE_PROPS, hostile_plan
 from trackway.cli import main
 from trackway.config import load_settings
@@ -34,6 +34,7 @@ from trackway.health.observe import run_checks
 from trackway.load.app_sync import sync_named
 from trackway.load.loader import load_interval
 from trackway.plan import names
+from trackway.pseudonym import pseudonymise
 from trackway.rawdata.partitions import hour_floor, partition_path
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
@@ -66,7 +67,13 @@ def build_plan(root: Path) -> Path:
 def pipeline(request, tmp_path_factory):
     home = tmp_path_factory.mktemp(f"plan-pipeline-{request.param}")
     plan = build_plan(home)
-    env = {"TRACKWAY_HOME": str(home), "TRACKWAY_PLAN_DIR": str(plan), "TRACKWAY_PLAN_MODES": "web:block,backend:flag"}
+    keyring = make_keyring(home / "keys.yaml")  # identify's traits.email is stored as a pseudonym (docs/privacy.md)
+    env = {
+        "TRACKWAY_HOME": str(home),
+        "TRACKWAY_PLAN_DIR": str(plan),
+        "TRACKWAY_PLAN_MODES": "web:block,backend:flag",
+        "TRACKWAY_PSEUDONYM_KEYS": str(home / "keys.yaml"),
+    }
     if request.param == "postgres":
         from postgres_server import create_database
 
@@ -151,6 +158,7 @@ def pipeline(request, tmp_path_factory):
         "store": store,
         "mp": mp,
         "app_db": app_db,
+        "keyring": keyring,
     }
     mp.undo()
 
@@ -227,7 +235,9 @@ def test_typed_views_cast_to_plan_types(pipeline):
     search = q(pipeline, "select check_in, guests from analytics_typed.listings_searched order by guests")
     assert {str(r[0]) for r in search} == {"2026-12-01", "None"}
     ident = q(pipeline, "select email, created_at from analytics_typed.identify")
-    assert ident[0][0] == "ana@example.com" and ident[0][1] == datetime(2026, 11, 22, 10, tzinfo=UTC)
+    # A pseudonym, typed as a string (not NULL for failing the plan's format: email; plan/privacy.stored_plan).
+    assert ident[0][0] == pseudonymise("ana@example.com", pipeline["keyring"])
+    assert ident[0][1] == datetime(2026, 11, 22, 10, tzinfo=UTC)
     group = q(pipeline, "select count(*) from analytics_typed.group_event")
     assert group == [(0,)]
 

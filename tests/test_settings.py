@@ -54,7 +54,7 @@ def test_every_trackway_variable_the_code_reads_is_registered():
 
 
 def test_defaults_live_in_the_registry(monkeypatch):
-    from trackway.collector.worker import GuardedHttpToolsProtocol
+    from trackway.collector.protocol import GuardedHttpToolsProtocol
     from trackway.segment_rules import MAX_EVENT_BYTES
 
     for name in ("TRACKWAY_MAX_EVENT_BYTES", "TRACKWAY_HEADER_TIMEOUT_SECONDS", "TRACKWAY_MAX_CONNECTIONS"):

@@ -23,6 +23,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         port=args.port or settings.collector_port,
         workers=args.workers,
         log_json=True if args.log_json else None,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
     )
 
 
@@ -232,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
         "collect",
         help="run the Segment-compatible HTTP collector",
         description="Serve the Segment HTTP tracking API (/v1/batch, /v1/import, /v1/track, /v1/page, "
-        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for live counters, /metrics for "
-        "Prometheus, /openapi.json for the API description) with uvicorn worker processes. "
+        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for liveness, /openapi.json for the API "
+        "description) with uvicorn worker processes. /metrics (Prometheus) and /health with the live counters of "
+        "all workers are on a separate admin listener, 127.0.0.1:8081 by default, never open to browsers. "
         "Events are acknowledged only after they are fsync'd to the local spool (TRACKWAY_SPOOL_DIR, one "
         "folder per worker); spool segments are uploaded to TRACKWAY_RAW_URL as gzip'd NDJSON by hour received, "
         "invalid events of a batch to its quarantine/ folder. SIGTERM/SIGINT uploads everything, then exits; "
@@ -241,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collect.add_argument("--host", help="address to listen on (default TRACKWAY_COLLECTOR_HOST or 127.0.0.1)")
     collect.add_argument("--port", type=int, help="port to listen on (default TRACKWAY_COLLECTOR_PORT or 8080)")
+    collect.add_argument(
+        "--admin-host",
+        help="address of the admin listener, /metrics and /health (default TRACKWAY_COLLECTOR_ADMIN_HOST or "
+        "127.0.0.1; it never follows --host)",
+    )
+    collect.add_argument(
+        "--admin-port", type=int, help="port of the admin listener (default TRACKWAY_COLLECTOR_ADMIN_PORT or 8081)"
+    )
     collect.add_argument(
         "--workers",
         type=int,
@@ -362,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.backfill import add_parsers as add_backfill_parsers
 
     add_backfill_parsers(sub)
+    from trackway.cli.privacy import add_parsers as add_privacy_parsers
+
+    add_privacy_parsers(sub)
     return parser
 
 

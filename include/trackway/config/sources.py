@@ -1,4 +1,4 @@
-"""The sources file: extra raw sources other systems write (adr/0010), and product databases to sync (adr/0021).
+"""The sources file: extra raw sources other systems write (adr/0010), and product databases to sync (adr/0023).
 
 An entry is ``kind: objects`` (the default: a bucket of raw event files, read by the
 loader) or ``kind: database`` (a product database whose tables the ``app_sync`` DAG
@@ -133,7 +133,7 @@ class AppTable:
 
 @dataclass(frozen=True)
 class AppDatabase:
-    """A product database (``kind: database``) synced into ``schema`` by the app_sync DAG (adr/0021).
+    """A product database (``kind: database``) synced into ``schema`` by the app_sync DAG (adr/0023).
 
     ``url`` is a SQLAlchemy URL without a password (an embedded SQLite file); a database
     with credentials is named by ``conn_id``, an Airflow connection, and its URL is only

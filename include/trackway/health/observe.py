@@ -32,8 +32,8 @@ from trackway.warehouse import open_warehouse
 from trackway.warehouse.base import Warehouse
 
 #: The collector's metrics the spool checks read when its spool is not on this machine.
-_UPLOAD_LAG = "trackway_upload_lag_seconds"
-_SET_ASIDE = "trackway_segments_set_aside_total"
+_UPLOAD_LAG = "trackway_collector_upload_lag_seconds"
+_SET_ASIDE = "trackway_collector_segments_set_aside_total"
 
 
 def thresholds(settings: Settings) -> Thresholds:

@@ -1,4 +1,4 @@
-"""Copy a product database's tables into the warehouse's ``app`` schema with dlt (adr/0021, docs/app-data.md).
+"""Copy a product database's tables into the warehouse's ``app`` schema with dlt (adr/0023, docs/app-data.md).
 
 Each table declared in the sources file (``kind: database``) is read with dlt's
 ``sql_database`` source: incrementally on its cursor (an ``updated_at``-style column),

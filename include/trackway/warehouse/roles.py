@@ -1,7 +1,7 @@
 """One PostgreSQL role per job, made by ``trackway warehouse grant`` (docs/reference/warehouse-roles.md).
 
 * the loader owns schema ``raw`` (landing tables and ledger) and the application schemas the
-  app sync writes (``app`` and dlt's ``app_staging``; adr/0021), and nothing else;
+  app sync writes (``app`` and dlt's ``app_staging``; adr/0023), and nothing else;
 * dbt (transform) reads ``raw.events_raw`` and ``app``, owns the schemas it builds and may create schemas;
 * the reader selects from the analysts' schemas (``app`` among them), from raw's ledger and from the lineage
   columns of the landing tables (what ``trackway status`` counts), never a raw line; its
