@@ -207,6 +207,7 @@ def test_a_failed_dbt_test(trackway_env):
 def test_every_check_and_alert_has_a_runbook_section():
     from trackway.health.checks import CHECKS, CheckResult, State
     from trackway.orchestration.alerts import RUNBOOK_BY_ERROR
+    from trackway.orchestration.retries import RUNBOOK_BY_KIND
 
     anchors = {
         re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
@@ -215,4 +216,6 @@ def test_every_check_and_alert_has_a_runbook_section():
     }
     for name in CHECKS:
         assert CheckResult("f", name, State.OK, "").runbook.split("#")[1] in anchors, name
-    assert set(RUNBOOK_BY_ERROR.values()) | {"task-failed", "deadline-missed"} <= anchors
+    assert (
+        set(RUNBOOK_BY_ERROR.values()) | set(RUNBOOK_BY_KIND.values()) | {"task-failed", "deadline-missed"} <= anchors
+    )
