@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from raw_files import event, hour_dir, write_gz_lines
-from test_gameday import run_block, runbook_blocks
+from runbook_helpers import run_block, runbook_blocks
 from trackway.config import load_settings
 from trackway.load.loader import load_interval
 from trackway.warehouse import open_warehouse
