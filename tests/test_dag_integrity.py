@@ -33,7 +33,23 @@ def dagbag(airflow_db, tmp_path_factory):
 
 def test_every_dag_file_imports(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "pipeline_health", "app_sync"}
+    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "pipeline_health", "app_sync", "events_reprocess"}
+
+
+def test_every_task_retries_only_what_a_retry_can_fix(dagbag):
+    """One retry policy on every task, Cosmos's dbt tasks included (trackway.orchestration.retries)."""
+    for dag_id in dagbag.dag_ids:
+        for task in dagbag.get_dag(dag_id).tasks:
+            assert type(task.retry_policy).__name__ == "TrackwayRetryPolicy", (dag_id, task.task_id)
+
+
+def test_events_reprocess_is_triggered_by_hand_with_its_params(dagbag):
+    dag = dagbag.get_dag("events_reprocess")
+    assert type(dag.timetable).__name__ == "NullTimetable"  # no schedule
+    assert set(dag.params) == {"select", "from_hour", "to_hour", "full_refresh", "confirm_full_refresh"}
+    assert dag.params["full_refresh"] is False and dag.params["confirm_full_refresh"] == ""
+    assert [t.task_id for t in dag.tasks] == ["reprocess"]
+    assert [a.uri for a in dag.get_task("reprocess").outlets] == ["trackway://warehouse/analytics/events"]
 
 
 def test_every_dag_has_a_deadline_alert_through_the_one_notifier(dagbag):

@@ -467,7 +467,19 @@ class DagsSection(Section):
 
     component = "dags"
 
-    task_retries: int = setting("TRACKWAY_TASK_RETRIES", 2, "Retries of each DAG task before it fails and alerts", ge=0)
+    task_retries: int = setting(
+        "TRACKWAY_TASK_RETRIES",
+        2,
+        "Retries of each DAG task before it fails and alerts; only transport and lock errors are retried, content "
+        "and schema errors fail at once (trackway.orchestration.retries)",
+        ge=0,
+    )
+    task_retry_delay_seconds: float = setting(
+        "TRACKWAY_TASK_RETRY_DELAY_SECONDS",
+        60.0,
+        "Wait before a task's first retry; each further retry waits twice as long (exponential backoff)",
+        ge=0,
+    )
     alert_webhook_url: SecretStr | None = setting(
         "TRACKWAY_ALERT_WEBHOOK_URL",
         None,

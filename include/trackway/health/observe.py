@@ -31,9 +31,12 @@ from trackway.load.late import objects_beyond_sweep
 from trackway.warehouse import open_warehouse
 from trackway.warehouse.base import Warehouse
 
-#: The collector's metrics the spool checks read when its spool is not on this machine.
-_UPLOAD_LAG = "trackway_collector_upload_lag_seconds"
-_SET_ASIDE = "trackway_collector_segments_set_aside_total"
+#: The collector's metrics the spool checks read when its spool is not on this machine
+#: (trackway.collector.metrics; sample names, so a counter's end in _total).
+UPLOAD_LAG_METRIC = "trackway_collector_upload_lag_seconds"
+SET_ASIDE_METRIC = "trackway_collector_segments_set_aside_total"
+ACCEPTED_METRIC = "trackway_collector_events_accepted_total"
+QUARANTINED_METRIC = "trackway_collector_events_quarantined_total"
 
 
 def thresholds(settings: Settings) -> Thresholds:
@@ -153,7 +156,7 @@ class _Reader:
         url = self.settings.section(HealthSection).health_collector_metrics_url
         lag: float | None
         if url:
-            lag = _metrics(url).get(_UPLOAD_LAG)
+            lag = collector_metrics(url).get(UPLOAD_LAG_METRIC)
             where = "the collector's metrics"
         else:
             lag = _spool_lag(self.settings.spool_dir, self.now)
@@ -354,7 +357,7 @@ class _Reader:
 def _set_aside(settings: Settings) -> int:
     url = settings.section(HealthSection).health_collector_metrics_url
     if url:
-        return int(_metrics(url).get(_SET_ASIDE, 0))
+        return int(collector_metrics(url).get(SET_ASIDE_METRIC, 0))
     return sum(1 for _ in settings.spool_dir.glob("*/.set-aside/*.sealed"))
 
 
@@ -371,8 +374,8 @@ def _spool_lag(spool_dir: Path, now: datetime) -> float | None:
     return None if oldest is None else max(now.timestamp() - oldest, 0.0)
 
 
-def _metrics(url: str, opener: Callable = urllib.request.urlopen) -> dict[str, float]:
-    """The collector's metrics, summed over labels: {name: value}."""
+def collector_metrics(url: str, opener: Callable = urllib.request.urlopen) -> dict[str, float]:
+    """The collector's metrics (TRACKWAY_HEALTH_COLLECTOR_METRICS_URL), summed over labels: {sample name: value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with opener(url, timeout=10) as response:
