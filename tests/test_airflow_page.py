@@ -107,7 +107,7 @@ def stack(tmp_path_factory, airflow_db):
                 hour_dir(raw, f"{last:%Y-%m-%d}", last.hour) / "late.ndjson.gz",
                 [event(uuid.uuid4().hex, receivedAt=_received(last, i)) for i in range(5)],
             )
-            env = {"TRACKWAY_HEALTH_COLLECTOR_METRICS_URL": f"{collector.url}/metrics"}
+            env = {"TRACKWAY_HEALTH_COLLECTOR_METRICS_URL": f"{collector.admin_url}/metrics"}
             with airflow_api_server(root / "airflow", env=env) as server:
                 yield Stack(
                     server,
