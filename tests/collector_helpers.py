@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
 import http.client
 import json
@@ -17,6 +18,7 @@ from pathlib import Path
 import requests
 
 from trackway.objectstore import ObjectStore, open_object_store
+from trackway.pseudonym import Keyring
 
 WRITE_KEYS = {"key-web": "web", "key-backend": "backend"}
 WRITE_KEYS_SPEC = ",".join(f"{source}:{key}" for key, source in WRITE_KEYS.items())
@@ -205,6 +207,49 @@ def request_from(
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
         conn.close()
+
+
+def trackway_environ(env: dict[str, str]):
+    """A MonkeyPatch with exactly ``env`` as the TRACKWAY_* variables of this process (undo() restores)."""
+    import pytest
+
+    patch = pytest.MonkeyPatch()
+    for key in [k for k in os.environ if k.startswith("TRACKWAY_")]:
+        patch.delenv(key)
+    for key, value in env.items():
+        patch.setenv(key, value)
+    return patch
+
+
+def make_keyring(path: Path, *key_ids: str) -> Keyring:
+    """A real keyring file at ``path`` (as `trackway privacy keys new` writes it), keys valid since 2020."""
+    from trackway.pseudonym import append_key, load_keyring, new_key
+
+    for n, key_id in enumerate(key_ids or ("test",)):
+        append_key(path, new_key(key_id, f"202{n}-01-01T00:00:00Z"))
+    return load_keyring(str(path))
+
+
+def privacy_defaults(event: dict, keyring: Keyring | None) -> dict:
+    """``event`` as the collector's privacy defaults store it (docs/privacy.md), for the fields these
+    tests send: traits.email (not a group's) a pseudonym, or gone without a keyring; context.ip truncated."""
+    from trackway.pseudonym import pseudonymise, truncate_ip
+
+    out = copy.deepcopy(event)
+    for traits in (out.get("traits"), (out.get("context") or {}).get("traits")):
+        if (
+            isinstance(traits, dict)
+            and "email" in traits
+            and (traits is not out.get("traits") or out.get("type") != "group")
+        ):
+            if keyring is None:
+                del traits["email"]
+            else:
+                traits["email"] = pseudonymise(traits["email"], keyring)
+    context = out.get("context")
+    if isinstance(context, dict) and context.get("ip"):
+        context["ip"] = truncate_ip(context["ip"])
+    return out
 
 
 def spool_segments(spool: Path) -> list[Path]:

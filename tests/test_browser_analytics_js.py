@@ -24,10 +24,12 @@ from typing import ClassVar
 import pytest
 import requests
 
+from trackway.pseudonym import pseudonymise
+
 try:
-    from collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, wait_for_events
+    from collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, privacy_defaults, wait_for_events
 except ImportError:  # tests/ imported as a package
-    from tests.collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, wait_for_events
+    from tests.collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, privacy_defaults, wait_for_events
 
 SDK_DIR = Path(__file__).resolve().parent / "sdk_clients"
 AJS_DIR = SDK_DIR / "node_modules" / "@segment" / "analytics-next"
@@ -231,12 +233,12 @@ def test_analytics_js_in_chromium_lands_every_call(variant, browser_tools, colle
     stored = {t: rows[w["messageId"]] for t, w in wire.items()}
 
     for t, event in stored.items():
-        sent = wire[t]
+        sent = privacy_defaults(wire[t], collector.keyring)  # traits.email a pseudonym, context.ip truncated
         for key, value in sent.items():  # stored exactly as analytics.js sent it, plus only our enrichments
             if key == "writeKey":
                 assert key not in event
             elif key == "context":
-                assert event["context"] == {**value, "ip": "127.0.0.1"}, t
+                assert event["context"] == {**value, "ip": "127.0.0.0"}, t
             else:
                 assert event[key] == value, f"{t}.{key}"
         if batched:  # analytics.js moves sentAt to the batch; the collector copies it back to each event
@@ -255,7 +257,10 @@ def test_analytics_js_in_chromium_lands_every_call(variant, browser_tools, colle
     assert stored["page"]["category"] == "Docs" and stored["page"]["name"] == "Install"
     assert stored["page"]["properties"]["url"] == page_url
     assert stored["identify"]["userId"] == "u-browser-1"
-    assert stored["identify"]["traits"] == CALLS[2][2]
+    assert stored["identify"]["traits"] == {
+        **CALLS[2][2],
+        "email": pseudonymise(CALLS[2][2]["email"], collector.keyring),
+    }
     assert stored["track"]["event"] == "Order Completed" and stored["track"]["userId"] == "u-browser-1"
     assert stored["track"]["properties"] == CALLS[3][2]
     assert stored["group"]["groupId"] == "acme" and stored["group"]["traits"] == CALLS[4][2]

@@ -135,6 +135,7 @@ def upgraded(request, tmp_path_factory):
     wh.upgrade_result, seconds = wh.dbt("build")
     print(f"\nincremental run of the current models over the old warehouse on {wh.kind}: {seconds:.1f}s")
     wh.ids_after_upgrade = ids(wh)
+    wh.sample_rates_after_upgrade = wh.query("select sample_rate, count(*) as n from analytics.events group by 1")
     wh.full_refresh_result, seconds = wh.dbt("build", "--full-refresh")
     print(f"full refresh on {wh.kind}: {seconds:.1f}s")
     wh.ids_after_full_refresh = ids(wh)
@@ -152,6 +153,14 @@ def test_the_old_rule_let_one_source_erase_anothers_events(upgraded):
         (b1, "web", 2): "m-3",
         (b1, "backend", 4): "a-2",
     }
+
+
+def test_the_upgrade_adds_sample_rate_without_a_full_refresh(upgraded):
+    """The old models had no sample_rate column: the run adds it (existing rows weigh 1), on_schema_change stays
+    'fail' for drift nobody planned."""
+    assert upgraded.upgrade_result.success
+    [row] = upgraded.sample_rates_after_upgrade
+    assert float(row["sample_rate"]) == 1.0 and row["n"] == len(upgraded.ids_after_upgrade)
 
 
 def test_rows_loaded_before_keep_their_event_id(upgraded):

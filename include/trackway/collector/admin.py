@@ -33,7 +33,7 @@ import uvicorn
 from trackway.collector import metrics, protocol
 from trackway.collector.http_api import Receive, Scope, Send, error_json, loggable
 from trackway.config import Settings
-from trackway.plan.hook import plan_health
+from trackway.plan.hook import plan_health, privacy_from_settings, privacy_health
 from trackway.segment_rules import dumps
 
 log = logging.getLogger("trackway.collector.admin")
@@ -207,6 +207,8 @@ def collector_health(state: CollectorState) -> dict:
         "upload_lag_seconds": round(totals["upload_lag_seconds"], 3),
         "uptime_seconds": round(time.time() - state.started_at, 3),
         **plan_health(state.settings.plan_dir, totals),
+        # Key ids (never a secret) and IP truncation as the workers run them; events dropped, all workers.
+        **privacy_health(privacy_from_settings(state.settings, None), totals),
     }
 
 

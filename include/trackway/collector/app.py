@@ -38,8 +38,10 @@ from trackway.collector.stats import Stats
 from trackway.collector.uploader import Uploader
 from trackway.config import ConfigError, Settings, load_write_keys
 from trackway.objectstore import ObjectStore, fsync_dir, open_object_store
+from trackway.plan.hook import check_privacy
 from trackway.plan.model import PlanError
 from trackway.plan.validate import enforcer_from_settings
+from trackway.pseudonym import KeyringError
 
 log = logging.getLogger("trackway.collector")
 
@@ -224,6 +226,12 @@ def run_collector(
             " ".join(str(exc).split()),
             settings.plan_dir,
         )
+        return 1
+    try:  # likewise a keyring that cannot be read or has no key valid now (docs/privacy.md)
+        for warning in check_privacy(settings):
+            log.warning("%s", warning)
+    except KeyringError as exc:
+        log.error("privacy: %s", exc)
         return 1
     root = settings.spool_dir
     spool = Spool(root, max_bytes=settings.spool_max_bytes, max_age_seconds=3600, on_sealed=lambda _s: None)

@@ -84,6 +84,7 @@ from trackway.collector.routes import BATCH, ERROR_CODES, GET_ROUTES, ROUTES, al
 from trackway.collector.spool import Spool, SpoolClosed, SpoolWriteError, hour_key
 from trackway.config import Settings
 from trackway.plan.hook import apply_to_batch
+from trackway.plan.privacy import Privacy
 from trackway.plan.validate import PlanEnforcer
 from trackway.segment_rules import (
     CheckedBatch,
@@ -113,6 +114,7 @@ class CollectorHost(Protocol):
     spool: Spool
     write_keys: dict[str, str]
     plan: PlanEnforcer | None
+    privacy: Privacy | None
     pending_cap: int
     rate_limiter: RateLimiter | None  # events per (write key, client address)
     auth_failures: RateLimiter | None  # failed authentications per client address
@@ -349,6 +351,8 @@ class CollectorApp:
                 metrics.EVENTS_QUARANTINED.labels(source_id).inc()
                 answer = {"success": True, "accepted": 0, "quarantined": 1, "violations": single.violations}
                 return 200, dumps(answer)
+            if single.dropped:  # privacy: consent denied or sampled out; acknowledged, counted, not stored
+                return 200, b'{"success":true}'
             await self._store([("events", dt, hour, single.lines[0] + b"\n")])
             metrics.events_accepted(source_id).inc()
             if single.violations:  # tracking plan, flag mode
@@ -375,7 +379,7 @@ class CollectorApp:
         checked = self.check_batch(events, info)
         errors = checked.errors
         accepted = len(checked.lines)
-        if events and accepted == 0 and not checked.plan_blocked:
+        if events and accepted == 0 and not checked.plan_blocked and not checked.dropped:
             reasons = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:_MAX_REASONS_IN_MESSAGE])
             more = (
                 f" (and {len(errors) - _MAX_REASONS_IN_MESSAGE} more)" if len(errors) > _MAX_REASONS_IN_MESSAGE else ""
@@ -392,6 +396,8 @@ class CollectorApp:
         if quarantined:
             metrics.EVENTS_QUARANTINED.labels(source_id).inc(quarantined)
         payload: dict[str, Any] = {"success": True, "accepted": accepted, "quarantined": quarantined}
+        if checked.dropped:
+            payload["dropped"] = len(checked.dropped)
         if errors:
             payload["errors"] = errors[:_MAX_ERRORS_IN_RESPONSE]
         if checked.violations:
@@ -400,7 +406,8 @@ class CollectorApp:
 
     def check_batch(self, events: list, info: RequestInfo, implied_type: str | None = None) -> CheckedBatch:
         """Where every request's events are checked before spooling (validation, enrichment, quarantine)."""
-        checked = check_events(events, info, self.limits.max_event_bytes, implied_type)
+        # The privacy step (trackway.plan.privacy) pseudonymises, truncates and drops before anything is stored.
+        checked = check_events(events, info, self.limits.max_event_bytes, implied_type, self.worker.privacy)
         # Tracking plan hook (trackway.plan.hook): flag lists violations, block moves events to the quarantine.
         return apply_to_batch(self.worker.plan, events, checked, info, implied_type)
 

@@ -173,6 +173,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "success": {"const": True},
                         "accepted": {"type": "integer", "minimum": 0},
                         "quarantined": {"type": "integer", "minimum": 0},
+                        "dropped": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Valid events not stored: consent denied or sampled out (docs/privacy.md)",
+                        },
                         "errors": {
                             "type": "array",
                             "items": {

@@ -37,8 +37,10 @@ from trackway.collector.spool import SealedSegment, Spool
 from trackway.collector.uploader import Uploader
 from trackway.config import ConfigError, Settings, load_settings, load_write_keys
 from trackway.objectstore import ObjectStore, open_object_store
-from trackway.plan.hook import publish_plan_size
+from trackway.plan.hook import privacy_from_settings, publish_plan_size
+from trackway.plan.privacy import Privacy
 from trackway.plan.validate import enforcer_from_settings
+from trackway.pseudonym import KeyringError, keyring_from_settings
 
 log = logging.getLogger("trackway.collector.worker")
 
@@ -72,6 +74,9 @@ class Worker:
         )
         self.write_keys = settings.write_keys
         self.plan = enforcer_from_settings(settings, watch=True)  # tracking plan; None without TRACKWAY_PLAN_DIR
+        self.privacy: Privacy | None = privacy_from_settings(
+            settings, self.plan
+        )  # PII actions, sampling, consent (docs/privacy.md)
         # The cap is on all workers' backlog together; each worker holds an equal share of it.
         self.pending_cap = max(1, limits.spool_max_pending_bytes // workers)
         # Per (write key, client address) and per address, each worker on its own (limits.py).
@@ -123,6 +128,11 @@ class Worker:
         log.info("SIGHUP: write keys reloaded (sources: %s)", ", ".join(sorted(set(keys.values()))))
         if self.plan is not None:  # SIGHUP re-reads the tracking plan too (folder changes are also noticed)
             self.plan.reload()
+        try:  # and the pseudonymisation keyring (a rotation adds a key to the file)
+            if self.privacy is not None:
+                self.privacy.reload_keyring(keyring_from_settings(self.settings))
+        except (ConfigError, KeyringError) as exc:
+            log.error("SIGHUP: keyring not reloaded, the old keys stay in use: %s", exc)
 
     # -- spool and uploader callbacks (their threads) ------------------------
 

@@ -29,6 +29,7 @@
     partition_by=trackway.bigquery_partition_by('event_date'),
     merge_prunes_partitions=true,
     cluster_by=trackway.bigquery_cluster_by(['event_name', 'person_id']),
+    pre_hook=["{{ trackway.add_missing_column('sample_rate', trackway.double_type(), '1.0') }}"],
 ) }}
 
 {%- set gap = trackway.interval_minutes(var('session_inactivity_minutes')) %}
@@ -260,6 +261,8 @@ select
     {% for column in columns[6:] -%}
         {{ column }},
     {% endfor -%}
+    -- set by the collector's sampling (docs/privacy.md); 1 for every unsampled event
+    {{ trackway.sample_rate('context') }} as sample_rate,
     current_timestamp as transformed_at
 from written
 {%- if is_incremental() %}
