@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.plan import add_parsers as add_plan_parsers
 
     add_plan_parsers(sub)
+    from trackway.cli.privacy import add_parsers as add_privacy_parsers
+
+    add_privacy_parsers(sub)
     from trackway.config.commands import add_parsers as add_config_parsers
 
     add_config_parsers(sub)

@@ -23,6 +23,7 @@ _COMPONENT_TITLES = {
     "transform": "Transform (events_transform, `trackway transform`)",
     "plan": "Tracking plan (collector enforcement, typed views, `trackway plan`)",
     "dags": "DAGs (retries and alerts)",
+    "privacy": "Erasure requests (`trackway privacy`, the privacy DAG, collector suppression)",
     "compose": "docker-compose only",
 }
 

@@ -29,16 +29,17 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from trackway.config.errors import ConfigError
 
 # Who reads a setting. "all": every component (where the data is).
-COMPONENTS = ("all", "collector", "load", "transform", "plan", "dags", "compose")
+COMPONENTS = ("all", "collector", "load", "transform", "plan", "dags", "privacy", "compose")
 # What each component reads, for `trackway config check --component X`.
 READS: dict[str, tuple[str, ...]] = {
-    "collector": ("all", "collector", "plan"),
-    "load": ("all", "load"),
+    "collector": ("all", "collector", "plan", "privacy"),
+    "load": ("all", "load", "privacy"),
     "transform": ("all", "transform", "plan"),
     "plan": ("all", "plan"),
-    "dags": ("all", "dags", "load", "transform", "plan"),
-    "demo": ("all", "collector", "load", "transform", "plan", "dags"),
-    "all": ("all", "collector", "load", "transform", "plan", "dags"),
+    "dags": ("all", "dags", "load", "transform", "plan", "privacy"),
+    "privacy": ("all", "privacy"),
+    "demo": ("all", "collector", "load", "transform", "plan", "dags", "privacy"),
+    "all": ("all", "collector", "load", "transform", "plan", "dags", "privacy"),
 }
 REFERENCE_PATH = "docs/reference/configuration.md"
 
@@ -384,6 +385,48 @@ class DagsSection(Section):
         return value
 
 
+class ErasureSection(Section):
+    """Erasure requests (docs/privacy.md): the ledger's key, deadlines, the collector's suppression, the API."""
+
+    component = "privacy"
+
+    privacy_ledger_key: SecretStr | None = setting(
+        "TRACKWAY_PRIVACY_LEDGER_KEY",
+        None,
+        "HMAC-SHA256 key of the erasure ledger: subjects are stored only as keyed hashes. At least 32 characters "
+        "(`python -c 'import secrets; print(secrets.token_hex(32))'`); the collector, the loader and "
+        "`trackway privacy` need the same key. Losing it makes the ledger unusable: keep it with your backups",
+        default_doc="generated into $TRACKWAY_HOME/privacy/ledger.key on the embedded default; required elsewhere",
+    )
+    privacy_due_days: int = setting(
+        "TRACKWAY_PRIVACY_DUE_DAYS", 30, "Days from an erasure request's receipt to its deadline (GDPR: a month)", ge=1
+    )
+    privacy_poll_seconds: float = setting(
+        "TRACKWAY_PRIVACY_POLL_SECONDS",
+        30.0,
+        "How often the collector re-reads the published suppression set (`<raw store>/_privacy/subjects.json`)",
+        ge=0.1,
+        le=60.0,
+        allow_inf_nan=False,
+    )
+    privacy_api_token: SecretStr | None = setting(
+        "TRACKWAY_PRIVACY_API_TOKEN",
+        None,
+        "Bearer token of the regulations API (`POST /v1/regulations`) on the admin listener; distinct from write "
+        "keys. Unset: the API answers 503",
+    )
+
+    @field_validator("privacy_ledger_key")
+    @classmethod
+    def _ledger_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError(
+                "TRACKWAY_PRIVACY_LEDGER_KEY is shorter than 32 characters; generate one with "
+                "python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        return value
+
+
 SECTIONS: tuple[type[Section], ...] = (
     CoreSection,
     CollectorSection,
@@ -391,6 +434,7 @@ SECTIONS: tuple[type[Section], ...] = (
     TransformSection,
     PlanSection,
     DagsSection,
+    ErasureSection,
 )
 
 

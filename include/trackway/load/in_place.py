@@ -42,6 +42,7 @@ def load_in_place(
     tables = {p.url: p.table for p in pending}
     for load in wh.load_in_place(pending, load_id=report.load_id, progress=say):
         report.objects_loaded += 1
+        report.erased_lines += load.erased
         report.parse_errors += load.parse_errors
         report.blank_lines += load.blank_lines
         if load.object_error:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import BaseNotifier
 
-from trackway.config import load_settings
+from trackway.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +42,22 @@ class TrackwayAlertNotifier(BaseNotifier):
             "task_id": task_id,
             "error": error,
         }
-        log.error("ALERT %s", json.dumps(alert))
-        settings.home.mkdir(parents=True, exist_ok=True)
-        with open(settings.home / "alerts.ndjson", "a", encoding="utf-8") as out:
-            out.write(json.dumps(alert) + "\n")
-        if settings.alert_webhook_url:
-            request = urllib.request.Request(  # noqa: S310 (config allows only http/https)
-                settings.alert_webhook_url,
-                data=json.dumps(alert).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            try:
-                urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 (see above)
-            except OSError as exc:
-                log.error("could not deliver alert to TRACKWAY_ALERT_WEBHOOK_URL: %s", exc)
+        send_alert(settings, alert)
+
+
+def send_alert(settings: Settings, alert: dict) -> None:
+    """Append the alert to $TRACKWAY_HOME/alerts.ndjson and POST it to TRACKWAY_ALERT_WEBHOOK_URL when set."""
+    log.error("ALERT %s", json.dumps(alert))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / "alerts.ndjson", "a", encoding="utf-8") as out:
+        out.write(json.dumps(alert) + "\n")
+    if settings.alert_webhook_url:
+        request = urllib.request.Request(  # noqa: S310 (config allows only http/https)
+            settings.alert_webhook_url,
+            data=json.dumps(alert).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 (see above)
+        except OSError as exc:
+            log.error("could not deliver alert to TRACKWAY_ALERT_WEBHOOK_URL: %s", exc)
