@@ -235,6 +235,8 @@ class CheckedBatch:
     # valid events block mode moved to the quarantine (their records are in ``quarantine``).
     violations: list[dict] = field(default_factory=list)
     plan_blocked: int = 0
+    # Erasure requests (collector/suppression.py): events of suppressed subjects dropped, answered as stored.
+    suppressed: int = 0
 
 
 def check_events(

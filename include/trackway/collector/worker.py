@@ -35,6 +35,7 @@ from trackway.collector import metrics
 from trackway.collector.http_api import CollectorApp, RateLimiter, error_json
 from trackway.collector.logs import setup_logging
 from trackway.collector.spool import SealedSegment, Spool
+from trackway.collector.suppression import Suppression
 from trackway.collector.uploader import Uploader
 from trackway.config import ConfigError, Settings, default, load_settings, load_write_keys
 from trackway.objectstore import ObjectStore, open_object_store
@@ -78,12 +79,21 @@ class Worker:
         self.pending_cap = max(1, limits.spool_max_pending_bytes // workers)
         rate = limits.rate_limit_events_per_second / workers
         self.rate_limiter = RateLimiter(rate, burst=rate) if rate > 0 else None  # bursts of one second's worth
+        # Erasure requests: suppressed subjects' events are dropped before the spool (read at start, then polled).
+        self.suppression: Suppression | None = Suppression(
+            store,
+            settings,
+            self.spool_dir / ".suppressed-subjects.json",  # a dot: spool recovery skips it
+        )
         self.stopping = False
         self.all_uploaded = False
 
     # -- lifecycle (called from the ASGI lifespan) ---------------------------
 
     async def startup(self) -> None:
+        if self.suppression is not None:
+            self.suppression.load()  # refuses to start when it could not drop suppressed subjects' events
+            self.suppression.start()
         self.spool.lock()
         for segment in self.spool.recover():
             self.uploader.enqueue(segment)
