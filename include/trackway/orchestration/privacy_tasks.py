@@ -29,13 +29,18 @@ def run_requests(settings: Settings, run_id: str) -> dict:
         lines.append(recompute_aggregates(settings, report.days))
     if report.failed or report.objects_failed:
         raise RuntimeError("; ".join(lines))
-    return {"lines": lines, "due_soon": report.due_soon, "run_id": run_id}
+    return {"lines": lines, "run_id": run_id}
 
 
-def alert_due_soon(settings: Settings, due: list[dict], run_id: str) -> int:
-    """One alert per request within 7 days of its deadline and not finished; returns how many."""
+def alert_due_soon(settings: Settings, run_id: str) -> int:
+    """One alert per request within 7 days of its deadline (or past it) and not finished; returns how many.
+
+    Reads the ledger itself: it runs after the erasure run whether that succeeded or not.
+    """
     from trackway.orchestration.alerts import send_alert
+    from trackway.privacy.runs import due_requests
 
+    due = due_requests(settings)
     for item in due:
         send_alert(
             settings,

@@ -175,6 +175,12 @@ def due_soon(all_states: Sequence[RequestState], now: datetime) -> list[dict[str
     ]
 
 
+def due_requests(settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The ledger's requests not finished within 7 days of their deadline (the privacy DAG's alert)."""
+    with open_ledger(settings) as ledger:
+        return due_soon(ledger.states(), now or datetime.now(UTC))
+
+
 def run(
     settings: Settings, *, as_of: datetime | None = None, dry_run: bool = False, say: Say | None = None
 ) -> RunReport:
