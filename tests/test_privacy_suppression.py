@@ -104,9 +104,18 @@ def test_a_collector_that_cannot_match_suppressed_subjects_refuses_to_start(trac
     )
     ok.start()
     try:
+        copies = [ok.spool_dir / f"w{n}" / ".suppressed-subjects.json" for n in range(2)]
+        wait_for(lambda: all(p.exists() for p in copies), "both workers to read the set")
         (home / "raw" / "_privacy" / "subjects.json").write_text("{not json")
         wait_for(lambda: "previous set stays in force" in ok.stderr, "the damaged set to be noticed")
         _post(ok, "/v1/track", {"type": "track", "event": "E", "userId": "u-9"})
         wait_for(lambda: _suppressed(ok) >= 1, "u-9 to be suppressed still")
     finally:
         ok.close()
+    # A damaged set and no earlier copy: the collector does not start (it could not tell whom to drop).
+    fresh = CollectorProcess(tmp_path / "fresh", TRACKWAY_RAW_URL=raw, TRACKWAY_PRIVACY_LEDGER_KEY=key)
+    try:
+        fresh.start()
+        raise AssertionError("a collector started with a damaged subject set")
+    except AssertionError as exc:
+        assert "exited with 2" in str(exc) and "damaged" in fresh.stderr

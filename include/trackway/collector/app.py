@@ -189,7 +189,7 @@ def run_collector(
     try:
         check_suppression(settings, store)  # erasure requests: suppressed subjects it could not drop stop the start
     except ConfigError as exc:
-        log.error("%s", exc)
+        log.error("suppressed subjects (erasure requests): %s", exc)
         return 2
     root = settings.spool_dir
     spool = Spool(root, max_bytes=settings.spool_max_bytes, max_age_seconds=3600, on_sealed=lambda _s: None)

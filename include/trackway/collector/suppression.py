@@ -67,9 +67,19 @@ class Suppression:
             raise ConfigError(str(exc)) from exc
 
     def load(self) -> None:
-        """At start: the published set, else the cached copy; refuses to start when it cannot match them."""
+        """At start: the published set, else the cached copy; refuses to start when it cannot match them.
+
+        A damaged set with no earlier copy stops the start (fail closed). An unreachable store does
+        not: with no copy the worker starts without suppression, says so, and keeps polling; every
+        load filters suppressed subjects too, so none of what it lets through reaches the warehouse.
+        """
         try:
             subjects = mirror.read_subjects(self.store)
+        except ValueError as exc:  # damaged (JSON, format): an earlier copy, else refuse
+            subjects = self._cached()
+            if subjects is None:
+                raise _damaged(self.store, exc) from exc
+            log.error("the published suppressed subjects are damaged (%s); using the last copy read", exc)
         except Exception as exc:  # the store is down: fall back on the copy of the last set read
             log.error("cannot read the suppressed subjects from %s (%s); using the last copy read", self.store.url, exc)
             subjects = self._cached()
@@ -135,8 +145,17 @@ def check_suppression(settings: Settings, store: ObjectStore) -> None:
     """
     try:
         subjects = mirror.read_subjects(store)
+    except ValueError as exc:  # damaged: a worker with an earlier copy could go on, a new one could not
+        raise _damaged(store, exc) from exc
     except Exception as exc:
         log.warning("cannot read the suppressed subjects now (%s); the workers will retry", exc)
         return
     if subjects is not None:
         Suppression(store, settings, Path(os.devnull))._matcher(subjects)
+
+
+def _damaged(store: ObjectStore, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"the published suppressed subjects ({store.url}/{mirror.SUBJECTS_KEY}) are damaged ({exc}) and there is "
+        "no earlier copy; run `trackway privacy run` to publish them again"
+    )

@@ -29,13 +29,14 @@ Interval = tuple[datetime | None, datetime | None]
 #: The JSON keys that name the person an event is about (Segment's spec); previousId is an alias's old id.
 SUBJECT_KEYS = ("userId", "anonymousId", "previousId")
 FORMAT_VERSION = 1
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 500_000
+_UNKNOWN: Any = object()
 
 
 def id_text(value: Any) -> str | None:
     """An id as the warehouse holds it: strings as they are (blank: none), numbers as their JSON text."""
-    if isinstance(value, str):
-        return value if value.strip() else None
+    if type(value) is str:
+        return value if value and not value.isspace() else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -45,14 +46,14 @@ def id_text(value: Any) -> str | None:
 
 def subject_values(obj: Any) -> list[str]:
     """The ids an event (or a quarantine record's ``event``) names: userId, anonymousId, previousId."""
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         return []
-    if "event" in obj and "reason" in obj and isinstance(obj.get("event"), dict):  # a quarantine record
+    if "reason" in obj and type(obj.get("event")) is dict:  # a quarantine record
         obj = obj["event"]
     found = []
     for key in SUBJECT_KEYS:
-        text = id_text(obj.get(key))
-        if text is not None:
+        value = obj.get(key)
+        if value is not None and (text := id_text(value)) is not None:
             found.append(text)
     return found
 
@@ -213,10 +214,9 @@ class SubjectMatcher:
 
     def filtered(self, value: str) -> str | None:
         """The value's hash when the filter names it, else None (cached)."""
-        try:
-            return self._known[value]
-        except KeyError:
-            pass
+        found = self._known.get(value, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found
         if len(self._known) >= _CACHE_LIMIT:
             self._known.clear()
         digest = self.key.hash(value)
@@ -229,12 +229,17 @@ class SubjectMatcher:
         return [v for v in dict.fromkeys(values) if v is not None and self.filtered(v)]
 
     def drops_ids(self, values: Iterable[str | None], received_at: Any) -> bool:
-        moment = parse_time(received_at)
-        return any(
-            (digest := self.filtered(v)) is not None and self.subjects.drops(digest, moment)
-            for v in values
-            if v is not None
-        )
+        moment: Any = _UNKNOWN  # read only when an id is filtered: most lines name nobody filtered
+        for value in values:
+            if value is None:
+                continue
+            digest = self.filtered(value)
+            if digest is not None:
+                if moment is _UNKNOWN:
+                    moment = parse_time(received_at)
+                if self.subjects.drops(digest, moment):
+                    return True
+        return False
 
     def hashes_in(self, obj: Any) -> list[str]:
         """The filtered hashes an event names (whatever its arrival time): what verification counts."""
@@ -242,9 +247,19 @@ class SubjectMatcher:
 
     def drops_event(self, obj: Any) -> bool:
         """A parsed raw line (event or quarantine record): is it a filtered subject's, received in an interval?"""
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             return False
-        return self.drops_ids(subject_values(obj), obj.get("receivedAt"))
+        event = obj.get("event") if "reason" in obj else None  # a quarantine record names its event's ids
+        named = event if type(event) is dict else obj
+        filtered = self.filtered
+        for key in SUBJECT_KEYS:  # the hot path of rewrites and verification: no list, no generator
+            value = named.get(key)
+            if value is None:
+                continue
+            text = value if type(value) is str and value and not value.isspace() else id_text(value)
+            if text is not None and filtered(text) is not None:
+                return self.drops_ids(subject_values(obj), obj.get("receivedAt")) or False
+        return False
 
     def suppresses_event(self, obj: Any) -> bool:
         """The collector's question: is this event from a subject suppressed now?"""
