@@ -31,6 +31,7 @@ from trackway.cli import main
 from trackway.config import load_settings
 from trackway.load.loader import load_interval
 from trackway.rawdata.partitions import hour_floor, hours_between
+from trackway.subjects.keys import ledger_key
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
 
@@ -221,6 +222,14 @@ def test_suppress_with_delete_end_to_end(warehouse, trackway_env, monkeypatch, r
         assert not [r for r in read_lines(store, "events/") if r["messageId"] in later[:2]]
         metrics = requests.get(collector.url + "/metrics", timeout=10).text
         assert re.search(r'trackway_collector_events_suppressed_total\{source="web"\} 2\.0', metrics), metrics
+
+        # 6. The dbt test is not decorative: a row a faulty load let through (its id hashed, as loads hash
+        #    the ids they keep) fails it.
+        with open_warehouse(settings.warehouse) as wh:
+            wh.add_id_hashes(ledger_key(settings), [U])
+            wh.execute("INSERT INTO analytics.users (user_id, person_id) VALUES (?, ?)", [U, U])
+        caught = run_dbt(settings, "test", "--select", "assert_no_erased_subject_in_any_mart", raise_on_failure=False)
+        assert caught.tests_failed == 1
     finally:
         collector.close()
     shutil.rmtree(home / "dbt", ignore_errors=True)

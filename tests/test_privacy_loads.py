@@ -69,6 +69,10 @@ def test_loads_filter_erased_subjects_until_rewritten_and_never_reload_a_rewrite
     assert _rows(f"SELECT count(*) FROM raw.events_raw WHERE user_id = '{S}' OR anonymous_id = '{S_DEVICE}'") == [(0,)]
     assert "lines of erased subjects left out" in reload.summary()
 
+    dry = _privacy(capsys, "run", "--dry-run")  # says what it would do, changes nothing
+    assert "(dry run: nothing changed)" in dry and "2 to rewrite, 6 line(s) to remove" in dry
+    assert b"user-erase" in gzip.decompress((folder / "part-1.ndjson.gz").read_bytes())
+    assert "pending" in _privacy(capsys, "status")
     out = _privacy(capsys, "run")
     assert "1 finished, 0 failed" in out and "2 rewritten, 6 line(s) removed" in out
     assert "1 object(s) of other systems hold filtered lines" in out

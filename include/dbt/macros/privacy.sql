@@ -3,8 +3,10 @@
     hashes: privacy.id_hashes maps each id to its keyed hash, computed in Python at load,
     and privacy.erased_subjects names the hashes and their drop intervals. analytics.events
     is checked against every interval by received_at; the other marts (no arrival time)
-    against the subjects whose every event must be gone (pending deletions, suppressions with
-    deletion). Selects nothing where no erasure request was ever made (no privacy tables).
+    against the subjects none of whose events may exist: a deletion pending, or done and
+    suppressed since (suppress_with_delete). A delete_only's later events are new data, and
+    a suppress_only keeps what came before. Selects nothing where no erasure request was
+    ever made (no privacy tables).
 #}
 {% macro erased_subject_rows() %}
     {%- set marts = [
@@ -26,7 +28,7 @@
                     (e.drop_from is null or m.{{ arrived }} >= e.drop_from)
                     and (e.drop_until is null or m.{{ arrived }} < e.drop_until)
                 {%- else -%}
-                    e.drop_from is null and e.drop_until is null
+                    e.drop_from is null and (e.drop_until is null or e.suppressed)
                 {%- endif -%}
             {%- endset -%}
             {%- do selects.append(
