@@ -36,10 +36,11 @@ def s3_lake(monkeypatch):
     server, endpoint = start_moto()
     for name, value in s3_env(endpoint).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_TRACKWAY_RAW", json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint}})
-    )
-    monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", "trackway_raw")
+    # A connection id of its own: ObjectStoragePath caches filesystems per (protocol, conn_id) for the process.
+    conn_id = f"trackway_erase_{endpoint.rsplit(':', 1)[1]}"
+    connection = {"conn_type": "aws", "extra": {"endpoint_url": endpoint}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+    monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", conn_id)
     import boto3
 
     client = boto3.client("s3", endpoint_url=endpoint)
