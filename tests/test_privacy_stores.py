@@ -60,19 +60,8 @@ def s3_lake(monkeypatch):
 def gcs_lake(monkeypatch):
     server = FakeGCS().start()
     server.create_bucket("erase")
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.endpoint)
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "trackway-test")
-    monkeypatch.setenv("TRACKWAY_RAW_CONN_ID", f"trackway_gcs_{server.port}")
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_TRACKWAY_GCS_{server.port}",
-        json.dumps(
-            {
-                "conn_type": "google_cloud_platform",
-                "extra": {"gcs.endpoint": server.endpoint, "project": "trackway-test", "is_anonymous": True},
-            }
-        ),
-    )
-    monkeypatch.setenv("TRACKWAY_RAW_URL", "gs://erase/trackway")
+    for name, value in server.raw_store_env("erase", "trackway").items():
+        monkeypatch.setenv(name, value)
     # fake-gcs-server keeps no noncurrent generations (its filesystem backend refuses versioning, the memory
     # one accepts it and keeps one generation): GCSObjectStore.delete_old_versions is not exercised here.
     yield None
