@@ -9,7 +9,7 @@ from __future__ import annotations
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from trackway.orchestration.assets import EVENTS_RAW
-from trackway.orchestration.dag_defaults import dag_defaults
+from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
 
 
 @dag(
@@ -17,6 +17,7 @@ from trackway.orchestration.dag_defaults import dag_defaults
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
     params={"reload": Param(False, type="boolean", description="Reload objects already in the ledger for this hour")},
     tags=["trackway", "load"],
+    deadline=deadline_alert(),  # a run still going TRACKWAY_DAG_DEADLINE_MINUTES after queued alerts
     doc_md=__doc__,
     **dag_defaults(),
 )

@@ -6,7 +6,7 @@ from airflow.sdk import dag, task
 
 from trackway.config import load_settings
 from trackway.orchestration.assets import ANALYTICS_EVENTS, EVENTS_RAW
-from trackway.orchestration.dag_defaults import dag_defaults
+from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
 from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, transform_summary
 
 
@@ -14,6 +14,7 @@ from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, t
     dag_id="events_transform",
     schedule=[EVENTS_RAW],
     tags=["trackway", "transform", "dbt"],
+    deadline=deadline_alert(),  # a run still going TRACKWAY_DAG_DEADLINE_MINUTES after queued alerts
     doc_md=__doc__,
     max_active_tasks=max_active_tasks(load_settings()),
     **dag_defaults(),

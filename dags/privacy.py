@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from trackway.orchestration.dag_defaults import dag_defaults
+from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
 
 
 @dag(
     dag_id="privacy",
     schedule=CronTriggerTimetable("30 3 * * *", timezone="UTC"),
     tags=["trackway", "privacy"],
+    deadline=deadline_alert(),  # a run still going TRACKWAY_DAG_DEADLINE_MINUTES after queued alerts
     doc_md=__doc__,
     **dag_defaults(),
 )

@@ -17,6 +17,10 @@ the emulator live here only, each with why:
 4. JSON subscript by a STRING column (`json_col[key_col]`, trackway.json_each on
    BigQuery) becomes DuckDB's json_extract(json_col, key_col): 1.4.0 stores what
    JSON_QUERY returns as VARCHAR, so its DuckDB `varchar[key]` fails to bind.
+5. A load job whose jobId already exists answers 409 Already Exists, as BigQuery
+   does: 1.4.0 runs it again. Trackway derives load job ids from the object's
+   version (trackway.warehouse.bigquery_warehouse.load_job_id) and reuses the
+   existing job on 409 (a retried or concurrent load).
 (Trackway never uploads through the emulator's media endpoint, so its strict
 media types need no workaround here.)
 """
@@ -96,6 +100,23 @@ def _patch_emulator() -> None:
         ctx.engine.execute(sql, [path, delim, quote or "", quote or ""])
 
     executor._load_path_into_target = load_path_into_target
+
+    # Workaround 5: one job per jobId. The id is claimed before the job runs, so a concurrent
+    # insert of the same id (another process) is refused too, as in BigQuery.
+    from bqemulator.api.routes import jobs as job_routes
+    from bqemulator.domain.errors import AlreadyExistsError
+
+    run_load_job = job_routes._handle_load_job_with_async_envelope
+    claimed: set[tuple[str, str]] = set()
+
+    async def load_job_once(project_id, job_id, config, ctx):
+        key = (project_id, job_id)
+        if key in claimed or ctx.catalog.get_job(project_id, job_id) is not None:
+            raise AlreadyExistsError(f"Already Exists: Job {project_id}:US.{job_id}")
+        claimed.add(key)
+        return await run_load_job(project_id, job_id, config, ctx)
+
+    job_routes._handle_load_job_with_async_envelope = load_job_once
 
 
 def _serve(port: int, gcs_root: str) -> None:

@@ -22,6 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(airflow_defaults(_AIRFLOW_HOME))
 os.environ.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"})
+# dag.test() crashes after a successful run of a DAG with a deadline (apache/airflow#73428, Airflow 3.3.2):
+# the tests run DAGs without them; tests/test_dag_integrity.py checks the deadlines with the setting on.
+os.environ["TRACKWAY_DAG_DEADLINE_MINUTES"] = "0"
 # Cosmos caches partial parses per DAG; under pytest-xdist each worker needs its own cache (the default is /tmp/cosmos).
 os.environ["AIRFLOW__COSMOS__CACHE_DIR"] = str(_AIRFLOW_HOME / "cosmos")
 # GCS emulator tests (see tests/gcs_emulator.py): before anything imports gcsfs, and no metadata-server probe.
@@ -105,7 +108,15 @@ def trackway_env(tmp_path, monkeypatch) -> Path:
     """A fresh embedded Trackway (raw folder + DuckDB) under tmp_path; returns TRACKWAY_HOME."""
     home = tmp_path / "trackway"
     monkeypatch.setenv("TRACKWAY_HOME", str(home))
-    for var in ("TRACKWAY_RAW_URL", "TRACKWAY_WAREHOUSE_URL", "TRACKWAY_SPOOL_DIR", "TRACKWAY_WRITE_KEYS"):
+    for var in (
+        "TRACKWAY_RAW_URL",
+        "TRACKWAY_WAREHOUSE_URL",
+        "TRACKWAY_LOAD_WAREHOUSE_URL",
+        "TRACKWAY_TRANSFORM_WAREHOUSE_URL",
+        "TRACKWAY_READ_WAREHOUSE_URL",
+        "TRACKWAY_SPOOL_DIR",
+        "TRACKWAY_WRITE_KEYS",
+    ):
         monkeypatch.delenv(var, raising=False)
     return home
 
@@ -136,10 +147,14 @@ def postgres_url():
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory):
-    """A real collector process shared by one test module (SDK tests send to it)."""
-    from collector_helpers import CollectorProcess
+    """A real collector process shared by one test module (SDK tests send to it), with a keyring
+    (``proc.keyring``), so the personal traits are stored as pseudonyms (docs/privacy.md)."""
+    from collector_helpers import CollectorProcess, make_keyring
 
-    proc = CollectorProcess(tmp_path_factory.mktemp("collector")).start()
+    home = tmp_path_factory.mktemp("collector")
+    keyring = make_keyring(home / "keys.yaml")
+    proc = CollectorProcess(home, TRACKWAY_PSEUDONYM_KEYS=str(home / "keys.yaml")).start()
+    proc.keyring = keyring
     yield proc
     proc.close()
 

@@ -88,23 +88,25 @@ class Warehouse:
         finally:
             conn.close()
 
-    def dbt(self, *args: str):
+    def dbt(self, *args: str, project_dir: Path = DBT_DIR):
         """Run dbt in-process; returns (dbtRunnerResult, seconds).
 
         The warehouse session runs in a DST-observing zone (TZ for DuckDB,
         PGTZ for libpq) so that any SQL leaning on the session zone instead
-        of explicit UTC shows up as wrong timestamps or dates.
+        of explicit UTC shows up as wrong timestamps or dates. project_dir:
+        another copy of the project (e.g. an older release's), with a target
+        folder of its own.
         """
         from dbt.cli.main import dbtRunner
 
         argv = [
             *args,
             "--project-dir",
-            str(DBT_DIR),
+            str(project_dir),
             "--profiles-dir",
-            str(DBT_DIR),
+            str(project_dir),
             "--target-path",
-            str(self.work / "target"),
+            str(self.work / ("target" if project_dir == DBT_DIR else f"target-{project_dir.name}")),
             "--log-path",
             str(self.work / "logs"),
         ]

@@ -9,6 +9,11 @@ from pathlib import Path
 import yaml
 
 DEMO_PLAN = Path(__file__).resolve().parents[1] / "include" / "trackway" / "demo" / "plan"
+# Vendor exports shaped as the vendors document them (Segment Public and Config API, a rudder-cli
+# project, Iglu self-describing schemas), with the constructs real exports carry: Segment's "any"
+# type, draft-04 and draft-07 forms, $ref into the export, variants, nullable enums.
+PLAN_EXPORTS = Path(__file__).resolve().parent / "fixtures" / "plans"
+SEGMENT_EXPORT = PLAN_EXPORTS / "segment" / "public-api-export.json"
 
 _OBJECTS = [
     "Product",

@@ -25,6 +25,9 @@ from pathlib import Path
 ROLE = "trackway"
 DATABASE = "trackway"
 START_DEADLINE_SECONDS = 60
+# The superuser URL of each running server, by the URL ``postgres_server`` yielded: for tests that play the
+# operator who creates roles (``trackway warehouse grant``), as the stack's POSTGRES_USER does.
+SUPERUSER_URLS: dict[str, str] = {}
 
 
 class PostgresUnavailable(RuntimeError):
@@ -161,7 +164,9 @@ def postgres_server() -> Iterator[str]:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{password}'")
             conn.execute(f"CREATE DATABASE {DATABASE} OWNER {ROLE}")
-        yield f"postgresql://{ROLE}:{password}@127.0.0.1:{port}/{DATABASE}"
+        url = f"postgresql://{ROLE}:{password}@127.0.0.1:{port}/{DATABASE}"
+        SUPERUSER_URLS[url] = admin_url
+        yield url
     finally:
         if started:
             with contextlib.suppress(Exception):
@@ -169,6 +174,17 @@ def postgres_server() -> Iterator[str]:
                     os_user, [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"], cwd=base
                 )
         shutil.rmtree(base, ignore_errors=True)
+
+
+def superuser_url(url: str) -> str:
+    """The superuser URL of the server behind ``url`` (one ``postgres_server`` yielded, or a database on it)."""
+    from urllib.parse import urlparse, urlunparse
+
+    parsed = urlparse(url)
+    for served, admin in SUPERUSER_URLS.items():
+        if urlparse(served).netloc == parsed.netloc:
+            return urlunparse(urlparse(admin)._replace(path=parsed.path))
+    raise KeyError("no superuser URL for this server: it was not started by postgres_server()")
 
 
 def create_database(url: str, name: str) -> str:

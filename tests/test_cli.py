@@ -187,4 +187,4 @@ def test_readers_are_told_when_a_writer_holds_duckdb(trackway_env):
     finally:
         writer.close()
     assert result.returncode == 75
-    assert "locked by another process" in result.stderr and "Traceback" not in result.stderr
+    assert "is busy" in result.stderr and "Traceback" not in result.stderr

@@ -1,41 +1,230 @@
-"""docker-compose.yaml cannot run here (no Docker engine), so check it statically against the code."""
+"""docker-compose.yaml cannot run here (no Docker engine): render it as compose would (tests/compose_file.py)
+and check it against the code, and against production defaults that let someone in: a published port on
+every interface, a credential with a default or a literal value, a job with more access than it needs.
+"""
 
 from __future__ import annotations
 
+import argparse
+import ipaddress
+import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import pytest
-import yaml
 
+from compose_file import (
+    ANNOUNCED_COMMANDS,
+    ANNOUNCED_SETTINGS,
+    REPO_ROOT,
+    SENTINEL,
+    MissingVariable,
+    env_file,
+    environment,
+    interpolate,
+    load,
+    render,
+    render_fresh,
+    required_variables,
+)
 from trackway.cli import build_parser
 from trackway.config import load_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-_DEFAULT = re.compile(r"\$\{(\w+):-([^${}]*)\}")
+# Names that hold a credential: a password, key, token or secret, or a user name that is one (MinIO's root).
+CREDENTIAL_NAME = re.compile(r"PASS|SECRET|KEY|TOKEN|CREDENTIAL|ROOT_USER", re.IGNORECASE)
+URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://(?P<user>[^/\s:@]+):(?P<password>[^/\s@]*)@", re.IGNORECASE)
+SHELL_DEFAULT = re.compile(r"\$\{(?P<name>\w+):?[-=](?P<default>[^}]*)\}")
+PIPELINE = ("airflow-scheduler", "airflow-dag-processor")  # the containers that run Trackway's tasks
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict:
-    return yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+def document() -> dict:
+    return load()
 
 
-def _substitute(value: str, env: dict[str, str] | None = None) -> str:
-    """Apply compose's ${VAR:-default}, innermost first, from ``env`` or the defaults (a fresh `docker compose up`)."""
-    text, env = str(value), env or {}
-    while True:
-        new = _DEFAULT.sub(lambda m: env.get(m.group(1)) or m.group(2), text)
-        if new == text:
-            return new
-        text = new
+@pytest.fixture(scope="module")
+def compose(document) -> dict:
+    """A first ``docker compose up``: every required variable set, nothing else."""
+    return render_fresh(document)
+
+
+_ONLY_REQUIRED = re.compile("(?:" + re.escape(SENTINEL).replace(re.escape("{}"), r"\w+") + ")*")
+# Trackway refuses a write key that is not source:key, so its checks get one.
+WRITE_KEYS = {"TRACKWAY_WRITE_KEYS": "web:k1"}
+
+
+def _only_required(value: str) -> bool:
+    """Empty, or nothing but required variables: no default and no literal secret."""
+    return _ONLY_REQUIRED.fullmatch(value) is not None
+
+
+def _strings(node: Any, where: str = "") -> list[tuple[str, str]]:
+    if isinstance(node, str):
+        return [(where, node)]
+    if isinstance(node, dict):
+        return [pair for key, value in node.items() for pair in _strings(value, f"{where}.{key}")]
+    if isinstance(node, list):
+        return [pair for i, value in enumerate(node) for pair in _strings(value, f"{where}[{i}]")]
+    return []
+
+
+def credential_problems(compose: dict) -> list[str]:
+    """Every credential a fresh ``docker compose up`` would fill from a default or a literal."""
+    problems = []
+    for name, service in compose["services"].items():
+        for key, value in environment(service).items():
+            if CREDENTIAL_NAME.search(key) and not _only_required(value):
+                problems.append(f"{name}: {key} has a default or a literal value")
+    for where, text in _strings(compose):
+        for match in URL_CREDENTIALS.finditer(text):
+            if not _only_required(match["password"]) or not match["password"]:
+                problems.append(f"{where}: URL with a password that is a default or a literal")
+        for match in SHELL_DEFAULT.finditer(text):
+            if CREDENTIAL_NAME.search(match["name"]) and match["default"]:
+                problems.append(f"{where}: the shell default of {match['name']} is a credential")
+    return problems
+
+
+def published_ports(service: dict) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each published port, short or long syntax."""
+    ports = []
+    for spec in service.get("ports", []):
+        if isinstance(spec, dict):
+            ports.append((str(spec.get("host_ip", "")), str(spec.get("published", "")), str(spec["target"])))
+            continue
+        parts = str(spec).split("/")[0].split(":")  # as Docker's ParsePortSpec splits it
+        host_ip = ":".join(parts[:-2]) if len(parts) > 2 else ""
+        host_port = parts[-2] if len(parts) > 1 else ""
+        ports.append((host_ip.strip("[]"), host_port, parts[-1]))
+    return ports
+
+
+def exposure_problems(compose: dict) -> list[str]:
+    """Every port a fresh ``docker compose up`` would publish on all interfaces (or on anything but loopback)."""
+    problems = []
+    for name, service in compose["services"].items():
+        if service.get("network_mode") == "host":
+            problems.append(f"{name}: network_mode host publishes every port it opens")
+        for host_ip, host_port, target in published_ports(service):
+            try:
+                loopback = ipaddress.ip_address(host_ip).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                problems.append(f"{name}: port {host_port or '(random)'}->{target} on {host_ip or 'every interface'}")
+    return problems
+
+
+# --- the checks themselves (they guard the file, so they are tested too) ---
+
+FLAGGED_PORTS = ["8080:8080", "8080", "0.0.0.0:8080:8080", "[::]:8080:8080", "::8080:8080", {"target": 80}]
+FLAGGED_PORTS += [{"target": 80, "published": 8080, "host_ip": "0.0.0.0"}, "${TRACKWAY_BIND:-0.0.0.0}:80:80"]
+SAFE_PORTS = ["127.0.0.1:8080:8080", "[::1]:8080:8080/tcp", {"target": 80, "published": 8080, "host_ip": "127.0.0.1"}]
+
+
+@pytest.mark.parametrize("spec", FLAGGED_PORTS, ids=str)
+def test_a_port_on_every_interface_is_flagged(spec):
+    assert exposure_problems(render_fresh({"services": {"s": {"ports": [spec]}}}))
+
+
+@pytest.mark.parametrize("spec", SAFE_PORTS, ids=str)
+def test_a_loopback_port_is_not_flagged(spec):
+    assert exposure_problems(render_fresh({"services": {"s": {"ports": [spec]}}})) == []
+
+
+FLAGGED_CREDENTIALS = [
+    {"environment": {"POSTGRES_PASSWORD": "trackway"}},
+    {"environment": ["POSTGRES_PASSWORD=trackway"]},
+    {"environment": {"AWS_SECRET_ACCESS_KEY": "${MINIO_ROOT_PASSWORD:-trackway-secret}"}},
+    {"environment": {"TRACKWAY_WRITE_KEYS": "${TRACKWAY_WRITE_KEYS:-web:change-me-web-key}"}},
+    {"environment": {"MINIO_ROOT_USER": "${MINIO_ROOT_USER-trackway}"}},
+    {"environment": {"AIRFLOW__API_AUTH__JWT_SECRET": "web:${S:?set S}"}},
+    {"environment": {"DB": "${URL:-postgresql://trackway:${TRACKWAY_DB_PASSWORD:-trackway}@postgres/w}"}},
+    {"environment": {"DB": "postgresql://u:p@h/db"}},
+    {"command": "sh -c 'mc alias set local http://minio:9000 $${MINIO_ROOT_USER:-trackway} x'"},
+]
+SAFE_CREDENTIALS = [
+    {"environment": {"POSTGRES_PASSWORD": "${P:?set P}", "GOOGLE_APPLICATION_CREDENTIALS": "${G:-}"}},
+    {"environment": {"DB": "${URL:-postgresql://u:${P:?set P}@h/db}", "POSTGRES_USER": "trackway"}},
+    {"command": 'sh -c \'mc alias set local http://minio:9000 "$$MINIO_ROOT_USER" "$$MINIO_ROOT_PASSWORD"\''},
+]
+
+
+@pytest.mark.parametrize("service", FLAGGED_CREDENTIALS, ids=str)
+def test_a_credential_with_a_default_or_a_literal_is_flagged(service):
+    assert credential_problems(render_fresh({"services": {"s": service}}))
+
+
+@pytest.mark.parametrize("service", SAFE_CREDENTIALS, ids=str)
+def test_a_required_credential_is_not_flagged(service):
+    assert credential_problems(render_fresh({"services": {"s": service}})) == []
+
+
+def test_interpolation_follows_compose():
+    env = {"SET": "v", "EMPTY": ""}
+    assert interpolate("$$SET ${SET} $SET ${UNSET} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d}", env) == "$SET v v  d  d"
+    assert interpolate("${UNSET:-a${SET}b}-${SET:-x}", env) == "avb-v"
+    with pytest.raises(MissingVariable, match="EMPTY is missing a value: say why"):
+        interpolate("${EMPTY:?say why}", env)
+    assert interpolate("${EMPTY?say why}", env) == ""
+    assert interpolate("${SET:-${UNSET:?needed}} ${SET:+alt} ${UNSET:+alt}", env) == "v alt "
+    assert interpolate("${UNSET:-${EMPTY:-x}-${SET}}/${SET:?needs-no hyphen rule}", env) == "x-v/v"
+
+
+# --- the file ---
+
+
+def test_no_published_port_listens_beyond_loopback_by_default(compose):
+    assert exposure_problems(compose) == []
+
+
+def test_no_credential_has_a_default_or_a_literal_value(compose):
+    assert credential_problems(compose) == []
+
+
+def test_a_variable_opens_a_port_and_the_collector_has_its_own(document):
+    opened = render_fresh(document, {"TRACKWAY_BIND": "0.0.0.0"})
+    assert exposure_problems(opened) and all("collector" not in p for p in exposure_problems(opened))
+    collector = render_fresh(document, {"TRACKWAY_COLLECTOR_BIND": "0.0.0.0"})
+    assert [p.split(":")[0] for p in exposure_problems(collector)] == ["collector"]
+
+
+def test_every_required_variable_says_what_to_set(document):
+    required = required_variables(document)
+    assert len(required) >= 15
+    for name in required:
+        env = {n: SENTINEL.format(n) for n in required if n != name}
+        with pytest.raises(MissingVariable, match=rf"{name} is missing a value: set {name}"):
+            render(document, {**env, name: ""})
+
+
+def test_env_example_lists_every_required_variable_with_an_empty_secret(document):
+    example = env_file(REPO_ROOT / ".env.example")
+    required = required_variables(document)
+    assert required - set(example) == set(), "add them to .env.example"
+    used = set(re.findall(r"\$\{(\w+)", (REPO_ROOT / "docker-compose.yaml").read_text()))
+    assert set(example) - used == set(), ".env.example names variables the compose file does not use"
+    filled = {name for name, value in example.items() if CREDENTIAL_NAME.search(name) and value}
+    assert filled == set(), "secrets in .env.example must be empty"
+    with pytest.raises(MissingVariable):  # a copy nobody filled in does not start
+        render(document, example)
 
 
 def test_services_and_dependencies_exist(compose):
     services = compose["services"]
-    assert {"postgres", "minio", "collector", "airflow-scheduler", "airflow-apiserver", "metabase"} <= set(services)
+    assert {"postgres", "minio", "collector", "airflow-scheduler", "airflow-apiserver"} <= set(services)
+    assert "metabase" not in services  # its first-run wizard makes whoever reaches it first the admin
     for name, service in services.items():
         for dependency in service.get("depends_on", {}) or {}:
             assert dependency in services, f"{name} depends on unknown service {dependency}"
+        for network in service.get("networks", []):
+            assert network in compose["networks"], f"{name} is on undeclared network {network}"
 
 
 def test_build_context_and_mounted_files_exist(compose):
@@ -55,56 +244,253 @@ def test_build_context_and_mounted_files_exist(compose):
 
 
 def test_published_ports_are_unique(compose):
-    published = [p.split(":")[0] for s in compose["services"].values() for p in s.get("ports", [])]
+    published = [port for s in compose["services"].values() for _, port, _ in published_ports(s)]
     assert len(published) == len(set(published)), published
 
 
-def test_trackway_environment_is_valid_configuration(compose, monkeypatch):
+def _trackway_services(compose: dict) -> dict[str, dict[str, str]]:
+    """The services that run Trackway code (the others use the image for Airflow alone)."""
+    found = {n: environment(s) for n, s in compose["services"].items()}
+    found = {n: env for n, env in found.items() if any(key.startswith("TRACKWAY_") for key in env)}
+    assert set(found) == {"collector", "gcp-init", "warehouse-init", *PIPELINE}
+    return found
+
+
+def test_trackway_environment_is_valid_configuration(document, monkeypatch):
     from trackway.config import SETTINGS
 
-    registered = {s.name for s in SETTINGS if not s.internal}
-    for name, service in compose["services"].items():
-        env = {k: _substitute(v) for k, v in (service.get("environment") or {}).items()}
-        trackway_vars = {k: v for k, v in env.items() if k.startswith("TRACKWAY_")}
-        for key in trackway_vars:
-            assert key in registered, f"{name} sets {key}, which the settings registry does not have"
-        if trackway_vars:
-            for key, value in trackway_vars.items():
-                monkeypatch.setenv(key, value)
-            settings = load_settings("all")  # raises ConfigError on anything malformed
-            assert settings.warehouse.kind == "postgres"
-            assert settings.raw_url.startswith("s3://")
+    registered = {s.name for s in SETTINGS if not s.internal} | ANNOUNCED_SETTINGS
+    for name, env in _trackway_services(render_fresh(document, WRITE_KEYS)).items():
+        for key in env:
+            if key.startswith("TRACKWAY_"):
+                assert key in registered, f"{name} sets {key}, which the settings registry does not have"
+        for key in [k for k in os.environ if k.startswith("TRACKWAY_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings("all")  # raises ConfigError on anything malformed
+        assert settings.raw_url.startswith("s3://") or "TRACKWAY_RAW_URL" not in env
+        if any("WAREHOUSE" in key for key in env):
+            assert settings.warehouse.kind == "postgres", name
 
 
 def test_collector_command_is_a_valid_cli_call(compose):
-    command = compose["services"]["collector"]["command"]
-    args = build_parser().parse_args(command[1:])
+    args = _trackway_command(compose["services"]["collector"]["command"])
+    assert args is not None
     assert args.command == "collect" and args.host == "0.0.0.0"
-    published = compose["services"]["collector"]["ports"][0]
-    assert published.endswith(f":{args.port}")
+    assert [port for _, port, target in published_ports(compose["services"]["collector"])] == [str(args.port)]
 
 
-def _env_file(name: str) -> dict[str, str]:
-    pairs = {}
-    for line in (REPO_ROOT / name).read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            pairs[key.strip()] = value.strip()
-    return pairs
+def _trackway_command(argv: list[str]) -> argparse.Namespace | None:
+    """``trackway ...`` parsed by the CLI's own parser (None for a command a sibling branch adds)."""
+    assert argv[0] == "trackway", argv
+    if tuple(argv[1:3]) in ANNOUNCED_COMMANDS:
+        return None
+    return build_parser().parse_args(argv[1:])
 
 
-def test_gcp_profile_points_the_stack_at_gcs_and_bigquery(compose, monkeypatch):
+def test_each_job_connects_as_its_own_role(compose):
+    """Loader writes raw, dbt writes analytics, the rest reads; only warehouse-init has the superuser's password."""
+    roles = {
+        "TRACKWAY_LOAD_WAREHOUSE_URL": "trackway_loader",
+        "TRACKWAY_TRANSFORM_WAREHOUSE_URL": "trackway_transform",
+        "TRACKWAY_READ_WAREHOUSE_URL": "trackway_reader",
+        "TRACKWAY_WAREHOUSE_URL": "trackway_reader",  # whatever has no job-specific URL only reads
+    }
+    passwords = {
+        "trackway_loader": "TRACKWAY_LOADER_DB_PASSWORD",
+        "trackway_transform": "TRACKWAY_TRANSFORM_DB_PASSWORD",
+        "trackway_reader": "TRACKWAY_READER_DB_PASSWORD",
+    }
+    services = compose["services"]
+    init = environment(services["warehouse-init"])
+    for name in PIPELINE:
+        env = environment(services[name])
+        for variable, role in roles.items():
+            url = urlparse(env[variable])
+            assert (url.username, url.hostname, url.path) == (role, "postgres", "/warehouse"), (name, variable)
+            assert url.password == SENTINEL.format(passwords[role])
+            assert variable == "TRACKWAY_WAREHOUSE_URL" or init[variable] == env[variable]
+    postgres = environment(services["postgres"])
+    admin = urlparse(init["TRACKWAY_WAREHOUSE_URL"])
+    assert (admin.username, admin.password) == (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"])
+    holders = {n for n, s in services.items() for _, text in _strings(s) if postgres["POSTGRES_PASSWORD"] in text}
+    assert holders == {"postgres", "warehouse-init"}
+    script = services["warehouse-init"]["command"][-1]
+    grant = re.search(r"postgresql://\*\) exec (trackway [^;]+?) ;;", script)
+    assert grant is not None
+    args = _trackway_command(shlex.split(grant[1]))
+    assert args is not None and (args.command, args.action, args.dry_run) == ("warehouse", "grant", False)
+    # Airflow's own database and role, made on PostgreSQL's first start with the password Airflow connects with.
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in services["postgres"]["volumes"]}
+    assert mounts["/docker-entrypoint-initdb.d/10-trackway.sh"] == "./ops/postgres/init.sh"
+    init_sql = (REPO_ROOT / "ops/postgres/init.sh").read_text()
+    assert "\\getenv airflow_password AIRFLOW_DB_PASSWORD" in init_sql
+    assert "CREATE ROLE airflow WITH LOGIN PASSWORD :'airflow_password'" in init_sql
+    airflow_db = urlparse(environment(services["airflow-scheduler"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    assert (airflow_db.username, airflow_db.password) == ("airflow", postgres["AIRFLOW_DB_PASSWORD"])
+
+
+def test_the_collector_can_reach_only_the_object_store_and_write_only_raw(compose):
+    services = compose["services"]
+    collector = services["collector"]
+    env = environment(collector)
+    assert not [key for key in env if "WAREHOUSE" in key or key.startswith("AIRFLOW")]
+    assert set(collector["networks"]) == {"ingest"}
+    assert {n for n, s in services.items() if "ingest" in s.get("networks", [])} <= {"collector", "minio", "prometheus"}
+    assert env["AWS_ACCESS_KEY_ID"] == SENTINEL.format("MINIO_COLLECTOR_ACCESS_KEY")
+    for name in PIPELINE:
+        assert environment(services[name])["AWS_ACCESS_KEY_ID"] == SENTINEL.format("MINIO_LOADER_ACCESS_KEY")
+    raw = urlparse(env["TRACKWAY_RAW_URL"])
+    objects, bucket = f"arn:aws:s3:::{raw.netloc}{raw.path}/*", f"arn:aws:s3:::{raw.netloc}"
+
+    def allowed(policy: str) -> dict[str, set[str]]:
+        document = json.loads((REPO_ROOT / "ops/minio" / f"{policy}-policy.json").read_text())
+        grants: dict[str, set[str]] = {}
+        for statement in document["Statement"]:
+            assert statement["Effect"] == "Allow"
+            for resource in statement["Resource"]:
+                grants.setdefault(resource, set()).update(statement["Action"])
+        return grants
+
+    assert allowed("trackway-collector") == {
+        objects: {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+        # the suppressed subjects it polls and the erasure ledger's copy (hashes only): docs/privacy.md
+        objects.replace("/*", "/_privacy/*"): {"s3:GetObject"},
+        bucket: {"s3:ListBucket"},  # HeadBucket, the collector's start-up check
+    }
+    loader = allowed("trackway-loader")
+    assert loader == {
+        f"arn:aws:s3:::{raw.netloc}/*": {"s3:GetObject"},
+        bucket: {"s3:ListBucket", "s3:GetBucketLocation"},
+    }
+    init = (REPO_ROOT / "ops/minio/init.sh").read_text()
+    assert 'grant "$MINIO_COLLECTOR_ACCESS_KEY" "$MINIO_COLLECTOR_SECRET_KEY" trackway-collector' in init
+    assert 'grant "$MINIO_LOADER_ACCESS_KEY" "$MINIO_LOADER_SECRET_KEY" trackway-loader' in init
+    assert f"local/{raw.netloc}" in init
+
+
+def test_metrics_are_scraped_on_the_admin_listener_never_published(compose):
+    import yaml
+
+    collector = compose["services"]["collector"]
+    admin_port = environment(collector)["TRACKWAY_COLLECTOR_ADMIN_PORT"]
+    assert admin_port not in [target for _, _, target in published_ports(collector)]
+    prometheus = compose["services"]["prometheus"]
+    config_file = prometheus["command"][0].split("=", 1)[1]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}["/etc/prometheus"]
+    config = yaml.safe_load((REPO_ROOT / mounted / Path(config_file).name).read_text())
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == [f"collector:{admin_port}"]
+    assert set(prometheus["networks"]) & set(collector["networks"])
+
+
+def test_airflow_runs_the_fab_auth_manager_with_shared_keys(compose, tmp_path):
+    """Every Airflow container: FAB, the same Fernet, JWT and API keys; airflow-init's commands parse."""
+    shared = ("AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
+    shared += ("AIRFLOW__API__SECRET_KEY", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    airflow = {n: s for n, s in compose["services"].items() if n.startswith("airflow-")}
+    assert len(airflow) == 5
+    values = {name: tuple(environment(s).get(key) for key in shared) for name, s in airflow.items()}
+    assert len(set(values.values())) == 1 and None not in next(iter(values.values())), values
+    init = airflow["airflow-init"]
+    assert "AIRFLOW_ADMIN_PASSWORD" in environment(init)
+    assert not [k for k in environment(airflow["airflow-apiserver"]) if k.startswith(("TRACKWAY_", "AWS_"))]
+    commands = [shlex.split(line) for line in init["command"][-1].splitlines() if line.strip()]
+    commands += [s["command"] for n, s in airflow.items() if n != "airflow-init"]
+    expected = ["airflow db migrate", "airflow users create", "airflow users reset-password"]
+    assert [" ".join(c[:3]) for c in commands[:3]] == expected
+    # Airflow's own parser, with the auth manager the compose file configures (its CLI adds `users`).
+    parse = "import json, sys; from airflow.cli.cli_parser import get_parser\n"
+    parse += "[get_parser().parse_args(argv[1:]) for argv in json.load(sys.stdin)]"
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__AUTH_MANAGER": values["airflow-init"][0]}
+    result = subprocess.run(
+        [sys.executable, "-c", parse], input=json.dumps(commands), env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_gcp_profile_points_the_stack_at_gcs_and_bigquery(document, monkeypatch):
     """`docker compose --env-file gcp.env --profile gcp up`: same services, gs:// and bigquery:// settings."""
-    gcp = _env_file("gcp.env")
+    gcp = env_file(REPO_ROOT / "gcp.env")
+    compose = render_fresh(document, {**gcp, **WRITE_KEYS})
     assert [n for n, s in compose["services"].items() if "gcp" in s.get("profiles", [])] == ["gcp-init"]
     for name in ("collector", "airflow-scheduler", "gcp-init"):
-        env = {k: _substitute(v, gcp) for k, v in (compose["services"][name].get("environment") or {}).items()}
+        env = environment(compose["services"][name])
+        for key in [k for k in os.environ if k.startswith("TRACKWAY_")]:
+            monkeypatch.delenv(key)
         for key, value in env.items():
             if key.startswith(("TRACKWAY_", "AIRFLOW_CONN_")):
                 monkeypatch.setenv(key, value)
         settings = load_settings()
-        assert settings.raw_url.startswith("gs://") and settings.warehouse.kind == "bigquery", name
+        assert settings.raw_url.startswith("gs://"), name
+        if name == "collector":
+            continue
+        assert settings.warehouse.kind == "bigquery", name
+        assert {v for k, v in env.items() if "WAREHOUSE_URL" in k} == {gcp["TRACKWAY_WAREHOUSE_URL"], ""}
         assert settings.raw_conn_id == settings.warehouse.conn_id == "trackway_gcp"
         assert env["AIRFLOW_CONN_TRACKWAY_GCP"].startswith("google-cloud-platform://")
-    args = build_parser().parse_args(compose["services"]["gcp-init"]["command"][1:])
-    assert args.command == "status"
+    args = _trackway_command(compose["services"]["gcp-init"]["command"])
+    assert args is not None and args.command == "status"
+    assert not environment(compose["services"]["warehouse-init"])["TRACKWAY_WAREHOUSE_URL"].startswith("postgresql")
+
+
+def test_object_store_users_can_do_only_their_job(compose, monkeypatch, tmp_path):
+    """The MinIO policies (ops/minio/) on a real S3 API that enforces IAM: moto's, in server mode.
+
+    MinIO evaluates the same IAM policy language. moto names HeadBucket an action of its own where S3 and
+    MinIO check s3:ListBucket, so the collector's start-up check is not exercised here.
+    """
+    import boto3
+    import moto.settings
+    from botocore.exceptions import ClientError
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    from collector_helpers import start_moto
+    from trackway.objectstore.s3 import S3ObjectStore
+
+    raw = urlparse(environment(compose["services"]["collector"])["TRACKWAY_RAW_URL"])
+    bucket, prefix = raw.netloc, raw.path.strip("/")
+    server, endpoint = start_moto()
+    try:
+
+        def client(service: str, key: str = "admin", secret: str = "admin"):
+            credentials = {"aws_access_key_id": key, "aws_secret_access_key": secret}
+            return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", **credentials)
+
+        client("s3").create_bucket(Bucket=bucket)
+        client("s3").put_object(Bucket=bucket, Key=f"{prefix}/events/dt=2026-12-01/hour=10/old.ndjson.gz", Body=b"x")
+        iam, stores = client("iam"), {}
+        for job in ("collector", "loader"):
+            policy = (REPO_ROOT / "ops/minio" / f"trackway-{job}-policy.json").read_text()
+            iam.create_user(UserName=job)
+            iam.put_user_policy(UserName=job, PolicyName=f"trackway-{job}", PolicyDocument=policy)
+            key = iam.create_access_key(UserName=job)["AccessKey"]
+            stores[job] = client("s3", key["AccessKeyId"], key["SecretAccessKey"])
+        monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # from here on, every call is checked
+        monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
+
+        def denied(call, *args) -> bool:
+            try:
+                call(*args)
+            except ClientError as exc:
+                return exc.response["Error"]["Code"] in ("AccessDenied", "403")
+            return False
+
+        new, old = "events/dt=2026-12-01/hour=11/new.ndjson.gz", "events/dt=2026-12-01/hour=10/old.ndjson.gz"
+        collector = S3ObjectStore(bucket, prefix, client=stores["collector"])
+        (tmp_path / "segment").write_bytes(b"acknowledged")
+        collector.put_file(new, tmp_path / "segment")  # as the uploader does
+        collector.put_bytes("late/pointer.json", b"{}")
+        assert denied(collector.read_bytes, old)
+        assert denied(collector.delete, old)
+        collector.put_bytes("_privacy/subjects.json", b"{}")  # as `trackway privacy` would publish it
+        assert collector.read_bytes("_privacy/subjects.json") == b"{}"  # what the collector polls
+        assert denied(S3ObjectStore(bucket, "elsewhere", client=stores["collector"]).put_bytes, "x", b"x")
+
+        loader = S3ObjectStore(bucket, prefix, client=stores["loader"])
+        assert loader.list("events/") == [old, new]
+        assert loader.read_bytes(new) == b"acknowledged" and loader.exists(old)
+        assert denied(loader.put_bytes, "events/dt=2026-12-01/hour=12/forged.ndjson.gz", b"x")
+        assert denied(loader.delete, old)
+    finally:
+        server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ def dagbag(airflow_db, tmp_path_factory):
     saved = dict(os.environ)
     with pytest.MonkeyPatch.context() as mp:  # a home of this worker's own
         mp.setenv("TRACKWAY_HOME", str(tmp_path_factory.mktemp("dag-integrity") / "trackway"))
+        mp.setenv("TRACKWAY_DAG_DEADLINE_MINUTES", "45")  # the default; conftest.py turns it off for dag.test()
         for var in ("TRACKWAY_RAW_URL", "TRACKWAY_WAREHOUSE_URL", "TRACKWAY_PLAN_DIR"):
             mp.delenv(var, raising=False)
         compile_manifest(load_settings())  # `trackway transform compile`, as make install and the demo run it
@@ -31,7 +33,23 @@ def dagbag(airflow_db, tmp_path_factory):
 
 def test_every_dag_file_imports(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "privacy"}
+    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "pipeline_health", "privacy"}
+
+
+def test_every_dag_has_a_deadline_alert_through_the_one_notifier(dagbag):
+    for dag_id in dagbag.dag_ids:
+        [deadline] = dagbag.get_dag(dag_id).deadline
+        assert deadline.interval == timedelta(minutes=45)
+        assert deadline.callback.serialize()["path"].endswith("alerts.TrackwayAlertNotifier"), dag_id
+        assert deadline.callback.serialize()["kwargs"] == {"kind": "deadline_missed"}
+
+
+def test_pipeline_health_has_a_task_per_check_family(dagbag):
+    from trackway.health.observe import FAMILIES
+
+    dag = dagbag.get_dag("pipeline_health")
+    assert [t.task_id for t in dag.tasks] == [f"check_{f}" for f in FAMILIES]
+    assert all(t.retries == 0 for t in dag.tasks)  # a verdict, not a fault to retry
 
 
 def test_events_load_is_hourly_over_data_intervals(dagbag):

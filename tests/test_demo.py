@@ -38,6 +38,9 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     assert _count(out, "rejected (analytics.events_rejected)") == 0
     for heading in ("Daily active people", "Sessions per day", "Top events", "Page views by path", "Query it:"):
         assert heading in out
+    # Personal data as stored (docs/privacy.md): the demo's own keyring, truncated request addresses.
+    stored = re.search(r"context\.ip truncated \(([^)]*)\); traits\.email pseudonymised \(h1:demo:[a-z2-7]{16}", out)
+    assert stored and all(ip.endswith(".0") for ip in stored.group(1).split(", ")), out
 
     # The tracking plan: the three deliberate violations are flagged at the collector and found in the warehouse.
     assert re.search(r"tracking plan \(.*\): [\d,]+ events checked, 3 flagged, 0 blocked", out), out

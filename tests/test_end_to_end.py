@@ -19,8 +19,10 @@ from segment.analytics import Client
 from collector_helpers import WRITE_KEYS, CollectorProcess
 from raw_files import event, hour_dir, write_gz_lines
 from trackway.config import load_settings
+from trackway.health.checks import State
+from trackway.health.observe import run_checks
 from trackway.rawdata.partitions import hour_floor, hours_between
-from trackway.transform.dbt_runner import run_dbt
+from trackway.transform.dbt_runner import release_duckdb, run_dbt
 from trackway.transform.manifest import compile_manifest
 from trackway.warehouse import open_warehouse
 
@@ -163,6 +165,7 @@ def end_to_end(warehouse: str, tmp_path: Path, trackway_env: Path, monkeypatch, 
         assert run.state == "success"
     _assert_transform_is_queued_by_the_asset(expected_rows=len(sent) + 1 + 2)
     assert _load_dag("events_transform").test().state == "success"
+    _assert_health_sees_the_transform()
 
     settings = load_settings()
     with open_warehouse(settings.warehouse, read_only=True) as wh:
@@ -218,11 +221,11 @@ def end_to_end(warehouse: str, tmp_path: Path, trackway_env: Path, monkeypatch, 
         assert source_id == "web"
         assert original_ts == call["timestamp"]
         assert abs(occurred_at - call["timestamp"]) < timedelta(minutes=1)  # skew-corrected against sentAt
-        assert ip == "127.0.0.1"
+        assert ip == "127.0.0.0"  # the request address, truncated to its /24 (docs/privacy.md)
         if call["method"] in ("track", "page", "screen"):
             assert json.loads(properties) == call.get("properties", {})
-        if call["method"] == "identify":
-            assert json.loads(traits) == call["traits"]
+        if call["method"] == "identify":  # no keyring here: traits.email (hash) is dropped, never kept in clear
+            assert json.loads(traits) == {k: v for k, v in call["traits"].items() if k != "email"}
             assert anonymous_id == "anon-1"
         if call["method"] == "track" and "context" in call:
             assert session_id == str(call["context"]["sessionId"])
@@ -246,10 +249,24 @@ def end_to_end(warehouse: str, tmp_path: Path, trackway_env: Path, monkeypatch, 
     _second_batch_then_full_refresh(garbage_dir, sent, started, load_dag)
 
 
+def _assert_health_sees_the_transform() -> None:
+    """Every dbt invocation recorded itself in audit.dbt_results (an on-run-end hook): health reads it."""
+    report = run_checks(load_settings(), families=("freshness", "dbt_tests"))
+    checks = {r.check: r for r in report.results}
+    assert "transform_stale" in checks, [r.summary for r in report.results]
+    assert checks["transform_stale"].state is State.OK and checks["transform_stale"].summary.endswith("ago")
+    assert checks["load_stale"].state is State.OK
+    [tests] = report.family("dbt_tests")
+    assert tests.state is State.OK and tests.value and tests.value > 10, tests.summary
+
+
 def _snapshot(settings) -> dict[str, list]:
     """Every mart, rows sorted, without the bookkeeping column transformed_at."""
     tables = ["events", "events_rejected", "sessions", "identity_map", "users", "daily_active_users"]
     out = {}
+    # dag.test() ran dbt in this process, and dbt-duckdb keeps its read-write handle open; queries
+    # (query_with_headers) run only on a read-only one, which DuckDB gives once that handle is closed.
+    release_duckdb()
     with open_warehouse(settings.warehouse, read_only=True) as wh:
         for table in [*tables, "experiment_assignments"]:
             headers, rows = wh.query_with_headers(f"SELECT * FROM analytics.{table}", limit=1_000_000)

@@ -14,7 +14,7 @@ import pytest
 from bigquery_stack import bigquery_stack
 from collector_helpers import WRITE_KEYS, CollectorProcess, read_lines
 from gcs_emulator import gcs_env
-from test_end_to_end import _load_dag, _send_through_sdk
+from test_end_to_end import _assert_health_sees_the_transform, _load_dag, _send_through_sdk
 from trackway.config import load_settings
 from trackway.objectstore import open_object_store
 from trackway.rawdata.partitions import hour_floor, hours_between
@@ -49,6 +49,7 @@ def test_sdk_to_analytics_events_on_bigquery(tmp_path, trackway_env, own_asset_e
         for hour in hours_between(started, finished + timedelta(hours=1)):
             assert load_dag.test(logical_date=hour + timedelta(hours=1)).state == "success"
         assert _load_dag("events_transform").test().state == "success"
+        _assert_health_sees_the_transform()
 
         with open_warehouse(settings.warehouse) as wh:
             ids = [r[0] for r in wh.query("SELECT event_id FROM analytics.events")]

@@ -14,14 +14,16 @@ from trackway.cli import main
 from trackway.plan import names
 from trackway.plan.dbtgen import generate
 from trackway.plan.diff import BREAKING, diff_plans, worst
-from trackway.plan.lint import lint_plan
-from trackway.plan.model import PlanError, load_plan
+from trackway.plan.lint import ERROR, lint_findings, lint_plan
+from trackway.plan.model import Plan, PlanError, load_plan
+from trackway.plan.schema import compile_schema, schema_problems
+from trackway.plan.translate import Translator
 from trackway.plan.validate import CompiledPlan
 
 try:
-    from plan_fixtures import DEMO_PLAN, hostile_plan, messy_segment_export, write_plan
+    from plan_fixtures import DEMO_PLAN, PLAN_EXPORTS, hostile_plan, messy_segment_export, write_plan
 except ImportError:  # tests/ imported as a package
-    from tests.plan_fixtures import DEMO_PLAN, hostile_plan, messy_segment_export, write_plan
+    from tests.plan_fixtures import DEMO_PLAN, PLAN_EXPORTS, hostile_plan, messy_segment_export, write_plan
 
 REPO_DBT = Path(__file__).resolve().parents[1] / "include" / "dbt"
 
@@ -182,7 +184,7 @@ def test_lint_reports_one_line_per_problem(tmp_path, capsys):
             {"name": "Viewed", "description": "d", "owner": "o", "queries": ["queries/missing.sql"]},
         ],
     )
-    assert main(["plan", "lint", str(tmp_path)]) == 1
+    assert main(["plan", "lint", str(tmp_path)]) == 2  # an invalid schema is an error, the rest style
     out = capsys.readouterr().out.strip().splitlines()
     text = "\n".join(out)
     expected = [
@@ -196,7 +198,7 @@ def test_lint_reports_one_line_per_problem(tmp_path, capsys):
         "property 'notype': no 'type'",
         "property 'noprivacy': no privacy class",
         "property 'secret': privacy 'topsecret' is not one of",
-        "invalid JSON Schema at properties/broken/type",
+        "property 'broken': invalid JSON Schema at 'type'",
         "events 'listing viewed' and 'Listings Viewed' are near-duplicate names",
         "event 'Viewed': name is not 'Object Action'",
         "analyst query queries/missing.sql does not exist",
@@ -204,6 +206,8 @@ def test_lint_reports_one_line_per_problem(tmp_path, capsys):
     for fragment in expected:
         assert fragment in text, f"missing lint line: {fragment}\n{text}"
     assert all(line.startswith(str(tmp_path)) for line in out), out
+    assert ": error: " in out[0] and "[invalid-schema]" in out[0]  # errors first
+    assert all(": warning: " in line for line in out[1:]), out
 
 
 def test_lint_conventions_are_configurable(tmp_path):
@@ -259,8 +263,10 @@ def test_lint_refuses_a_breaking_change_without_a_major_bump(tmp_path, capsys):
     old = write_plan(tmp_path / "old", [_event({"a": S, "b": S})])
     same = write_plan(tmp_path / "same", [_event({"a": S}, version="1-0-1")])
     bumped = write_plan(tmp_path / "bumped", [_event({"a": S}, version="2-0-0")])
-    assert main(["plan", "lint", str(same), "--baseline", str(old)]) == 1
-    assert "breaking change (property 'b' removed) keeps version 1-0-1; bump it to 2-0-0" in capsys.readouterr().out
+    assert main(["plan", "lint", str(same), "--baseline", str(old)]) == 2  # an error, not style
+    out = capsys.readouterr().out
+    assert ": error: event 'Order Completed': breaking change (property 'b' removed) keeps version 1-0-1; " in out
+    assert "bump it to 2-0-0 (or undo the change) [version-bump]" in out
     assert main(["plan", "lint", str(bumped), "--baseline", str(old)]) == 0
     assert main(["plan", "diff", str(old), str(bumped)]) == 0
     assert "breaking" in capsys.readouterr().out
@@ -271,7 +277,7 @@ def test_broken_plan_files_get_a_clear_error(tmp_path, capsys):
     write_plan(tmp_path, [])
     (tmp_path / "events" / "bad.yaml").write_text("name: [unclosed\n")
     assert main(["plan", "lint", str(tmp_path)]) == 2
-    assert "bad.yaml: not valid YAML" in capsys.readouterr().err
+    assert "bad.yaml: error: not valid YAML" in capsys.readouterr().out
     (tmp_path / "events" / "bad.yaml").write_text(yaml.safe_dump({"name": "X Y", "type": "click"}))
     with pytest.raises(PlanError, match="type 'click' is not one of"):
         load_plan(tmp_path)
@@ -489,12 +495,13 @@ def test_import_rudderstack_cli_yaml(tmp_path):
     assert plan.event("identify", "Identify").current.schema["properties"]["city"] == {"type": "string"}
 
 
-def test_import_iglu_self_describing_schemas(tmp_path):
+def test_import_iglu_self_describing_schemas(tmp_path, capsys):
     base = tmp_path / "schemas" / "com.nestful" / "link_click" / "jsonschema"
     base.mkdir(parents=True)
     for version, props in (
         ("1-0-0", {"targetUrl": {"type": "string"}}),
         ("1-0-1", {"targetUrl": {"type": "string"}, "elementId": {"type": "string"}}),
+        ("2-0-0", {"target": {"type": "string"}}),
     ):
         (base / version).write_text(
             json.dumps(
@@ -511,9 +518,11 @@ def test_import_iglu_self_describing_schemas(tmp_path):
         )
     assert main(["plan", "import", "--from", "iglu", str(tmp_path / "schemas"), "--to", str(tmp_path / "plan")]) == 0
     event = load_plan(tmp_path / "plan").event("track", "link_click")
-    assert str(event.version) == "1-0-1" and [str(v.version) for v in event.previous] == ["1-0-0"]
+    # The collector checks a client of model 1 against 1-0-1, which supersedes 1-0-0: one schema per model.
+    assert str(event.version) == "2-0-0" and [str(v.version) for v in event.previous] == ["1-0-1"]
+    assert "link_click' version 1-0-0 left out: 1-0-1 of the same model supersedes it" in capsys.readouterr().err
     assert event.owner == "com.nestful" and not event.current.allows_extra
-    assert [p.name for p in event.current.properties] == ["targetUrl", "elementId"]
+    assert [p.name for p in event.previous[0].properties] == ["targetUrl", "elementId"]
 
 
 def test_import_refuses_to_overwrite_and_unknown_input(tmp_path, capsys):
@@ -631,3 +640,552 @@ def test_project_copy_is_synced_in_place(tmp_path):
         "unchanged files were deleted or rewritten"
     )
     assert sorted((dest / "models" / "plan").rglob("*.sql")) == generated
+
+
+# ---- vendor constructs: import -> lint -> the collector's validator
+
+ANY_VALUES = ["text", 3, 2.5, True, None, [1, "two"], {"nested": {"x": 1}}]
+
+
+@pytest.mark.parametrize(
+    ("case", "draft", "given", "expected", "accepted", "rejected"),
+    [
+        ("any as a string", 7, {"type": "any", "description": "d"}, {"description": "d"}, ANY_VALUES, []),
+        ("any in a list", 7, {"type": ["any"]}, {}, ANY_VALUES, []),
+        ("any keeps the other keywords", 7, {"type": "any", "minLength": 2}, {"minLength": 2}, ["ab", 1], ["a"]),
+        ("any with null", 7, {"type": ["any", "null"]}, {}, ANY_VALUES, []),
+        ("nullable string", 7, {"type": ["string", "null"]}, {"type": ["string", "null"]}, ["a", None], [1]),
+        (
+            "enum with null",
+            7,
+            {"type": ["string", "null"], "enum": ["a", None]},
+            {"type": ["string", "null"], "enum": ["a", None]},
+            ["a", None],
+            ["b", 1],
+        ),
+        ("OpenAPI nullable", 7, {"type": "integer", "nullable": True}, {"type": ["integer", "null"]}, [1, None], ["1"]),
+        ("type name in capitals", 7, {"type": "String"}, {"type": "string"}, ["a"], [1]),
+        (
+            "Segment's Date time type",
+            7,
+            {"type": "Date time"},
+            {"type": "string", "format": "date-time"},
+            ["2026-11-30T10:00:00Z"],
+            ["yesterday", 3],
+        ),
+        (
+            "unknown type kept as an annotation",
+            7,
+            {"type": "money", "description": "d"},
+            {"x-segment-type": "money", "description": "d"},
+            ANY_VALUES,
+            [],
+        ),
+        (
+            "draft-04 exclusiveMinimum",
+            4,
+            {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+            {"type": "number", "exclusiveMinimum": 0},
+            [0.5],
+            [0, -1],
+        ),
+        ("draft-04 exclusiveMaximum: false", 4, {"maximum": 5, "exclusiveMaximum": False}, {"maximum": 5}, [5], [6]),
+        (
+            "tuple items",
+            7,
+            {"type": "array", "items": [{"type": "string"}, {"type": "integer"}], "additionalItems": False},
+            {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": False},
+            [["a", 1], ["a"]],
+            [[1, "a"], ["a", 1, 2]],
+        ),
+        (
+            "dependencies",
+            7,
+            {"dependencies": {"card": ["cvc"], "iban": {"required": ["bic"]}}},
+            {"dependentRequired": {"card": ["cvc"]}, "dependentSchemas": {"iban": {"required": ["bic"]}}},
+            [{"card": 1, "cvc": 2}, {"iban": 1, "bic": 2}, {}],
+            [{"card": 1}, {"iban": 1}],
+        ),
+        (
+            "draft-03 required: true",
+            3,
+            {"type": "object", "properties": {"a": {"type": "string", "required": True}, "b": {"required": False}}},
+            {"type": "object", "properties": {"a": {"type": "string"}, "b": {}}, "required": ["a"]},
+            [{"a": "x"}],
+            [{"b": 1}],
+        ),
+        (
+            "pattern the regex engine refuses",
+            7,
+            {"type": "string", "pattern": "(?<=a"},
+            {"type": "string", "x-segment-pattern": "(?<=a"},
+            ["anything"],
+            [1],
+        ),
+        (
+            "$ref outside the export",
+            7,
+            {"$ref": "https://schemas.example.com/address.json", "description": "d"},
+            {"description": "d", "x-segment-ref": "https://schemas.example.com/address.json"},
+            ANY_VALUES,
+            [],
+        ),
+        (
+            "$ref to nothing",
+            7,
+            {"$ref": "#/definitions/missing"},
+            {"x-segment-ref": "#/definitions/missing"},
+            ANY_VALUES,
+            [],
+        ),
+        (
+            "keywords beside $ref in draft-07",
+            7,
+            {"$ref": "#/definitions/money", "description": "total", "maximum": 10},
+            {"type": "number", "minimum": 0, "description": "total", "x-segment-beside-ref": {"maximum": 10}},
+            [0, 50],
+            [-1, "1"],
+        ),
+        (
+            "keywords beside $ref in 2020-12",
+            2020,
+            {"$ref": "#/definitions/money", "maximum": 10},
+            {"maximum": 10, "allOf": [{"type": "number", "minimum": 0}]},
+            [0, 10],
+            [-1, 11],
+        ),
+    ],
+)
+def test_translation_of_vendor_constructs(case, draft, given, expected, accepted, rejected):
+    root = {"definitions": {"money": {"type": "number", "minimum": 0}}, "properties": {"p": given}}
+    translated = Translator("segment", root, draft=draft).translate(given)
+    assert translated == expected, case
+    assert schema_problems(translated) == [], case
+    validator = compile_schema(translated)
+    assert [v for v in accepted if not validator.is_valid(v)] == [], case
+    assert [v for v in rejected if validator.is_valid(v)] == [], case
+
+
+def test_translation_of_recursive_and_nested_refs():
+    root = {
+        "definitions": {
+            "category": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "children": {"type": "array", "items": {"$ref": "#/definitions/category"}},
+                },
+                "required": ["name"],
+            },
+            "price": {"$ref": "#/definitions/money"},
+            "money": {"type": "number"},
+        },
+        "properties": {
+            "properties": {
+                "type": "object",
+                "properties": {
+                    "category": {"$ref": "#/definitions/category"},
+                    "price": {"$ref": "#/definitions/price"},
+                },
+            }
+        },
+    }
+    translator = Translator("segment", root)
+    out = translator.translate(root["properties"]["properties"])
+    assert out["properties"]["price"] == {"type": "number"}  # a $ref to a $ref, inlined
+    assert out["properties"]["category"] == {"$ref": "#/$defs/category"}  # a tree stays a reference
+    assert out["$defs"]["category"]["properties"]["children"]["items"] == {"$ref": "#/$defs/category"}
+    assert schema_problems(out) == []
+    validator = compile_schema(out)
+    assert validator.is_valid({"category": {"name": "home", "children": [{"name": "sofas", "children": []}]}})
+    assert not validator.is_valid({"category": {"name": "home", "children": [{"children": []}]}})
+    assert {n.code for n in translator.notes} == {"ref-inlined", "ref-recursive"}
+
+
+def _imported(tmp_path: Path, fmt: str, source: Path, capsys, translated: str = "") -> Plan:
+    """Import through the CLI, then lint: no errors, and the dbt models generate."""
+    target = tmp_path / fmt
+    assert main(["plan", "import", "--from", fmt, str(source), "--to", str(target)]) == 0
+    err = capsys.readouterr().err
+    assert (f"translated into JSON Schema 2020-12: {translated}\n" in err) if translated else "translated" not in err
+    plan = load_plan(target)
+    assert [f.line() for f in lint_findings(plan) if f.severity == ERROR] == []
+    assert main(["plan", "lint", str(target)]) == 1  # style warnings only (owners, privacy classes ...)
+    assert ": error: " not in capsys.readouterr().out
+    assert len([f for f in generate(plan) if f.startswith("typed/")]) == len(plan.events)
+    return plan
+
+
+def _verdict(compiled: CompiledPlan, payload: dict, event: str = "", etype: str = "track", **context) -> set:
+    message: dict = {"type": etype, "context": {"sessionId": 1, **context}}
+    if etype == "track":
+        message["event"] = event
+    message["traits" if etype in ("identify", "group") else "properties"] = payload
+    return {(v.kind, v.property) for v in compiled.check(message)}
+
+
+ORDER = {
+    "order_id": "ord_20261130",
+    "total": 120.5,
+    "revenue": 120.5,
+    "currency": "EUR",
+    "payment_method": None,
+    "placed_at": "2026-11-30T10:00:00Z",
+    "customer_email": "ana@example.com",
+    "coupon": None,
+    "gift": False,
+    "shipping": {"method": "express", "address": {"city": "Lisbon", "postal_code": "1100-148", "country": "PT"}},
+    "products": [{"product_id": "prd_abc123", "price": 60.25, "quantity": 2, "attributes": {"color": "red"}}],
+    "metadata": [1, "two", None],
+    "tracking_source": 42,
+    "landing_page": "https://nestful.example/listing/1",
+}
+
+
+def _with(base: dict, **changes) -> dict:
+    out = json.loads(json.dumps(base))
+    for key, value in changes.items():
+        if value is _DROP:
+            out.pop(key)
+        else:
+            out[key] = value
+    return out
+
+
+_DROP = object()
+
+
+def test_segment_public_api_export_with_any_types_imports_lints_and_validates(tmp_path, capsys):
+    export = PLAN_EXPORTS / "segment" / "public-api-export.json"
+    plan = _imported(tmp_path, "segment", export, capsys, "any-type 7, ref-inlined 5")
+    order = plan.event("track", "Order Completed")
+    assert plan.name == "Nestful Web" and str(order.version) == "2-0-0"
+    assert [str(v.version) for v in order.previous] == ["1-0-0"]
+    props = order.current.schema["properties"]
+    assert props["metadata"] == {"description": "Anything the shop adds"}  # ["any"]: no type constraint
+    assert props["tracking_source"] == {}  # "any"
+    assert props["total"] == {"type": "number", "minimum": 0, "description": "Order total"}  # $ref inlined
+    assert props["revenue"]["type"] == "number"  # $ref to another property of the export
+    assert props["products"]["items"]["properties"]["price"]["type"] == "number"
+    assert order.current.schema["x-segment-labels"] == {"team": "checkout", "priority": "p1"}
+    search = plan.event("track", "Search Results Viewed")
+    assert "x-segment-context" in search.current.schema  # per-event context rules: kept, not checked
+    assert plan.common["properties"]["experiments"] == {"description": "Whatever the experiment framework sends"}
+
+    compiled = CompiledPlan(plan)
+    assert _verdict(compiled, ORDER, "Order Completed") == set()
+    for anything in ANY_VALUES:
+        assert _verdict(compiled, _with(ORDER, metadata=anything, tracking_source=anything), "Order Completed") == set()
+    assert _verdict(compiled, _with(ORDER, payment_method="card", coupon="WELCOME"), "Order Completed") == set()
+    rejected = {
+        "total": ("120", {("wrong_type", "total")}),
+        "currency": ("JPY", {("not_in_enum", "currency")}),
+        "payment_method": ("cash", {("not_in_enum", "payment_method")}),
+        "order_id": ("12345", {("invalid_value", "order_id")}),  # pattern
+        "placed_at": ("yesterday", {("bad_format", "placed_at")}),
+        "customer_email": ("not-an-email", {("bad_format", "customer_email")}),
+        "landing_page": ("not a uri", {("bad_format", "landing_page")}),
+        "gift": ("yes", {("wrong_type", "gift")}),
+        "products": ([], {("invalid_value", "products")}),  # minItems
+    }
+    for prop, (value, expected) in rejected.items():
+        assert _verdict(compiled, _with(ORDER, **{prop: value}), "Order Completed") == expected, prop
+    assert _verdict(compiled, _with(ORDER, total=-1), "Order Completed") == {("invalid_value", "total")}  # via $ref
+    assert _verdict(compiled, _with(ORDER, currency=_DROP), "Order Completed") == {("missing_required", "currency")}
+    nested = [
+        _with(ORDER, shipping={"method": "drone"}),
+        _with(ORDER, shipping={"address": {"city": "Lisbon"}}),  # no country
+        _with(ORDER, shipping={"address": {"country": "PT", "postal_code": "??"}}),
+        _with(ORDER, products=[{"product_id": "x", "price": 1}]),
+        _with(ORDER, products=[{"product_id": "prd_abc123"}]),  # no price
+        _with(ORDER, products=[{"product_id": "prd_abc123", "price": -3}]),
+        _with(ORDER, products=[{"product_id": "prd_abc123", "price": 1, "quantity": 0}]),
+    ]
+    for payload in nested:
+        assert _verdict(compiled, payload, "Order Completed"), payload
+    v1 = {"order_id": "o-1", "total": 3}  # version 1's schema: no pattern, no currency
+    assert _verdict(compiled, v1, "Order Completed", protocols={"event_version": 1}) == set()
+    assert ("missing_required", "currency") in _verdict(compiled, v1, "Order Completed")
+
+    results = {"query": "loft", "results": [{"listing_id": "l1", "position": 0, "score": None}], "sort": None}
+    assert _verdict(compiled, {**results, "filters": {"beds": [2, 3], "pets": True}}, "Search Results Viewed") == set()
+    assert _verdict(compiled, {**results, "filters": "beds=2"}, "Search Results Viewed") == {("wrong_type", "filters")}
+    assert _verdict(compiled, {**results, "sort": "random"}, "Search Results Viewed") == {("not_in_enum", "sort")}
+    bad_item = {**results, "results": [{"listing_id": "l1", "position": -1}]}
+    assert _verdict(compiled, bad_item, "Search Results Viewed") == {("invalid_value", "results")}
+    assert _verdict(compiled, {**results, "results": [{"position": 1}]}, "Search Results Viewed")
+
+    traits = {"email": "ana@example.com", "plan": None, "created_at": "2026-01-01T00:00:00Z", "preferences": ["x"]}
+    assert _verdict(compiled, traits, etype="identify") == set()
+    assert _verdict(compiled, {**traits, "plan": "enterprise"}, etype="identify") == {("not_in_enum", "plan")}
+    assert _verdict(compiled, {**traits, "email": "nope"}, etype="identify") == {("bad_format", "email")}
+    assert _verdict(compiled, {"name": "Acme", "employees": None}, etype="group") == set()
+    assert _verdict(compiled, {"employees": 3}, etype="group") == {("missing_required", "name")}
+    page = {"path": "/listing/1", "url": "https://nestful.example/listing/1", "title": None, "referrer": 7}
+    assert _verdict(compiled, page, etype="page") == set()
+    assert _verdict(compiled, {**page, "path": "listing"}, etype="page") == {("invalid_value", "path")}
+    message = {"type": "track", "event": "Order Completed", "properties": ORDER, "context": {"experiments": [1]}}
+    assert {(v.kind, v.property) for v in compiled.check(message)} == {("missing_required", "context.sessionId")}
+
+
+def test_segment_config_api_export_imports_lints_and_validates(tmp_path, capsys):
+    plan = _imported(tmp_path, "segment", PLAN_EXPORTS / "segment" / "config-api-export.json", capsys, "any-type 2")
+    assert plan.name == "Nestful Mobile (legacy)"
+    assert {e.key for e in plan.events} == {
+        ("track", "Listing Favorited"),
+        ("track", "Showing Requested"),
+        ("identify", "Identify"),
+    }
+    assert plan.common["x-segment-required"] == ["anonymousId"]  # a root rule Trackway's context cannot hold
+    compiled = CompiledPlan(plan)
+    ctx = {"device": {"type": "ios"}}
+    favorited = {
+        "listing_id": "lst_00042",
+        "price_per_night": None,
+        "tags": ["sea"],
+        "source_screen": "map",
+        "extras": 1,
+    }
+    assert _verdict(compiled, favorited, "Listing Favorited", **ctx) == set()
+    assert _verdict(compiled, {**favorited, "tags": ["a", "a"]}, "Listing Favorited", **ctx) == {
+        ("invalid_value", "tags")
+    }
+    # enum lists null but type says string: null is not a string (JSON Schema needs both to pass)
+    assert _verdict(compiled, {**favorited, "source_screen": None}, "Listing Favorited", **ctx) == {
+        ("wrong_type", "source_screen")
+    }
+    assert _verdict(compiled, favorited, "Listing Favorited") == {("missing_required", "context.device")}
+    showing = {"listing_id": "l1", "requested_date": "2026-12-01", "slots": [{"start": "2026-12-01T10:00:00Z"}]}
+    assert _verdict(compiled, showing, "Showing Requested", **ctx) == set()
+    assert _verdict(compiled, {**showing, "requested_date": "2026-02-30"}, "Showing Requested", **ctx) == {
+        ("bad_format", "requested_date")
+    }
+    bad_slot = {**showing, "slots": [{"start": "2026-12-01T10:00:00Z", "minutes": 45}]}
+    assert _verdict(compiled, bad_slot, "Showing Requested", **ctx) == {("not_in_enum", "slots")}
+    traits = {"email": "a@b.co", "first_name": None, "favorite_cities": {"any": "thing"}}
+    assert _verdict(compiled, traits, etype="identify", **ctx) == set()
+
+
+def test_rudderstack_project_imports_lints_and_validates(tmp_path, capsys):
+    plan = _imported(tmp_path, "rudderstack", PLAN_EXPORTS / "rudderstack", capsys)
+    assert plan.name == "Checkout Plan"
+    order = plan.event("track", "Order Completed")
+    props = order.current.schema["properties"]
+    assert props["metadata"] == {"description": "Anything the shop adds (no type)"}  # rudder-cli's empty type
+    assert props["products"]["items"]["x-custom-type"] == "Product"  # item_type: a custom type
+    assert props["tags"]["items"] == {"type": ["string", "number"]}
+    assert props["card_last4"]["pattern"] == "^[0-9]{4}$"  # a variant's property, listed at the top too
+    compiled = CompiledPlan(plan)
+    order_ok = {
+        "order_id": "ord_20261130",
+        "total": 99.9,
+        "currency": "EUR",
+        "payment_method": "card",
+        "card_last4": "4242",
+        "placed_at": "2026-11-30T10:00:00Z",
+        "customer_email": "ana@example.com",
+        "products": [{"product_id": "prd_abc123", "price": 99.9, "quantity": 1}],
+        "tags": ["gift", 3],
+        "metadata": {"anything": [1]},
+        "shipping": {"method": "standard", "city": "Porto"},
+    }
+    assert _verdict(compiled, order_ok, "Order Completed") == set()
+    paypal = _with(order_ok, payment_method="paypal", card_last4=_DROP, paypal_email="ana@example.com")
+    assert _verdict(compiled, paypal, "Order Completed") == set()
+    assert _verdict(compiled, _with(order_ok, card_last4=_DROP), "Order Completed") == {
+        ("missing_required", "card_last4")
+    }
+    assert _verdict(compiled, _with(paypal, paypal_email="not-an-email"), "Order Completed") == {
+        ("bad_format", "paypal_email")
+    }
+    default_case = _with(order_ok, payment_method=None, card_last4=_DROP)  # neither card nor paypal: coupon needed
+    assert _verdict(compiled, default_case, "Order Completed") == {("missing_required", "coupon")}
+    assert _verdict(compiled, {**default_case, "coupon": "WELCOME"}, "Order Completed") == set()
+    assert _verdict(compiled, {**order_ok, "color": "red"}, "Order Completed") == {("unexpected_property", "color")}
+    assert _verdict(compiled, {**order_ok, "total": 1000000}, "Order Completed") == {("invalid_value", "total")}
+    assert _verdict(compiled, {**order_ok, "tags": [True]}, "Order Completed") == {("wrong_type", "tags")}
+    assert _verdict(compiled, {**order_ok, "shipping": {"city": "Porto"}}, "Order Completed")
+    assert _verdict(compiled, {**order_ok, "products": [{"product_id": "prd_abc123"}]}, "Order Completed")
+    assert _verdict(compiled, {**order_ok, "customer_email": "a@b"}, "Order Completed") == {
+        ("invalid_value", "customer_email")  # minLength 6 of the custom type
+    }
+    assert _verdict(compiled, {"customer_email": "ana@example.com", "plan": None}, etype="identify") == set()
+    assert _verdict(compiled, {"plan": "gold"}, etype="identify") == {("not_in_enum", "plan")}
+
+
+def test_iglu_schemas_import_lint_and_validate(tmp_path, capsys):
+    plan = _imported(
+        tmp_path, "iglu", PLAN_EXPORTS / "iglu", capsys, "definitions 1, draft4-exclusive 1, ref-inlined 3"
+    )
+    view = plan.event("track", "listing_view")
+    assert str(view.version) == "1-0-1" and view.previous == ()  # 1-0-1 supersedes 1-0-0 (same model)
+    assert view.owner == "com.nestful"
+    price = view.current.schema["properties"]["pricePerNight"]
+    assert price["exclusiveMinimum"] == 0 and "minimum" not in price  # draft-04 boolean form translated
+    checkout = plan.event("track", "checkout_step")
+    assert "definitions" not in checkout.current.schema  # every $ref into them inlined
+    compiled = CompiledPlan(plan)
+    seen = {
+        "listingId": "lst_00042",
+        "city": "Lisbon",
+        "pricePerNight": 0.01,
+        "viewId": "5f2b9c1e-8d6a-4e1b-9c3f-2a7d8e6f1b0c",
+        "viewedAt": None,
+        "source": None,
+        "photos": [{"url": "https://img.example/1.jpg", "width": 800}],
+        "host": None,
+    }
+    assert _verdict(compiled, seen, "listing_view") == set()
+    assert _verdict(compiled, {**seen, "host": {"hostId": "h1", "superhost": True}}, "listing_view") == set()
+    assert _verdict(compiled, {**seen, "pricePerNight": 0}, "listing_view") == {("invalid_value", "pricePerNight")}
+    assert _verdict(compiled, {**seen, "viewId": "x"}, "listing_view") == {("bad_format", "viewId")}
+    assert _verdict(compiled, {**seen, "source": "email"}, "listing_view") == {("not_in_enum", "source")}
+    assert _verdict(compiled, {**seen, "listingId": "42"}, "listing_view") == {("invalid_value", "listingId")}
+    assert _verdict(compiled, {**seen, "clicks": 1}, "listing_view") == {("unexpected_property", "clicks")}
+    assert _verdict(compiled, {**seen, "host": {}}, "listing_view")
+    assert _verdict(compiled, {**seen, "photos": [{"url": "https://img.example/1.jpg", "alt": "x"}]}, "listing_view")
+    step = {"step": 2, "total": 300, "deposit": 50, "guests": [{"kind": "adult", "age": None}], "paymentMethod": None}
+    assert _verdict(compiled, step, "checkout_step") == set()
+    assert _verdict(compiled, {**step, "total": -1}, "checkout_step") == {("invalid_value", "total")}
+    assert _verdict(compiled, {**step, "guests": [{"kind": "pet"}]}, "checkout_step") == {("not_in_enum", "guests")}
+    assert _verdict(compiled, {**step, "paymentMethod": "cash"}, "checkout_step") == {("not_in_enum", "paymentMethod")}
+    assert _verdict(compiled, {**step, "coupon": "no"}, "checkout_step") == {("invalid_value", "coupon")}
+
+
+def test_import_keeps_what_it_cannot_translate_as_annotations_and_says_so(tmp_path, capsys):
+    export = {
+        "trackingPlan": {
+            "name": "Odd",
+            "rules": [
+                {
+                    "type": "TRACK",
+                    "key": "Widget Used",
+                    "version": 1,
+                    "jsonSchema": {
+                        "$schema": "http://json-schema.org/draft-07/schema#",
+                        "properties": {
+                            "properties": {
+                                "type": "object",
+                                "properties": {
+                                    "shape": {"type": "geometry"},
+                                    "ref": {"$ref": "https://schemas.example.com/widget.json"},
+                                    "code": {"type": "string", "pattern": "(?<=x"},
+                                },
+                            }
+                        },
+                    },
+                }
+            ],
+        }
+    }
+    (tmp_path / "odd.json").write_text(json.dumps(export))
+    assert main(["plan", "import", "--from", "segment", str(tmp_path / "odd.json"), "--to", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    kept = [line for line in err.splitlines() if line.startswith("not translated, kept as an annotation")]
+    assert len(kept) == 3, err
+    assert "track 'Widget Used' version 1-0-0: property 'shape': type 'geometry' is not a JSON Schema type" in err
+    assert "property 'ref': $ref 'https://schemas.example.com/widget.json' is outside the export" in err
+    assert "property 'code': pattern '(?<=x' cannot be compiled" in err
+    props = load_plan(tmp_path / "p").event("track", "Widget Used").current.schema["properties"]
+    assert props == {
+        "shape": {"x-segment-type": "geometry"},
+        "ref": {"x-segment-ref": "https://schemas.example.com/widget.json"},
+        "code": {"type": "string", "x-segment-pattern": "(?<=x"},
+    }
+    CompiledPlan(load_plan(tmp_path / "p"))  # the collector starts with it
+
+
+def test_import_fails_naming_file_and_property_when_a_schema_stays_invalid(tmp_path, capsys):
+    rules = [
+        {
+            "type": "TRACK",
+            "key": "Signed Up",
+            "version": 1,
+            "jsonSchema": {
+                "properties": {
+                    "properties": {"type": "object", "properties": {"plan": {"type": "string", "minLength": "3"}}}
+                }
+            },
+        }
+    ]
+    (tmp_path / "bad.json").write_text(json.dumps({"trackingPlan": {"name": "Bad", "rules": rules}}))
+    assert main(["plan", "import", "--from", "segment", str(tmp_path / "bad.json"), "--to", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{tmp_path / 'bad.json'}: track 'Signed Up' version 1-0-0: property 'plan' at 'minLength': invalid JSON Schema"
+        in err
+    )
+    assert "nothing was written" in err and not (tmp_path / "p").exists()
+
+
+def test_the_collector_never_fetches_or_reads_a_ref(tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"type": "string", "enum": ["s3cr3t-value"]}))
+    props = {"a": {"$ref": secret.as_uri()}, "b": {"$ref": "http://127.0.0.1:9/x.json"}, "c": {"$ref": "#/$defs/nope"}}
+    write_plan(tmp_path / "plan", [{"name": "Ref Used", "properties": {"type": "object", "properties": props}}])
+    plan = load_plan(tmp_path / "plan")
+    with pytest.raises(PlanError, match=r"property 'a' at '\$ref': unusable \$ref: .* points outside the plan"):
+        CompiledPlan(plan)
+    findings = [f for f in lint_findings(plan) if f.rule == "schema-ref"]
+    assert [(f.where, f.severity) for f in findings] == [
+        ("event 'Ref Used': property 'a'", "error"),
+        ("event 'Ref Used': property 'b'", "error"),
+        ("event 'Ref Used': property 'c'", "error"),
+    ]
+    assert "points at nothing in this schema" in findings[2].message
+
+
+def test_lint_puts_errors_first_counts_each_kind_and_limits_long_lists(tmp_path, capsys):
+    many = {f"Prop {i}": {"type": "string", "privacy": "public"} for i in range(30)}  # 30 property-case warnings
+    events = [
+        {
+            "name": "Order Completed",
+            "description": "d",
+            "owner": "o",
+            "properties": {"type": "object", "properties": many},
+        },
+        {
+            "name": "Widget Used",
+            "description": "d",
+            "owner": "o",
+            "properties": {"type": "object", "properties": {"shape": {"type": ["any"], "privacy": "public"}}},
+        },
+        {
+            "name": "Nul\x00 Event",
+            "description": "d",
+            "owner": "o",
+            "version": "2-0-1",
+            "previous_versions": [{"version": "2-0-0"}],
+        },
+    ]
+    root = write_plan(tmp_path / "plan", events)
+    (root / "events" / "broken.yaml").write_text("name: [unclosed\n")
+    code = main(["plan", "lint", str(root), "--max-findings", "5"])
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert code == 2
+    kinds = [("error" if ": error: " in line else "warning") for line in lines if not line.startswith("...")]
+    assert kinds == sorted(kinds), "errors come first"
+    text = "\n".join(lines)
+    assert "broken.yaml: error: not valid YAML" in text
+    assert "property 'shape': invalid JSON Schema at 'type': [\"any\"]" in text
+    assert "name has a NUL character" in text
+    assert "version 2-0-0: version 2-0-0 has the same major as 2-0-1" in text
+    property_case = [line for line in lines if line.endswith("[property-case]")]
+    assert len(property_case) == 5
+    assert "... and 25 more warnings [property-case] (--max-findings 0 lists them all)" in lines
+    assert captured.err.startswith(
+        "plan lint: 3 events: 4 errors (plan-file 1, invalid-schema 1, unsafe-name 1, duplicate-version 1), "
+        "38 warnings (event-case 1, property-case 30, near-duplicate 7) in "
+    )
+    assert main(["plan", "lint", str(root), "--max-findings", "0"]) == 2
+    assert len([line for line in capsys.readouterr().out.splitlines() if line.endswith("[property-case]")]) == 30
+
+    # Errors fixed, style left: 1, or 0 when only errors gate (--allow-warnings); a clean plan: 0.
+    (root / "events" / "broken.yaml").unlink()
+    (root / "events" / "e002.yaml").unlink()
+    (root / "events" / "e001.yaml").unlink()
+    assert main(["plan", "lint", str(root)]) == 1
+    assert main(["plan", "lint", str(root), "--allow-warnings"]) == 0
+    assert main(["plan", "lint", str(DEMO_PLAN)]) == 0
+    assert "plan lint: ok, 11 events, no errors or warnings" in capsys.readouterr().err

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -12,8 +14,19 @@ import pytest
 import requests
 import yaml
 
-from collector_helpers import DEADLINE, WORKERS, CollectorProcess, local_store, read_lines, wait_for, wait_for_events
-from plan_fixtures import DEMO_PLAN
+from collector_helpers import (
+    DEADLINE,
+    WORKERS,
+    WRITE_KEYS_SPEC,
+    CollectorProcess,
+    clean_env,
+    free_port,
+    local_store,
+    read_lines,
+    wait_for,
+    wait_for_events,
+)
+from plan_fixtures import DEMO_PLAN, SEGMENT_EXPORT, write_plan
 
 CTX = {"sessionId": 1795910400000}
 VIEWED = {"listing_id": "lst_00001", "city": "Lisbon", "price_per_night": 99.5}
@@ -94,7 +107,7 @@ def test_health_counts_plan_checks(planned):
     assert plan["events_checked"] >= 7
     assert plan["events_flagged"] >= 3 and plan["events_blocked"] >= 2
     assert plan["violations"] >= 6 and plan["events"] == 11
-    exposition = requests.get(planned.url + "/metrics", timeout=DEADLINE).text
+    exposition = planned.metrics()
     assert 'trackway_collector_plan_violations_total{kind="unplanned_event",source="backend"}' in exposition
 
 
@@ -124,7 +137,8 @@ def test_plan_changes_are_picked_up_without_restart(planned):
     # file below appeared rightly keeps the plan it had, the one without the new event (CI failure of 2026-11-23).
     wait_for(lambda: _log_count(planned, "tracking plan reloaded") >= reloaded + WORKERS, "every worker to reload")
     assert _every_worker(planned, False)
-    assert planned.health()["plan"]["events"] == 12
+    # The admin /health reads each worker's plan size from the metrics its timer writes (within a second).
+    wait_for(lambda: planned.health()["plan"]["events"] == 12, "the new plan size in the admin /health")
     # A broken plan is refused by every worker; the last good one stays in force.
     (planned.plan / "events" / "broken.yaml").write_text("name: [oops\n")
     wait_for(
@@ -142,3 +156,81 @@ def test_without_a_plan_nothing_is_validated(collector):
     body = post(collector, "key-web", {"batch": [msg("Anything Goes", {"x": 1})]}).json()
     assert body == {"success": True, "accepted": 1, "quarantined": 0}
     assert "plan" not in collector.health()
+
+
+# ---- plans as they come from other tools
+
+
+@pytest.mark.parametrize("where", ["event", "common"])
+def test_a_plan_the_collector_cannot_compile_stops_it_with_file_property_and_lint_command(tmp_path, where):
+    """Segment's "any" copied as is: the collector refuses to start, saying where and how to see the full report."""
+    untranslated = {"type": ["any"], "description": "copied from an export as it was"}
+    event = {"name": "Order Completed", "properties": {"type": "object", "properties": {"total": {"type": "number"}}}}
+    if where == "event":
+        event["properties"]["properties"]["payload"] = untranslated
+    plan = write_plan(
+        tmp_path / "plan",
+        [event],
+        common={"type": "object", "properties": {"experiments": untranslated}} if where == "common" else None,
+    )
+    env = clean_env(TRACKWAY_HOME=str(tmp_path), TRACKWAY_WRITE_KEYS=WRITE_KEYS_SPEC, TRACKWAY_PLAN_DIR=str(plan))
+    done = subprocess.run(
+        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    file, prop = (
+        ("events/e000.yaml", "property 'payload'") if where == "event" else ("common.yaml", "property 'experiments'")
+    )
+    assert f"{plan / file}" in output and f"{prop} at 'type': invalid JSON Schema" in output, output
+    assert f"`trackway plan lint {plan}` shows the full report" in output, output
+    assert "Traceback" not in output, output
+
+
+def test_an_imported_segment_export_with_any_types_starts_the_collector_and_validates(tmp_path_factory):
+    """The issue's case: a real-shaped Segment export (any types, $ref, versions) imported unchanged, then
+    a real collector in flag mode judges events by it."""
+    from trackway.cli import main
+
+    home = tmp_path_factory.mktemp("segment-export")
+    plan = home / "plan"
+    assert main(["plan", "import", "--from", "segment", str(SEGMENT_EXPORT), "--to", str(plan)]) == 0
+    proc = CollectorProcess(home, TRACKWAY_PLAN_DIR=str(plan), TRACKWAY_PLAN_MODES="flag").start()
+    try:
+        assert proc.health()["plan"]["events"] == 5
+        order = {
+            "order_id": "ord_20261130",
+            "total": 120.5,
+            "currency": "EUR",
+            "payment_method": None,
+            "products": [{"product_id": "prd_abc123", "price": 60.25, "attributes": ["any", {"thing": 1}]}],
+            "metadata": {"free": ["form"]},
+            "tracking_source": 7,
+        }
+        good = msg("Order Completed", order)
+        anything = msg("Order Completed", {**order, "metadata": None, "tracking_source": "utm"})
+        wrong = msg("Order Completed", {**order, "currency": "JPY", "total": "120.50"})
+        nested = msg("Order Completed", {**order, "products": [{"product_id": "nope", "price": 1}]})
+        old_client = msg("Order Completed", {"order_id": "o-1", "total": 3})
+        old_client["context"] = {**CTX, "protocols": {"event_version": 1}}
+        page = {"type": "page", "messageId": str(uuid.uuid4()), "anonymousId": "anon-1", "context": dict(CTX)}
+        page["properties"] = {"path": "/listing/1", "referrer": {"any": "value"}}
+        batch = [good, anything, wrong, nested, old_client, page]
+        answer = post(proc, "key-web", {"batch": batch})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["accepted"], body["quarantined"]) == (6, 0)
+        flagged = {v["index"]: {(x["kind"], x["property"]) for x in v["violations"]} for v in body["violations"]}
+        assert flagged == {
+            2: {("not_in_enum", "currency"), ("wrong_type", "total")},
+            3: {("invalid_value", "products")},
+        }
+        stored = wait_for_events(local_store(home), [m["messageId"] for m in batch])
+        assert stored[good["messageId"]]["properties"] == order  # flag mode: unchanged
+    finally:
+        proc.close()

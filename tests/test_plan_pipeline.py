@@ -22,12 +22,13 @@ import pytest
 import requests
 import yaml
 
-from collector_helpers import DEADLINE, CollectorProcess, local_store, read_lines
+from collector_helpers import DEADLINE, CollectorProcess, local_store, make_keyring, read_lines
 from plan_fixtures import DEMO_PLAN, HOSTILE_EVENT, HOSTILE_PROPS, hostile_plan
 from trackway.cli import main
 from trackway.config import load_settings
 from trackway.load.loader import load_interval
 from trackway.plan import names
+from trackway.pseudonym import pseudonymise
 from trackway.rawdata.partitions import hour_floor, partition_path
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
@@ -60,7 +61,13 @@ def build_plan(root: Path) -> Path:
 def pipeline(request, tmp_path_factory):
     home = tmp_path_factory.mktemp(f"plan-pipeline-{request.param}")
     plan = build_plan(home)
-    env = {"TRACKWAY_HOME": str(home), "TRACKWAY_PLAN_DIR": str(plan), "TRACKWAY_PLAN_MODES": "web:block,backend:flag"}
+    keyring = make_keyring(home / "keys.yaml")  # identify's traits.email is stored as a pseudonym (docs/privacy.md)
+    env = {
+        "TRACKWAY_HOME": str(home),
+        "TRACKWAY_PLAN_DIR": str(plan),
+        "TRACKWAY_PLAN_MODES": "web:block,backend:flag",
+        "TRACKWAY_PSEUDONYM_KEYS": str(home / "keys.yaml"),
+    }
     if request.param == "postgres":
         from postgres_server import create_database
 
@@ -140,6 +147,7 @@ def pipeline(request, tmp_path_factory):
         "dbt": dbt,
         "store": store,
         "mp": mp,
+        "keyring": keyring,
     }
     mp.undo()
 
@@ -216,7 +224,9 @@ def test_typed_views_cast_to_plan_types(pipeline):
     search = q(pipeline, "select check_in, guests from analytics_typed.listings_searched order by guests")
     assert {str(r[0]) for r in search} == {"2026-12-01", "None"}
     ident = q(pipeline, "select email, created_at from analytics_typed.identify")
-    assert ident[0][0] == "ana@example.com" and ident[0][1] == datetime(2026, 11, 22, 10, tzinfo=UTC)
+    # A pseudonym, typed as a string (not NULL for failing the plan's format: email; plan/privacy.stored_plan).
+    assert ident[0][0] == pseudonymise("ana@example.com", pipeline["keyring"])
+    assert ident[0][1] == datetime(2026, 11, 22, 10, tzinfo=UTC)
     group = q(pipeline, "select count(*) from analytics_typed.group_event")
     assert group == [(0,)]
 

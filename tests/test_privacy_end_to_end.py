@@ -220,7 +220,7 @@ def test_suppress_with_delete_end_to_end(warehouse, trackway_env, monkeypatch, r
         )
         wait_for_events(store, [later[2]])
         assert not [r for r in read_lines(store, "events/") if r["messageId"] in later[:2]]
-        metrics = requests.get(collector.url + "/metrics", timeout=10).text
+        metrics = collector.metrics()
         assert re.search(r'trackway_collector_events_suppressed_total\{source="web"\} 2\.0', metrics), metrics
 
         # 6. The dbt test is not decorative: a row a faulty load let through (its id hashed, as loads hash

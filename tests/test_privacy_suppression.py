@@ -27,7 +27,7 @@ def _track(anonymous_id: str) -> dict:
 
 
 def _suppressed(collector: CollectorProcess) -> float:
-    text = requests.get(collector.url + "/metrics", timeout=10).text
+    text = collector.metrics()
     return sum(float(v) for v in re.findall(r'trackway_collector_events_suppressed_total\{source="web"\} (\S+)', text))
 
 

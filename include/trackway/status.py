@@ -62,7 +62,7 @@ def stage_counts(settings: Settings) -> StageCounts:
     counts = StageCounts()
     # The collector's spool, when it is on this machine (the embedded default): workers' .set-aside/ folders.
     counts.segments_set_aside = sum(1 for _ in settings.spool_dir.glob("*/.set-aside/*.sealed"))
-    with open_warehouse(settings.warehouse, read_only=True) as wh:
+    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
         if not wh.table_exists("raw", "events_raw"):
             return counts
         counts.objects_beyond_sweep = objects_beyond_sweep(settings, wh.loaded_fingerprints)

@@ -70,7 +70,14 @@
 {% macro postgres__create_raw_indexes() -%}
     {%- set raw = adapter.get_relation(database=target.database, schema='raw', identifier='events_raw') -%}
     {%- if raw is not none and var('postgres_indexes') -%}
-        create index if not exists events_raw_loaded_at_idx on {{ raw }} (loaded_at)
+        {#- Only when missing: CREATE INDEX IF NOT EXISTS demands ownership of raw.events_raw even when
+            the index exists, and with one role per job the loader owns it (`trackway warehouse grant`
+            makes the index; docs/reference/warehouse-roles.md). -#}
+        do $trackway$ begin
+            if to_regclass('{{ raw.schema }}.events_raw_loaded_at_idx') is null then
+                create index events_raw_loaded_at_idx on {{ raw }} (loaded_at);
+            end if;
+        end $trackway$
     {%- else -%}
         select 1 as no_raw_index_to_create
     {%- endif -%}

@@ -23,6 +23,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         port=args.port or settings.collector_port,
         workers=args.workers,
         log_json=True if args.log_json else None,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
     )
 
 
@@ -91,11 +93,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     rows = status_rows(stage_counts(settings))  # a missing warehouse is reported by main()
     manifest = manifest_state(settings)
     if args.json:
-        data = status_json(settings.warehouse.display_url, rows)
+        data = status_json(settings.read_warehouse.display_url, rows)
         data["dbt_manifest"] = {"status": manifest.status, "detail": manifest.line()}
         print(json.dumps(data, indent=2))
         return 0
-    print(f"warehouse: {settings.warehouse.display_url}")
+    print(f"warehouse: {settings.read_warehouse.display_url}")
     print(status_table(rows))
     print(manifest.line())
     return 0
@@ -103,12 +105,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     from trackway.status import format_table
-    from trackway.warehouse import open_warehouse
+    from trackway.warehouse import ReadOnlyQueryError, open_warehouse
 
     settings = load_settings()
-    with open_warehouse(settings.warehouse, read_only=True) as wh:
+    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
         try:
             headers, rows = wh.query_with_headers(args.sql, limit=args.limit)
+        except ReadOnlyQueryError as exc:
+            print(f"trackway query: refused: {exc}", file=sys.stderr)
+            return 1
         except Exception as exc:  # the database's own message is the useful part
             print(f"trackway query: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
@@ -120,6 +125,44 @@ def _cmd_query(args: argparse.Namespace) -> int:
     print(format_table(headers, rows, indent=""))
     print(f"({len(rows)} rows{', limited' if limited else ''})")
     return 0
+
+
+def _cmd_warehouse(args: argparse.Namespace) -> int:
+    """`trackway warehouse grant`: one PostgreSQL role per job (docs/reference/warehouse-roles.md)."""
+    from trackway.warehouse.roles import GrantError, grant, grant_statements, job_roles
+
+    settings = load_settings()
+    admin = settings.warehouse
+    roles = job_roles(
+        admin,
+        {
+            "load": ("TRACKWAY_LOAD_WAREHOUSE_URL", settings.load_warehouse),
+            "transform": ("TRACKWAY_TRANSFORM_WAREHOUSE_URL", settings.transform_warehouse),
+            "read": ("TRACKWAY_READ_WAREHOUSE_URL", settings.read_warehouse),
+        },
+    )
+    if args.dry_run:
+        print(f"-- as {admin.display_url}; passwords masked. First, for each role that does not exist yet:")
+        print("\n".join(f'-- CREATE ROLE "{role.name}";' for role in roles.values()))
+        for statement in grant_statements(admin.database or "", roles, settings.typed_schema, masked=True):
+            print(statement.as_string() + ";")
+        return 0
+    try:
+        grant(admin, roles, settings.typed_schema)
+    except GrantError as exc:
+        print(f"trackway warehouse grant: {exc}", file=sys.stderr)
+        return 1
+    print(f"roles granted on {admin.display_url}:")
+    for role in roles.values():
+        print(f"  {role.job:<10} {role.name:<20} {_ROLE_JOBS[role.job]}")
+    return 0
+
+
+_ROLE_JOBS = {
+    "load": "owns schema raw (landing tables, ledger); nothing else",
+    "transform": "reads raw.events_raw; owns dbt's schemas; may create schemas",
+    "read": "reads analytics schemas, raw's ledger and lineage columns; sessions read-only",
+}
 
 
 def _json_value(value: object) -> object:
@@ -162,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         "collect",
         help="run the Segment-compatible HTTP collector",
         description="Serve the Segment HTTP tracking API (/v1/batch, /v1/import, /v1/track, /v1/page, "
-        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for live counters, /metrics for "
-        "Prometheus, /openapi.json for the API description) with uvicorn worker processes. "
+        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for liveness, /openapi.json for the API "
+        "description) with uvicorn worker processes. /metrics (Prometheus) and /health with the live counters of "
+        "all workers are on a separate admin listener, 127.0.0.1:8081 by default, never open to browsers. "
         "Events are acknowledged only after they are fsync'd to the local spool (TRACKWAY_SPOOL_DIR, one "
         "folder per worker); spool segments are uploaded to TRACKWAY_RAW_URL as gzip'd NDJSON by hour received, "
         "invalid events of a batch to its quarantine/ folder. SIGTERM/SIGINT uploads everything, then exits; "
@@ -171,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collect.add_argument("--host", help="address to listen on (default TRACKWAY_COLLECTOR_HOST or 127.0.0.1)")
     collect.add_argument("--port", type=int, help="port to listen on (default TRACKWAY_COLLECTOR_PORT or 8080)")
+    collect.add_argument(
+        "--admin-host",
+        help="address of the admin listener, /metrics and /health (default TRACKWAY_COLLECTOR_ADMIN_HOST or "
+        "127.0.0.1; it never follows --host)",
+    )
+    collect.add_argument(
+        "--admin-port", type=int, help="port of the admin listener (default TRACKWAY_COLLECTOR_ADMIN_PORT or 8081)"
+    )
     collect.add_argument(
         "--workers",
         type=int,
@@ -227,13 +279,28 @@ def build_parser() -> argparse.ArgumentParser:
     query = sub.add_parser(
         "query",
         help="run a SQL query against the warehouse and print the result",
-        description="Run read-only SQL against TRACKWAY_WAREHOUSE_URL, e.g. "
-        'trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1"',
+        description="Run one read-only SELECT as TRACKWAY_READ_WAREHOUSE_URL (default TRACKWAY_WAREHOUSE_URL), e.g. "
+        'trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1". '
+        "Writes, DDL, COPY, SET and a second statement are refused, and nothing outside the warehouse is read.",
     )
     query.add_argument("sql", help="the SQL to run")
     query.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100)")
     query.add_argument("--json", action="store_true", help='print {"columns": [...], "rows": [[...]], "limited": ...}')
     query.set_defaults(func=_cmd_query)
+
+    warehouse = sub.add_parser(
+        "warehouse",
+        help="warehouse administration: `grant` creates one PostgreSQL role per job",
+        description="`trackway warehouse grant`, run as TRACKWAY_WAREHOUSE_URL's role (a superuser owning the "
+        "database), creates or updates the roles named in TRACKWAY_LOAD_WAREHOUSE_URL, "
+        "TRACKWAY_TRANSFORM_WAREHOUSE_URL and TRACKWAY_READ_WAREHOUSE_URL, with the passwords in those URLs, "
+        "and grants each only what its job needs (docs/reference/warehouse-roles.md). Idempotent.",
+    )
+    warehouse.add_argument("action", choices=["grant"], help="grant: create or update the roles and their privileges")
+    warehouse.add_argument(
+        "--dry-run", action="store_true", help="print the SQL (passwords masked) instead of running it"
+    )
+    warehouse.set_defaults(func=_cmd_warehouse)
 
     env = sub.add_parser(
         "env",
@@ -264,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.config.commands import add_parsers as add_config_parsers
 
     add_config_parsers(sub)
+    from trackway.cli.health import add_parsers as add_health_parsers
+
+    add_health_parsers(sub)
+    from trackway.cli.backfill import add_parsers as add_backfill_parsers
+
+    add_backfill_parsers(sub)
     return parser
 
 

@@ -21,18 +21,16 @@ def _plan_dir(arg: str | None) -> Path:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from trackway.plan.lint import lint_plan
+    from trackway.plan.lint import ERROR, lint_dir, report, summary
 
     started = time.perf_counter()
-    plan = load_plan(_plan_dir(args.plan_dir))
-    baseline = load_plan(args.baseline) if args.baseline else None
-    problems = lint_plan(plan, baseline)
-    for line in problems:
+    plan, findings = lint_dir(_plan_dir(args.plan_dir), Path(args.baseline) if args.baseline else None)
+    for line in report(findings, args.max_findings):
         print(line)
-    seconds = time.perf_counter() - started
-    summary = f"{len(plan.events)} events, {len(problems)} problem(s) in {seconds:.2f}s"
-    print(("plan lint: " if problems else "plan lint: ok, ") + summary, file=sys.stderr)
-    return 1 if problems else 0
+    print(summary(findings, len(plan.events), time.perf_counter() - started), file=sys.stderr)
+    if any(f.severity == ERROR for f in findings):
+        return 2
+    return 1 if findings and not args.allow_warnings else 0
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -66,6 +64,17 @@ def _import(args: argparse.Namespace) -> int:
     imported = import_plan(args.fmt, Path(args.source), Path(args.to))
     for warning in imported.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    kept = imported.kept
+    for line in kept[: args.max_notes] if args.max_notes > 0 else kept:
+        print(f"not translated, kept as an annotation: {line}", file=sys.stderr)
+    if 0 < args.max_notes < len(kept):
+        print(
+            f"... and {len(kept) - args.max_notes} more not translated (--max-notes 0 lists them all)", file=sys.stderr
+        )
+    translated = imported.translated()
+    if translated:
+        detail = ", ".join(f"{code} {n}" for code, n in sorted(translated.items()))
+        print(f"translated into JSON Schema 2020-12: {detail}", file=sys.stderr)
     seconds = time.perf_counter() - started
     print(
         f"imported {len(imported.events)} events from {args.fmt} {args.source} into {args.to} in {seconds:.2f}s; "
@@ -129,12 +138,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     lint = psub.add_parser(
         "lint",
-        help="check names, descriptions, owners, JSON Schema, column collisions; non-zero exit on problems",
-        description="Print one line per problem (file: event: property: what to fix) and exit 1 if any. "
-        "With --baseline, also refuse a breaking change that keeps the same major version.",
+        help="check JSON Schema, names, descriptions, owners, column collisions; exit 2 on errors, 1 on warnings",
+        description="Print one line per finding (file: error|warning: event: property: what to fix [rule]): "
+        "errors first (the collector or dbt cannot use the plan: a file that does not load, an invalid JSON Schema, "
+        "a $ref that cannot be followed, a NUL in a name, two versions with one major; with --baseline, a breaking "
+        "change that keeps its major version), then style warnings (naming conventions, description, owner, type, "
+        "privacy class, column names, missing query files), grouped by rule. A summary with the count of each "
+        "kind goes to stderr. Exit status: 0 nothing found, 1 warnings only (0 with --allow-warnings), "
+        "2 errors (or a plan folder that cannot be read).",
     )
     lint.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
     lint.add_argument("--baseline", help="the plan as it was (e.g. a checkout of main) to check version bumps against")
+    lint.add_argument(
+        "--max-findings",
+        type=int,
+        default=20,
+        metavar="N",
+        help="list at most N findings of each rule, then count the rest (default 20; 0 lists all)",
+    )
+    lint.add_argument(
+        "--allow-warnings", action="store_true", help="exit 0 when there are warnings but no errors (gate on errors)"
+    )
     lint.set_defaults(func=_lint)
 
     diff = psub.add_parser(
@@ -150,7 +174,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     test = psub.add_parser(
         "test",
         help="run the plan's analyst queries against the warehouse; fail if one errors or returns no rows",
-        description="Run every SQL file the plan's events list under `queries:` against TRACKWAY_WAREHOUSE_URL.",
+        description="Run every SQL file the plan's events list under `queries:` as TRACKWAY_READ_WAREHOUSE_URL "
+        "(default TRACKWAY_WAREHOUSE_URL); each must be one read-only SELECT, as in `trackway query`.",
     )
     test.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
     test.set_defaults(func=_test)
@@ -159,11 +184,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "import",
         help="convert a Segment Protocols, RudderStack rudder-cli or Snowplow Iglu plan into a plan folder",
         description="Read SOURCE (a file or a folder) in the given format and write a plan folder at --to. "
-        "Names are kept exactly; run `trackway plan lint` on the result.",
+        "Names are kept exactly. Vendor JSON Schema is translated into JSON Schema 2020-12 (Segment's 'any' type "
+        "becomes no type constraint, draft-04/07 forms their 2020-12 equivalents, $ref into the export is inlined); "
+        "what has no equivalent is kept as an x-<vendor>-... annotation and listed. Every schema is checked as the "
+        "collector compiles it: the import fails, naming file and property, rather than write a plan the collector "
+        "refuses. Run `trackway plan lint` on the result.",
     )
     imp.add_argument("--from", dest="fmt", required=True, choices=("segment", "rudderstack", "iglu"))
     imp.add_argument("source", help="export file or folder")
     imp.add_argument("--to", required=True, help="new plan folder to write")
+    imp.add_argument(
+        "--max-notes",
+        type=int,
+        default=50,
+        metavar="N",
+        help="list at most N constructs kept as annotations because they have no JSON Schema equivalent (0: all)",
+    )
     imp.set_defaults(func=_import)
 
     docs = psub.add_parser(

@@ -11,15 +11,15 @@ written to the ledger's copy in the raw store (``_privacy/requests/``) and the s
 republished there, so suppression starts at the next poll; the next ``trackway privacy run``
 copies it into the warehouse and applies the deletion.
 
-``RegulationsApi`` is a plain ASGI application: the admin app mounts it for paths starting
-with ``/v1/regulations`` (``RegulationsApi.handles``). It is not mounted by the tracking app.
+The admin listener (collector/admin.py) routes ``POST /v1/regulations`` and
+``GET /v1/regulations/<id>`` to ``RegulationsApi.answer``, its body already read (up to the
+admin listener's limit); the tracking port never serves it.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,12 +44,8 @@ from trackway.subjects.sets import subject_filter
 log = logging.getLogger("trackway.collector.regulations")
 
 PREFIX = "/v1/regulations"
-MAX_BODY_BYTES = 1024 * 1024
 _STATUS = {"pending": "INITIALIZED", "running": "RUNNING", "failed": "FAILED", "finished": "FINISHED"}
 _KINDS = {"USER_ID": "user_ids", "ANONYMOUS_ID": "anonymous_ids"}
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class ApiError(Exception):
@@ -70,25 +66,19 @@ class RegulationsApi:
     def handles(path: str) -> bool:
         return path == PREFIX or path.startswith(PREFIX + "/")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    def answer(self, method: str, path: str, authorization: str | None, body: bytes) -> tuple[int, bytes, dict]:
+        """(status, JSON body, extra headers) of one request: what the admin listener's routes answer."""
         extra: dict[str, str] = {}
         try:
-            self._authorise(headers.get("authorization"))
-            status, body = await self._route(scope["method"], scope["path"].rstrip("/"), receive)
+            self._authorise(authorization)
+            status, answer = self._route(method, path.rstrip("/"), body)
         except ApiError as err:
             status, extra = err.status, err.headers
-            body = {"errors": [{"type": "error", "message": err.message}]}
+            answer = {"errors": [{"type": "error", "message": err.message}]}
         except ConfigError as err:  # no ledger key here: nothing can be recorded
             log.error("regulations API: %s", err)
-            status, body = 503, {"errors": [{"type": "error", "message": str(err)}]}
-        payload = orjson.dumps(body)
-        response = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        response += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
-        await send({"type": "http.response.start", "status": status, "headers": response})
-        await send({"type": "http.response.body", "body": payload})
+            status, answer = 503, {"errors": [{"type": "error", "message": str(err)}]}
+        return status, orjson.dumps(answer), extra
 
     def _authorise(self, authorization: str | None) -> None:
         if not self.token:
@@ -99,11 +89,14 @@ class RegulationsApi:
                 401, "send Authorization: Bearer <TRACKWAY_PRIVACY_API_TOKEN>", {"WWW-Authenticate": "Bearer"}
             )
 
-    async def _route(self, method: str, path: str, receive: Receive) -> tuple[int, Any]:
+    def _route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         if path == PREFIX:
             if method != "POST":
                 raise ApiError(405, f"{PREFIX} accepts POST", {"Allow": "POST"})
-            return 200, self.create(await _json_body(receive))
+            try:
+                return 200, self.create(orjson.loads(body))
+            except orjson.JSONDecodeError:
+                raise ApiError(400, "the body is not JSON") from None
         request_id = path[len(PREFIX) + 1 :]
         if method != "GET":
             raise ApiError(405, f"{PREFIX}/{{id}} accepts GET", {"Allow": "GET"})
@@ -190,22 +183,3 @@ class RegulationsApi:
                 }
             }
         }
-
-
-async def _json_body(receive: Receive) -> Any:
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ApiError(400, "the client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, f"the body is over {MAX_BODY_BYTES} bytes; send at most 5,000 ids per regulation")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            break
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "the body is not JSON") from None

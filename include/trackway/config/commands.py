@@ -22,8 +22,9 @@ _COMPONENT_TITLES = {
     "load": "Load (events_load, `trackway load`)",
     "transform": "Transform (events_transform, `trackway transform`)",
     "plan": "Tracking plan (collector enforcement, typed views, `trackway plan`)",
-    "dags": "DAGs (retries and alerts)",
-    "privacy": "Erasure requests (`trackway privacy`, the privacy DAG, collector suppression)",
+    "privacy": "Privacy (pseudonymisation keys, what the collector does to personal data; erasure requests, the privacy DAG; docs/privacy.md)",
+    "dags": "DAGs (retries, deadlines, alerts, backfills through Airflow)",
+    "health": "Health checks (`trackway health`, the pipeline_health DAG)",
     "compose": "docker-compose only",
 }
 
@@ -34,6 +35,9 @@ def _effective(settings: Settings, entry: Setting) -> Any:
         "TRACKWAY_HOME": lambda: settings.home,
         "TRACKWAY_RAW_URL": lambda: redact_url(settings.raw_url),
         "TRACKWAY_WAREHOUSE_URL": lambda: settings.warehouse.display_url,
+        "TRACKWAY_READ_WAREHOUSE_URL": lambda: settings.read_warehouse.display_url,
+        "TRACKWAY_LOAD_WAREHOUSE_URL": lambda: settings.load_warehouse.display_url,
+        "TRACKWAY_TRANSFORM_WAREHOUSE_URL": lambda: settings.transform_warehouse.display_url,
         "TRACKWAY_WRITE_KEYS": lambda: repr(settings.write_keys),
         "TRACKWAY_SPOOL_DIR": lambda: settings.spool_dir,
         "TRACKWAY_COLLECTOR_WORKERS": lambda: settings.collector.workers,
@@ -105,6 +109,11 @@ def check_report(component: str = "all") -> dict[str, Any]:
                 )
         except ConfigError:
             pass  # reported among the errors
+    if component in ("all", "collector", "privacy", "demo") and not settings.environ.get("TRACKWAY_PSEUDONYM_KEYS"):
+        warnings.append(
+            "TRACKWAY_PSEUDONYM_KEYS is not set: the collector drops the fields classified hash "
+            "(traits.email, ...) instead of pseudonymising them; see docs/privacy.md"
+        )
     errors = settings.problems(component)
     return {"component": component, "ok": not errors, "settings": rows, "warnings": warnings, "errors": errors}
 

@@ -29,17 +29,18 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from trackway.config.errors import ConfigError
 
 # Who reads a setting. "all": every component (where the data is).
-COMPONENTS = ("all", "collector", "load", "transform", "plan", "dags", "privacy", "compose")
+COMPONENTS = ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "compose")
 # What each component reads, for `trackway config check --component X`.
 READS: dict[str, tuple[str, ...]] = {
     "collector": ("all", "collector", "plan", "privacy"),
     "load": ("all", "load", "privacy"),
     "transform": ("all", "transform", "plan"),
     "plan": ("all", "plan"),
-    "dags": ("all", "dags", "load", "transform", "plan", "privacy"),
     "privacy": ("all", "privacy"),
-    "demo": ("all", "collector", "load", "transform", "plan", "dags", "privacy"),
-    "all": ("all", "collector", "load", "transform", "plan", "dags", "privacy"),
+    "dags": ("all", "dags", "load", "transform", "plan", "privacy"),
+    "health": ("all", "collector", "load", "health"),
+    "demo": ("all", "collector", "load", "transform", "plan", "privacy", "dags"),
+    "all": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health"),
 }
 REFERENCE_PATH = "docs/reference/configuration.md"
 
@@ -118,14 +119,30 @@ class CoreSection(Section):
         "TRACKWAY_WAREHOUSE_URL",
         None,
         "`duckdb:///path.duckdb`, `postgresql://user:pass@host:5432/db` or `bigquery://project/dataset-prefix`; "
-        "shown with its password masked",
+        "shown with its password masked. On PostgreSQL the default of the three job URLs below, and the role "
+        "`trackway warehouse grant` runs as",
         default_doc="duckdb://$TRACKWAY_HOME/warehouse.duckdb",
+    )
+    read_warehouse_url: SecretStr | None = setting(
+        "TRACKWAY_READ_WAREHOUSE_URL",
+        None,
+        "PostgreSQL only: the same database as a read-only role, for `trackway query`, `trackway plan test`, "
+        "status and BI (one role per job: docs/reference/warehouse-roles.md)",
+        default_doc="TRACKWAY_WAREHOUSE_URL",
     )
     warehouse_conn_id: str | None = setting(
         "TRACKWAY_WAREHOUSE_CONN_ID",
         None,
         "BigQuery only: an Airflow `google_cloud_platform` connection with the credentials",
         default_doc="Application Default Credentials",
+    )
+    duckdb_lock_wait_seconds: float = setting(
+        "TRACKWAY_DUCKDB_LOCK_WAIT_SECONDS",
+        120.0,
+        "DuckDB only: how long a load waits while another process (a load, a transform, a reader) holds the "
+        "warehouse file, before it stops with 'warehouse busy' (exit code 75; Airflow retries the task)",
+        ge=0.0,
+        allow_inf_nan=False,
     )
     bigquery_location: str = setting("TRACKWAY_BIGQUERY_LOCATION", "US", "BigQuery only: the datasets' location")
     bigquery_api_endpoint: str | None = setting(
@@ -175,6 +192,20 @@ class CollectorSection(Section):
     )
     collector_host: str = setting("TRACKWAY_COLLECTOR_HOST", "127.0.0.1", "Where `trackway collect` listens")
     collector_port: int = setting("TRACKWAY_COLLECTOR_PORT", 8080, "Port `trackway collect` listens on", ge=1, le=65535)
+    collector_admin_host: str = setting(
+        "TRACKWAY_COLLECTOR_ADMIN_HOST",
+        "127.0.0.1",
+        "Where the collector's admin listener (`/metrics`, the detailed `/health`) listens. It has no "
+        "authentication and never follows `--host`: any address but a loopback one must be named here, "
+        "and is then served with a warning",
+    )
+    collector_admin_port: int = setting(
+        "TRACKWAY_COLLECTOR_ADMIN_PORT",
+        8081,
+        "Port of the collector's admin listener (`--admin-port`); must differ from the public port",
+        ge=1,
+        le=65535,
+    )
     trust_forwarded_for: bool = setting(
         "TRACKWAY_TRUST_FORWARDED_FOR",
         False,
@@ -204,9 +235,17 @@ class CollectorSection(Section):
     rate_limit_events_per_second: float = setting(
         "TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND",
         0.0,
-        "Events/s per write key, all workers together; above it 429 with `Retry-After`. 0: off",
+        "Events/s per write key and client address, in each worker (a request counts at least 1). Over it, "
+        "429 with `Retry-After`, decided from the headers before the body is read. 0: off",
         ge=0.0,
         allow_inf_nan=False,
+    )
+    rate_limit_auth_failures_per_minute: int = setting(
+        "TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE",
+        30,
+        "Requests with a missing, malformed or unknown write key per client address per minute, in each "
+        "worker; past it every request from that address gets 429 without its key being checked. 0: off",
+        ge=0,
     )
     spool_max_pending_bytes: int = setting(
         "TRACKWAY_SPOOL_MAX_PENDING_BYTES",
@@ -293,6 +332,12 @@ class LoadSection(Section):
         ge=1,
         le=366,
     )
+    load_warehouse_url: SecretStr | None = setting(
+        "TRACKWAY_LOAD_WAREHOUSE_URL",
+        None,
+        "PostgreSQL only: the same database as the loader's role, which writes schema `raw` and nothing else",
+        default_doc="TRACKWAY_WAREHOUSE_URL",
+    )
     sources_file: Path | None = setting(
         "TRACKWAY_SOURCES_FILE",
         None,
@@ -308,6 +353,12 @@ class TransformSection(Section):
 
     dbt_project_dir: Path | None = setting(
         "TRACKWAY_DBT_PROJECT_DIR", None, "The dbt project", default_doc="include/dbt of the installed package"
+    )
+    transform_warehouse_url: SecretStr | None = setting(
+        "TRACKWAY_TRANSFORM_WAREHOUSE_URL",
+        None,
+        "PostgreSQL only: the same database as dbt's role, which reads `raw` and owns the schemas it builds",
+        default_doc="TRACKWAY_WAREHOUSE_URL",
     )
     dbt_executable: str | None = setting(
         "TRACKWAY_DBT_EXECUTABLE",
@@ -362,6 +413,54 @@ class PlanSection(Section):
         return value
 
 
+class PrivacySection(Section):
+    """Personal data: the pseudonymisation keyring and what the collector does before storing (docs/privacy.md)."""
+
+    component = "privacy"
+
+    pseudonym_keys: SecretStr | None = setting(
+        "TRACKWAY_PSEUDONYM_KEYS",
+        None,
+        "The keyring for `hash` (HMAC-SHA256 pseudonyms `h1:<key id>:...`): a path to a keyring file, or the "
+        "keyring document itself; `trackway privacy keys new` makes keys. Re-read on SIGHUP. Without it, values "
+        "classified `hash` are dropped, never stored in clear",
+        default_doc="none (hash means drop)",
+    )
+    ip_truncation: bool = setting(
+        "TRACKWAY_IP_TRUNCATION",
+        True,
+        "`on`: `context.ip` (the request address the collector writes, or the client's) is truncated to /24 "
+        "(IPv4) or /48 (IPv6) before it is stored; `off` keeps it whole. A plan's own action on `context.ip` wins",
+        default_doc="on",
+    )
+    hash_user_id: str = setting(
+        "TRACKWAY_HASH_USER_ID",
+        "",
+        "Sources whose `userId` (and an alias's `previousId`) is stored as a pseudonym: `backend,partner`, or `*` "
+        "for every source",
+    )
+    sample: str = setting(
+        "TRACKWAY_SAMPLE",
+        "",
+        "Sampling per source, `source:rate[:unit]` with unit `anonymous_id` (default), `session_id` or "
+        "`user_id`: `web:0.1,backend:0.5:user_id`, `*:rate` for every other source. Deterministic per unit; a "
+        "plan event's own `sample:` wins",
+        default_doc="none (every event kept)",
+    )
+
+    @field_validator("hash_user_id")
+    @classmethod
+    def _hash_user_id(cls, value: str) -> str:
+        parse_source_list(value, "TRACKWAY_HASH_USER_ID")
+        return value
+
+    @field_validator("sample")
+    @classmethod
+    def _sample(cls, value: str) -> str:
+        parse_sample_spec(value)
+        return value
+
+
 class DagsSection(Section):
     """What every DAG shares: retries and the failure alert."""
 
@@ -373,6 +472,47 @@ class DagsSection(Section):
         None,
         "A task that fails its last retry is POSTed here as JSON. Alerts are always appended to "
         "`$TRACKWAY_HOME/alerts.ndjson`. Secret: webhook URLs embed their token",
+    )
+
+    alert_email: str | None = setting(
+        "TRACKWAY_ALERT_EMAIL",
+        None,
+        "Comma list of addresses alerts are also emailed to, through Airflow's SMTP provider "
+        "(its `smtp_default` connection)",
+        default_doc="none",
+    )
+    alert_repeat_hours: float = setting(
+        "TRACKWAY_ALERT_REPEAT_HOURS",
+        6.0,
+        "An alert with the same key (DAG and task and hour, or health check and subject) is sent again only "
+        "after this many hours while it lasts; a check that clears sends the next occurrence at once",
+        ge=0,
+    )
+    runbook_url: str = setting(
+        "TRACKWAY_RUNBOOK_URL",
+        "docs/runbook.md",
+        "Where alerts link to for what to do: the runbook page of your published docs site",
+    )
+
+    dag_deadline_minutes: int = setting(
+        "TRACKWAY_DAG_DEADLINE_MINUTES",
+        45,
+        "A DAG run not finished this many minutes after it was queued alerts (Airflow Deadline Alerts, sent by "
+        "the scheduler even when no task runs). 0: off, as `dags test` needs until apache/airflow#73428 is fixed",
+        ge=0,
+    )
+    airflow_api_url: str | None = setting(
+        "TRACKWAY_AIRFLOW_API_URL",
+        None,
+        "Airflow's API server (e.g. http://127.0.0.1:8080): `trackway backfill` creates an Airflow backfill there "
+        "when its scheduler is healthy, and loads directly otherwise",
+        default_doc="none (backfills load directly)",
+    )
+    airflow_username: str | None = setting(
+        "TRACKWAY_AIRFLOW_USERNAME", None, "The Airflow user `trackway backfill` signs in as (POST /auth/token)"
+    )
+    airflow_password: SecretStr | None = setting(
+        "TRACKWAY_AIRFLOW_PASSWORD", None, "That user's password (secret: never printed)"
     )
 
     @field_validator("alert_webhook_url")
@@ -427,14 +567,130 @@ class ErasureSection(Section):
         return value
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_thresholds(name: str, value: str) -> tuple[float, float]:
+    """``"15m,1h"`` -> (900.0, 3600.0): the warn and fail limits of a health check, warn first."""
+    parts = [p.strip() for p in value.split(",")]
+    matches = [_DURATION.fullmatch(p) for p in parts]
+    if len(parts) != 2 or not all(matches):
+        raise ValueError(f"{name}={value!r}: write WARN,FAIL durations such as 15m,1h (s, m, h or d)")
+    warn, fail = (float(m[1]) * _SECONDS[m[2]] for m in matches if m is not None)
+    if not 0 < warn <= fail:
+        raise ValueError(f"{name}={value!r}: the warn limit must be above 0 and at most the fail limit")
+    return warn, fail
+
+
+class HealthSection(Section):
+    """`trackway health` and the pipeline_health DAG: thresholds of the checks (docs/runbook.md)."""
+
+    component = "health"
+
+    health_upload_lag: str = setting(
+        "TRACKWAY_HEALTH_UPLOAD_LAG",
+        "15m,1h",
+        "Warn,fail age of the oldest spool segment not yet in the object store (the collector's upload lag)",
+    )
+    health_load_age: str = setting(
+        "TRACKWAY_HEALTH_LOAD_AGE",
+        "2h,3h",
+        "Warn,fail time since the last load run finished (hourly loads: a stopped scheduler shows here)",
+    )
+    health_data_age: str = setting(
+        "TRACKWAY_HEALTH_DATA_AGE",
+        "3h,6h",
+        "Warn,fail age of the newest receivedAt loaded into raw.events_raw",
+    )
+    health_transform_age: str = setting(
+        "TRACKWAY_HEALTH_TRANSFORM_AGE",
+        "2h,3h",
+        "Warn,fail time since dbt last built a model successfully (recorded in the warehouse by every dbt run)",
+    )
+    health_baseline_weeks: int = setting(
+        "TRACKWAY_HEALTH_BASELINE_WEEKS",
+        4,
+        "Volume checks compare an hour with the same hour on this many earlier weeks (median and MAD); with "
+        "less history, with the same hour on the trailing TRACKWAY_HEALTH_TRAILING_DAYS days",
+        ge=2,
+        le=26,
+    )
+    health_trailing_days: int = setting(
+        "TRACKWAY_HEALTH_TRAILING_DAYS", 7, "Days of history a volume baseline uses before there are enough weeks", ge=2
+    )
+    health_volume_sigmas: float = setting(
+        "TRACKWAY_HEALTH_VOLUME_SIGMAS",
+        4.0,
+        "A source's hourly volume is anomalous this many robust standard deviations (1.4826 x MAD) from its baseline",
+        gt=0,
+    )
+    health_volume_min_change: float = setting(
+        "TRACKWAY_HEALTH_VOLUME_MIN_CHANGE",
+        0.5,
+        "...and by at least this share of the baseline median (0.5: half), so a flat history does not alert on noise",
+        gt=0,
+    )
+    health_event_min_hourly: int = setting(
+        "TRACKWAY_HEALTH_EVENT_MIN_HOURLY",
+        10,
+        "An event is watched for stopping or dropping once its baseline median reaches this many per hour",
+        ge=1,
+    )
+    health_event_drop_fraction: float = setting(
+        "TRACKWAY_HEALTH_EVENT_DROP_FRACTION",
+        0.5,
+        "An event has dropped when it stays under this share of its baseline for TRACKWAY_HEALTH_EVENT_HOURS hours",
+        gt=0,
+        lt=1,
+    )
+    health_event_hours: int = setting(
+        "TRACKWAY_HEALTH_EVENT_HOURS",
+        2,
+        "Complete hours an event must stay stopped or dropped before the check fires",
+        ge=1,
+        le=48,
+    )
+    health_spike_factor: float = setting(
+        "TRACKWAY_HEALTH_SPIKE_FACTOR",
+        3.0,
+        "Quarantine or violations in the last hour spike at this multiple of their baseline median...",
+        gt=1,
+    )
+    health_spike_min_count: int = setting(
+        "TRACKWAY_HEALTH_SPIKE_MIN_COUNT", 20, "...and at least this many in the hour", ge=1
+    )
+    health_damaged_hours: int = setting(
+        "TRACKWAY_HEALTH_DAMAGED_HOURS",
+        24,
+        "Damaged raw objects loaded within this many hours fail the objects check",
+        ge=1,
+    )
+    health_collector_metrics_url: str | None = setting(
+        "TRACKWAY_HEALTH_COLLECTOR_METRICS_URL",
+        None,
+        "The collector's /metrics (its admin listener) when its spool is on another machine: upload lag and "
+        "set-aside segments are read from there",
+        default_doc="none (the local spool, TRACKWAY_SPOOL_DIR)",
+    )
+
+    @field_validator("health_upload_lag", "health_load_age", "health_data_age", "health_transform_age")
+    @classmethod
+    def _thresholds(cls, value: str, info: Any) -> str:
+        parse_thresholds(cls.model_fields[info.field_name].validation_alias, value)  # type: ignore[arg-type]
+        return value
+
+
 SECTIONS: tuple[type[Section], ...] = (
     CoreSection,
     CollectorSection,
     LoadSection,
     TransformSection,
     PlanSection,
+    PrivacySection,
     DagsSection,
     ErasureSection,
+    HealthSection,
 )
 
 
@@ -458,6 +714,41 @@ def parse_plan_modes(spec: str | None) -> tuple[dict[str, str], str]:
         else:
             modes[source.strip()] = mode
     return modes, default
+
+
+SAMPLE_UNITS = ("anonymous_id", "session_id", "user_id")
+
+
+def parse_source_list(spec: str | None, what: str) -> frozenset[str]:
+    """``backend,partner`` (``*`` for every source) as a set of source names."""
+    sources = frozenset(item.strip() for item in (spec or "").split(",") if item.strip())
+    for name in sources:
+        if name != "*" and not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{what} entry {name[:40]!r} is not a source name; write e.g. {what}=backend,partner")
+    return sources
+
+
+def parse_sample_spec(spec: str | None) -> dict[str, tuple[float, str]]:
+    """``web:0.1,backend:0.5:user_id`` as {source: (rate, unit)}; ``*`` is every other source."""
+    out: dict[str, tuple[float, str]] = {}
+    for entry in (spec or "").split(","):
+        item = entry.strip()
+        if not item:
+            continue
+        source, _, rest = item.partition(":")
+        rate_text, _, unit = rest.partition(":")
+        unit = unit.strip() or "anonymous_id"
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            rate = -1.0
+        if not source.strip() or not 0 <= rate <= 1 or unit not in SAMPLE_UNITS:
+            raise ConfigError(
+                f"TRACKWAY_SAMPLE entry {item[:60]!r}: write source:rate[:unit] with a rate from 0 to 1 and unit "
+                f"{', '.join(SAMPLE_UNITS)}; e.g. TRACKWAY_SAMPLE=web:0.1,backend:0.5:user_id"
+            )
+        out[source.strip()] = (rate, unit)
+    return out
 
 
 @dataclass(frozen=True)
@@ -511,17 +802,11 @@ def _registered() -> Iterator[Setting]:
             )
 
 
-_DBT_PROFILE = "Set by Trackway for dbt's profiles.yml, derived from TRACKWAY_WAREHOUSE_URL; do not set it"
+_DBT_PROFILE = (
+    "Set by Trackway for dbt's profiles.yml, derived from TRACKWAY_TRANSFORM_WAREHOUSE_URL "
+    "(default TRACKWAY_WAREHOUSE_URL); do not set it"
+)
 INTERNAL: tuple[Setting, ...] = (
-    Setting(
-        "TRACKWAY_COLLECTOR_STARTED_AT",
-        "number",
-        "none",
-        False,
-        "collector",
-        "Set by `trackway collect` for its worker processes: the master's start time (uptime in /health)",
-        internal=True,
-    ),
     Setting(
         "TRACKWAY_DBT_TARGET", "string", "none", False, "transform", _DBT_PROFILE + " (the profile's target)", True
     ),
@@ -535,14 +820,31 @@ INTERNAL: tuple[Setting, ...] = (
     Setting("TRACKWAY_BQ_DATASET_PREFIX", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_BQ_LOCATION", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_BQ_API_ENDPOINT", "string", "none", False, "transform", _DBT_PROFILE, True),
+    *(
+        Setting(name, "secret", "none (required)", True, "compose", f"docker-compose.yaml only: {what}")
+        for name, what in (
+            ("TRACKWAY_DB_PASSWORD", "the PostgreSQL superuser `trackway`: warehouse-init's, no job's"),
+            ("TRACKWAY_LOADER_DB_PASSWORD", "role `trackway_loader`, the loader's (writes `raw`)"),
+            ("TRACKWAY_TRANSFORM_DB_PASSWORD", "role `trackway_transform`, dbt's (writes `analytics`)"),
+            ("TRACKWAY_READER_DB_PASSWORD", "role `trackway_reader` (reads only: `trackway query`, BI tools)"),
+        )
+    ),
     Setting(
-        "TRACKWAY_DB_PASSWORD",
-        "secret",
-        "trackway",
-        True,
+        "TRACKWAY_BIND",
+        "string",
+        "127.0.0.1",
+        False,
         "compose",
-        "docker-compose.yaml only (Trackway never reads it): the password of the stack's PostgreSQL, "
-        "used in its warehouse URL, Airflow's database and Metabase",
+        "docker-compose.yaml only: the host address Airflow, PostgreSQL, MinIO and Prometheus are published on",
+    ),
+    Setting(
+        "TRACKWAY_COLLECTOR_BIND",
+        "string",
+        "127.0.0.1",
+        False,
+        "compose",
+        "docker-compose.yaml only: the host address of the collector's tracking port; open it (0.0.0.0) only for "
+        "a TLS proxy on another host",
     ),
 )
 

@@ -17,6 +17,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import SecretStr
+
 from trackway.config.errors import ConfigError
 from trackway.config.redact import redact_url
 from trackway.config.registry import (
@@ -29,10 +31,13 @@ from trackway.config.registry import (
     ErasureSection,
     LoadSection,
     PlanSection,
+    PrivacySection,
     Section,
     TransformSection,
     build_section,
     parse_plan_modes,
+    parse_sample_spec,
+    parse_source_list,
 )
 from trackway.config.sources import Source, parse_sources
 from trackway.config.warehouse import WarehouseTarget
@@ -50,7 +55,8 @@ class CollectorLimits:
     workers: int
     max_event_bytes: int
     max_batch_events: int
-    rate_limit_events_per_second: float  # per write key; 0 = off
+    rate_limit_events_per_second: float  # per write key and client address, each worker; 0 = off
+    rate_limit_auth_failures_per_minute: int  # per client address, each worker; 0 = off
     spool_max_pending_bytes: int  # bytes not yet uploaded, all workers together
     header_timeout_seconds: float
     body_timeout_seconds: float
@@ -115,9 +121,10 @@ class Settings:
                     problems.extend(exc.problems)
                     failed.add(cls.component)
         derived = {  # checks beyond one variable's value: parsing, files
-            "all": lambda: self.warehouse,
+            "all": lambda: (self.warehouse, self.read_warehouse),
             "collector": lambda: (self.write_keys, self.collector, self.trusted_proxies),
-            "load": self.sources,
+            "load": lambda: (self.sources(), self.load_warehouse),
+            "transform": lambda: self.transform_warehouse,
         }
         for name, read in derived.items():
             if name in names and not failed & {name, "all"}:
@@ -160,6 +167,41 @@ class Settings:
             location=core.bigquery_location,
             conn_id=core.warehouse_conn_id,
             api_endpoint=core.bigquery_api_endpoint,
+            duckdb_lock_wait_seconds=core.duckdb_lock_wait_seconds,
+        )
+
+    def _job_warehouse(self, env: str, url: SecretStr | None) -> WarehouseTarget:
+        """One job's warehouse: its own URL (another role on the same PostgreSQL database), else the main one."""
+        main = self.warehouse
+        if url is None:
+            return main
+        target = WarehouseTarget.parse(url, env=env)
+        if target.kind != "postgres" or main.kind != "postgres":
+            raise ConfigError(
+                f"{env} is for PostgreSQL (one role per job); with a {main.kind} TRACKWAY_WAREHOUSE_URL, unset it"
+            )
+        if (target.host, target.port, target.database) != (main.host, main.port, main.database):
+            raise ConfigError(
+                f"{env}={target.display_url!r} must name the database of TRACKWAY_WAREHOUSE_URL "
+                f"({main.display_url!r}) with another role; see docs/reference/warehouse-roles.md"
+            )
+        return target
+
+    @cached_property
+    def read_warehouse(self) -> WarehouseTarget:
+        """People's SQL and Trackway's reports (query, plan test and docs, status): the read-only role."""
+        return self._job_warehouse("TRACKWAY_READ_WAREHOUSE_URL", self.section(CoreSection).read_warehouse_url)
+
+    @cached_property
+    def load_warehouse(self) -> WarehouseTarget:
+        """The loader's role: writes schema raw (its tables and ledger)."""
+        return self._job_warehouse("TRACKWAY_LOAD_WAREHOUSE_URL", self.section(LoadSection).load_warehouse_url)
+
+    @cached_property
+    def transform_warehouse(self) -> WarehouseTarget:
+        """dbt's role: reads raw, owns the schemas it builds."""
+        return self._job_warehouse(
+            "TRACKWAY_TRANSFORM_WAREHOUSE_URL", self.section(TransformSection).transform_warehouse_url
         )
 
     @property
@@ -210,6 +252,19 @@ class Settings:
         return self.section(CollectorSection).collector_port
 
     @property
+    def collector_admin_host(self) -> str:
+        return self.section(CollectorSection).collector_admin_host
+
+    @property
+    def collector_admin_host_is_explicit(self) -> bool:
+        """Whether TRACKWAY_COLLECTOR_ADMIN_HOST was set (only then may the admin listener leave loopback)."""
+        return "collector_admin_host" in self.section(CollectorSection).model_fields_set
+
+    @property
+    def collector_admin_port(self) -> int:
+        return self.section(CollectorSection).collector_admin_port
+
+    @property
     def trust_forwarded_for(self) -> bool:
         return self.section(CollectorSection).trust_forwarded_for
 
@@ -236,6 +291,7 @@ class Settings:
             max_event_bytes=c.max_event_bytes,
             max_batch_events=c.max_batch_events,
             rate_limit_events_per_second=c.rate_limit_events_per_second,
+            rate_limit_auth_failures_per_minute=c.rate_limit_auth_failures_per_minute,
             spool_max_pending_bytes=c.spool_max_pending_bytes,
             header_timeout_seconds=c.header_timeout_seconds,
             body_timeout_seconds=c.body_timeout_seconds,
@@ -330,6 +386,27 @@ class Settings:
     def typed_schema(self) -> str:
         return self.section(PlanSection).typed_schema
 
+    # -- privacy --------------------------------------------------------------
+
+    @property
+    def pseudonym_keys(self) -> str | None:
+        """TRACKWAY_PSEUDONYM_KEYS as given (a path or the keyring itself): secret, never print it."""
+        keys = self.section(PrivacySection).pseudonym_keys
+        return keys.get_secret_value() if keys else None
+
+    @property
+    def ip_truncation(self) -> bool:
+        return self.section(PrivacySection).ip_truncation
+
+    @cached_property
+    def hash_user_id_sources(self) -> frozenset[str]:
+        return parse_source_list(self.section(PrivacySection).hash_user_id, "TRACKWAY_HASH_USER_ID")
+
+    @cached_property
+    def sample_by_source(self) -> dict[str, tuple[float, str]]:
+        """{source: (rate, unit)} from TRACKWAY_SAMPLE; ``*`` for every other source."""
+        return parse_sample_spec(self.section(PrivacySection).sample)
+
     # -- DAGs -----------------------------------------------------------------
 
     @property
@@ -341,6 +418,18 @@ class Settings:
         """The real URL, for the one POST that needs it; show ``redact_webhook(...)`` instead."""
         url = self.section(DagsSection).alert_webhook_url
         return url.get_secret_value() if url else None
+
+    @property
+    def alert_email(self) -> list[str]:
+        return [a.strip() for a in (self.section(DagsSection).alert_email or "").split(",") if a.strip()]
+
+    @property
+    def alert_repeat_hours(self) -> float:
+        return self.section(DagsSection).alert_repeat_hours
+
+    @property
+    def runbook_url(self) -> str:
+        return self.section(DagsSection).runbook_url
 
     # -- privacy (erasure requests) -------------------------------------------
 

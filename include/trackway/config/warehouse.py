@@ -38,6 +38,8 @@ class WarehouseTarget:
     conn_id: str | None = None
     # Only for emulators (bqemulator in the tests): the REST endpoint instead of bigquery.googleapis.com.
     api_endpoint: str | None = None
+    # DuckDB: how long a writer waits for another process's hold on the file before "busy".
+    duckdb_lock_wait_seconds: float = 120.0
 
     @property
     def display_url(self) -> str:
@@ -52,7 +54,10 @@ class WarehouseTarget:
         location: str = "US",
         conn_id: str | None = None,
         api_endpoint: str | None = None,
+        env: str = "TRACKWAY_WAREHOUSE_URL",
+        duckdb_lock_wait_seconds: float = 120.0,
     ) -> WarehouseTarget:
+        """``env``: the variable the URL came from, named in errors (the job URLs share this parser)."""
         secret = url if isinstance(url, SecretStr) else SecretStr(url)
         text = secret.get_secret_value()
         shown = redact_url(text)
@@ -61,21 +66,22 @@ class WarehouseTarget:
             # duckdb:///abs/path.duckdb or duckdb://relative/path.duckdb
             path = unquote(parsed.netloc + parsed.path)
             if not path:
-                raise ConfigError(
-                    f"TRACKWAY_WAREHOUSE_URL={shown!r} names no DuckDB file; write duckdb:///path/to/warehouse.duckdb"
-                )
-            return cls(kind="duckdb", url=secret, duckdb_path=Path(path).expanduser().resolve())
+                raise ConfigError(f"{env}={shown!r} names no DuckDB file; write duckdb:///path/to/warehouse.duckdb")
+            return cls(
+                kind="duckdb",
+                url=secret,
+                duckdb_path=Path(path).expanduser().resolve(),
+                duckdb_lock_wait_seconds=duckdb_lock_wait_seconds,
+            )
         if parsed.scheme in ("postgres", "postgresql"):
             database = unquote(parsed.path.lstrip("/"))
             if not database:
-                raise ConfigError(
-                    f"TRACKWAY_WAREHOUSE_URL={shown!r} names no database; write postgresql://user:pass@host:5432/dbname"
-                )
+                raise ConfigError(f"{env}={shown!r} names no database; write postgresql://user:pass@host:5432/dbname")
             try:
                 port = parsed.port or 5432
             except ValueError:
                 raise ConfigError(
-                    f"TRACKWAY_WAREHOUSE_URL={shown!r} has no valid port; write postgresql://user:pass@host:5432/dbname"
+                    f"{env}={shown!r} has no valid port; write postgresql://user:pass@host:5432/dbname"
                 ) from None
             password = unquote(parsed.password) if parsed.password else os.environ.get("PGPASSWORD", "")
             return cls(
@@ -91,7 +97,7 @@ class WarehouseTarget:
             prefix = unquote(parsed.path.strip("/"))
             if not parsed.netloc or "/" in prefix or not re.fullmatch(r"[A-Za-z0-9_]*", prefix):
                 raise ConfigError(
-                    f"TRACKWAY_WAREHOUSE_URL={shown!r}: write bigquery://<project>/<dataset-prefix>, e.g. "
+                    f"{env}={shown!r}: write bigquery://<project>/<dataset-prefix>, e.g. "
                     "bigquery://my-project/trackway (datasets trackway_raw, trackway_analytics, ...)"
                 )
             return cls(
@@ -104,7 +110,7 @@ class WarehouseTarget:
                 api_endpoint=api_endpoint,
             )
         raise ConfigError(
-            f"TRACKWAY_WAREHOUSE_URL={shown!r} has unsupported scheme {parsed.scheme!r}; "
+            f"{env}={shown!r} has unsupported scheme {parsed.scheme!r}; "
             "use duckdb:///path/warehouse.duckdb, postgresql://user:pass@host:5432/db or bigquery://project/prefix"
         )
 

@@ -33,14 +33,21 @@ def load_in_place(
     """Hand every new or changed object to ``wh.load_in_place`` and add the results to ``report``."""
     pending = []
     for item, url, (fingerprint, size) in zip(objects, urls, fingerprints, strict=True):
-        if known.get(url) == fingerprint and not (reload and item.in_interval):
+        loaded = known.get(url) == fingerprint
+        if loaded and not (reload and item.in_interval):
             report.objects_skipped += 1
             continue
-        pending.append(PendingObject(url=url, fingerprint=fingerprint, size_bytes=size, table=item.table))
+        pending.append(
+            PendingObject(url=url, fingerprint=fingerprint, size_bytes=size, table=item.table, replace=loaded)
+        )
     if not pending:
         return
     tables = {p.url: p.table for p in pending}
-    for load in wh.load_in_place(pending, load_id=report.load_id, progress=say):
+    loads = wh.load_in_place(pending, load_id=report.load_id, progress=say)
+    if len(loads) < len(pending):  # committed by a concurrent load since the ledger was read: not loaded twice
+        report.objects_skipped += len(pending) - len(loads)
+        say(f"  {len(pending) - len(loads)} objects were loaded by a concurrent load meanwhile; skipped")
+    for load in loads:
         report.objects_loaded += 1
         report.erased_lines += load.erased
         report.parse_errors += load.parse_errors

@@ -118,6 +118,11 @@ def list_interval_objects(
     return [partition_path(h) for h in scan], objects
 
 
+def current_fingerprint(item: Listed) -> str:
+    """The object's fingerprint as the ledger would record it now (from the listing's metadata)."""
+    return object_fingerprint(_stat(item))[0]
+
+
 def _stat(item: Listed) -> dict:
     """The listing's metadata when it has the fingerprint's fields; else one stat request."""
     return item.info if item.info.get("size") is not None else item.path.fs.info(item.path.path)
@@ -160,7 +165,7 @@ def load_interval(
     say = progress or (lambda msg: log.info("%s", msg))
     say(f"load {load_id}: {len(objects)} objects in {', '.join(hours)}")
 
-    with open_warehouse(settings.warehouse) as wh:
+    with open_warehouse(settings.load_warehouse) as wh:
         wh.ensure_raw_tables()
         # Erasure requests: every load, reload and backfill drops erased subjects' lines (docs/privacy.md).
         erased = erased_subjects(settings, wh)

@@ -9,7 +9,28 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from trackway.config import load_settings
+from trackway.config.registry import DagsSection
 from trackway.orchestration.alerts import TrackwayAlertNotifier
+
+
+def deadline_alert():
+    """A Deadline Alert (Airflow 3.1+): a run not finished TRACKWAY_DAG_DEADLINE_MINUTES after queued alerts.
+
+    It fires from the scheduler and triggerer even when no task runs, which a
+    task's failure callback cannot; the notifier is the same as for failures.
+    None when the setting is 0 (``airflow dags test`` crashes on DAGs with deadlines:
+    apache/airflow#73428).
+    """
+    from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    minutes = load_settings().section(DagsSection).dag_deadline_minutes
+    if not minutes:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(minutes=minutes),
+        callback=AsyncCallback(TrackwayAlertNotifier, kwargs={"kind": "deadline_missed"}),
+    )
 
 
 def dag_defaults() -> dict:

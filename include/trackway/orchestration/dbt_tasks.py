@@ -74,7 +74,8 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
             test_behavior=TestBehavior.BUILD,
             source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
             should_detach_multiple_parents_tests=True,
-            exclude=["resource_type:unit_test"],
+            # Unit tests run in CI; the on-run-end hook (audit.dbt_results) is no task of its own.
+            exclude=["resource_type:unit_test", "resource_type:operation"],
         ),
         operator_args={"install_deps": False, "emit_datasets": False},
     )

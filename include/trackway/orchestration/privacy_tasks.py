@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 
 from trackway.config import Settings
 
@@ -37,22 +37,26 @@ def alert_due_soon(settings: Settings, run_id: str) -> int:
 
     Reads the ledger itself: it runs after the erasure run whether that succeeded or not.
     """
-    from trackway.orchestration.alerts import send_alert
+    from trackway.orchestration.alerts import Alert, send_alert
     from trackway.privacy.runs import due_requests
 
     due = due_requests(settings)
     for item in due:
         send_alert(
-            settings,
-            {
-                "at": datetime.now(UTC).isoformat(),
-                "text": f"Trackway: erasure request {item['request_id']} ({item['type']}, {item['status']}) "
+            Alert(
+                key=f"privacy.due@{item['request_id']}",
+                text=f"Trackway: erasure request {item['request_id']} ({item['type']}, {item['status']}) "
                 f"is due {item['due_at']} and not finished: `trackway privacy status {item['request_id']}`",
-                "dag_id": "privacy",
-                "run_id": run_id,
-                "task_id": "alert_due_requests",
-                "request_id": item["request_id"],
-                "due_at": item["due_at"],
-            },
+                severity="fail",
+                runbook="erasure-request-due",
+                details={
+                    "dag_id": "privacy",
+                    "run_id": run_id,
+                    "task_id": "alert_due_requests",
+                    "request_id": item["request_id"],
+                    "due_at": item["due_at"],
+                },
+            ),
+            settings,
         )
     return len(due)

@@ -2,7 +2,7 @@
 
 Layout (``TRACKWAY_PLAN_DIR``)::
 
-    plan.yaml            optional: name, conventions (naming rules for lint)
+    plan.yaml            optional: name, conventions (naming rules for lint), privacy (docs/privacy.md)
     common.yaml          optional: the context every event must carry (JSON Schema)
     events/*.yaml        one file per event (any sub-folder, any *.yaml/*.yml name)
     queries/*.sql        analyst queries, named by the events that need them
@@ -20,6 +20,9 @@ An event file::
       required: [listing_id]
       properties:
         listing_id: {type: string, description: ..., privacy: internal, examples: [l-1]}
+        contact_email: {type: string, pii: direct, action: hash}   # docs/privacy.md
+    consent_category: Analytics   # optional: dropped when context.consent denies it
+    sample: {rate: 0.1, unit: anonymous_id}   # optional: keep a deterministic 10% of devices
     queries: [queries/views_by_city.sql]
     previous_versions:            # optional older majors clients may still send
       - {version: 1-0-0, properties: {...}}
@@ -30,6 +33,8 @@ Loading never executes anything from the plan; names are kept byte for byte.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +135,18 @@ class PropertySpec:
         values = self.schema.get("examples")
         return list(values) if isinstance(values, list) else []
 
+    @property
+    def pii(self) -> str | None:
+        """The PII class written in the plan (direct, indirect, none), or None (see plan/privacy.py)."""
+        value = self.schema.get("pii")
+        return str(value) if value is not None else None
+
+    @property
+    def action(self) -> str | None:
+        """The collector's action written in the plan (hash, drop, truncate, keep), or None."""
+        value = self.schema.get("action")
+        return str(value) if value is not None else None
+
 
 @dataclass(frozen=True)
 class EventVersion:
@@ -160,6 +177,8 @@ class EventSpec:
     previous: tuple[EventVersion, ...] = ()
     queries: tuple[str, ...] = ()
     path: Path | None = None
+    consent_category: str | None = None  # dropped at the collector when context.consent denies it
+    sample: dict[str, Any] | None = None  # {rate, unit}: deterministic sampling (plan/privacy.py)
 
     @property
     def version(self) -> SchemaVer:
@@ -201,6 +220,7 @@ class Plan:
     events: tuple[EventSpec, ...]
     common: dict[str, Any] = field(default_factory=dict)  # JSON Schema of context
     conventions: Conventions = Conventions()
+    privacy: dict[str, Any] = field(default_factory=dict)  # plan.yaml `privacy:` (plan/privacy.py reads it)
 
     def event(self, event_type: str, name: str) -> EventSpec | None:
         return self._index().get((event_type, name))
@@ -275,6 +295,12 @@ def parse_event(doc: Any, path: Path) -> EventSpec:
     queries = doc.get("queries") or []
     if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
         raise PlanError(f"{path}: 'queries' must be a list of SQL file paths relative to the plan folder")
+    consent = doc.get("consent_category")
+    if consent is not None and (not isinstance(consent, str) or not consent.strip()):
+        raise PlanError(f"{path}: 'consent_category' must be a category name, e.g. Analytics")
+    sample = doc.get("sample")
+    if sample is not None and not isinstance(sample, dict):
+        raise PlanError(f"{path}: 'sample' must be a mapping, e.g. {{rate: 0.1, unit: anonymous_id}}")
     return EventSpec(
         name=name,
         type=event_type,
@@ -285,6 +311,8 @@ def parse_event(doc: Any, path: Path) -> EventSpec:
         previous=tuple(previous),
         queries=tuple(queries),
         path=path,
+        consent_category=consent,
+        sample=sample,
     )
 
 
@@ -303,6 +331,10 @@ def event_to_doc(event: EventSpec) -> dict[str, Any]:
         doc["previous_versions"] = [{"version": str(v.version), event.payload_field: v.schema} for v in event.previous]
     if event.queries:
         doc["queries"] = list(event.queries)
+    if event.consent_category:
+        doc["consent_category"] = event.consent_category
+    if event.sample:
+        doc["sample"] = event.sample
     return doc
 
 
@@ -323,47 +355,80 @@ def inside_plan(root: Path, relative: str | Path, what: str) -> Path:
     return target
 
 
-def event_files(root: Path) -> list[Path]:
+def event_files(root: Path, problems: list[tuple[Path, str]] | None = None) -> list[Path]:
     folder = root / "events"
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    inside = []
     for path in files:
-        inside_plan(root, path.relative_to(root), "event file")
-    return files
+        with _collected(problems, path):
+            inside_plan(root, path.relative_to(root), "event file")
+            inside.append(path)
+    return inside
 
 
-def load_plan(root: Path | str) -> Plan:
-    """Read a plan folder; PlanError on anything unreadable, duplicate or malformed."""
+@contextmanager
+def _collected(problems: list[tuple[Path, str]] | None, path: Path) -> Iterator[None]:
+    """Raise a PlanError as usual, or (lint) record it as (file, what) and go on with the next file."""
+    try:
+        yield
+    except PlanError as exc:
+        if problems is None:
+            raise
+        problems.append((path, str(exc).removeprefix(f"{path}: ")))
+
+
+def load_plan(root: Path | str, problems: list[tuple[Path, str]] | None = None) -> Plan:
+    """Read a plan folder; PlanError on anything unreadable, duplicate or malformed.
+
+    With ``problems`` (what lint passes), a broken file is recorded there as (file, what)
+    and left out instead, so one run reports every broken file.
+    """
     root = Path(root)
     if not root.is_dir():
         raise PlanError(f"tracking plan folder {root} does not exist; set TRACKWAY_PLAN_DIR to a plan folder")
     meta: dict[str, Any] = {}
-    if (root / "plan.yaml").is_file():
-        loaded = _read_yaml(root / "plan.yaml") or {}
-        if not isinstance(loaded, dict):
-            raise PlanError(f"{root / 'plan.yaml'}: must be a mapping (name, conventions)")
-        meta = loaded
-    conv = meta.get("conventions") or {}
-    if not isinstance(conv, dict):
-        raise PlanError(f"{root / 'plan.yaml'}: 'conventions' must be a mapping")
-    conventions = Conventions(**{k: str(v) for k, v in conv.items() if k in Conventions.__dataclass_fields__})
+    conventions = Conventions()
+    privacy: dict[str, Any] = {}
+    with _collected(problems, root / "plan.yaml"):
+        if (root / "plan.yaml").is_file():
+            loaded = _read_yaml(root / "plan.yaml") or {}
+            if not isinstance(loaded, dict):
+                raise PlanError(f"{root / 'plan.yaml'}: must be a mapping (name, conventions)")
+            meta = loaded
+        conv = meta.get("conventions") or {}
+        if not isinstance(conv, dict):
+            raise PlanError(f"{root / 'plan.yaml'}: 'conventions' must be a mapping")
+        conventions = Conventions(**{k: str(v) for k, v in conv.items() if k in Conventions.__dataclass_fields__})
+        privacy = meta.get("privacy") or {}
+        if not isinstance(privacy, dict):
+            raise PlanError(
+                f"{root / 'plan.yaml'}: 'privacy' must be a mapping (fields: name rules); see docs/privacy.md"
+            )
     common: dict[str, Any] = {}
-    if (root / "common.yaml").is_file():
-        doc = _read_yaml(root / "common.yaml") or {}
-        if not isinstance(doc, dict):
-            raise PlanError(f"{root / 'common.yaml'}: must be a mapping with a 'context' JSON Schema")
-        common = _schema(doc.get("context"), root / "common.yaml", "context")
+    with _collected(problems, root / "common.yaml"):
+        if (root / "common.yaml").is_file():
+            doc = _read_yaml(root / "common.yaml") or {}
+            if not isinstance(doc, dict):
+                raise PlanError(f"{root / 'common.yaml'}: must be a mapping with a 'context' JSON Schema")
+            common = _schema(doc.get("context"), root / "common.yaml", "context")
     events: list[EventSpec] = []
     seen: dict[tuple[str, str], Path] = {}
-    for path in event_files(root):
-        event = parse_event(_read_yaml(path), path)
-        for query in event.queries:
-            inside_plan(root, query, f"{path}: analyst query")
-        if event.key in seen:
-            raise PlanError(f"{path}: {event.type} {event.name!r} is already defined in {seen[event.key]}")
-        seen[event.key] = path
-        events.append(event)
+    for path in event_files(root, problems):
+        with _collected(problems, path):
+            event = parse_event(_read_yaml(path), path)
+            for query in event.queries:
+                inside_plan(root, query, f"{path}: analyst query")
+            if event.key in seen:
+                raise PlanError(f"{path}: {event.type} {event.name!r} is already defined in {seen[event.key]}")
+            seen[event.key] = path
+            events.append(event)
     return Plan(
-        root=root, name=str(meta.get("name") or root.name), events=tuple(events), common=common, conventions=conventions
+        root=root,
+        name=str(meta.get("name") or root.name),
+        events=tuple(events),
+        common=common,
+        conventions=conventions,
+        privacy=privacy,
     )
 
 

@@ -37,7 +37,7 @@ def run_plan_queries(settings: Settings, plan: Plan, limit: int = 1000) -> list[
     from trackway.warehouse import open_warehouse
 
     results: list[QueryResult] = []
-    with open_warehouse(settings.warehouse, read_only=True) as wh:
+    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
         for event in plan.events:
             for query in event.queries:
                 started = time.perf_counter()

@@ -25,6 +25,8 @@ import jsonschema_rs
 
 from trackway.config import Settings
 from trackway.plan.model import IMPLIED_NAMES, EventSpec, Plan, PlanError, load_plan
+from trackway.plan.privacy import PlanPrivacy
+from trackway.plan.schema import SchemaProblem, compile_schema, schema_problems
 
 log = logging.getLogger("trackway.plan")
 
@@ -107,23 +109,30 @@ def _violations(validator: Any, instance: Any, prefix: str = "") -> list[Violati
     return out
 
 
+def _compiled(schema: dict, where: str) -> Any:
+    """The schema's validator (offline: a plan never makes the collector fetch a $ref), or a one-line PlanError."""
+    try:
+        return compile_schema(schema)
+    except (jsonschema_rs.ValidationError, ValueError):
+        problems = schema_problems(schema) or [SchemaProblem((), "cannot be compiled")]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PlanError(f"{where}: {problems[0]}{more}") from None
+
+
 class CompiledPlan:
     """One plan with a validator per (event, major version) and one for the common context."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
+        self.privacy = PlanPrivacy(plan)  # PII classes and actions (PlanError on a bad one, like a bad schema)
         self._validators: dict[tuple[str, str, int], Any] = {}
         self._events: dict[tuple[str, str], EventSpec] = {}
         for event in plan.events:
             self._events[event.key] = event
             for version in event.versions:
-                try:
-                    self._validators[(event.type, event.name, version.version.model)] = jsonschema_rs.validator_for(
-                        version.schema, validate_formats=True
-                    )
-                except (jsonschema_rs.ValidationError, ValueError) as exc:
-                    raise PlanError(f"{event.path}: event '{event.name}' has an invalid JSON Schema: {exc}") from None
-        self._common = jsonschema_rs.validator_for(plan.common, validate_formats=True) if plan.common else None
+                where = f"{event.path}: event '{event.name}' version {version.version}"
+                self._validators[(event.type, event.name, version.version.model)] = _compiled(version.schema, where)
+        self._common = _compiled(plan.common, f"{plan.root / 'common.yaml'}: context") if plan.common else None
         self._fast: dict[tuple[str, str], tuple[EventSpec, dict[int, Any]]] = {
             key: (spec, {m: v for (t, n, m), v in self._validators.items() if (t, n) == key})
             for key, spec in self._events.items()

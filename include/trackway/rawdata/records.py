@@ -116,3 +116,6 @@ class PendingObject:
     fingerprint: str
     size_bytes: int
     table: RawTable
+    # A --reload of a version the ledger already has: loaded again. Otherwise the load is
+    # skipped when, by the time it commits, the ledger has this version (a concurrent load's).
+    replace: bool = False

@@ -1,8 +1,9 @@
 """Run dbt against the configured warehouse.
 
 dbt reads its connection only from environment variables (see
-include/dbt/profiles.yml), derived here from TRACKWAY_WAREHOUSE_URL, so the
-DAG, the CLI and the tests build the same project the same way.
+include/dbt/profiles.yml), derived here from TRACKWAY_TRANSFORM_WAREHOUSE_URL
+(default TRACKWAY_WAREHOUSE_URL: dbt's own role on PostgreSQL), so the DAG,
+the CLI and the tests build the same project the same way.
 
 On DuckDB and PostgreSQL dbt runs in this process, with the adapters the
 Airflow environment has. On BigQuery it runs from its own virtual environment
@@ -67,7 +68,7 @@ def _environ(extra: dict[str, str]) -> Iterator[None]:
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
-    env = settings.warehouse.dbt_env()
+    env = settings.transform_warehouse.dbt_env()
     # No phoning home: the embedded default must work offline.
     env.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"})
     return env
@@ -95,13 +96,13 @@ def _check_raw_exists(settings: Settings) -> None:
     from trackway.warehouse import open_warehouse
 
     try:
-        with open_warehouse(settings.warehouse, read_only=True) as wh:
+        with open_warehouse(settings.transform_warehouse, read_only=True) as wh:
             if wh.table_exists("raw", "events_raw"):
                 return
     except FileNotFoundError:
         pass
     raise DbtBuildError(
-        f"raw.events_raw does not exist in {settings.warehouse.display_url} yet: load raw events first "
+        f"raw.events_raw does not exist in {settings.transform_warehouse.display_url} yet: load raw events first "
         "(the events_load DAG, or `trackway load --hour YYYY-MM-DDTHH`)"
     )
 
@@ -156,7 +157,11 @@ def _run_in_process(settings: Settings, command: str, args: list[str], extra: tu
     from dbt.cli.main import dbtRunner
 
     with _environ(dbt_environment(settings)):
-        result = dbtRunner().invoke(args)
+        try:
+            result = dbtRunner().invoke(args)
+        finally:
+            if settings.transform_warehouse.kind == "duckdb":
+                release_duckdb()
     report = DbtReport(command=[command, *extra], success=bool(result.success), seconds=0.0)
     for node_result in getattr(result.result, "results", None) or []:
         node = node_result.node
@@ -164,6 +169,21 @@ def _run_in_process(settings: Settings, command: str, args: list[str], extra: tu
     if result.exception is not None:
         report.errors.append(f"dbt raised {type(result.exception).__name__}: {result.exception}")
     return report
+
+
+def release_duckdb() -> None:
+    """Close the DuckDB handle dbt-duckdb keeps open after an in-process run (its ``keep_open`` default).
+
+    While it is open this process can open the file only through that read-write
+    handle, and people's SQL runs only on a read-only, sandboxed one
+    (trackway.warehouse.duckdb_warehouse): release it once dbt is done.
+    """
+    import gc
+
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    DuckDBConnectionManager.close_all_connections()  # drops the environment holding the handle
+    gc.collect()  # ... which is freed, and the file closed, when nothing refers to it any more
 
 
 def _run_subprocess(settings: Settings, command: str, args: list[str], extra: tuple[str, ...]) -> DbtReport:

@@ -1,4 +1,6 @@
-"""Open the configured warehouse: ``open_warehouse(settings.warehouse)``.
+"""Open the warehouse as one job: ``open_warehouse(settings.load_warehouse)``, ``settings.read_warehouse`` ...
+
+On PostgreSQL each job may have its own role (TRACKWAY_*_WAREHOUSE_URL, see ``roles``).
 
 The backends (one module each, behind ``base.Warehouse``) never import Airflow;
 credentials kept in an Airflow connection are resolved here, by ``connections``.
@@ -9,20 +11,24 @@ from __future__ import annotations
 from trackway.config import WarehouseTarget
 from trackway.warehouse.base import Warehouse, WarehouseBusy
 from trackway.warehouse.connections import google_credentials
+from trackway.warehouse.readonly import ReadOnlyQueryError
 
-__all__ = ["Warehouse", "WarehouseBusy", "open_warehouse"]
+__all__ = ["ReadOnlyQueryError", "Warehouse", "WarehouseBusy", "open_warehouse"]
 
 
 def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Warehouse:
+    """``read_only``: a connection that cannot write, the only kind ``query_with_headers`` (people's SQL) runs on."""
     if target.kind == "duckdb":
         from trackway.warehouse.duckdb_warehouse import DuckDBWarehouse
 
         assert target.duckdb_path is not None, "WarehouseTarget.parse sets the path for duckdb URLs"
-        return DuckDBWarehouse(target.duckdb_path, read_only=read_only)
+        return DuckDBWarehouse(
+            target.duckdb_path, read_only=read_only, lock_wait_seconds=target.duckdb_lock_wait_seconds
+        )
     if target.kind == "postgres":
         from trackway.warehouse.postgres_warehouse import PostgresWarehouse
 
-        return PostgresWarehouse(target)
+        return PostgresWarehouse(target, read_only=read_only)
     if target.kind == "bigquery":
         from trackway.warehouse.bigquery_warehouse import BigQueryWarehouse
 

@@ -129,7 +129,11 @@ class Warehouse(ABC):
 
     @abstractmethod
     def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
-        """Run ad-hoc SQL for people: column names and at most ``limit`` rows."""
+        """Run people's SQL (trackway query, plan test): column names and at most ``limit`` rows.
+
+        Only one read-only SELECT, on a connection opened ``read_only``; anything else
+        raises ``ReadOnlyQueryError`` saying what is allowed (see ``readonly``).
+        """
 
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...

@@ -16,6 +16,18 @@ Retries: load job ids are derived from (object, fingerprint, UTC day), so a
 retried task finds its earlier job (409 Already Exists) and reuses its staging
 table instead of loading twice; staging tables expire after two days.
 
+Concurrent loads of one object (a `trackway load --reload` or a backfill beside
+the DAG): the ledger is read before the load jobs, so two loads can both find
+an object new, and the reused load job does not stop the second from applying
+it. A first load's apply only appends (its DELETE finds nothing), and BigQuery
+runs appends side by side, so both could commit the object's rows. Each apply
+transaction therefore (1) first updates the one row of ``raw.load_lock``:
+BigQuery cancels a transaction that mutates a table another running
+transaction mutates, so applies never overlap, and a cancelled one is run
+again; and (2) chooses inside the transaction the objects whose version the
+ledger still lacks (or that are reloaded), so an apply that comes second
+skips what the first committed.
+
 Schemas map to datasets: Trackway's ``raw`` is ``<prefix>_raw`` (``raw`` when
 the URL has no prefix), and SQL given to ``query`` is rewritten the same way.
 """
@@ -27,6 +39,7 @@ import dataclasses
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,8 +47,9 @@ from typing import Any
 from trackway.config import WarehouseTarget
 from trackway.rawdata.records import LoadRun, ObjectLoad, PendingObject
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
-from trackway.warehouse.base import Warehouse, load_run_params
+from trackway.warehouse.base import Warehouse, WarehouseBusy, load_run_params
 from trackway.warehouse.ddl import PRIVACY_SCHEMA, PRIVACY_TABLES, privacy_ddl
+from trackway.warehouse.readonly import ReadOnlyQueryError, as_subquery, bigquery_separators
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +58,11 @@ BATCH_OBJECTS = 200
 # Valid JSON never contains a raw U+0001, so each line arrives whole in one column.
 LINE_DELIMITER = "\x01"
 STAGING_EXPIRY = timedelta(days=2)
-TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics", "privacy")
+TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics", "audit", "privacy")
+# One row every apply transaction updates, so that BigQuery never runs two at once (see above).
+LOAD_LOCK = "load_lock"
+# Applies cancelled by a concurrent one, run again after these pauses (seconds) before giving up.
+APPLY_RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0)
 # Rows per INSERT of insert_rows (each value is one query parameter).
 _INSERT_CHUNK = 500
 
@@ -63,6 +81,11 @@ def _is_content_error(job: Any, exc: BaseException) -> bool:
     reasons = {e.get("reason") for e in (getattr(job, "errors", None) or [])}
     reasons |= {e.get("reason") for e in (getattr(exc, "errors", None) or []) if isinstance(e, dict)}
     return "invalid" in reasons
+
+
+def _is_concurrent_update(exc: BaseException) -> bool:
+    """BigQuery cancelled the transaction: another one mutated a table it mutates ("concurrent update")."""
+    return "concurrent update" in str(exc).lower()
 
 
 def _sha(*parts: str) -> str:
@@ -197,6 +220,13 @@ CLUSTER BY source_object"""
     objects_found INT64 NOT NULL, objects_loaded INT64 NOT NULL, objects_skipped INT64 NOT NULL,
     rows_loaded INT64 NOT NULL, parse_errors INT64 NOT NULL
 )""")
+        lock = self.table_ref(RAW_SCHEMA, LOAD_LOCK)
+        statements.append(f"CREATE TABLE IF NOT EXISTS {lock} (load_id STRING, locked_at TIMESTAMP)")
+        # Its one row (two concurrent first runs may add two: every apply updates them all, which is the same).
+        statements.append(
+            f"INSERT INTO {lock} (load_id, locked_at) SELECT NULL, NULL FROM UNNEST([1]) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {lock})"
+        )
         for stmt in statements:
             self.client.query(stmt).result()
 
@@ -322,8 +352,22 @@ CLUSTER BY source_object"""
         # One literal, placed where it belongs: never a text replace over a script that holds object URLs.
         script = self._apply_script(batch, staged, failed, load_id, f"TIMESTAMP '{loaded_at.isoformat()}'")
         config = bigquery.QueryJobConfig(labels={"trackway": "raw-apply"})
-        self.client.query(script, job_config=config).result()
-        return self._ledger_rows([o.url for o in batch])
+        for pause in (*APPLY_RETRY_PAUSES, None):
+            try:
+                self.client.query(script, job_config=config).result()
+                break
+            except Exception as exc:
+                if not _is_concurrent_update(exc):
+                    raise
+                if pause is None:
+                    raise WarehouseBusy(
+                        "BigQuery kept cancelling this load's transaction: other loads are committing to "
+                        f"{self.dataset(RAW_SCHEMA)} at the same time. Retry; objects they loaded are skipped"
+                    ) from exc
+                log.info("apply cancelled by a concurrent load; again in %.0f s", pause)
+                time.sleep(pause)
+        # Only what this transaction applied: an object a concurrent load committed first is not ours.
+        return [load for load in self._ledger_rows([o.url for o in batch]) if load.load_id == load_id]
 
     def _apply_script(
         self,
@@ -333,9 +377,31 @@ CLUSTER BY source_object"""
         load_id: str,
         loaded_at: str,
     ) -> str:
-        """One transaction: drop the batch's old rows, insert the staged lines, upsert the ledger."""
+        """One transaction: drop the batch's old rows, insert the staged lines, upsert the ledger.
+
+        Only for the objects ``trackway_apply`` names, chosen inside the transaction after it
+        took ``raw.load_lock``: those whose version the ledger still lacks, and reloads.
+        """
         ledger = self.table_ref(RAW_SCHEMA, LOADED_OBJECTS)
-        statements = ["BEGIN TRANSACTION;"]
+        candidates = "\n        UNION ALL ".join(
+            f"SELECT {_sql_str(o.url)} AS source_object, {_sql_str(o.fingerprint)} AS fingerprint, "
+            f"{'TRUE' if o.replace else 'FALSE'} AS reload_object"
+            for o in batch
+        )
+        statements = [
+            "DECLARE trackway_apply ARRAY<STRING>;",
+            "BEGIN TRANSACTION;",
+            f"UPDATE {self.table_ref(RAW_SCHEMA, LOAD_LOCK)} SET load_id = {_sql_str(load_id)}, "
+            f"locked_at = {loaded_at} WHERE TRUE;",
+            f"""SET trackway_apply = (
+    SELECT ARRAY_AGG(c.source_object) FROM (
+        {candidates}
+    ) AS c
+    WHERE c.reload_object OR NOT EXISTS (
+        SELECT 1 FROM {ledger} AS l WHERE l.source_object = c.source_object AND l.fingerprint = c.fingerprint
+    )
+);""",
+        ]
         for table in RAW_TABLES:
             urls = [o.url for o in batch if o.table.name == table.name]
             if not urls:
@@ -346,7 +412,7 @@ CLUSTER BY source_object"""
             statements.append(
                 f"DELETE FROM {target} WHERE DATE(loaded_at) IN "
                 f"(SELECT DATE(loaded_at) FROM {ledger} WHERE source_object IN ({url_list})) "
-                f"AND source_object IN ({url_list});"
+                f"AND source_object IN ({url_list}) AND source_object IN UNNEST(trackway_apply);"
             )
             branches = [
                 self._stage_select(obj, stage, table, load_id, loaded_at)
@@ -381,7 +447,7 @@ FROM (
     -- Load jobs do not keep line order: number the lines (unique per object and load, not positions).
     SELECT line, SAFE.PARSE_JSON(line) AS j, ROW_NUMBER() OVER () AS line_number
     FROM {self.table_ref(RAW_SCHEMA, stage)}
-    WHERE line IS NOT NULL AND TRIM(line) != ''
+    WHERE line IS NOT NULL AND TRIM(line) != '' AND {_sql_str(obj.url)} IN UNNEST(trackway_apply)
 )"""
 
     def _ledger_merge(
@@ -412,7 +478,9 @@ FROM (
         values = "\n    UNION ALL ".join(tuples)
         return f"""MERGE {self.table_ref(RAW_SCHEMA, LOADED_OBJECTS)} AS t
 USING (
+    SELECT * FROM (
     {values}
+    ) WHERE source_object IN UNNEST(trackway_apply)
 ) AS s
 ON t.source_object = s.source_object
 WHEN MATCHED THEN UPDATE SET
@@ -467,14 +535,27 @@ WHEN NOT MATCHED THEN INSERT
         return [tuple(row.values()) for row in self.client.query(self.rewrite(sql), job_config=config).result()]
 
     def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
+        """One SELECT: no ``;`` between statements, run as a subquery, and only after a dry run calls it a SELECT.
+
+        BigQuery has no read-only session; its IAM roles are the real boundary
+        (give people's jobs BigQuery Data Viewer + Job User). The dry run is free
+        and never executes; an unknown statement type (None) is refused too.
+        """
+        from google.api_core.exceptions import BadRequest
         from google.cloud import bigquery
 
-        sql = self.rewrite(sql)
-        # People's ad-hoc SQL runs read-only, as on PostgreSQL: a dry run names the statement type for free.
-        dry = self.client.query(sql, job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False))
-        if dry.statement_type not in (None, "SELECT"):
-            raise PermissionError(f"trackway query runs read-only SQL; this is a {dry.statement_type} statement")
-        result = self.client.query(sql).result(max_results=limit)
+        if bigquery_separators(sql):
+            raise ReadOnlyQueryError("it holds more than one statement (a ';' between them)")
+        wrapped = as_subquery(self.rewrite(sql), limit)
+        try:
+            dry = self.client.query(wrapped, job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False))
+        except BadRequest as exc:
+            raise ReadOnlyQueryError(f"BigQuery refused it: {exc.message}") from exc
+        if dry.statement_type != "SELECT":
+            raise ReadOnlyQueryError(f"BigQuery's dry run calls it a {dry.statement_type or 'statement of no type'}")
+        result = self.client.query(wrapped, job_config=bigquery.QueryJobConfig(labels={"trackway": "query"})).result(
+            max_results=limit
+        )
         rows = [tuple(row.values()) for row in result]
         return [field.name for field in result.schema], rows[:limit]
 

@@ -21,6 +21,7 @@ from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
 from trackway.warehouse.base import Warehouse, WarehouseBusy, ledger_params, load_run_params
 from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, privacy_statements, raw_ddl
+from trackway.warehouse.readonly import ReadOnlyQueryError
 
 
 def _arrow_schema(table: RawTable) -> pa.Schema:
@@ -77,8 +78,15 @@ def _read_chunks(handle: Any) -> Iterator[bytes]:
 
 
 # DuckDB allows one writing process per file: the load task and dbt take turns.
-# Writers wait their turn; people reading (status, query) should hear at once.
-_LOCK_WAIT_SECONDS = {False: 120, True: 5}
+# Writers wait their turn (TRACKWAY_DUCKDB_LOCK_WAIT_SECONDS); people reading (status, query) should hear at once.
+_READER_LOCK_WAIT_SECONDS = 5.0
+# Read-only connections read the warehouse file and nothing else: no other file, no URL, no ATTACH, no
+# extension, no Python variable as a table; lock_configuration (last) keeps a query from SETting them back.
+READ_ONLY_CONFIG = {
+    "enable_external_access": False,
+    "python_enable_replacements": False,
+    "lock_configuration": True,
+}
 
 
 class _Hazard:
@@ -119,26 +127,34 @@ class _Hazard:
 class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False, lock_wait_seconds: float = 120.0) -> None:
         self.path = Path(path)
+        self.lock_wait_seconds = min(lock_wait_seconds, _READER_LOCK_WAIT_SECONDS) if read_only else lock_wait_seconds
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
             raise FileNotFoundError(f"no DuckDB warehouse at {self.path}; run a load first (make demo)")
+        self.read_only = read_only
+        # False when this process already holds the file open for writing and the handle is shared (see _connect).
+        self.sandboxed = read_only
         self.con = self._connect(read_only)
         # Objects read in one statement: DuckDB reads each gzip stream on its own thread.
         threads = self.con.execute("SELECT current_setting('threads')").fetchone()
         self.parallel_objects = max(1, int(threads[0])) if threads else 1
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS[read_only]
+        deadline = time.monotonic() + self.lock_wait_seconds
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                if read_only:
+                    return duckdb.connect(str(self.path), read_only=True, config=dict(READ_ONLY_CONFIG))
+                return duckdb.connect(str(self.path))
             except duckdb.ConnectionException as exc:
                 # This process already writes the file (dbt-duckdb runs in-process): DuckDB
-                # refuses a second, read-only handle, but sharing the open database is safe.
+                # refuses a second, read-only handle, but sharing the open database is safe
+                # for Trackway's own reads. People's SQL is refused on it (query_with_headers).
                 if read_only and "different configuration" in str(exc):
+                    self.sandboxed = False
                     return duckdb.connect(str(self.path))
                 raise
             except duckdb.IOException as exc:
@@ -146,8 +162,9 @@ class DuckDBWarehouse(Warehouse):
                     raise
                 if time.monotonic() > deadline:
                     raise WarehouseBusy(
-                        f"{self.path} is locked by another process (a load or dbt run; DuckDB allows one writer): "
-                        "retry when it has finished"
+                        f"warehouse {self.path} is busy: another process holds it (a load, a transform, or a reader "
+                        f"such as trackway query; DuckDB allows one writer), still after {self.lock_wait_seconds:g} s. "
+                        "Retry when it has finished; nothing was written"
                     ) from exc
                 time.sleep(0.5)
 
@@ -448,7 +465,29 @@ class DuckDBWarehouse(Warehouse):
         return self.con.execute(sql, list(params)).fetchall()
 
     def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
-        cursor = self.con.execute(sql)
+        """One statement DuckDB's parser calls a SELECT, on the read-only connection without file access."""
+        if not self.sandboxed:
+            raise ReadOnlyQueryError(
+                f"{self.path} is open for writing in this process (a load or dbt run), so no read-only "
+                "connection can be made: run the query once it has finished"
+                if self.read_only
+                else "people's SQL runs only on a read-only connection"
+            )
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise ReadOnlyQueryError(f"DuckDB cannot parse it: {str(exc).splitlines()[0]}") from exc
+        if len(statements) != 1:
+            raise ReadOnlyQueryError(f"it holds {len(statements)} statements")
+        if statements[0].type != duckdb.StatementType.SELECT:
+            raise ReadOnlyQueryError(f"it is a {statements[0].type.name} statement")
+        try:
+            cursor = self.con.execute(statements[0].query)
+        except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+            # A file, URL or extension (outside the warehouse), or a write hidden in a SELECT (WITH ... DELETE).
+            if isinstance(exc, duckdb.InvalidInputException) and "read-only" not in str(exc):
+                raise
+            raise ReadOnlyQueryError(f"DuckDB refused it: {str(exc).splitlines()[0]}") from exc
         return [d[0] for d in cursor.description or []], cursor.fetchmany(limit)
 
     def table_exists(self, schema: str, table: str) -> bool:

@@ -12,7 +12,15 @@ from trackway.config import WarehouseTarget
 from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject, ledger_row
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
 from trackway.warehouse.base import Warehouse, ledger_params, load_run_params
-from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, privacy_statements, raw_ddl
+from trackway.warehouse.ddl import (
+    LEDGER_UPSERT,
+    LOAD_RUN_INSERT,
+    PRIVACY_SCHEMA,
+    delete_object_rows,
+    privacy_statements,
+    raw_ddl,
+)
+from trackway.warehouse.readonly import ReadOnlyQueryError, as_subquery
 
 
 def _pg(sql: str) -> str:
@@ -20,10 +28,16 @@ def _pg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+# Membership in these lets a role read or write the server's files or run programs: no place for people's SQL.
+_SERVER_ACCESS_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
+
+
 class PostgresWarehouse(Warehouse):
     kind = "postgres"
 
-    def __init__(self, target: WarehouseTarget) -> None:
+    def __init__(self, target: WarehouseTarget, *, read_only: bool = False) -> None:
+        self.read_only = read_only
+        self.target = target
         self.con = psycopg.connect(
             host=target.host,
             port=target.port,
@@ -32,13 +46,26 @@ class PostgresWarehouse(Warehouse):
             dbname=target.database,
             application_name="trackway",
             autocommit=True,
+            # Read-only at the session level too: a statement outside transaction() cannot write either.
+            options="-c default_transaction_read_only=on" if read_only else None,
         )
+        if read_only:
+            # Every transaction() opens with BEGIN READ ONLY, whatever the session's default has become.
+            self.con.read_only = True
+        self._server_access: bool | None = None
 
     def ensure_raw_tables(self) -> None:
         with self.con.transaction(), self.con.cursor() as cur:
             # Serialize concurrent first runs: CREATE ... IF NOT EXISTS can race in PostgreSQL.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('trackway.raw.ddl'))")
+            cur.execute("SELECT to_regnamespace(%s) IS NOT NULL", [RAW_SCHEMA])
+            row = cur.fetchone()
+            schema_exists = bool(row and row[0])
             for stmt in raw_ddl("TEXT", "TIMESTAMPTZ"):
+                # CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database, which the
+                # loader's own role lacks: it owns raw, made by `trackway warehouse grant`.
+                if schema_exists and stmt.startswith("CREATE SCHEMA"):
+                    continue
                 cur.execute(stmt)
 
     def loaded_fingerprints(self, source_objects: Sequence[str]) -> dict[str, str]:
@@ -110,10 +137,41 @@ class PostgresWarehouse(Warehouse):
             return cur.fetchall()
 
     def query_with_headers(self, sql: str, *, limit: int) -> tuple[list[str], list[tuple]]:
-        with self.con.transaction(), self.con.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            cur.execute(sql)
-            return [d.name for d in cur.description or []], cur.fetchmany(limit)
+        """One SELECT as a subquery, through the extended protocol, in a read-only transaction rolled back after.
+
+        ``prepare=True`` sends Parse/Bind/Execute, which takes exactly one statement
+        (the simple protocol ran ``COMMIT; DROP ...`` as two); the subquery admits
+        only a query; the rollback undoes any ``set_config`` the query made.
+        """
+        if not self.read_only:
+            raise ReadOnlyQueryError("people's SQL runs only on a read-only connection")
+        self._refuse_server_access()
+        try:
+            with self.con.transaction(force_rollback=True), self.con.cursor() as cur:
+                cur.execute(as_subquery(sql, limit), prepare=True)
+                return [d.name for d in cur.description or []], cur.fetchall()
+        except (
+            psycopg.errors.SyntaxError,  # not a query: DML, DDL, COPY, SET, a second statement
+            psycopg.errors.FeatureNotSupported,  # WITH ... DELETE inside the subquery
+            psycopg.errors.ReadOnlySqlTransaction,  # a write inside a query: nextval(), SELECT ... FOR UPDATE
+            psycopg.errors.ActiveSqlTransaction,  # set_config('transaction_read_only', 'off', ...)
+        ) as exc:
+            raise ReadOnlyQueryError(f"PostgreSQL refused it: {str(exc).splitlines()[0]}") from exc
+
+    def _refuse_server_access(self) -> None:
+        """A superuser's SELECT can still read the server's files (pg_read_file): people's SQL needs a plainer role."""
+        if self._server_access is None:
+            with self.con.transaction(), self.con.cursor() as cur:
+                checks = " OR ".join(["pg_has_role(current_user, %s, 'MEMBER')"] * len(_SERVER_ACCESS_ROLES))
+                cur.execute(f"SELECT current_setting('is_superuser') = 'on' OR {checks}", list(_SERVER_ACCESS_ROLES))
+                row = cur.fetchone()
+                self._server_access = bool(row and row[0])
+        if self._server_access:
+            raise ReadOnlyQueryError(
+                f"role {self.target.user!r} of {self.target.display_url} is a superuser or may touch the server's "
+                "files, so people's SQL does not run as it: set TRACKWAY_READ_WAREHOUSE_URL to a read-only role "
+                "(`trackway warehouse grant` creates one; docs/reference/warehouse-roles.md)"
+            )
 
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.query(
@@ -145,7 +203,14 @@ class PostgresWarehouse(Warehouse):
     def ensure_privacy_tables(self) -> None:
         with self.con.transaction(), self.con.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('trackway.privacy.ddl'))")
+            cur.execute("SELECT to_regnamespace(%s) IS NOT NULL", [PRIVACY_SCHEMA])
+            row = cur.fetchone()
+            schema_exists = bool(row and row[0])
             for stmt in privacy_statements("TEXT", "TIMESTAMPTZ", "BIGINT", "BOOLEAN"):
+                # As for raw: the loader's role owns schema privacy (trackway warehouse grant) but may not
+                # CREATE SCHEMA, which IF NOT EXISTS still asks of it.
+                if schema_exists and stmt.startswith("CREATE SCHEMA"):
+                    continue
                 cur.execute(stmt)
 
     def close(self) -> None:

@@ -5,6 +5,13 @@
     as analytics.events shows them (before sessions and people are added).
     A message already in analytics.events is a duplicate however late it
     arrives: it never makes a second row and never replaces the first.
+
+    "Already there" is per source (macros/event_ids.sql): the same source's
+    message is there as the messageId itself or as its source-scoped id. A
+    messageId that another source claimed first, in this batch
+    (source_rank > 1) or in an earlier run (a row of another source with
+    that event_id), gets the source-scoped id, so rows already loaded keep
+    their event_id and no source can suppress another's messages.
 #}
 
 {#- var('dedupe_against_events') is false only in unit tests, which mock their inputs. -#}
@@ -13,7 +20,10 @@
 
 with events as (
 
-    select * from {{ ref('int_events_deduplicated') }}
+    select
+        *,
+        {{ trackway.source_scoped_event_id('source_id', 'message_id') }} as source_scoped_id
+    from {{ ref('int_events_deduplicated') }}
 
 ),
 
@@ -41,10 +51,47 @@ timed as (
 
 ),
 
+-- Drops what analytics.events holds already; claimed_earlier: an earlier
+-- run gave this messageId, as event_id, to another source's message.
+unseen as (
+
+    {%- if previous_events is not none %}
+        select
+            timed.*,
+            claimed.event_id is not null as claimed_earlier
+        from timed
+        -- event_id is unique there, so this join keeps one row per message.
+        -- A reserved messageId is never an event_id as sent: nothing to find.
+        left join {{ previous_events }} as claimed
+            on
+                timed.message_id = claimed.event_id
+                and {{ trackway.message_id_is_claimable('timed.message_id') }}
+        where
+            (claimed.event_id is null or claimed.source_id is distinct from timed.source_id)
+            and not exists (
+                select 1 from {{ previous_events }} as already
+                where already.event_id = timed.source_scoped_id
+            )
+    {%- else %}
+        select
+            *,
+            false as claimed_earlier
+        from timed
+    {%- endif %}
+
+),
+
 final as (
 
     select
-        message_id as event_id,
+        case
+            when
+                source_rank = 1
+                and {{ trackway.message_id_is_claimable('message_id') }}
+                and not claimed_earlier
+                then message_id
+            else source_scoped_id
+        end as event_id,
         event_type,
         case event_type
             when 'track' then track_event
@@ -95,13 +142,7 @@ final as (
         source_object,
         line_number
 
-    from timed
-    {%- if previous_events is not none %}
-        where not exists (
-            select 1 from {{ previous_events }} as already
-            where already.event_id = timed.message_id
-        )
-    {%- endif %}
+    from unseen
 
 )
 

@@ -1,0 +1,16 @@
+#!/bin/sh
+# The compose stack's PostgreSQL runs this once, on its first start (an empty data directory).
+# - The warehouse database: no role may connect by default; `trackway warehouse grant` (the
+#   warehouse-init service, on every `docker compose up`) creates one role per job and lets each connect.
+# - Airflow's metadata database, owned by a role of its own that cannot reach the warehouse.
+# psql's \getenv reads the password, so it is never on a command line; were it unset, :'airflow_password'
+# would stay as it is and the statement would fail (ON_ERROR_STOP) instead of making a role without one.
+set -eu
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
+REVOKE CONNECT, TEMPORARY ON DATABASE warehouse FROM PUBLIC;
+
+\getenv airflow_password AIRFLOW_DB_PASSWORD
+CREATE ROLE airflow WITH LOGIN PASSWORD :'airflow_password';
+CREATE DATABASE airflow OWNER airflow;
+REVOKE ALL ON DATABASE airflow FROM PUBLIC;
+SQL

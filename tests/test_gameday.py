@@ -1,0 +1,240 @@
+"""Game days: each incident is caused for real, its health check fires, and the runbook's own commands fix it.
+
+The commands are the ``bash`` blocks of docs/runbook.md, extracted per section and
+run as an on-call engineer would paste them (``set -euo pipefail``, with HOUR, FROM,
+TO and EVENT set from the alert). A wrong command in the runbook fails CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from collector_helpers import CollectorProcess
+from raw_files import event, hour_dir, write_gz_lines
+from trackway.config import load_settings
+from trackway.load.loader import load_interval
+from trackway.warehouse import open_warehouse
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
+TRACKWAY = str(Path(os.sys.executable).parent / "trackway")
+
+
+def runbook_blocks(section: str) -> list[str]:
+    """The ``bash`` blocks of one ``## section`` of the runbook, in order."""
+    text = RUNBOOK.read_text()
+    parts = re.split(r"^## ", text, flags=re.MULTILINE)
+    [body] = [p for p in parts if p.splitlines()[0].strip() == section]
+    return re.findall(r"^```bash\n(.*?)^```", body, flags=re.MULTILINE | re.DOTALL)
+
+
+def run_block(block: str, **variables: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **variables, "PATH": f"{Path(TRACKWAY).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, (
+        f"runbook command failed:\n{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+    return result
+
+
+def health(*families: str) -> tuple[int, dict]:
+    args = [TRACKWAY, "health", "--json", *(a for f in families for a in ("--check", f))]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=os.environ)
+    return result.returncode, json.loads(result.stdout)
+
+
+def failing(report: dict) -> dict[str, str]:
+    return {f"{c['check']}:{c['subject']}": c["state"] for c in report["checks"] if c["state"] != "ok"}
+
+
+def hour_text(hour: datetime) -> str:
+    return f"{hour:%Y-%m-%dT%H}"
+
+
+def write_hour(raw: Path, hour: datetime, per_event: dict[str, int], source: str = "web") -> Path:
+    lines = [
+        event(
+            uuid.uuid4().hex,
+            event=name,
+            sourceId=source,
+            receivedAt=f"{hour + timedelta(seconds=5 + i):%Y-%m-%dT%H:%M:%S}.000Z",
+        )
+        for name, n in per_event.items()
+        for i in range(n)
+    ]
+    return write_gz_lines(hour_dir(raw, f"{hour:%Y-%m-%d}", hour.hour) / f"{uuid.uuid4().hex}.ndjson.gz", lines)
+
+
+def steady_history(settings, raw: Path, hours: list[datetime], per_event: dict[str, int], source: str = "web"):
+    """The same hours on each of the four earlier weeks: the baseline the checks compare with."""
+    for hour in hours:
+        for weeks in (1, 2, 3, 4):
+            past = hour - timedelta(weeks=weeks)
+            write_hour(raw, past, per_event, source)
+            load_interval(settings, past, past + timedelta(hours=1))
+
+
+def last_hours(n: int) -> list[datetime]:
+    last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    return [last - timedelta(hours=k) for k in reversed(range(n))]
+
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_event_that_stops_arriving(trackway_env):
+    settings = load_settings()
+    raw = trackway_env / "raw"
+    hours = last_hours(2)
+    steady_history(settings, raw, hours, {"Listing Viewed": 30, "Signed Up": 15})
+    for hour in hours:  # the release: "Signed Up" is no longer sent
+        write_hour(raw, hour, {"Listing Viewed": 30})
+        load_interval(settings, hour, hour + timedelta(hours=1))
+
+    code, report = health("events")
+    assert code == 2 and failing(report) == {"event_stopped:Signed Up": "fail"}
+    variables = {
+        "HOUR": hour_text(hours[0]),
+        "FROM": hour_text(hours[0]),
+        "TO": hour_text(hours[-1]),
+        "EVENT": "Signed Up",
+    }
+    *triage, verify = runbook_blocks("Event stopped")
+    for block in triage:
+        out = run_block(block, **variables).stdout
+    assert "Listing Viewed" in out  # the triage shows what still arrives
+
+    # The fix: the corrected release flushes the events its queue held back into those hours.
+    for hour in hours:
+        write_hour(raw, hour, {"Signed Up": 15})
+    run_block(runbook_blocks("Load stale")[-2], **variables)  # trackway backfill --from --to (--transform)
+    run_block(verify, **variables)
+
+
+def test_a_source_whose_volume_drops(trackway_env):
+    settings = load_settings()
+    raw = trackway_env / "raw"
+    [hour] = last_hours(1)
+    steady_history(settings, raw, [hour], {"Listing Viewed": 40}, source="ios")
+    steady_history(settings, raw, [hour], {"Listing Viewed": 40}, source="web")
+    write_hour(raw, hour, {"Listing Viewed": 40}, source="web")  # iOS's release broke its client: nothing
+    load_interval(settings, hour, hour + timedelta(hours=1))
+
+    code, report = health("volume")
+    assert code == 2 and failing(report) == {"source_volume:ios": "fail"}
+    variables = {"HOUR": hour_text(hour), "FROM": hour_text(hour), "TO": hour_text(hour), "EVENT": "Listing Viewed"}
+    [triage] = runbook_blocks("Source volume")
+    assert "ios" in run_block(triage, **variables).stdout
+
+    write_hour(raw, hour, {"Listing Viewed": 38}, source="ios")  # the fixed client sends what it queued
+    run_block(runbook_blocks("Load stale")[-2], **variables)
+    code, report = health("volume")
+    assert code == 0, failing(report)
+
+
+def test_a_damaged_object(trackway_env):
+    settings = load_settings()
+    [hour] = last_hours(1)
+    good = write_hour(trackway_env / "raw", hour, {"Listing Viewed": 50})
+    copy = good.read_bytes()
+    good.write_bytes(copy[: len(copy) // 2])  # a truncated upload
+    load_interval(settings, hour, hour + timedelta(hours=1))
+
+    code, report = health("objects")
+    assert code == 1 and failing(report) == {"damaged_objects:": "warn"}
+    variables = {"HOUR": hour_text(hour)}
+    triage, fix, verify = runbook_blocks("Damaged objects")
+    assert good.name in run_block(triage, **variables).stdout
+    good.write_bytes(copy)  # a good copy from the producer
+    run_block(fix, **variables)
+    run_block(verify, **variables)
+    with open_warehouse(settings.warehouse, read_only=True) as wh:
+        assert wh.query("SELECT count(*) FROM raw.events_raw")[0][0] == 50
+
+
+def test_a_late_hour_beyond_the_sweep(trackway_env):
+    """A collector restarted with a spool segment nine days old: it uploads it with a late pointer."""
+    old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=9)
+    collector = CollectorProcess(trackway_env)
+    segment = collector.spool_dir / "w0" / f"events~{old:%Y-%m-%d}~{old:%H}~{uuid.uuid4()}.sealed"
+    segment.parent.mkdir(parents=True, exist_ok=True)
+    lines = [event(uuid.uuid4().hex, receivedAt=f"{old:%Y-%m-%dT%H}:10:00.000Z") for _ in range(20)]
+    segment.write_bytes(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+    collector.start()
+    assert collector.stop() == 0
+    [hour] = last_hours(1)
+    load_interval(load_settings(), hour, hour + timedelta(hours=1))  # an ordinary hourly run: it cannot reach it
+
+    code, report = health("objects")
+    assert code == 2 and failing(report) == {"objects_beyond_sweep:": "fail"}
+    triage, fix, verify = runbook_blocks("Objects beyond sweep")
+    variables = {"HOUR": hour_text(old)}
+    assert "to load" in run_block(triage, **variables).stdout
+    run_block(fix.replace(" --transform", ""), **variables)  # the transform part is the dbt test's game day
+    run_block(verify, **variables)
+    with open_warehouse(load_settings().warehouse, read_only=True) as wh:
+        assert wh.query("SELECT count(*) FROM raw.events_raw")[0][0] == 20
+
+
+def test_a_stopped_scheduler_goes_stale(trackway_env, monkeypatch):
+    """No load for longer than the threshold (shortened here) fails load_stale; a backfill clears it."""
+    monkeypatch.setenv("TRACKWAY_HEALTH_LOAD_AGE", "20s,30s")
+    settings = load_settings()
+    [hour] = last_hours(1)
+    write_hour(trackway_env / "raw", hour, {"Listing Viewed": 10})
+    load_interval(settings, hour, hour + timedelta(hours=1))
+    with open_warehouse(settings.warehouse) as wh:  # the last run finished a while ago: the scheduler died
+        wh.con.execute("UPDATE raw.load_runs SET finished_at = finished_at - INTERVAL 1 MINUTE")
+
+    code, report = health("freshness")
+    assert code == 2 and failing(report) == {"load_stale:": "fail"}
+    variables = {"FROM": hour_text(hour), "TO": hour_text(hour), "HOUR": hour_text(hour)}
+    triage, fix, verify = runbook_blocks("Load stale")
+    assert "objects" in run_block(triage, **variables).stdout
+    run_block(fix.replace(" --transform", ""), **variables)
+    run_block(verify, **variables)
+
+
+def test_a_failed_dbt_test(trackway_env):
+    """Someone "cleans up" analytics.events by hand: the accounting test fails; the runbook's rebuild fixes it."""
+    settings = load_settings()
+    [hour] = last_hours(1)
+    write_hour(trackway_env / "raw", hour, {"Listing Viewed": 20})
+    load_interval(settings, hour, hour + timedelta(hours=1))
+    # dbt in a process of its own, as the DAG's tasks and the runbook run it: DuckDB has one writing process.
+    run_block("trackway transform build")
+    with open_warehouse(settings.warehouse) as wh:
+        wh.con.execute("DELETE FROM analytics.events WHERE event_id IN (SELECT event_id FROM analytics.events LIMIT 3)")
+    assert subprocess.run([TRACKWAY, "transform", "test"], capture_output=True, timeout=300).returncode == 1
+
+    code, report = health("dbt_tests")
+    assert code == 2
+    assert any("assert_every_raw_line_is_accounted_for" in key for key in failing(report)), failing(report)
+    triage, fix, verify = runbook_blocks("dbt test failed")
+    assert "assert_every_raw_line_is_accounted_for" in run_block(triage).stdout
+    run_block(fix)
+    run_block(verify)
+
+
+def test_every_check_and_alert_has_a_runbook_section():
+    from trackway.health.checks import CHECKS, CheckResult, State
+    from trackway.orchestration.alerts import RUNBOOK_BY_ERROR
+
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+        for line in RUNBOOK.read_text().splitlines()
+        if line.startswith("## ")
+    }
+    for name in CHECKS:
+        assert CheckResult("f", name, State.OK, "").runbook.split("#")[1] in anchors, name
+    assert set(RUNBOOK_BY_ERROR.values()) | {"task-failed", "deadline-missed"} <= anchors
