@@ -281,3 +281,37 @@ def test_the_alert_rules_read_what_the_textfile_holds(trackway_env, tmp_path, ca
     assert any("absent(trackway_health_last_run_timestamp_seconds)" in r["expr"] for r in rules)
     anchors = {r["annotations"]["runbook_url"] for r in rules}
     assert "docs/runbook.md#health-checks" in anchors
+
+
+def test_health_reads_the_collector_metrics_it_names(trackway_env, tmp_path, monkeypatch, capsys):
+    """A real collector whose store is unreachable: its acknowledged events wait in its spool, which is not on this
+    machine as far as health knows (TRACKWAY_HEALTH_COLLECTOR_METRICS_URL); health sees the lag in its /metrics."""
+    import requests
+
+    from collector_helpers import CollectorProcess, wait_for
+    from trackway.health.observe import ACCEPTED_METRIC, SET_ASIDE_METRIC, collector_metrics
+
+    load_interval(load_settings(), AS_OF - timedelta(hours=1), AS_OF)  # an empty warehouse to read
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be: every upload fails")
+    collector = CollectorProcess(tmp_path / "collector", TRACKWAY_RAW_URL=f"file://{blocked}/raw").start()
+    try:
+        sent = [event(uuid.uuid4().hex) for _ in range(3)]
+        answer = requests.post(f"{collector.url}/v1/batch", json={"batch": sent}, auth=("key-web", ""), timeout=10)
+        assert answer.status_code == 200, answer.text
+        url = f"{collector.admin_url}/metrics"
+        monkeypatch.setenv("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL", url)
+        monkeypatch.setenv("TRACKWAY_HEALTH_UPLOAD_LAG", "1s,2s")
+
+        def lag_failing() -> dict | None:
+            main(["health", "--json", "--check", "freshness"])
+            [lag] = _by_check(json.loads(capsys.readouterr().out))["upload_lag"]
+            return lag if lag["state"] == "fail" else None
+
+        lag = wait_for(lag_failing, "health to read the upload lag from the collector's metrics")
+        assert "the collector's metrics" in lag["summary"] and lag["value"] >= 2
+        metrics = collector_metrics(url)
+        assert metrics[ACCEPTED_METRIC] == 3  # what the Airflow page shows as acknowledged
+        assert metrics[SET_ASIDE_METRIC] == 0  # the set_aside_segments check reads this one
+    finally:
+        collector.close()

@@ -56,6 +56,30 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_app_sync(args: argparse.Namespace) -> int:
+    from trackway.load.app_sync import AppSyncError, sync_database
+
+    settings = load_settings()
+    databases = [settings.app_database(args.database)] if args.database else settings.app_databases()
+    if not databases:
+        print(
+            f"trackway app-sync: no database is declared (kind: database) in {settings.sources_file or 'no sources file'}"
+        )
+        return 0
+    failed = 0
+    for database in databases:
+        try:
+            report = sync_database(settings, database)
+        except AppSyncError as exc:
+            print(f"trackway app-sync: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{database.name} -> {report.warehouse} {report.schema} in {report.seconds:.1f}s")
+        for line in report.lines():
+            print("  " + line)
+    return 1 if failed else 0
+
+
 def _cmd_transform(args: argparse.Namespace) -> int:
     from trackway.transform.dbt_runner import DbtBuildError, run_dbt
 
@@ -141,14 +165,19 @@ def _cmd_warehouse(args: argparse.Namespace) -> int:
             "read": ("TRACKWAY_READ_WAREHOUSE_URL", settings.read_warehouse),
         },
     )
+    # The schemas app_sync writes: app, and any other the sources file's databases name.
+    app_schemas = tuple(dict.fromkeys(["app", *(d.schema for d in settings.app_databases())]))
     if args.dry_run:
         print(f"-- as {admin.display_url}; passwords masked. First, for each role that does not exist yet:")
         print("\n".join(f'-- CREATE ROLE "{role.name}";' for role in roles.values()))
-        for statement in grant_statements(admin.database or "", roles, settings.typed_schema, masked=True):
+        statements = grant_statements(
+            admin.database or "", roles, settings.typed_schema, masked=True, app_schemas=app_schemas
+        )
+        for statement in statements:
             print(statement.as_string() + ";")
         return 0
     try:
-        grant(admin, roles, settings.typed_schema)
+        grant(admin, roles, settings.typed_schema, app_schemas)
     except GrantError as exc:
         print(f"trackway warehouse grant: {exc}", file=sys.stderr)
         return 1
@@ -159,7 +188,7 @@ def _cmd_warehouse(args: argparse.Namespace) -> int:
 
 
 _ROLE_JOBS = {
-    "load": "owns schema raw (landing tables, ledger); nothing else",
+    "load": "owns schema raw (landing tables, ledger) and app (the product's tables, app_sync); nothing else",
     "transform": "reads raw.events_raw; owns dbt's schemas; may create schemas",
     "read": "reads analytics schemas, raw's ledger and lineage columns; sessions read-only",
 }
@@ -244,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--until", type=_parse_hour, help="end hour, exclusive (default: --hour + 1h)")
     load.add_argument("--reload", action="store_true", help="reload objects even if the ledger has them")
     load.set_defaults(func=_cmd_load)
+
+    app_sync = sub.add_parser(
+        "app-sync",
+        help="copy the product databases of the sources file into schema app, without Airflow",
+        description="Copy the tables of each database the sources file declares (kind: database) into the "
+        "warehouse's app schema: new and changed rows merged on the primary key, deletes applied, schema changes "
+        "reported (docs/app-data.md). The app_sync DAG does the same hourly.",
+    )
+    app_sync.add_argument("--database", help="only this database (its name in the sources file)")
+    app_sync.set_defaults(func=_cmd_app_sync)
 
     transform = sub.add_parser(
         "transform",

@@ -341,7 +341,8 @@ class LoadSection(Section):
     sources_file: Path | None = setting(
         "TRACKWAY_SOURCES_FILE",
         None,
-        "Extra raw sources (Firehose, Segment S3, other Trackway buckets); see the README's raw sources",
+        "Extra raw sources (Firehose, Segment S3, other Trackway buckets; docs/loading.md) and product databases "
+        "the app_sync DAG copies into schema `app` (`kind: database`; docs/app-data.md)",
         default_doc="$TRACKWAY_HOME/sources.yml when it exists",
     )
 
@@ -466,7 +467,19 @@ class DagsSection(Section):
 
     component = "dags"
 
-    task_retries: int = setting("TRACKWAY_TASK_RETRIES", 2, "Retries of each DAG task before it fails and alerts", ge=0)
+    task_retries: int = setting(
+        "TRACKWAY_TASK_RETRIES",
+        2,
+        "Retries of each DAG task before it fails and alerts; only transport and lock errors are retried, content "
+        "and schema errors fail at once (trackway.orchestration.retries)",
+        ge=0,
+    )
+    task_retry_delay_seconds: float = setting(
+        "TRACKWAY_TASK_RETRY_DELAY_SECONDS",
+        60.0,
+        "Wait before a task's first retry; each further retry waits twice as long (exponential backoff)",
+        ge=0,
+    )
     alert_webhook_url: SecretStr | None = setting(
         "TRACKWAY_ALERT_WEBHOOK_URL",
         None,
@@ -583,6 +596,17 @@ def parse_thresholds(name: str, value: str) -> tuple[float, float]:
     return warn, fail
 
 
+def parse_shares(name: str, value: str) -> tuple[float, float]:
+    """``"0.01,0.05"`` -> (0.01, 0.05): the warn and fail shares of a health check, warn first."""
+    try:
+        warn, fail = (float(p) for p in value.split(","))
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: write WARN,FAIL shares between 0 and 1 such as 0.01,0.05") from None
+    if not 0 <= warn <= fail <= 1:
+        raise ValueError(f"{name}={value!r}: the shares must be between 0 and 1, the warn share at most the fail one")
+    return warn, fail
+
+
 class HealthSection(Section):
     """`trackway health` and the pipeline_health DAG: thresholds of the checks (docs/runbook.md)."""
 
@@ -673,6 +697,19 @@ class HealthSection(Section):
         "set-aside segments are read from there",
         default_doc="none (the local spool, TRACKWAY_SPOOL_DIR)",
     )
+
+    health_app_refs: str = setting(
+        "TRACKWAY_HEALTH_APP_REFS",
+        "0.01,0.05",
+        "Warn,fail share of an analytics_x reference's values (events of the last two UTC days) that find no "
+        "application row in schema app: a renamed id, a sync that stopped (docs/app-data.md)",
+    )
+
+    @field_validator("health_app_refs")
+    @classmethod
+    def _shares(cls, value: str, info: Any) -> str:
+        parse_shares(cls.model_fields[info.field_name].validation_alias, value)  # type: ignore[arg-type]
+        return value
 
     @field_validator("health_upload_lag", "health_load_age", "health_data_age", "health_transform_age")
     @classmethod

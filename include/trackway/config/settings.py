@@ -39,7 +39,7 @@ from trackway.config.registry import (
     parse_sample_spec,
     parse_source_list,
 )
-from trackway.config.sources import Source, parse_sources
+from trackway.config.sources import AppDatabase, Source, parse_app_databases, parse_sources
 from trackway.config.warehouse import WarehouseTarget
 from trackway.config.write_keys import load_write_keys
 
@@ -123,7 +123,7 @@ class Settings:
         derived = {  # checks beyond one variable's value: parsing, files
             "all": lambda: (self.warehouse, self.read_warehouse),
             "collector": lambda: (self.write_keys, self.collector, self.trusted_proxies),
-            "load": lambda: (self.sources(), self.load_warehouse),
+            "load": lambda: (self.sources(), self.app_databases(), self.load_warehouse),
             "transform": lambda: self.transform_warehouse,
         }
         for name, read in derived.items():
@@ -327,16 +327,33 @@ class Settings:
         default = self.home / "sources.yml"
         return default if default.exists() else None
 
-    def sources(self) -> list[Source]:
-        """Extra raw sources from the sources file; none when there is no file."""
+    def _sources_text(self) -> tuple[str, str] | None:
         path = self.sources_file
         if path is None:
-            return []
+            return None
         try:
-            text = path.read_text()
+            return path.read_text(), str(path)
         except OSError as exc:
             raise ConfigError(f"TRACKWAY_SOURCES_FILE={path}: cannot read it ({exc})") from None
-        return parse_sources(text, str(path))
+
+    def sources(self) -> list[Source]:
+        """Extra raw sources from the sources file; none when there is no file."""
+        found = self._sources_text()
+        return parse_sources(*found) if found else []
+
+    def app_databases(self) -> list[AppDatabase]:
+        """Product databases the app_sync DAG copies into the warehouse (``kind: database``); none without a file."""
+        found = self._sources_text()
+        return parse_app_databases(*found) if found else []
+
+    def app_database(self, name: str) -> AppDatabase:
+        """One product database by name; ConfigError listing the declared ones."""
+        databases = self.app_databases()
+        for database in databases:
+            if database.name == name:
+                return database
+        declared = ", ".join(d.name for d in databases) or "none"
+        raise ConfigError(f"no database {name!r} in the sources file ({self.sources_file}); declared: {declared}")
 
     # -- transform ------------------------------------------------------------
 

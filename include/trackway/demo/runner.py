@@ -8,6 +8,7 @@ exactly as an operator would run them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -136,6 +137,18 @@ def _airflow(args: list[str], log_name: str, settings: Settings) -> float:
     return time.monotonic() - started
 
 
+def _write_app_database(settings: Settings, calls: list, day: date, seed: int) -> Path | None:
+    """Nestful's own database beside its events, and the sources file entry app_sync reads (unless one is set)."""
+    from trackway.demo.appdb import write_app_database, write_sources_file
+
+    if settings.sources_file is not None:
+        return None  # TRACKWAY_SOURCES_FILE names the operator's own: the demo adds nothing to it
+    path = settings.home / "app.sqlite"
+    write_app_database(path, calls, day, seed)
+    write_sources_file(settings.home / "sources.yml", path)
+    return path
+
+
 def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     from trackway.demo.marketplace import generate_day, summarize
     from trackway.demo.sender import send_calls
@@ -173,6 +186,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _stage(2, "sending the day through the official Segment Python SDK")
     calls = generate_day(day, people=people, seed=seed)
     summary = summarize(calls)
+    app_db = _write_app_database(settings, calls, day, seed)
     calls += deliberate_violations(calls, seed)  # an unplanned event, a wrong type, a missing property
     # A few client retries: the same messageId twice, as a flaky network produces.
     retries = calls[:: max(len(calls) // 50, 1)]
@@ -226,7 +240,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         f"traits.email pseudonymised ({email[:24] + '…' if email else 'none sent'})"
     )
 
-    _stage(4, "events_load: `airflow dags test events_load <hour end>` for each hour received")
+    _stage(4, "events_load: `airflow dags test events_load <hour end>` for each hour received; then app_sync")
     apply_airflow_defaults(settings)
     secs = _airflow(["db", "migrate"], "airflow-db-migrate.log", settings)
     _say(f"  Airflow metadata DB ready (SQLite, {secs:.0f}s)")
@@ -242,6 +256,16 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
             f"  {hour:%Y-%m-%d %H:00}–{end:%H:00} UTC: {run[0]} objects loaded ({run[1]} already loaded), "
             f"{run[2]:,} rows, {run[3]} unparseable — {secs:.0f}s"
         )
+
+    if app_db is not None:
+        # The app_sync DAG's task, run here as `trackway app-sync` does: an `airflow dags test` would add
+        # ~20 s of Airflow start-up to the demo for one task (tests/test_app_sync.py runs the DAG itself).
+        from trackway.load.app_sync import sync_named
+
+        logging.getLogger("trackway.load.app_sync").setLevel(logging.WARNING)  # the line below says it all
+        synced = sync_named(settings, "nestful")
+        tables = ", ".join(f"{t.rows:,} {t.table}" for t in synced.tables)
+        _say(f"  app_sync: Nestful's own database ({app_db.name}) into schema app: {tables} — {synced.seconds:.0f}s")
 
     _stage(5, "events_transform: `airflow dags test events_transform` (one task per dbt model, via Cosmos)")
     from trackway.transform.manifest import compile_manifest
@@ -288,6 +312,14 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         _say(format_table(["path", "views", "viewers"], wh.query(answers.PAGE_VIEWS_BY_PATH)))
         _say("\nAnonymous visitors who signed up")
         _say(format_table(["anonymous visitors", "signed up"], wh.query(answers.SIGNUP_CONVERSION)))
+        if wh.table_exists("analytics_x", "listing_viewed"):
+            _say("\nListing views by neighbourhood (analytics_x.listing_viewed: events joined with app.listings)")
+            _say(
+                format_table(
+                    ["city", "neighbourhood", "views", "listings", "hosts", "avg price"],
+                    wh.query(answers.LISTING_VIEWS_BY_NEIGHBOURHOOD),
+                )
+            )
         if wh.table_exists("analytics", "tracking_plan_violations"):
             _say("\nTracking plan violations (analytics.tracking_plan_violations)")
             _say(format_table(["event", "source", "kind", "property", "count"], wh.query(answers.PLAN_VIOLATIONS)))

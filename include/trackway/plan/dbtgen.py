@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from trackway.plan import names
+from trackway.plan import names, xgen
 from trackway.plan.model import EventSpec, EventVersion, Plan, PropertySpec
 from trackway.plan.privacy import stored_plan
 
@@ -425,8 +425,8 @@ def _models_yml(plan: Plan, typed: list[tuple[EventSpec, str, dict[str, str]]]) 
     return {"version": 2, "models": models}
 
 
-def generate(plan: Plan, typed_schema: str = "analytics_typed") -> dict[str, str]:
-    """Relative path -> file text for the whole generated folder."""
+def generate(plan: Plan, typed_schema: str = "analytics_typed", app_links: xgen.Links | None = None) -> dict[str, str]:
+    """Relative path -> file text for the whole generated folder (analytics_x's views too: trackway.plan.xgen)."""
     plan = stored_plan(plan)  # pseudonymised and dropped properties as the warehouse holds them
     files: dict[str, str] = {}
     typed: list[tuple[EventSpec, str, dict[str, str]]] = []
@@ -451,10 +451,13 @@ def generate(plan: Plan, typed_schema: str = "analytics_typed") -> dict[str, str
         # JSON is YAML: as fast to write for 500 events as for 5, and just as readable by dbt.
         + json.dumps(_models_yml(plan, typed), ensure_ascii=False, indent=1)
     )
+    files.update(xgen.generate(typed, app_links))
     return files
 
 
-def project_with_plan(plan: Plan, source: Path, dest: Path, typed_schema: str = "analytics_typed") -> Path:
+def project_with_plan(
+    plan: Plan, source: Path, dest: Path, typed_schema: str = "analytics_typed", app_links: xgen.Links | None = None
+) -> Path:
     """A copy of the dbt project at ``dest`` with the plan's models in models/plan/; returns ``dest``.
 
     Runs at every DAG parse, while tasks may be reading the copy: only changed files are
@@ -462,7 +465,7 @@ def project_with_plan(plan: Plan, source: Path, dest: Path, typed_schema: str = 
     (and its mtimes keep dbt's manifest fresh).
     """
     _sync_tree(source, dest, skip_top={"target", "logs", "dbt_packages", ".user.yml"}, keep={f"models/{FOLDER}"})
-    write_dbt_models(plan, dest, typed_schema)
+    write_dbt_models(plan, dest, typed_schema, app_links)
     return dest
 
 
@@ -495,10 +498,12 @@ def _sync_tree(source: Path, dest: Path, *, skip_top: set[str], keep: set[str]) 
         shutil.copy2(src, target)
 
 
-def write_dbt_models(plan: Plan | None, project_dir: Path, typed_schema: str = "analytics_typed") -> list[Path]:
+def write_dbt_models(
+    plan: Plan | None, project_dir: Path, typed_schema: str = "analytics_typed", app_links: xgen.Links | None = None
+) -> list[Path]:
     """Replace models/plan/ with what the plan generates (or remove it when there is no plan)."""
     folder = project_dir / "models" / FOLDER
-    files = generate(plan, typed_schema) if plan is not None else {}
+    files = generate(plan, typed_schema, app_links) if plan is not None else {}
     current = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()} if folder.exists() else {}
     for rel, path in current.items():
         if rel not in files:

@@ -19,15 +19,7 @@ from pathlib import Path
 
 from trackway.plan import names
 from trackway.plan.diff import version_problems
-from trackway.plan.model import (
-    IMPLIED_NAMES,
-    PRIVACY_CLASSES,
-    EventSpec,
-    EventVersion,
-    Plan,
-    PlanError,
-    load_plan,
-)
+from trackway.plan.model import IMPLIED_NAMES, PRIVACY_CLASSES, EventSpec, EventVersion, Plan, PlanError, load_plan
 from trackway.plan.schema import SchemaProblem, property_path, schema_problems
 
 JSON_TYPES = ("string", "number", "integer", "boolean", "array", "object", "null")
@@ -41,6 +33,7 @@ RULES = {
     "unsafe-name": ERROR,  # a NUL character: no SQL string literal can hold it
     "duplicate-version": ERROR,  # two versions of an event with one major: the collector would keep one
     "version-bump": ERROR,  # with --baseline: a breaking change that keeps its major version
+    "reference": ERROR,  # a `references:` analytics_x cannot join: not schema.table.column, or not an id type
     "event-case": WARNING,
     "event-pattern": WARNING,
     "description": WARNING,
@@ -132,6 +125,30 @@ def _event_errors(event: EventSpec) -> list[Finding]:
                         f"its {what} has a NUL character; remove it",
                     )
                 )
+    return out
+
+
+def _reference_findings(event: EventSpec) -> list[Finding]:
+    """``references: app.listings.id`` (analytics_x, plan/xgen.py): well formed, on a string or integer id."""
+    out = []
+    for prop in event.current.properties:
+        if "references" not in prop.schema:
+            continue
+        where = f"{_event_where(event)}: property '{prop.name}'"
+        try:
+            prop.reference  # noqa: B018 (parsed for its error)
+        except PlanError as exc:
+            out.append(Finding("reference", str(event.path), where, str(exc).split(": references: ", 1)[-1]))
+            continue
+        if prop.main_type not in ("string", "integer"):
+            out.append(
+                Finding(
+                    "reference",
+                    str(event.path),
+                    where,
+                    f"references a row, so its type must be string or integer (an id), not {prop.main_type or 'any'}",
+                )
+            )
     return out
 
 
@@ -250,6 +267,7 @@ def lint_findings(
     relations: dict[str, EventSpec] = {}
     for event in plan.events:
         found += _event_errors(event)
+        found += _reference_findings(event)
         found += _event_name_findings(event, plan)
         where, file = _event_where(event), str(event.path)
         if not event.description.strip():

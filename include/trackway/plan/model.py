@@ -20,6 +20,7 @@ An event file::
       required: [listing_id]
       properties:
         listing_id: {type: string, description: ..., privacy: internal, examples: [l-1]}
+        host_id: {type: string, references: app.hosts.id}   # the row it identifies (analytics_x, plan/xgen.py)
         contact_email: {type: string, pii: direct, action: hash}   # docs/privacy.md
     consent_category: Analytics   # optional: dropped when context.consent denies it
     sample: {rate: 0.1, unit: anonymous_id}   # optional: keep a deterministic 10% of devices
@@ -56,6 +57,7 @@ IMPLIED_NAMES = {
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _SCHEMAVER = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+_REFERENCE = re.compile(r"^([a-z_][a-z0-9_]{0,62})\.([A-Za-z_][A-Za-z0-9_]{0,62})\.([A-Za-z_][A-Za-z0-9_]{0,62})$")
 
 
 class PlanError(ValueError):
@@ -83,6 +85,25 @@ class SchemaVer:
 
     def __str__(self) -> str:
         return f"{self.model}-{self.revision}-{self.addition}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a property's value identifies: the row of ``schema.table`` whose ``column`` equals it (app.listings.id)."""
+
+    schema: str
+    table: str
+    column: str
+
+    @classmethod
+    def parse(cls, value: object, where: str = "references") -> Reference:
+        match = _REFERENCE.match(value) if isinstance(value, str) else None
+        if not match:
+            raise PlanError(f"{where}: {value!r} is not schema.table.column; write e.g. references: app.listings.id")
+        return cls(match[1], match[2], match[3])
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}.{self.column}"
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,12 @@ class PropertySpec:
     def enum(self) -> list[Any] | None:
         values = self.schema.get("enum")
         return list(values) if isinstance(values, list) else None
+
+    @property
+    def reference(self) -> Reference | None:
+        """``references: app.listings.id``: the application row the value identifies; PlanError when malformed."""
+        value = self.schema.get("references")
+        return None if value is None else Reference.parse(value, f"property '{self.name}': references")
 
     @property
     def description(self) -> str:

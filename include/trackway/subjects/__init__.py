@@ -3,5 +3,5 @@
 Pure rules and formats (no warehouse, no cloud SDK), below every capability: the
 collector (suppression, the regulations API), the loader (the erased-subject filter)
 and ``trackway.privacy`` (the ledger and the erasure runs) read subjects the same way
-through here. See docs/privacy.md and adr/0023-erasure-requests.md.
+through here. See docs/privacy.md and adr/0026-erasure-requests.md.
 """

@@ -125,9 +125,14 @@ def project_dir(settings: Settings) -> Path:
         return settings.dbt_project_dir
     from trackway.plan.dbtgen import project_with_plan
     from trackway.plan.model import load_plan
+    from trackway.plan.xgen import app_links
 
     return project_with_plan(
-        load_plan(settings.plan_dir), settings.dbt_project_dir, project_path(settings), settings.typed_schema
+        load_plan(settings.plan_dir),
+        settings.dbt_project_dir,
+        project_path(settings),
+        settings.typed_schema,
+        app_links(settings.app_databases()),  # the app tables' foreign keys: analytics_x's second hop
     )
 
 
