@@ -258,12 +258,13 @@ def spool_segments(spool: Path) -> list[Path]:
 
 
 def read_lines(store: ObjectStore, prefix: str) -> list[dict]:
-    """Every JSON line of every finished object under ``prefix``."""
+    """Every JSON line of every finished object under ``prefix`` (blank lines, as erasure leaves them, skipped)."""
     rows = []
     for key in store.list(prefix):
         assert key.endswith(".ndjson.gz"), key
         for line in gzip.decompress(store.read_bytes(key)).splitlines():
-            rows.append(json.loads(line))
+            if line.strip():
+                rows.append(json.loads(line))
     return rows
 
 

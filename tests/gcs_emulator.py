@@ -9,6 +9,7 @@ Settings every GCS test needs (found necessary with gcsfs 2026.x and google-auth
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -93,6 +94,21 @@ class FakeGCS:
         )
         with urllib.request.urlopen(req, timeout=10):
             pass
+
+    def raw_store_env(self, bucket: str, prefix: str) -> dict[str, str]:
+        """TRACKWAY_* and connection variables for a raw store in this emulator, read the way production reads it.
+
+        A connection id per server: ObjectStoragePath caches its filesystem per (protocol, conn_id) for the
+        process, so a reused id would keep talking to an earlier, stopped server.
+        """
+        conn_id = f"trackway_gcs_{self.port}"
+        extra = {"gcs.endpoint": self.endpoint, "project": "trackway-test", "is_anonymous": True}
+        return {
+            "TRACKWAY_RAW_URL": f"gs://{bucket}/{prefix}",
+            "TRACKWAY_RAW_CONN_ID": conn_id,
+            f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "google_cloud_platform", "extra": extra}),
+            **gcs_env(self.endpoint),
+        }
 
     def client(self):
         """A google-cloud-storage client bound to this server (anonymous credentials)."""

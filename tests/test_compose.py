@@ -355,6 +355,8 @@ def test_the_collector_can_reach_only_the_object_store_and_write_only_raw(compos
 
     assert allowed("trackway-collector") == {
         objects: {"s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+        # the suppressed subjects it polls and the erasure ledger's copy (hashes only): docs/privacy.md
+        objects.replace("/*", "/_privacy/*"): {"s3:GetObject"},
         bucket: {"s3:ListBucket"},  # HeadBucket, the collector's start-up check
     }
     loader = allowed("trackway-loader")
@@ -481,6 +483,8 @@ def test_object_store_users_can_do_only_their_job(compose, monkeypatch, tmp_path
         collector.put_bytes("late/pointer.json", b"{}")
         assert denied(collector.read_bytes, old)
         assert denied(collector.delete, old)
+        collector.put_bytes("_privacy/subjects.json", b"{}")  # as `trackway privacy` would publish it
+        assert collector.read_bytes("_privacy/subjects.json") == b"{}"  # what the collector polls
         assert denied(S3ObjectStore(bucket, "elsewhere", client=stores["collector"]).put_bytes, "x", b"x")
 
         loader = S3ObjectStore(bucket, prefix, client=stores["loader"])

@@ -33,7 +33,14 @@ def dagbag(airflow_db, tmp_path_factory):
 
 def test_every_dag_file_imports(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "pipeline_health", "app_sync", "events_reprocess"}
+    assert set(dagbag.dag_ids) == {
+        "events_load",
+        "events_transform",
+        "pipeline_health",
+        "app_sync",
+        "events_reprocess",
+        "privacy",
+    }
 
 
 def test_every_task_retries_only_what_a_retry_can_fix(dagbag):
@@ -122,6 +129,15 @@ def test_events_transform_has_a_task_per_model_test_and_source(dagbag):
     assert "dbt.int_events_new_model_build" in events.upstream_task_ids
     assert dag.get_task("publish").upstream_task_ids  # after the dbt group
     assert dag.max_active_tasks == 1  # DuckDB: one writer at a time
+
+
+def test_privacy_runs_daily_and_alerts_whatever_the_run_did(dagbag):
+    dag = dagbag.get_dag("privacy")
+    assert [t.task_id for t in dag.tasks] == ["run_requests", "alert_due_requests"]
+    alert = dag.get_task("alert_due_requests")
+    assert alert.upstream_task_ids == {"run_requests"} and alert.trigger_rule == "all_done" and alert.retries == 0
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable" and dag.max_active_runs == 1
+    assert type(dag.default_args["on_failure_callback"]).__name__ == "TrackwayAlertNotifier"
 
 
 def test_dag_files_stay_thin():

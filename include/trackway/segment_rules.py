@@ -262,6 +262,8 @@ class CheckedBatch:
     plan_blocked: int = 0
     # Valid events the privacy policy dropped before storage (consent, sampling): index -> why.
     dropped: dict[int, str] = field(default_factory=dict)
+    # Erasure requests (collector/suppression.py): events of suppressed subjects dropped, answered as stored.
+    suppressed: int = 0
 
 
 def check_events(

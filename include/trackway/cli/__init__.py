@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.plan import add_parsers as add_plan_parsers
 
     add_plan_parsers(sub)
+    from trackway.cli.privacy import add_parsers as add_privacy_parsers
+
+    add_privacy_parsers(sub)
     from trackway.config.commands import add_parsers as add_config_parsers
 
     add_config_parsers(sub)
@@ -373,9 +376,6 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.backfill import add_parsers as add_backfill_parsers
 
     add_backfill_parsers(sub)
-    from trackway.cli.privacy import add_parsers as add_privacy_parsers
-
-    add_privacy_parsers(sub)
     return parser
 
 

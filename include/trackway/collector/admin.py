@@ -19,6 +19,7 @@ it gets the request with its body already read, up to ``max_body_bytes``.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import signal
@@ -90,9 +91,10 @@ class AdminApp:
         self.local_hosts_only = local_hosts_only
         self.max_body_bytes = max_body_bytes
         self.routes: dict[str, dict[str, Handler]] = {}
+        self.prefixes: dict[str, dict[str, Handler]] = {}  # "/v1/regulations/" -> handlers of every path below
 
-    def route(self, method: str, path: str, handler: Handler) -> None:
-        self.routes.setdefault(path, {})[method.upper()] = handler
+    def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
+        (self.prefixes if prefix else self.routes).setdefault(path, {})[method.upper()] = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,7 +131,9 @@ class AdminApp:
                 loggable(headers.get("host") or "", 100),
             )
             return _error(403, "the admin listener answers only requests to an IP address or localhost (Host header)")
-        handlers = self.routes.get(path)
+        handlers = self.routes.get(path) or next(
+            (found for start, found in self.prefixes.items() if path.startswith(start)), None
+        )
         if handlers is None:
             return _error(404, f"no admin endpoint {path}; there are {', '.join(sorted(self.routes))}")
         handler = handlers.get("GET" if method == "HEAD" else method)
@@ -224,7 +228,26 @@ def build_admin_app(state: CollectorState, *, local_hosts_only: bool) -> AdminAp
 
     app.route("GET", "/health", health)
     app.route("GET", "/metrics", prometheus)
+    _route_regulations(app, state.settings)
     return app
+
+
+def _route_regulations(app: AdminApp, settings: Settings) -> None:
+    """Erasure requests, Segment's shape (collector/regulations.py): behind TRACKWAY_PRIVACY_API_TOKEN."""
+    from trackway.collector.regulations import PREFIX, RegulationsApi
+    from trackway.objectstore import open_object_store
+
+    api = RegulationsApi(settings, open_object_store(settings.raw_url))
+
+    async def regulations(request: AdminRequest) -> AdminResponse:
+        authorization = request.headers.get("authorization")
+        status, body, headers = await asyncio.to_thread(
+            api.answer, request.method, request.path, authorization, request.body
+        )
+        return AdminResponse(status, body, headers=headers)
+
+    app.route("POST", PREFIX, regulations)
+    app.route("GET", PREFIX + "/", regulations, prefix=True)
 
 
 class AdminServer:

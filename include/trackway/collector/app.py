@@ -35,6 +35,7 @@ from pathlib import Path
 from trackway.collector.logs import setup_logging
 from trackway.collector.spool import Spool, SpoolLocked
 from trackway.collector.stats import Stats
+from trackway.collector.suppression import check_suppression
 from trackway.collector.uploader import Uploader
 from trackway.config import ConfigError, Settings, load_write_keys
 from trackway.objectstore import ObjectStore, fsync_dir, open_object_store
@@ -233,6 +234,11 @@ def run_collector(
     except KeyringError as exc:
         log.error("privacy: %s", exc)
         return 1
+    try:
+        check_suppression(settings, store)  # erasure requests: suppressed subjects it could not drop stop the start
+    except ConfigError as exc:
+        log.error("suppressed subjects (erasure requests): %s", exc)
+        return 2
     root = settings.spool_dir
     spool = Spool(root, max_bytes=settings.spool_max_bytes, max_age_seconds=3600, on_sealed=lambda _s: None)
     try:

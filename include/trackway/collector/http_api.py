@@ -82,6 +82,7 @@ from trackway.collector.limits import RateLimiter, address_bucket
 from trackway.collector.openapi import openapi_document
 from trackway.collector.routes import BATCH, ERROR_CODES, GET_ROUTES, ROUTES, allows_cors
 from trackway.collector.spool import Spool, SpoolClosed, SpoolWriteError, hour_key
+from trackway.collector.suppression import Suppression
 from trackway.config import Settings
 from trackway.plan.hook import apply_to_batch
 from trackway.plan.privacy import Privacy
@@ -118,6 +119,7 @@ class CollectorHost(Protocol):
     pending_cap: int
     rate_limiter: RateLimiter | None  # events per (write key, client address)
     auth_failures: RateLimiter | None  # failed authentications per client address
+    suppression: Suppression | None
     stopping: bool
 
     async def startup(self) -> None: ...
@@ -346,6 +348,9 @@ class CollectorApp:
             if single.errors:  # a single-event call is refused as a whole, not quarantined
                 status = 413 if single.too_large else 400
                 raise HttpError(status, f"{single.errors[0]['reason']}; nothing was stored")
+            if single.suppressed:  # an erasure request suppresses this subject: answered as if stored
+                return 200, b'{"success":true}'
+
             if single.plan_blocked:  # tracking plan, block mode: the event is kept in the quarantine
                 await self._store([("quarantine", dt, hour, single.quarantine[0] + b"\n")])
                 metrics.EVENTS_QUARANTINED.labels(source_id).inc()
@@ -379,7 +384,7 @@ class CollectorApp:
         checked = self.check_batch(events, info)
         errors = checked.errors
         accepted = len(checked.lines)
-        if events and accepted == 0 and not checked.plan_blocked and not checked.dropped:
+        if events and accepted == 0 and not checked.plan_blocked and not checked.dropped and not checked.suppressed:
             reasons = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:_MAX_REASONS_IN_MESSAGE])
             more = (
                 f" (and {len(errors) - _MAX_REASONS_IN_MESSAGE} more)" if len(errors) > _MAX_REASONS_IN_MESSAGE else ""
@@ -390,7 +395,8 @@ class CollectorApp:
             )
         items = [("events", dt, hour, line + b"\n") for line in checked.lines]
         items += [("quarantine", dt, hour, line + b"\n") for line in checked.quarantine]
-        await self._store(items)
+        if items:
+            await self._store(items)
         metrics.events_accepted(source_id).inc(accepted)
         quarantined = len(errors) + checked.plan_blocked
         if quarantined:
@@ -409,7 +415,10 @@ class CollectorApp:
         # The privacy step (trackway.plan.privacy) pseudonymises, truncates and drops before anything is stored.
         checked = check_events(events, info, self.limits.max_event_bytes, implied_type, self.worker.privacy)
         # Tracking plan hook (trackway.plan.hook): flag lists violations, block moves events to the quarantine.
-        return apply_to_batch(self.worker.plan, events, checked, info, implied_type)
+        checked = apply_to_batch(self.worker.plan, events, checked, info, implied_type)
+        # Erasure requests: suppressed subjects' events are dropped before storage (collector/suppression.py).
+        suppression = self.worker.suppression
+        return suppression.apply(checked, info.source_id) if suppression is not None else checked
 
     def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str:
         return client_ip((scope.get("client") or ("",))[0], headers.get("x-forwarded-for"), self.proxies)

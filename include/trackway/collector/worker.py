@@ -34,6 +34,7 @@ from trackway.collector.http_api import CollectorApp
 from trackway.collector.limits import RateLimiter
 from trackway.collector.logs import setup_logging
 from trackway.collector.spool import SealedSegment, Spool
+from trackway.collector.suppression import Suppression
 from trackway.collector.uploader import Uploader
 from trackway.config import ConfigError, Settings, load_settings, load_write_keys
 from trackway.objectstore import ObjectStore, open_object_store
@@ -84,12 +85,21 @@ class Worker:
         self.rate_limiter = RateLimiter(rate, burst=rate) if rate > 0 else None  # bursts of one second's worth
         failures = limits.rate_limit_auth_failures_per_minute
         self.auth_failures = RateLimiter(failures / 60, burst=failures) if failures > 0 else None
+        # Erasure requests: suppressed subjects' events are dropped before the spool (read at start, then polled).
+        self.suppression: Suppression | None = Suppression(
+            store,
+            settings,
+            self.spool_dir / ".suppressed-subjects.json",  # a dot: spool recovery skips it
+        )
         self.stopping = False
         self.all_uploaded = False
 
     # -- lifecycle (called from the ASGI lifespan) ---------------------------
 
     async def startup(self) -> None:
+        if self.suppression is not None:
+            self.suppression.load()  # refuses to start when it could not drop suppressed subjects' events
+            self.suppression.start()
         self.spool.lock()
         for segment in self.spool.recover():
             self.uploader.enqueue(segment)

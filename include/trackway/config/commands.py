@@ -22,7 +22,7 @@ _COMPONENT_TITLES = {
     "load": "Load (events_load, `trackway load`)",
     "transform": "Transform (events_transform, `trackway transform`)",
     "plan": "Tracking plan (collector enforcement, typed views, `trackway plan`)",
-    "privacy": "Privacy (pseudonymisation keys, what the collector does to personal data; docs/privacy.md)",
+    "privacy": "Privacy (pseudonymisation keys, what the collector does to personal data; erasure requests, the privacy DAG; docs/privacy.md)",
     "dags": "DAGs (retries, deadlines, alerts, backfills through Airflow)",
     "health": "Health checks (`trackway health`, the pipeline_health DAG)",
     "compose": "docker-compose only",

@@ -33,7 +33,7 @@ COMPONENTS = ("all", "collector", "load", "transform", "plan", "privacy", "dags"
 # What each component reads, for `trackway config check --component X`.
 READS: dict[str, tuple[str, ...]] = {
     "collector": ("all", "collector", "plan", "privacy"),
-    "load": ("all", "load"),
+    "load": ("all", "load", "privacy"),
     "transform": ("all", "transform", "plan"),
     "plan": ("all", "plan"),
     "privacy": ("all", "privacy"),
@@ -538,6 +538,48 @@ class DagsSection(Section):
         return value
 
 
+class ErasureSection(Section):
+    """Erasure requests (docs/privacy.md): the ledger's key, deadlines, the collector's suppression, the API."""
+
+    component = "privacy"
+
+    privacy_ledger_key: SecretStr | None = setting(
+        "TRACKWAY_PRIVACY_LEDGER_KEY",
+        None,
+        "HMAC-SHA256 key of the erasure ledger: subjects are stored only as keyed hashes. At least 32 characters "
+        "(`python -c 'import secrets; print(secrets.token_hex(32))'`); the collector, the loader and "
+        "`trackway privacy` need the same key. Losing it makes the ledger unusable: keep it with your backups",
+        default_doc="generated into $TRACKWAY_HOME/privacy/ledger.key on the embedded default; required elsewhere",
+    )
+    privacy_due_days: int = setting(
+        "TRACKWAY_PRIVACY_DUE_DAYS", 30, "Days from an erasure request's receipt to its deadline (GDPR: a month)", ge=1
+    )
+    privacy_poll_seconds: float = setting(
+        "TRACKWAY_PRIVACY_POLL_SECONDS",
+        30.0,
+        "How often the collector re-reads the published suppression set (`<raw store>/_privacy/subjects.json`)",
+        ge=0.1,
+        le=60.0,
+        allow_inf_nan=False,
+    )
+    privacy_api_token: SecretStr | None = setting(
+        "TRACKWAY_PRIVACY_API_TOKEN",
+        None,
+        "Bearer token of the regulations API (`POST /v1/regulations`) on the admin listener; distinct from write "
+        "keys. Unset: the API answers 503",
+    )
+
+    @field_validator("privacy_ledger_key")
+    @classmethod
+    def _ledger_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError(
+                "TRACKWAY_PRIVACY_LEDGER_KEY is shorter than 32 characters; generate one with "
+                "python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        return value
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -693,6 +735,7 @@ SECTIONS: tuple[type[Section], ...] = (
     PlanSection,
     PrivacySection,
     DagsSection,
+    ErasureSection,
     HealthSection,
 )
 

@@ -28,6 +28,7 @@ from trackway.config.registry import (
     CollectorSection,
     CoreSection,
     DagsSection,
+    ErasureSection,
     LoadSection,
     PlanSection,
     PrivacySection,
@@ -446,6 +447,32 @@ class Settings:
     @property
     def runbook_url(self) -> str:
         return self.section(DagsSection).runbook_url
+
+    # -- privacy (erasure requests) -------------------------------------------
+
+    @property
+    def embedded_default(self) -> bool:
+        """True when neither the raw store nor the warehouse is configured: everything lives in TRACKWAY_HOME."""
+        return not self.environ.get("TRACKWAY_RAW_URL") and not self.environ.get("TRACKWAY_WAREHOUSE_URL")
+
+    @property
+    def privacy_ledger_key(self) -> str | None:
+        """The secret itself, for the HMAC only (trackway.subjects.keys); never print it."""
+        key = self.section(ErasureSection).privacy_ledger_key
+        return key.get_secret_value().strip() if key else None
+
+    @property
+    def privacy_due_days(self) -> int:
+        return self.section(ErasureSection).privacy_due_days
+
+    @property
+    def privacy_poll_seconds(self) -> float:
+        return self.section(ErasureSection).privacy_poll_seconds
+
+    @property
+    def privacy_api_token(self) -> str | None:
+        token = self.section(ErasureSection).privacy_api_token
+        return token.get_secret_value() if token else None
 
 
 def load_settings(*components: str) -> Settings:

@@ -49,6 +49,7 @@ def load_in_place(
         say(f"  {len(pending) - len(loads)} objects were loaded by a concurrent load meanwhile; skipped")
     for load in loads:
         report.objects_loaded += 1
+        report.erased_lines += load.erased
         report.parse_errors += load.parse_errors
         report.blank_lines += load.blank_lines
         if load.object_error:

@@ -24,20 +24,13 @@ from trackway.load.late import objects_beyond_sweep, sweep_horizon
 from trackway.load.paths import RawPath, storage_path
 from trackway.load.report import LoadReport
 from trackway.load.sources import arrival_time, list_source_objects
+from trackway.load.subjects import erased_subjects
 from trackway.rawdata.partitions import hour_floor, hours_between, partition_of, partition_path
-from trackway.rawdata.records import LoadRun, ObjectLoad, RawObject
+from trackway.rawdata.records import LoadRun, ObjectLoad, RawObject, object_fingerprint
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
 from trackway.warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
-
-
-def _fingerprint(stat: dict) -> tuple[str, int]:
-    size = int(stat.get("size") or 0)
-    # GCS: the content's md5 (its etag also changes on metadata-only updates);
-    # S3: the ETag; local files: size alone, as they are written once under unique names.
-    etag = stat.get("md5Hash") or stat.get("ETag") or stat.get("etag") or ""
-    return f"size={size};etag={str(etag).strip(chr(34))}", size
 
 
 def object_url(path: RawPath) -> str:
@@ -127,7 +120,7 @@ def list_interval_objects(
 
 def current_fingerprint(item: Listed) -> str:
     """The object's fingerprint as the ledger would record it now (from the listing's metadata)."""
-    return _fingerprint(_stat(item))[0]
+    return object_fingerprint(_stat(item))[0]
 
 
 def _stat(item: Listed) -> dict:
@@ -137,6 +130,7 @@ def _stat(item: Listed) -> dict:
 
 def _count(report: LoadReport, load: ObjectLoad, table: RawTable) -> None:
     report.objects_loaded += 1
+    report.erased_lines += load.erased
     report.parse_errors += load.parse_errors
     report.blank_lines += load.blank_lines
     if load.object_error:
@@ -173,6 +167,10 @@ def load_interval(
 
     with open_warehouse(settings.load_warehouse) as wh:
         wh.ensure_raw_tables()
+        # Erasure requests: every load, reload and backfill drops erased subjects' lines (docs/privacy.md).
+        erased = erased_subjects(settings, wh)
+        if erased is not None:
+            wh.erased, wh.loaded_ids = erased, set()
         urls = [object_url(item.path) for item in objects]
         known = wh.loaded_fingerprints(urls)
         if getattr(wh, "loads_in_place", False):
@@ -184,7 +182,7 @@ def load_interval(
                 wh,
                 [objects[i] for i in in_place],
                 [urls[i] for i in in_place],
-                [_fingerprint(_stat(objects[i])) for i in in_place],
+                [object_fingerprint(_stat(objects[i])) for i in in_place],
                 known,
                 report,
                 reload=reload,
@@ -215,7 +213,7 @@ def load_interval(
         for n, (item, url) in enumerate(zip(objects, urls, strict=True), start=1):
             path, in_interval, table, source = item.path, item.in_interval, item.table, item.source
             stat = _stat(item)
-            fingerprint, size = _fingerprint(stat)
+            fingerprint, size = object_fingerprint(stat)
             # reload applies to the interval itself; lookback hours only catch late objects.
             if known.get(url) == fingerprint and not (reload and in_interval):
                 report.objects_skipped += 1
@@ -238,6 +236,8 @@ def load_interval(
             if len(pending) >= wh.parallel_objects:
                 flush()
         flush()
+        if erased is not None and wh.loaded_ids:
+            wh.add_id_hashes(erased.key, wh.loaded_ids)  # for the dbt test that no erased subject is in a mart
         report.objects_beyond_sweep = objects_beyond_sweep(settings, wh.loaded_fingerprints)
         for url, hour in report.objects_beyond_sweep:
             log.warning("late object older than the sweep, not loaded: %s (trackway load --hour %s)", url, hour)

@@ -24,6 +24,8 @@ class LoadReport:
     late_objects_loaded: int = 0
     #: Late objects older than the sweep horizon, not loaded: they need `trackway load --hour H`.
     objects_beyond_sweep: list[tuple[str, str]] = field(default_factory=list)  # (URL, hour YYYY-MM-DDTHH)
+    #: Lines of erased or suppressed subjects left out (erasure requests; privacy.load_filtered names the objects).
+    erased_lines: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -43,6 +45,7 @@ class LoadReport:
             "damaged_objects": len(self.object_errors),
             "late_objects_loaded": self.late_objects_loaded,
             "objects_beyond_sweep": len(self.objects_beyond_sweep),
+            "erased_lines": self.erased_lines,
         }
 
     def summary(self) -> str:
@@ -52,7 +55,8 @@ class LoadReport:
             f"{self.objects_found} objects ({self.objects_loaded} loaded, {self.objects_skipped} already loaded), "
             f"{self.rows_loaded:,} rows, {self.parse_errors} unparseable lines, "
             f"{self.quarantined_rows} quarantined events, "
-            f"{len(self.object_errors)} damaged objects, {self.late_objects_loaded} late objects swept in, "
+            + (f"{self.erased_lines} lines of erased subjects left out, " if self.erased_lines else "")
+            + f"{len(self.object_errors)} damaged objects, {self.late_objects_loaded} late objects swept in, "
             f"{len(self.objects_beyond_sweep)} late objects older than the sweep (need a backfill), "
             f"{self.seconds:.1f}s ({rate:,.0f} rows/s)"
         )

@@ -7,7 +7,8 @@ in-progress files. Keys are always relative to the store's root URL and use
 
 Visibility rule shared by writers and readers: an object whose name (any
 path component) starts with "." or "_" is not finished data and is never
-listed. ``LocalObjectStore`` writes under such a temporary name and renames,
+listed, except below a prefix that names such a folder itself (the erasure
+ledger lists ``_privacy/``). ``LocalObjectStore`` writes under such a temporary name and renames,
 so a reader never sees a half-written object; S3 and GCS make uploads atomic themselves.
 """
 
@@ -24,6 +25,11 @@ from typing import BinaryIO
 def is_hidden_key(key: str) -> bool:
     """True for in-progress or marker objects that readers must skip."""
     return any(part.startswith((".", "_")) for part in key.split("/") if part)
+
+
+def listed(key: str, prefix: str) -> bool:
+    """Whether ``list(prefix)`` shows ``key``: under the prefix, and nothing hidden below what the prefix names."""
+    return bool(key) and key.startswith(prefix) and not is_hidden_key(key[len(prefix) :])
 
 
 def clean_key(key: str) -> str:
@@ -50,7 +56,7 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
-        """Sorted keys under ``prefix`` (a folder-like prefix), hidden names excluded."""
+        """Sorted keys under ``prefix`` (a folder-like prefix), hidden names below the prefix excluded."""
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
@@ -66,6 +72,18 @@ class ObjectStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object; no error when it is already gone."""
+
+    @abstractmethod
+    def stat(self, key: str) -> dict:
+        """The object's size and content tag as fsspec lists them (``size``, and ``ETag`` or ``md5Hash``).
+
+        The load ledger's fingerprint is made of these (``rawdata.records.object_fingerprint``):
+        a rewrite records the new one, so the loader does not take the object for new data.
+        """
+
+    def delete_old_versions(self, key: str) -> int:
+        """Remove every version of ``key`` but the current one where the store keeps versions; how many."""
+        return 0
 
     def url_for(self, key: str) -> str:
         return self.url.rstrip("/") + "/" + clean_key(key)

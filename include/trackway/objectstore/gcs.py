@@ -18,7 +18,7 @@ import os
 from typing import Any, BinaryIO
 
 from trackway.config import ConfigError
-from trackway.objectstore.base import ObjectStore, clean_key, is_hidden_key
+from trackway.objectstore.base import ObjectStore, clean_key, listed
 
 # One client-side deadline for every call: the collector's uploader retries
 # with its own backoff, so a dead endpoint must fail fast rather than hang.
@@ -75,7 +75,7 @@ class GCSObjectStore(ObjectStore):
         keys = []
         for blob in self.client.list_blobs(self.bucket_name, prefix=full, timeout=_TIMEOUT, retry=_retry()):
             key = blob.name[strip:]
-            if key and not is_hidden_key(key):
+            if listed(key, prefix):
                 keys.append(key)
         return sorted(keys)
 
@@ -103,6 +103,27 @@ class GCSObjectStore(ObjectStore):
 
         with contextlib.suppress(NotFound):
             self.bucket.blob(self._full(key)).delete(timeout=_TIMEOUT, retry=_retry())
+
+    def stat(self, key: str) -> dict:
+        from google.api_core.exceptions import NotFound
+
+        blob = self.bucket.blob(self._full(key))
+        try:
+            blob.reload(timeout=_TIMEOUT, retry=_retry())
+        except NotFound:
+            raise FileNotFoundError(self.url_for(key)) from None
+        return {"size": blob.size, "md5Hash": blob.md5_hash}
+
+    def delete_old_versions(self, key: str) -> int:
+        """Every noncurrent generation of ``key`` (a bucket with object versioning keeps them)."""
+        full = self._full(key)
+        live = {b.name: b.generation for b in self.client.list_blobs(self.bucket_name, prefix=full, timeout=_TIMEOUT)}
+        removed = 0
+        for blob in self.client.list_blobs(self.bucket_name, prefix=full, versions=True, timeout=_TIMEOUT):
+            if blob.name == full and blob.generation != live.get(full):
+                self.bucket.blob(full, generation=blob.generation).delete(timeout=_TIMEOUT, retry=_retry())
+                removed += 1
+        return removed
 
     def check(self) -> None:
         """Raises NotFound for a missing bucket, a transport error when GCS is unreachable."""

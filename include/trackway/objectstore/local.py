@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
-from trackway.objectstore.base import ObjectStore, clean_key, fsync_dir, is_hidden_key
+from trackway.objectstore.base import ObjectStore, clean_key, fsync_dir, listed
 
 
 class LocalObjectStore(ObjectStore):
@@ -49,7 +49,7 @@ class LocalObjectStore(ObjectStore):
             dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
             for name in filenames:
                 key = Path(dirpath, name).relative_to(self.root).as_posix()
-                if key.startswith(prefix) and not is_hidden_key(key):
+                if listed(key, prefix):
                     keys.append(key)
         return sorted(keys)
 
@@ -61,6 +61,9 @@ class LocalObjectStore(ObjectStore):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def stat(self, key: str) -> dict:
+        return {"size": self._path(key).stat().st_size}
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

@@ -6,7 +6,7 @@ import os
 from typing import BinaryIO
 
 from trackway.config import ConfigError
-from trackway.objectstore.base import ObjectStore, clean_key, is_hidden_key
+from trackway.objectstore.base import ObjectStore, clean_key, listed
 
 
 class S3ObjectStore(ObjectStore):
@@ -54,7 +54,7 @@ class S3ObjectStore(ObjectStore):
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for item in page.get("Contents", []):
                 key = item["Key"][strip:]
-                if key and not is_hidden_key(key):
+                if listed(key, prefix):
                     keys.append(key)
         return sorted(keys)
 
@@ -80,6 +80,23 @@ class S3ObjectStore(ObjectStore):
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    def stat(self, key: str) -> dict:
+        head = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+        return {"size": head["ContentLength"], "ETag": head.get("ETag", "")}
+
+    def delete_old_versions(self, key: str) -> int:
+        """Every noncurrent version and delete marker of ``key`` (a versioned bucket keeps them all)."""
+        full = self._full(key)
+        removed = 0
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if item["Key"] != full or item.get("IsLatest"):
+                    continue
+                self.client.delete_object(Bucket=self.bucket, Key=full, VersionId=item["VersionId"])
+                removed += 1
+        return removed
 
     def check(self) -> None:
         self.client.head_bucket(Bucket=self.bucket)

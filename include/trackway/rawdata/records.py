@@ -29,6 +29,8 @@ class ObjectLoad:
     object_error: str | None
     load_id: str
     loaded_at: datetime
+    #: Lines of erased subjects the load dropped (privacy.load_filtered); not in ``rows``.
+    erased: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,19 @@ class ObjectStats:
     parse_errors: int = 0
     blank_lines: int = 0
     object_error: str | None = None
+    erased: int = 0  # lines of erased subjects dropped (trackway.warehouse.base.Warehouse.drop_erased)
+
+
+def object_fingerprint(stat: dict) -> tuple[str, int]:
+    """The load ledger's fingerprint of an object, from its listing or stat metadata, and its size.
+
+    GCS: the content's md5 (its etag also changes on metadata-only updates); S3: the ETag;
+    local files: size alone, as they are written once under unique names. The loader
+    compares it with the ledger; an erasure rewrite records the rewritten object's.
+    """
+    size = int(stat.get("size") or 0)
+    etag = stat.get("md5Hash") or stat.get("ETag") or stat.get("etag") or ""
+    return f"size={size};etag={str(etag).strip(chr(34))}", size
 
 
 def ledger_row(obj: RawObject, stats: ObjectStats) -> ObjectLoad:
@@ -89,6 +104,7 @@ def ledger_row(obj: RawObject, stats: ObjectStats) -> ObjectLoad:
         object_error=stats.object_error,
         load_id=obj.load_id,
         loaded_at=obj.loaded_at,
+        erased=stats.erased,
     )
 
 

@@ -7,13 +7,25 @@ lives in dbt (see adr/0002-raw-then-transform.md).
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import Any
 
 from trackway.rawdata.lines import parse_object
 from trackway.rawdata.records import LoadRun, ObjectLoad, RawObject, ledger_row
-from trackway.rawdata.schema import EVENTS_RAW_TABLE, RawTable
+from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, QUARANTINE_TABLE, RAW_SCHEMA, RawTable
+from trackway.subjects.keys import SubjectKey
+from trackway.subjects.sets import SubjectMatcher, subject_values
+from trackway.warehouse.ddl import PRIVACY_SCHEMA
+
+Fetch = Callable[[str, Sequence[Any]], list[tuple]]
+Run = Callable[[str, Sequence[Any]], Any]
+_ID_CHUNK = 20_000
+#: raw.events_raw columns that name the person a line is about.
+SUBJECT_COLUMNS = ("user_id", "anonymous_id", "previous_id")
 
 
 class WarehouseBusy(RuntimeError):
@@ -56,6 +68,11 @@ class Warehouse(ABC):
     """A connection to one warehouse. Use as a context manager."""
 
     kind: str
+    #: Set by the loader when erasure requests exist: each object's lines of erased subjects are
+    #: deleted inside the object's own load transaction (``drop_erased``), so none is ever visible.
+    erased: SubjectMatcher | None = None
+    #: Ids of the lines loaded while ``erased`` is set, for privacy.id_hashes (the loader sets and empties it).
+    loaded_ids: set[str] | None = None
 
     @abstractmethod
     def ensure_raw_tables(self) -> None:
@@ -123,6 +140,111 @@ class Warehouse(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # -- DML and the erasure ledger (trackway.privacy) --------------------------------
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one DML statement (``?`` placeholders); the number of rows it changed."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Statements run inside commit together (BigQuery: each DML statement is atomic on its own)."""
+
+    @abstractmethod
+    def insert_rows(self, schema: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append rows (tuples in ``columns`` order)."""
+
+    @abstractmethod
+    def in_list(self, expression: str) -> str:
+        """SQL that is true when ``expression`` is in the list bound to its one ``?`` placeholder."""
+
+    @abstractmethod
+    def ensure_privacy_tables(self) -> None:
+        """Create schema privacy and its tables if missing (warehouse/ddl.py PRIVACY_TABLES; idempotent)."""
+
+    def add_id_hashes(self, key: SubjectKey, ids: Iterable[str]) -> int:
+        """Insert (id, keyed hash) into privacy.id_hashes for the ids it lacks; returns how many.
+
+        The dbt test that no erased subject is in a mart joins through this table: the
+        warehouse itself never computes a keyed hash.
+        """
+        wanted = sorted(set(ids))
+        added = 0
+        for start in range(0, len(wanted), _ID_CHUNK):
+            chunk = wanted[start : start + _ID_CHUNK]
+            known = {
+                r[0]
+                for r in self.query(f"SELECT id FROM {PRIVACY_SCHEMA}.id_hashes WHERE {self.in_list('id')}", [chunk])
+            }
+            rows = [(v, key.hash(v)) for v in chunk if v not in known]
+            self.insert_rows(PRIVACY_SCHEMA, "id_hashes", ("id", "id_hash"), rows)
+            added += len(rows)
+        return added
+
+    def record_rewrite(self, source_object: str, fingerprint: str, size_bytes: int, lines_removed: int) -> int:
+        """The load ledger learns an object's rewritten version: not new data, and its erased lines are blank.
+
+        Its rows in raw were deleted already; the lines left keep their line numbers
+        (erased lines become blank lines), so the ledger's counts stay true.
+        """
+        return self.execute(
+            f"UPDATE {RAW_SCHEMA}.{LOADED_OBJECTS} SET fingerprint = ?, size_bytes = ?, "
+            "rows_loaded = CASE WHEN rows_loaded > ? THEN rows_loaded - ? ELSE 0 END, blank_lines = blank_lines + ? "
+            "WHERE source_object = ?",
+            [fingerprint, size_bytes, lines_removed, lines_removed, lines_removed, source_object],
+        )
+
+    def drop_erased(self, table: RawTable, source_object: str, load_id: str, fetch: Fetch, run: Run) -> int:
+        """Delete the lines of erased subjects from an object's fresh rows, inside the load's transaction.
+
+        ``fetch``/``run`` execute in that transaction (``?`` placeholders). The object
+        is noted in privacy.load_filtered so an erasure run rewrites it. Returns the lines dropped.
+        """
+        matcher = self.erased
+        if matcher is None:
+            return 0
+        name = f"{RAW_SCHEMA}.{table.name}"
+        doomed: list[int] = []
+        if table is QUARANTINE_TABLE:
+            for line_number, event, received_at in fetch(
+                f"SELECT line_number, event, received_at FROM {name} WHERE source_object = ?", [source_object]
+            ):
+                try:
+                    record = json.loads(event) if event else None
+                except ValueError:
+                    continue
+                if matcher.drops_ids(subject_values(record), received_at):
+                    doomed.append(line_number)
+        else:
+            seen = fetch(
+                f"SELECT DISTINCT {', '.join(SUBJECT_COLUMNS)} FROM {name} WHERE source_object = ?", [source_object]
+            )
+            ids = {value for row in seen for value in row if value}
+            hits = matcher.matching(ids)
+            if hits:
+                where = " OR ".join(self.in_list(column) for column in SUBJECT_COLUMNS)
+                rows = fetch(
+                    f"SELECT line_number, {', '.join(SUBJECT_COLUMNS)}, received_at FROM {name} "
+                    f"WHERE source_object = ? AND ({where})",
+                    [source_object, *([hits] * len(SUBJECT_COLUMNS))],
+                )
+                doomed = [r[0] for r in rows if matcher.drops_ids(r[1:4], r[4])]
+                gone = set(doomed)
+                kept = {value for r in rows if r[0] not in gone for value in r[1:4] if value}
+                ids = (ids - set(hits)) | kept
+            if self.loaded_ids is not None:
+                self.loaded_ids.update(ids)
+        if doomed:
+            run(
+                f"DELETE FROM {name} WHERE source_object = ? AND {self.in_list('line_number')}", [source_object, doomed]
+            )
+            run(
+                f"INSERT INTO {PRIVACY_SCHEMA}.load_filtered (source_object, load_id, rows_filtered, filtered_at) "
+                "VALUES (?, ?, ?, ?)",
+                [source_object, load_id, len(doomed), datetime.now(UTC)],
+            )
+        return len(doomed)
 
     def __enter__(self) -> Warehouse:
         return self

@@ -34,11 +34,13 @@ the URL has no prefix), and SQL given to ``query`` is rewritten the same way.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -46,6 +48,7 @@ from trackway.config import WarehouseTarget
 from trackway.rawdata.records import LoadRun, ObjectLoad, PendingObject
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
 from trackway.warehouse.base import Warehouse, WarehouseBusy, load_run_params
+from trackway.warehouse.ddl import PRIVACY_SCHEMA, PRIVACY_TABLES, privacy_ddl
 from trackway.warehouse.readonly import ReadOnlyQueryError, as_subquery, bigquery_separators
 
 log = logging.getLogger(__name__)
@@ -55,11 +58,13 @@ BATCH_OBJECTS = 200
 # Valid JSON never contains a raw U+0001, so each line arrives whole in one column.
 LINE_DELIMITER = "\x01"
 STAGING_EXPIRY = timedelta(days=2)
-TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics", "audit")
+TRACKWAY_SCHEMAS = ("raw", "staging", "intermediate", "analytics", "audit", "privacy")
 # One row every apply transaction updates, so that BigQuery never runs two at once (see above).
 LOAD_LOCK = "load_lock"
 # Applies cancelled by a concurrent one, run again after these pauses (seconds) before giving up.
 APPLY_RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0)
+# Rows per INSERT of insert_rows (each value is one query parameter).
+_INSERT_CHUNK = 500
 
 
 def _is_content_error(job: Any, exc: BaseException) -> bool:
@@ -92,9 +97,25 @@ def load_job_id(url: str, fingerprint: str, day: date) -> str:
     return f"trackway_load_{_sha(url, fingerprint, day.isoformat())}"
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOL"
+    if isinstance(value, int):
+        return "INT64"
+    if isinstance(value, float):
+        return "FLOAT64"
+    if isinstance(value, datetime):
+        return "TIMESTAMP"
+    if isinstance(value, date):
+        return "DATE"
+    return "STRING"
+
+
 def _param(value: Any) -> Any:
     from google.cloud import bigquery
 
+    if isinstance(value, (list, tuple)):  # an IN UNNEST(?) list (in_list)
+        return bigquery.ArrayQueryParameter(None, _kind(value[0]) if value else "STRING", list(value))
     if isinstance(value, bool):
         kind = "BOOL"
     elif isinstance(value, int):
@@ -282,9 +303,25 @@ CLUSTER BY source_object"""
         results: list[ObjectLoad] = []
         for start in range(0, len(objects), BATCH_OBJECTS):
             batch = list(objects[start : start + BATCH_OBJECTS])
-            results.extend(self._load_batch(batch, load_id))
+            tables = {o.url: o.table for o in batch}
+            results.extend(
+                self._drop_erased(load, tables[load.source_object]) for load in self._load_batch(batch, load_id)
+            )
             say(f"  [{start + len(batch)}/{len(objects)}] objects loaded by BigQuery load jobs")
         return results
+
+    def _drop_erased(self, load: ObjectLoad, table: RawTable) -> ObjectLoad:
+        """Erased subjects' lines out of a just-loaded object: right after its load job's transaction, not in it."""
+        if self.erased is None or load.object_error:
+            return load
+        dropped = self.drop_erased(table, load.source_object, load.load_id, self.query, self.execute)
+        if not dropped:
+            return load
+        self.execute(
+            f"UPDATE {RAW_SCHEMA}.{LOADED_OBJECTS} SET rows_loaded = rows_loaded - ? WHERE source_object = ?",
+            [dropped, load.source_object],
+        )
+        return dataclasses.replace(load, rows=load.rows - dropped, erased=dropped)
 
     def _load_batch(self, batch: list[PendingObject], load_id: str) -> list[ObjectLoad]:
         from google.cloud import bigquery
@@ -531,5 +568,55 @@ WHEN NOT MATCHED THEN INSERT
             return False
         return True
 
+    # -- DML and the erasure ledger --------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(query_parameters=[_param(p) for p in params])
+        job = self.client.query(self.rewrite(sql), job_config=config)
+        job.result()
+        return int(job.num_dml_affected_rows or 0)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Each DML job commits on its own (BigQuery's transactions live in one script)."""
+        yield
+
+    def insert_rows(self, schema: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """DML inserts, never streaming ones: streamed rows could not be deleted for about 30 minutes."""
+        from google.cloud import bigquery
+
+        declared = dict(PRIVACY_TABLES.get(table, ())) if schema == PRIVACY_SCHEMA else {}
+        kinds = [_DECLARED.get(declared.get(c, ""), "STRING") for c in columns]
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            values = ", ".join("(" + ", ".join(["?"] * len(columns)) + ")" for _ in chunk)
+            params = [
+                bigquery.ScalarQueryParameter(None, k, v) for row in chunk for k, v in zip(kinds, row, strict=True)
+            ]
+            job = self.client.query(
+                f"INSERT INTO {self.table_ref(schema, table)} ({', '.join(columns)}) VALUES {values}",
+                job_config=bigquery.QueryJobConfig(query_parameters=params),
+            )
+            job.result()
+
+    def in_list(self, expression: str) -> str:
+        return f"{expression} IN UNNEST(?)"
+
+    def ensure_privacy_tables(self) -> None:
+        from google.cloud import bigquery
+
+        dataset = bigquery.Dataset(f"{self.project}.{self.dataset(PRIVACY_SCHEMA)}")
+        dataset.location = self.target.location
+        self.client.create_dataset(dataset, exists_ok=True)
+        for name in PRIVACY_TABLES:
+            ddl = privacy_ddl(name, text="STRING", ts="TIMESTAMP", integer="INT64", boolean="BOOL")
+            self.client.query(ddl.replace("{table}", self.table_ref(PRIVACY_SCHEMA, name))).result()
+
     def close(self) -> None:
         self.client.close()
+
+
+# privacy DDL placeholders -> BigQuery types (typed parameters: a NULL needs its column's type)
+_DECLARED = {"{text}": "STRING", "{ts}": "TIMESTAMP", "{int}": "INT64", "{bool}": "BOOL"}

@@ -80,3 +80,65 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 def delete_object_rows(table: RawTable) -> str:
     return f"DELETE FROM {RAW_SCHEMA}.{table.name} WHERE source_object = ?"
+
+
+# -- the erasure ledger and what erasure runs and loads keep beside it (trackway.privacy) -------------------
+PRIVACY_SCHEMA = "privacy"
+# {text} {ts} {int} {bool}: the backend's types. No keys: the writers insert only what is missing.
+PRIVACY_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    # The ledger: one row per request, never updated (subjects as keyed hashes, JSON).
+    "requests": (
+        ("request_id", "{text}"),
+        ("request_type", "{text}"),
+        ("subjects", "{text}"),
+        ("received_at", "{ts}"),
+        ("due_at", "{ts}"),
+        ("reason", "{text}"),
+        ("key_id", "{text}"),
+        ("source", "{text}"),
+    ),
+    # Everything that happened to a request, one row per state change, never updated.
+    "request_events": (
+        ("request_id", "{text}"),
+        ("seq", "{int}"),
+        ("event_at", "{ts}"),
+        ("kind", "{text}"),
+        ("store", "{text}"),
+        ("status", "{text}"),
+        ("detail", "{text}"),
+    ),
+    # Derived from the ledger at each change: what loads filter and the dbt test checks.
+    "erased_subjects": (
+        ("subject_hash", "{text}"),
+        ("drop_from", "{ts}"),
+        ("drop_until", "{ts}"),
+        ("suppressed", "{bool}"),
+    ),
+    # Keyed hash of each id the marts may hold, computed in Python at load: the dbt test's only way to hash.
+    "id_hashes": (("id", "{text}"), ("id_hash", "{text}")),
+    # Raw objects a load filtered erased lines out of: an erasure run rewrites them.
+    "load_filtered": (
+        ("source_object", "{text}"),
+        ("load_id", "{text}"),
+        ("rows_filtered", "{int}"),
+        ("filtered_at", "{ts}"),
+    ),
+}
+
+
+def privacy_ddl(table_name: str, *, text: str, ts: str, integer: str, boolean: str) -> str:
+    columns = ",\n    ".join(
+        f"{name} "
+        + kind.replace("{text}", text).replace("{ts}", ts).replace("{int}", integer).replace("{bool}", boolean)
+        for name, kind in PRIVACY_TABLES[table_name]
+    )
+    return f"CREATE TABLE IF NOT EXISTS {{table}} (\n    {columns}\n)"
+
+
+def privacy_statements(text: str, ts: str, integer: str, boolean: str) -> list[str]:
+    return [f"CREATE SCHEMA IF NOT EXISTS {PRIVACY_SCHEMA}"] + [
+        privacy_ddl(name, text=text, ts=ts, integer=integer, boolean=boolean).replace(
+            "{table}", f"{PRIVACY_SCHEMA}.{name}"
+        )
+        for name in PRIVACY_TABLES
+    ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:  # imported where Arrow tables are built: status and queries n
 from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject, ledger_row
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
 from trackway.warehouse.base import Warehouse, WarehouseBusy, ledger_params, load_run_params
-from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
+from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, privacy_statements, raw_ddl
 from trackway.warehouse.readonly import ReadOnlyQueryError
 
 
@@ -322,6 +324,7 @@ class DuckDBWarehouse(Warehouse):
             loads = []
             for obj, _, _ in group:
                 stats = self._check_pending(obj, table)
+                stats.erased = self._drop_erased(table, obj)
                 counted = self.con.execute(
                     f"SELECT count(*) FROM {RAW_SCHEMA}.{table.name} WHERE source_object = ?", [obj.source_object]
                 ).fetchone()
@@ -436,6 +439,8 @@ class DuckDBWarehouse(Warehouse):
                 self.con.register("_batch", data)
                 self.con.execute(f"INSERT INTO {RAW_SCHEMA}.{table.name} ({cols}) SELECT {cols} FROM _batch")
                 self.con.unregister("_batch")
+            stats.erased = self._drop_erased(table, obj)
+            stats.rows -= stats.erased
             load = ledger_row(obj, stats)
             self.con.execute(LEDGER_UPSERT, ledger_params(load))
             self.con.execute("COMMIT")
@@ -443,6 +448,12 @@ class DuckDBWarehouse(Warehouse):
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+    def _drop_erased(self, table: RawTable, obj: RawObject) -> int:
+        return self.drop_erased(table, obj.source_object, obj.load_id, self._run, self._run)
 
     def record_load_run(self, run: LoadRun) -> None:
         self.con.execute(
@@ -486,5 +497,50 @@ class DuckDBWarehouse(Warehouse):
         ).fetchall()
         return bool(rows and rows[0][0])
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        rows = self._run(sql, params)
+        return int(rows[0][0]) if rows and rows[0] and isinstance(rows[0][0], int) else 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def insert_rows(self, schema: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        import pyarrow as pa
+
+        data = pa.Table.from_pydict(
+            {c: _arrow_values(values) for c, values in zip(columns, zip(*rows, strict=True), strict=True)}
+        )
+        self.con.register("_rows", data)
+        try:
+            cols = ", ".join(columns)
+            self.con.execute(f"INSERT INTO {schema}.{table} ({cols}) SELECT {cols} FROM _rows")
+        finally:
+            self.con.unregister("_rows")
+
+    def in_list(self, expression: str) -> str:
+        return f"list_contains(?, {expression})"
+
+    def ensure_privacy_tables(self) -> None:
+        for stmt in privacy_statements("VARCHAR", "TIMESTAMP WITH TIME ZONE", "BIGINT", "BOOLEAN"):
+            self.con.execute(stmt)
+
     def close(self) -> None:
         self.con.close()
+
+
+def _arrow_values(values: Sequence[Any]) -> Any:
+    """A column for Arrow: timestamps kept in UTC (Arrow would infer naive ones otherwise)."""
+    import pyarrow as pa
+
+    if any(isinstance(v, datetime) for v in values):
+        return pa.array(list(values), pa.timestamp("us", tz="UTC"))
+    return list(values)

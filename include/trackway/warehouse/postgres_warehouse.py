@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -11,7 +12,14 @@ from trackway.config import WarehouseTarget
 from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject, ledger_row
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
 from trackway.warehouse.base import Warehouse, ledger_params, load_run_params
-from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, raw_ddl
+from trackway.warehouse.ddl import (
+    LEDGER_UPSERT,
+    LOAD_RUN_INSERT,
+    PRIVACY_SCHEMA,
+    delete_object_rows,
+    privacy_statements,
+    raw_ddl,
+)
 from trackway.warehouse.readonly import ReadOnlyQueryError, as_subquery
 
 
@@ -95,6 +103,8 @@ class PostgresWarehouse(Warehouse):
                     received_at=obj.received_at,
                 ):
                     copy.write_row(row)
+            stats.erased = self.drop_erased(table, obj.source_object, obj.load_id, _fetcher(cur), _fetcher(cur))
+            stats.rows -= stats.erased
             load = ledger_row(obj, stats)
             cur.execute(_pg(LEDGER_UPSERT), ledger_params(load))
         return load
@@ -169,8 +179,52 @@ class PostgresWarehouse(Warehouse):
         )
         return bool(rows[0][0])
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self.con.transaction(), self.con.cursor() as cur:
+            cur.execute(_pg(sql), list(params))
+            return max(cur.rowcount, 0)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.con.transaction():
+            yield
+
+    def insert_rows(self, schema: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        copy_sql = f"COPY {schema}.{table} ({', '.join(columns)}) FROM STDIN"
+        with self.con.transaction(), self.con.cursor() as cur, cur.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def in_list(self, expression: str) -> str:
+        return f"{expression} = ANY(?)"
+
+    def ensure_privacy_tables(self) -> None:
+        with self.con.transaction(), self.con.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('trackway.privacy.ddl'))")
+            cur.execute("SELECT to_regnamespace(%s) IS NOT NULL", [PRIVACY_SCHEMA])
+            row = cur.fetchone()
+            schema_exists = bool(row and row[0])
+            for stmt in privacy_statements("TEXT", "TIMESTAMPTZ", "BIGINT", "BOOLEAN"):
+                # As for raw: the loader's role owns schema privacy (trackway warehouse grant) but may not
+                # CREATE SCHEMA, which IF NOT EXISTS still asks of it.
+                if schema_exists and stmt.startswith("CREATE SCHEMA"):
+                    continue
+                cur.execute(stmt)
+
     def close(self) -> None:
         self.con.close()
+
+
+def _fetcher(cur: Any) -> Any:
+    """``fetch``/``run`` for ``drop_erased`` on this transaction's cursor (``?`` placeholders)."""
+
+    def fetch(sql: str, params: Sequence[Any]) -> list[tuple]:
+        cur.execute(_pg(sql), list(params))
+        return cur.fetchall() if cur.description else []
+
+    return fetch
 
 
 def _lock_object(cur: Any, source_object: str) -> None:

@@ -138,6 +138,24 @@ def grant_statements(
         _table(RAW_SCHEMA, LOADED_OBJECTS), _table(RAW_SCHEMA, LOAD_RUNS), sql.Identifier(reader)
     )
 
+    # privacy: the erasure ledger's tables (docs/privacy.md), the loader's: every load reads the erased
+    # subjects and notes the objects it filtered; dbt's test that no erased subject is in a mart reads two.
+    from trackway.warehouse.ddl import PRIVACY_SCHEMA, PRIVACY_TABLES, privacy_statements
+
+    yield sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+        sql.Identifier(PRIVACY_SCHEMA), sql.Identifier(loader)
+    )
+    yield sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(PRIVACY_SCHEMA), sql.Identifier(loader))
+    for stmt in privacy_statements("TEXT", "TIMESTAMPTZ", "BIGINT", "BOOLEAN"):
+        if not stmt.startswith("CREATE SCHEMA"):
+            yield sql.SQL(stmt)  # Trackway's own DDL text, no input in it
+    for name in PRIVACY_TABLES:
+        yield sql.SQL("ALTER TABLE {} OWNER TO {}").format(_table(PRIVACY_SCHEMA, name), sql.Identifier(loader))
+    yield sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(PRIVACY_SCHEMA), sql.Identifier(transform))
+    yield sql.SQL("GRANT SELECT ON {}, {} TO {}").format(
+        _table(PRIVACY_SCHEMA, "erased_subjects"), _table(PRIVACY_SCHEMA, "id_hashes"), sql.Identifier(transform)
+    )
+
     # The product's tables (app_sync, as the loader) and dlt's merge staging: the loader's; dbt and the reader read them.
     for schema in app_schemas:
         for owned in (schema, f"{schema}_staging"):

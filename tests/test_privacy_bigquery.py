@@ -1,0 +1,68 @@
+"""Erasure on the BigQuery warehouse (bqemulator, fake-gcs-server): the ledger, load filtering, deletion, rewrite.
+
+The warehouse part of issue 17's end-to-end scenario: raw objects loaded by BigQuery load
+jobs, a deletion request, the run, verify showing 0, and a reload that brings nobody back.
+dbt's marts on BigQuery are covered by tests/test_end_to_end_bigquery.py, not rebuilt here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bigquery_stack import bigquery_stack
+from raw_files import event
+from trackway.cli import main
+from trackway.config import load_settings
+from trackway.load.loader import load_interval
+from trackway.objectstore import open_object_store
+from trackway.warehouse import open_warehouse
+
+pytestmark = pytest.mark.slow
+HOUR = datetime(2026, 11, 22, 10, tzinfo=UTC)
+NEXT = HOUR + timedelta(hours=1)
+
+
+@pytest.fixture
+def bq_env(tmp_path_factory, trackway_env, monkeypatch):
+    with bigquery_stack(tmp_path_factory.mktemp("bq-privacy")) as stack:
+        for key, value in stack.env("t_privacy").items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("TRACKWAY_PRIVACY_LEDGER_KEY", "d" * 64)
+        yield stack
+
+
+def _gz(lines: list[dict]) -> bytes:
+    return gzip.compress(b"".join(json.dumps(x).encode() + b"\n" for x in lines), mtime=0)
+
+
+def test_erasure_on_bigquery(bq_env, capsys):
+    settings = load_settings()
+    store = open_object_store(settings.raw_url, gcs_client=bq_env.gcs.client())
+    erased = [event(f"s-{i}", userId="user-bq", anonymousId="anon-bq") for i in range(3)]
+    kept = [event(f"k-{i}", userId="user-keep") for i in range(4)]
+    store.put_bytes("events/dt=2026-11-22/hour=10/a.ndjson.gz", _gz(erased + kept))
+    assert load_interval(settings, HOUR, NEXT).rows_loaded == 7
+
+    assert main(["privacy", "request", "--type", "suppress_with_delete", "--user-id", "user-bq"]) == 0
+    (request_id,) = set(re.findall(r"rq-\d{8}T\d{6}-[0-9a-f]{8}", capsys.readouterr().out))
+    pending = load_interval(settings, HOUR, NEXT, reload=True)  # a pending deletion: the load leaves them out
+    assert (pending.rows_loaded, pending.erased_lines) == (4, 3)
+    assert main(["privacy", "run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 finished, 0 failed" in out and "1 rewritten, 3 line(s) removed" in out, out
+
+    assert main(["privacy", "verify", request_id, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["clean"] and result["raw_objects"]["lines"] == 0 and result["warehouse"]["raw.events_raw"] == 0
+    assert main(["privacy", "status", request_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["subjects"] == {"requested": 1, "linked": 1}  # anon-bq, from raw
+    reload = load_interval(settings, HOUR, NEXT, reload=True)
+    assert (reload.rows_loaded, reload.erased_lines) == (4, 0)  # rewritten: nothing left to filter
+    with open_warehouse(settings.warehouse) as wh:
+        assert wh.query("SELECT count(*) FROM raw.events_raw WHERE user_id = 'user-bq'") == [(0,)]
+        assert wh.query("SELECT count(*) FROM privacy.requests") == [(1,)]

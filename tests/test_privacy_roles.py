@@ -1,0 +1,40 @@
+"""Erasure with one PostgreSQL role per job (`trackway warehouse grant`): loads filter as the loader, dbt's test
+reads the erased subjects as the transform, and `trackway privacy` runs as the owner of both."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from raw_files import event, hour_dir, write_gz_lines
+from test_warehouse_roles import _set_job_urls, split_roles  # noqa: F401 (the fixture)
+from trackway.cli import main
+from trackway.config import load_settings
+from trackway.load.loader import load_interval
+from trackway.transform.dbt_runner import run_dbt
+from trackway.warehouse import open_warehouse
+
+pytestmark = pytest.mark.postgres
+HOUR = datetime(2026, 11, 22, 10, tzinfo=UTC)
+
+
+def test_loads_and_dbt_honour_requests_as_their_own_roles(split_roles, trackway_env, monkeypatch, capsys):  # noqa: F811
+    _admin, urls = split_roles
+    monkeypatch.setenv("TRACKWAY_PRIVACY_LEDGER_KEY", "c" * 64)
+    _set_job_urls(monkeypatch, urls)
+    assert main(["warehouse", "grant"]) == 0
+    folder = hour_dir(trackway_env / "raw", "2026-11-22", 10)
+    write_gz_lines(folder / "a.ndjson.gz", [event("m-1", userId="u-gone"), event("m-2", userId="u-stays")])
+    assert main(["privacy", "request", "--type", "delete_only", "--user-id", "u-gone"]) == 0  # as the owner
+
+    report = load_interval(load_settings(), HOUR, HOUR + timedelta(hours=1))  # as the loader
+    assert (report.rows_loaded, report.erased_lines) == (1, 1)
+    dbt = run_dbt(load_settings(), "build")  # as the transform: assert_no_erased_subject_in_any_mart reads privacy
+    assert dbt.success and dbt.tests_failed == 0
+    capsys.readouterr()
+    assert main(["privacy", "run"]) == 0
+    assert "1 finished, 0 failed" in capsys.readouterr().out
+    with open_warehouse(load_settings().warehouse) as wh:
+        assert wh.query("SELECT count(*) FROM analytics.events WHERE user_id = 'u-gone'") == [(0,)]
+        assert wh.query("SELECT count(*) FROM analytics.events WHERE user_id = 'u-stays'") == [(1,)]
