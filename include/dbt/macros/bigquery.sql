@@ -138,3 +138,26 @@
         {{ dbt.default__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) }}
     {%- endif -%}
 {%- endmacro %}
+
+
+{% macro bigquery__sql_string(value) -%}
+    '{{ value | string | replace("\\", "\\\\") | replace("'", "\\'") | replace("\n", "\\n") | replace("\r", "\\r") }}'
+{%- endmacro %}
+
+
+{% macro bigquery__type_double() -%}float64{%- endmacro %}
+
+
+{% macro bigquery__week_start(date_expr) -%}
+    date_trunc({{ date_expr }}, isoweek)
+{%- endmacro %}
+
+
+{% macro bigquery__days_between(later, earlier) -%}
+    date_diff({{ later }}, {{ earlier }}, day)
+{%- endmacro %}
+
+
+{% macro bigquery__add_days(date_expr, days) -%}
+    date_add({{ date_expr }}, interval ({{ days }}) day)
+{%- endmacro %}
