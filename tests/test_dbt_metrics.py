@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from statistics import NormalDist
 from typing import Any
@@ -55,6 +56,16 @@ LISBON = {
     ],
 }
 DROPPED = {"name": "dropped", "conversion_window_hours": 5, "steps": ["Listings Searched", "Clicked"]}
+# Names are data, never SQL or Jinja: quotes, backslashes, braces and a newline reach the table as they are.
+HOSTILE_EVENT = 'it\'s {{ 7 * 7 }} \\ "quoted"\nline'
+HOSTILE = {
+    "name": "hostile",
+    "conversion_window_hours": 1,
+    "steps": [
+        {"event": "Listings Searched", "properties": {"city": ["Lisbon", "O'Porto {% raw %}"]}},
+        {"event": HOSTILE_EVENT, "label": "'; drop table analytics.events; --"},
+    ],
+}
 EXPERIMENTS = [
     {"experiment_id": "checkout", "goal": "Order Completed"},
     {
@@ -68,7 +79,7 @@ EXPERIMENTS = [
 DECLARED = [
     {"funnels": [ACTIVATION, DROPPED], "experiments": EXPERIMENTS},
     {"funnels": [ACTIVATION, DROPPED], "experiments": EXPERIMENTS},
-    {"funnels": [ACTIVATION, LISBON], "experiments": EXPERIMENTS},
+    {"funnels": [ACTIVATION, LISBON, HOSTILE], "experiments": EXPERIMENTS},
 ]
 CHECKOUT = {"control": (40, 8), "treatment": (40, 14)}
 HERO = {"A": (10, 3), "B": (10, 5)}
@@ -291,6 +302,17 @@ def test_funnel_step_counts(built):
         (1, "newsletter"): [1, 0],
     }
     assert not _funnels(built, "dropped")  # removed from the declarations: its rows went
+    assert _funnels(built, "hostile") == {
+        (0, "(none)"): [1, 0],
+        (0, "google"): [1, 0],
+        (0, "newsletter"): [1, 0],
+        (0, "facebook"): [1, 0],
+        (1, "newsletter"): [1, 0],
+    }
+    (step,) = built.query(
+        "select step_name, step_event from analytics.funnels where funnel_name = 'hostile' and step_number = 2 limit 1"
+    )
+    assert (step["step_name"], step["step_event"]) == ("'; drop table analytics.events; --", HOSTILE_EVENT)
 
 
 def test_funnel_columns_and_conversion(built):
@@ -445,3 +467,118 @@ def test_metric_unit_tests(built):
     statuses = {r.node.name: str(r.status) for r in result.result.results if r.node.resource_type == "unit_test"}
     assert len(statuses) >= 8, statuses
     assert result.success and set(statuses.values()) == {"pass"}, statuses
+
+
+# ---------------------------------------------------------------- bad declarations fail before any model runs
+
+BAD_DECLARATIONS = {
+    "funnels": [
+        {"name": "no_steps", "steps": [], "conversion_window_hours": 24},
+        {"name": "backwards", "steps": ["A", "B"], "conversion_window_hours": -3},
+        {"name": "Not-Snake", "steps": ["A", {"event": "B", "propeties": {"x": 1}}], "conversion_window_hours": 1.5},
+        {"name": "filters", "steps": [{"event": ""}, {"event": "B", "properties": {"x y": 1, "z": [None]}}]},
+    ],
+    "experiments": [{"experiment_id": "checkout"}, {"experiment_id": "hero", "goal": "A", "control": ""}],
+    "dashboards": [],
+}
+EXPECTED_PROBLEMS = [
+    "unknown key 'dashboards' (expected funnels, experiments)",
+    "funnels[0] 'no_steps': steps must be a list of at least two steps (events in order), got []",
+    "funnels[1] 'backwards': conversion_window_hours must be a whole number of hours from 1 to 2160 (90 days), got -3",
+    'funnels[2]: name must be lower_snake_case (a-z, 0-9, _; at most 63 characters), got "Not-Snake"',
+    "funnels[2]: conversion_window_hours must be a whole number of hours from 1 to 2160 (90 days), got 1.5",
+    "funnels[2] steps[1]: unknown key 'propeties' (expected event, properties, label)",
+    "funnels[3] 'filters': conversion_window_hours must be a whole number of hours from 1 to 2160 (90 days), got null",
+    "funnels[3] 'filters' steps[0]: event must be an event name (as in analytics.events.event_name), got \"\"",
+    "funnels[3] 'filters' steps[1]: property 'x y' must be a name of letters, digits and _ (a.b for a nested key)",
+    "funnels[3] 'filters' steps[1]: property 'z' must be a string, number or boolean (or a list of them), got null",
+    "experiments[0] 'checkout': goal is required: the event (and optional properties) that counts as a conversion",
+    "experiments[1] 'hero': control must be the name of a variant, got \"\"",
+]
+
+
+def test_bad_declarations_stop_dbt_when_it_parses(tmp_path):
+    """Every problem is listed at once, with where it is, before dbt runs anything (`dbt parse`: no warehouse)."""
+    wh = Warehouse(
+        "duckdb", {"TRACKWAY_DBT_TARGET": "duckdb", "TRACKWAY_DUCKDB_PATH": str(tmp_path / "w.duckdb")}, tmp_path
+    )
+    wh.env["TRACKWAY_DBT_METRICS"] = json.dumps({**BAD_DECLARATIONS, "source": "/plan/metrics.yaml"})
+    result, _ = wh.dbt("parse")
+    assert not result.success
+    message = str(result.exception)
+    assert "Trackway metrics declared in /plan/metrics.yaml are invalid" in message, message
+    listed = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ")]
+    assert listed == EXPECTED_PROBLEMS, message
+
+
+def _plan_with_metrics(tmp_path, text: str):
+    from trackway.demo.runner import PLAN_DIR
+
+    plan = tmp_path / "plan"
+    shutil.copytree(PLAN_DIR, plan)
+    (plan / "metrics.yaml").write_text(text)
+    return plan
+
+
+def test_events_the_tracking_plan_lacks_stop_the_compile(tmp_path, trackway_env, monkeypatch):
+    """`trackway transform compile` checks metrics.yaml's events and properties against the plan, before dbt runs."""
+    from trackway.config import load_settings
+    from trackway.plan.metrics import MetricsError
+    from trackway.transform.manifest import compile_manifest, manifest_path
+
+    plan = _plan_with_metrics(
+        tmp_path,
+        "funnels:\n  - name: typo\n    conversion_window_hours: 24\n    steps:\n"
+        "      - Listings Searched\n      - {event: Listing Veiwed}\n"
+        "      - {event: Listing Viewed, properties: {colour: red, city: Lisbon}}\n"
+        "experiments:\n  - {experiment_id: x, goal: Bought Something}\n",
+    )
+    monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(plan))
+    settings = load_settings()
+    with pytest.raises(MetricsError) as caught:
+        compile_manifest(settings)
+    message = str(caught.value)
+    assert message.startswith(f"{plan / 'metrics.yaml'}: names what the tracking plan {plan} does not define")
+    assert (
+        "funnel 'typo' step 2: event 'Listing Veiwed' is not in the tracking plan (did you mean 'Listing Viewed'?)"
+        in message
+    )
+    assert "funnel 'typo' step 3: 'Listing Viewed' has no property 'colour' in the tracking plan (it has: " in message
+    assert "experiment 'x' goal: event 'Bought Something' is not in the tracking plan" in message
+    assert message.count("\n  - ") == 3  # Listings Searched and Listing Viewed's city are in the plan
+    assert not manifest_path(settings).exists()
+
+
+def test_a_bad_shape_in_metrics_yaml_stops_the_compile_with_dbts_message(tmp_path, trackway_env, monkeypatch):
+    """The declarations reach dbt from the plan folder (TRACKWAY_DBT_METRICS); dbt names the file and the problem."""
+    from trackway.config import load_settings
+    from trackway.transform.dbt_runner import DbtBuildError
+    from trackway.transform.manifest import compile_manifest
+
+    plan = _plan_with_metrics(tmp_path, "funnels:\n  - {name: empty, conversion_window_hours: -1, steps: []}\n")
+    monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(plan))
+    with pytest.raises(DbtBuildError) as caught:
+        compile_manifest(load_settings())
+    message = str(caught.value)
+    assert f"Trackway metrics declared in {plan / 'metrics.yaml'} are invalid" in message, message
+    assert "funnels[0] 'empty': steps must be a list of at least two steps" in message
+    assert "funnels[0] 'empty': conversion_window_hours must be a whole number of hours from 1 to 2160" in message
+
+
+def test_metrics_yaml_is_handed_to_dbt_as_json(tmp_path):
+    from trackway.demo.runner import PLAN_DIR
+    from trackway.plan.metrics import DBT_ENV, MetricsError, dbt_metrics_env
+
+    handed = json.loads(dbt_metrics_env(PLAN_DIR)[DBT_ENV])
+    assert handed["source"] == str(PLAN_DIR / "metrics.yaml")
+    assert [f["name"] for f in handed["funnels"]] == ["renter_activation", "lisbon_search_to_listing"]
+    assert handed["funnels"][0]["steps"] == ["Listings Searched", "Listing Viewed", "Signed Up", "Showing Requested"]
+    assert dbt_metrics_env(None) == {}  # no plan: var('metrics') as dbt_project.yml (or the operator) sets it
+    (tmp_path / "events").mkdir()
+    assert dbt_metrics_env(tmp_path) == {DBT_ENV: ""}  # a plan without metrics.yaml declares nothing
+    (tmp_path / "metrics.yaml").write_text("funnels: [unclosed\n")
+    with pytest.raises(MetricsError, match=r"metrics\.yaml: not valid YAML"):
+        dbt_metrics_env(tmp_path)
+    (tmp_path / "metrics.yaml").write_text("- just a list\n")
+    with pytest.raises(MetricsError, match="must be a mapping with 'funnels' and/or 'experiments'"):
+        dbt_metrics_env(tmp_path)
