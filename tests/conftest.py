@@ -42,6 +42,8 @@ LONGEST_FILES = (
     "test_end_to_end.py",  # ~140 s
     "test_demo.py",  # ~150 s
     "test_end_to_end_postgres.py",  # ~200 s
+    "test_dbt_metrics.py",  # ~130 s
+    "test_dbt_metrics_bigquery.py",  # ~125 s
     "test_dbt_incremental_bigquery.py",  # ~95 s
     "test_pipeline_warehouses.py",  # ~70 s
 )

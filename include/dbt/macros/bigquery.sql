@@ -148,8 +148,9 @@
 {% macro bigquery__type_double() -%}float64{%- endmacro %}
 
 
+{#- date_trunc(d, isoweek) is the same; bqemulator 1.4.0 cannot translate it. 1900-01-01 was a Monday. -#}
 {% macro bigquery__week_start(date_expr) -%}
-    date_trunc({{ date_expr }}, isoweek)
+    date_add(date '1900-01-01', interval div(date_diff({{ date_expr }}, date '1900-01-01', day), 7) * 7 day)
 {%- endmacro %}
 
 

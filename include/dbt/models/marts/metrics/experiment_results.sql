@@ -18,6 +18,9 @@
     event is read.
 #}
 
+-- Always after it, whatever is declared (the ref below is inside a condition):
+-- depends_on: {{ ref('events') }}
+
 {%- set experiments = trackway.metric_definitions().experiments %}
 {%- set z95 = 1.959963984540054 %}
 

@@ -19,6 +19,9 @@
     no --full-refresh.
 #}
 
+-- Always after these, whatever is declared (the refs below are inside conditions):
+-- depends_on: {{ ref('events') }}, {{ ref('sessions') }}
+
 {%- set funnels = trackway.metric_definitions().funnels %}
 {%- set all_steps = [] %}
 {%- set windows = [0] %}
