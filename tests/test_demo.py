@@ -38,6 +38,9 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     assert _count(out, "rejected (analytics.events_rejected)") == 0
     for heading in ("Daily active people", "Sessions per day", "Top events", "Page views by path", "Query it:"):
         assert heading in out
+    # The funnels the plan's metrics.yaml declares (analytics.funnels), entered by everyone who searched.
+    assert "Funnels (analytics.funnels" in out and "renter_activation by first touch" in out
+    assert re.search(r"^\s*renter_activation\s+1\s+Listings Searched\s+[\d,]+\s+100\.0\s*$", out, re.MULTILINE), out
 
     # The tracking plan: the three deliberate violations are flagged at the collector and found in the warehouse.
     assert re.search(r"tracking plan \(.*\): [\d,]+ events checked, 3 flagged, 0 blocked", out), out

@@ -121,13 +121,14 @@ with
 
     funnel_events as (
 
+        {%- set property_filters = all_steps | selectattr('filters') | list %}
         select
             event_id,
+            {{ "properties," if property_filters }}
             person_id,
             event_name,
             occurred_at,
-            event_date,
-            properties
+            event_date
         from {{ ref('events') }}
         {%- if is_incremental() %}
             where
