@@ -49,18 +49,20 @@ with
     -- No funnel declared: an empty table with the columns below.
     final as (
 
+        -- Typed NULLs: BigQuery refuses a cast of an untyped NULL (INT64) to DATE.
         select
-            null as funnel_name,
-            null as funnel_definition,
-            null as entry_date,
-            null as first_touch_utm_source,
-            null as step_number,
-            null as step_name,
-            null as step_event,
-            null as entered_people,
-            null as reached_people,
-            null as previous_step_people,
-            null as conversion_window_hours
+            cast(null as {{ dbt.type_string() }}) as funnel_name,
+            cast(null as {{ dbt.type_string() }}) as funnel_definition,
+            cast(null as date) as entry_date,
+            cast(null as {{ dbt.type_string() }}) as first_touch_utm_source,
+            cast(null as {{ dbt.type_int() }}) as step_number,
+            cast(null as {{ dbt.type_string() }}) as step_name,
+            cast(null as {{ dbt.type_string() }}) as step_event,
+            cast(null as {{ dbt.type_bigint() }}) as entered_people,
+            cast(null as {{ dbt.type_bigint() }}) as reached_people,
+            cast(null as {{ dbt.type_bigint() }}) as previous_step_people,
+            cast(null as {{ dbt.type_int() }}) as conversion_window_hours
+        from (select 1 as one) as nothing
         where 1 = 0
 
     )
