@@ -13,14 +13,20 @@ and the same number of worker processes, each run 3 times; the median run is pri
 plus the RSS of the collector's processes (master and workers) at that load. Then the
 tracking plan's cost: the collector with the demo plan (TRACKWAY_PLAN_DIR) in `allow` mode
 (no validation) and in `flag` mode (every event validated against the plan), runs alternated
-so each flag run has an allow run beside it (target: flag >= 0.8x allow).
+so each flag run has an allow run beside it (target: flag >= 0.8x allow). Last, personal data
+(docs/privacy.md): events with 5 PII fields each (4 properties the plan classifies direct, so
+hashed with HMAC-SHA256, and a client context.ip), the collector plain (no plan, IP truncation
+off) against the same collector hashing, truncating and sampling (plan in allow mode, a keyring,
+TRACKWAY_SAMPLE at 0.99 by anonymous id: every event is decided, about 1% dropped), alternated
+run by run (target: privacy >= 0.85x plain).
 Usage: make bench-collector, or .venv/bin/python benchmarks/bench_collector.py [--workers 2] [--connections 64]
-[--seconds 10] [--runs 3] [--plan-only]
+[--seconds 10] [--runs 3] [--plan-only] [--privacy-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -61,6 +67,41 @@ function request()
     {["Content-Type"] = "application/json", ["Authorization"] = "Basic %(auth)s"}, body)
 end
 """
+
+# The same requests with 5 PII fields per event and an anonymousId of its own (the sampling unit).
+PII_LUA = LUA.replace(
+    """'{"type":"track","event":"Listing Viewed","userId":"user-%%d","messageId":"bench-%%s-%%d-%%d-%%d",' ..
+      '"timestamp":"2026-11-22T10:15:00.000Z","properties":{"listing_id":"lst_%%05d","city":"Lisbon",' ..
+      '"price_per_night":120,"currency":"USD","note":"%%s"},' ..
+      '"context":{"library":{"name":"bench","version":"1"},"userAgent":"Mozilla/5.0 (bench)","sessionId":1795910400000}}',
+      i, "%(run)s", tid, counter, i, i, pad)""",
+    """'{"type":"track","event":"Contact Requested","anonymousId":"anon-%%s-%%d-%%d-%%d",' ..
+      '"messageId":"bench-%%s-%%d-%%d-%%d","timestamp":"2026-11-22T10:15:00.000Z",' ..
+      '"properties":{"listing_id":"lst_%%05d","email":"renter%%d@example.com","phone":"+1 555 01%%02d",' ..
+      '"full_name":"Ana Renter %%d","address":"%%d Rua Augusta, Lisbon","note":"%%s"},' ..
+      '"context":{"library":{"name":"bench","version":"1"},"userAgent":"Mozilla/5.0 (bench)",' ..
+      '"sessionId":1795910400000,"ip":"203.0.113.%%d"}}',
+      "%(run)s", tid, counter, i, "%(run)s", tid, counter, i, i, counter, i, counter, counter, pad, i)""",
+)
+assert PII_LUA != LUA
+PII_PLAN = {
+    "plan.yaml": "name: bench\n",
+    "events/contact_requested.yaml": """name: Contact Requested
+type: track
+description: A renter asked to be called back.
+owner: bench
+properties:
+  type: object
+  properties:
+    listing_id: {type: string, privacy: public}
+    city: {type: string, privacy: public}
+    email: {type: string, privacy: pii, pii: direct}
+    phone: {type: string, privacy: pii, pii: direct}
+    full_name: {type: string, privacy: pii, pii: direct}
+    address: {type: string, privacy: pii, pii: direct}
+    note: {type: string, privacy: internal, pii: none}
+""",
+}
 
 BARE_APP = """
 import orjson
@@ -174,6 +215,22 @@ def _parse_wrk(out: str, seconds: float) -> dict:
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a server and its worker processes so far."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    except psutil.Error:
+        pass
+    return total
+
+
 def _rss_mb(pid: int) -> float:
     import psutil
 
@@ -185,10 +242,10 @@ def _rss_mb(pid: int) -> float:
         return 0.0
 
 
-def _wrk(port: int, connections: int, seconds: float, tmp: Path, run: str) -> dict:
+def _wrk(port: int, connections: int, seconds: float, tmp: Path, run: str, lua: str = LUA) -> dict:
     script = tmp / f"bench-{run}.lua"
     auth = __import__("base64").b64encode(f"{WRITE_KEY}:".encode()).decode()
-    script.write_text(LUA % {"batch": BATCH, "run": run, "auth": auth})
+    script.write_text(lua % {"batch": BATCH, "run": run, "auth": auth})
     threads = min(2, connections)
     out = subprocess.run(
         [
@@ -245,24 +302,61 @@ def _serve_uvicorn(module: str, workers: int, tmp: Path, env: dict) -> tuple[sub
 DEMO_PLAN = Path(__file__).resolve().parent.parent / "include" / "trackway" / "demo" / "plan"
 
 
-def _serve_collector(workers: int, tmp: Path, env: dict, plan_mode: str | None = None) -> tuple[subprocess.Popen, int]:
+def _privacy_env(home: Path, on: bool) -> dict[str, str]:
+    """Plain: no plan, IP truncation off. On: the PII plan (allow mode), a keyring, truncation, sampling."""
+    if not on:
+        return {"TRACKWAY_IP_TRUNCATION": "off"}
+    from trackway.pseudonym import append_key, new_key
+
+    plan = home / "pii-plan"
+    for name, text in PII_PLAN.items():
+        (plan / name).parent.mkdir(parents=True, exist_ok=True)
+        (plan / name).write_text(text)
+    append_key(home / "keys.yaml", new_key("bench", "2020-01-01"))
+    return {
+        "TRACKWAY_PLAN_DIR": str(plan),
+        "TRACKWAY_PLAN_MODES": "allow",
+        "TRACKWAY_PSEUDONYM_KEYS": str(home / "keys.yaml"),
+        "TRACKWAY_IP_TRUNCATION": "on",
+        "TRACKWAY_SAMPLE": "bench:0.99:anonymous_id",
+    }
+
+
+def _serve_collector(
+    workers: int, tmp: Path, env: dict, plan_mode: str | None = None
+) -> tuple[subprocess.Popen, int, int]:
     port = _free_port()
     home = tmp / "collector"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir()
     log = open(tmp / "collector.log", "ab")  # noqa: SIM115 (the child's)
     env = {**env, "TRACKWAY_HOME": str(home), "TRACKWAY_WRITE_KEYS": f"bench:{WRITE_KEY}"}
-    if plan_mode:
+    if plan_mode in ("plain", "privacy"):
+        env.update(_privacy_env(home, plan_mode == "privacy"))
+    elif plan_mode:
         env.update({"TRACKWAY_PLAN_DIR": str(DEMO_PLAN), "TRACKWAY_PLAN_MODES": plan_mode})
+    admin_port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port), "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "trackway.cli",
+            "collect",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=log,
         stderr=log,
         start_new_session=True,
     )
     _wait_http(port, proc, "/health", tmp / "collector.log")
-    return proc, port
+    _wait_http(admin_port, proc, "/health", tmp / "collector.log")
+    return proc, port, admin_port
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -277,9 +371,10 @@ def _stop(proc: subprocess.Popen) -> None:
 def bench(kind: str, args, tmp: Path, env: dict, run: int) -> dict:
     if kind.startswith("collector"):
         plan_mode = kind.removeprefix("collector").lstrip("_") or None  # collector_allow / collector_flag
-        proc, port = _serve_collector(args.workers, tmp, env, plan_mode)
+        proc, port, admin_port = _serve_collector(args.workers, tmp, env, plan_mode)
     else:
         proc, port = _serve_uvicorn(kind, args.workers, tmp, env)
+        admin_port = 0  # plain uvicorn baselines have no admin listener
     peak = [0.0]
     stop = threading.Event()
 
@@ -291,15 +386,22 @@ def bench(kind: str, args, tmp: Path, env: dict, run: int) -> dict:
     try:
         time.sleep(1)
         sampler.start()
-        result = _wrk(port, args.connections, args.seconds, tmp, f"{kind}{run}")
+        lua = PII_LUA if kind in ("collector_plain", "collector_privacy") else LUA
+        cpu_before = _cpu_seconds(proc.pid)
+        result = _wrk(port, args.connections, args.seconds, tmp, f"{kind}{run}", lua)
+        result["cpu_s"] = _cpu_seconds(proc.pid) - cpu_before  # the server's own CPU, whatever else runs
         if kind.startswith("collector"):
             import json
 
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
+            # the admin listener's /health: the counters of all workers
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/health", timeout=10) as resp:
                 health = json.load(resp)
             result["accepted"] = health["events_accepted"]
             result["checked"] = health.get("plan", {}).get("events_checked", 0)
             result["flagged"] = health.get("plan", {}).get("events_flagged", 0)
+            result["dropped"] = health.get("privacy", {}).get("events_dropped", 0)
+            handled = result["accepted"] + result["dropped"]
+            result["cpu_us"] = result["cpu_s"] / handled * 1e6 if handled else float("nan")
     finally:
         stop.set()
         sampler.join()
@@ -315,6 +417,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per run (default 10)")
     parser.add_argument("--runs", type=int, default=3, help="runs per row; the median is printed (default 3)")
     parser.add_argument("--plan-only", action="store_true", help="only the tracking plan rows (allow vs flag)")
+    parser.add_argument("--privacy-only", action="store_true", help="only the personal data rows (plain vs privacy)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: install Debian's wrk package (apt-get install wrk)")
@@ -338,7 +441,8 @@ def main() -> int:
             "append": "durable append ceiling (no parse)",
             "collector": "trackway collector, fsync'd acks",
         }
-        for kind in () if args.plan_only else ("bare", "append", "collector"):
+        only = args.plan_only or args.privacy_only
+        for kind in () if only else ("bare", "append", "collector"):
             runs = []
             for run in range(args.runs):
                 r = bench(kind, args, tmp, env, run)
@@ -349,10 +453,13 @@ def main() -> int:
                 runs.append(r)
             median = sorted(runs, key=lambda r: r["events_per_s"])[len(runs) // 2]
             rows.append((names[kind], median))
-        plan_rows = bench_plan(args, tmp, env)
+        plan_rows = {} if args.privacy_only else bench_plan(args, tmp, env)
+        privacy_rows = {} if args.plan_only else bench_privacy(args, tmp, env)
     if plan_rows:
         print_plan(plan_rows)
-    if args.plan_only:
+    if privacy_rows:
+        print_privacy(privacy_rows)
+    if only:
         return 0
     print(f"\n{'row':36} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'RSS MB':>7}")
     for name, r in rows:
@@ -368,47 +475,70 @@ def main() -> int:
     return 0
 
 
-def bench_plan(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
-    """The collector with the demo plan, allow then flag, alternated run by run."""
-    runs: dict[str, list[dict]] = {"collector_allow": [], "collector_flag": []}
+def bench_pairs(args, tmp: Path, env: dict, kinds: tuple[str, str], what: str, field: str) -> dict[str, list[dict]]:
+    """Two collector configurations alternated run by run, so each run of one has one of the other beside it."""
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for run in range(args.runs):
         for kind, results in runs.items():
             r = bench(kind, args, tmp, env, run)
             results.append(r)
             print(
-                f"  collector, plan mode {kind.split('_')[1]:5} run {run + 1}: {r['events_per_s']:,.0f} events/s, "
-                f"p99 {r['p99_ms']:.1f} ms, {r.get('checked', 0):,} checked",
+                f"  collector, {what} {kind.split('_')[1]:7} run {run + 1}: {r['events_per_s']:,.0f} events/s, "
+                f"p99 {r['p99_ms']:.1f} ms, {r.get(field, 0):,} {field}",
                 flush=True,
             )
     return runs
 
 
-def print_plan(runs: dict[str, list[dict]]) -> None:
-    print(
-        f"\n{'tracking plan (demo plan, median)':36} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'checked':>9}"
-    )
-    medians = {}
-    for kind, label in (
-        ("collector_allow", "collector, plan mode allow"),
-        ("collector_flag", "collector, plan mode flag"),
-    ):
+def bench_plan(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
+    """The collector with the demo plan, allow then flag."""
+    return bench_pairs(args, tmp, env, ("collector_allow", "collector_flag"), "plan mode", "checked")
+
+
+def bench_privacy(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
+    """The collector plain, then hashing, truncating and sampling (the same PII events)."""
+    return bench_pairs(args, tmp, env, ("collector_plain", "collector_privacy"), "personal data", "dropped")
+
+
+def print_paired(
+    title: str, runs: dict[str, list[dict]], labels: dict[str, str], extra: tuple[str, str], name: str, target: float
+) -> None:
+    """Medians of two alternated configurations and their paired ratio against a target."""
+    (base, base_label), (other, other_label) = labels.items()
+    heading, field = extra
+    print(f"\n{title:44} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {heading:>9} {'CPU us/ev':>9}")
+    medians, cpu = {}, {}
+    for kind, label in ((base, base_label), (other, other_label)):
         r = sorted(runs[kind], key=lambda x: x["events_per_s"])[len(runs[kind]) // 2]
         medians[kind] = r["events_per_s"]
+        cpu[kind] = sorted(x["cpu_us"] for x in runs[kind])[len(runs[kind]) // 2]
         print(
-            f"{label:36} {r['events_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} "
-            f"{r.get('checked', 0):>9,}"
+            f"{label:44} {r['events_per_s']:>10,.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>7} "
+            f"{r.get(field, 0):>9,} {cpu[kind]:>9.1f}"
         )
-    ratio = medians["collector_flag"] / medians["collector_allow"]
-    # Each flag run directly follows an allow run: the paired ratio cancels most of the drift a
-    # shared machine adds between runs, so it is the figure judged against the target.
-    pairs = sorted(
-        f["events_per_s"] / a["events_per_s"]
-        for a, f in zip(runs["collector_allow"], runs["collector_flag"], strict=True)
-    )
+    # Each run of the second configuration directly follows one of the first: the paired ratio cancels
+    # most of the drift a shared machine adds between runs, so it is the figure judged against the target.
+    pairs = sorted(o["events_per_s"] / b["events_per_s"] for b, o in zip(runs[base], runs[other], strict=True))
     paired = pairs[len(pairs) // 2]
     print(
-        f"\nflag/allow: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of paired runs); "
-        f"target >= 0.80x: {'met' if paired >= 0.8 else 'MISSED'}"
+        f"\n{name}: {medians[other] / medians[base]:.2f}x (ratio of medians), {paired:.2f}x (median of paired runs); "
+        f"target >= {target:.2f}x: {'met' if paired >= target else 'MISSED'}. By the collector's own CPU per event "
+        f"(median), which other load on the machine disturbs less: {cpu[base] / cpu[other]:.2f}x"
+    )
+
+
+def print_plan(runs: dict[str, list[dict]]) -> None:
+    labels = {"collector_allow": "collector, plan mode allow", "collector_flag": "collector, plan mode flag"}
+    print_paired("tracking plan (demo plan, median)", runs, labels, ("checked", "checked"), "flag/allow", 0.8)
+
+
+def print_privacy(runs: dict[str, list[dict]]) -> None:
+    labels = {
+        "collector_plain": "collector, plain (no plan, IPs kept)",
+        "collector_privacy": "collector, hash + truncate + sample",
+    }
+    print_paired(
+        "personal data (5 PII fields/event, median)", runs, labels, ("dropped", "dropped"), "privacy/plain", 0.85
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
+import http.client
 import json
 import os
 import signal
@@ -16,10 +18,11 @@ from pathlib import Path
 import requests
 
 from trackway.objectstore import ObjectStore, open_object_store
+from trackway.pseudonym import Keyring
 
 WRITE_KEYS = {"key-web": "web", "key-backend": "backend"}
 WRITE_KEYS_SPEC = ",".join(f"{source}:{key}" for key, source in WRITE_KEYS.items())
-WORKERS = 2  # a test collector always runs several: the spools, recovery and /health span them
+WORKERS = 2  # a test collector always runs several: the spools, recovery and the admin /health span them
 DEADLINE = 60.0  # generous: only ever waited out when something is broken
 
 
@@ -48,7 +51,11 @@ def wait_for(predicate, what: str, deadline: float = DEADLINE, interval: float =
 
 
 class CollectorProcess:
-    """``python -m trackway.cli collect`` on a free port, logs captured to files."""
+    """``python -m trackway.cli collect`` on a free port (and a free admin port), logs captured to files.
+
+    ``url`` is the public listener (the tracking API, liveness ``/health``); ``admin_url``
+    the admin listener, where ``health()`` and ``metrics()`` read the counters of all workers.
+    """
 
     def __init__(self, home: Path, **env: str):
         self.home = Path(home)
@@ -63,6 +70,7 @@ class CollectorProcess:
         self.proc: subprocess.Popen | None = None
         self.args: list[str] = []  # extra `trackway collect` arguments
         self.port: int | None = None
+        self.admin_port: int | None = None
         self._runs = 0
 
     @property
@@ -70,18 +78,32 @@ class CollectorProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
     def spool_dir(self) -> Path:
         return Path(self.env.get("TRACKWAY_SPOOL_DIR", self.home / "spool"))
 
     def start(self) -> CollectorProcess:
         for _ in range(5):  # another process may grab the port between probe and bind
-            self.port = free_port()
+            self.port, self.admin_port = free_port(), free_port()
             self._runs += 1
             self.out_path = self.home / f"collector-{self._runs}.out"
             self.err_path = self.home / f"collector-{self._runs}.err"
             with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "trackway.cli", "collect", "--port", str(self.port), *self.args],
+                    [
+                        sys.executable,
+                        "-m",
+                        "trackway.cli",
+                        "collect",
+                        "--port",
+                        str(self.port),
+                        "--admin-port",
+                        str(self.admin_port),
+                        *self.args,
+                    ],
                     env=self.env,
                     stdout=out,
                     stderr=err,
@@ -105,8 +127,12 @@ class CollectorProcess:
             if self.proc.poll() is not None:
                 return False
             try:
+                # Every worker serving, not only the first: one still starting would read the settings
+                # (the write keys file, say) later than the test expects.
                 if requests.get(self.url + "/health", timeout=2).status_code == 200:
-                    return True
+                    health = self.health()
+                    if health["workers_serving"] == health["workers"]:
+                        return True
             except requests.RequestException:  # not listening yet, or not serving yet
                 pass
             time.sleep(0.05)
@@ -121,7 +147,14 @@ class CollectorProcess:
         return self.err_path.read_text(errors="replace")
 
     def health(self) -> dict:
-        return requests.get(self.url + "/health", timeout=10).json()
+        """The admin listener's /health: the live counters of all workers."""
+        return requests.get(self.admin_url + "/health", timeout=10).json()
+
+    def metrics(self) -> str:
+        """The admin listener's /metrics (Prometheus text), all workers together."""
+        r = requests.get(self.admin_url + "/metrics", timeout=10)
+        assert r.status_code == 200, r.text
+        return r.text
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = DEADLINE) -> int:
         self.proc.send_signal(sig)
@@ -157,6 +190,66 @@ def _group_alive(pgid: int) -> bool:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 return True
     return False
+
+
+def request_from(
+    source: str, port: int, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request to 127.0.0.1:``port`` from the local address ``source`` (127.0.0.2 is another client).
+
+    Every 127.x address is this machine, so tests can play several clients with real sockets.
+    Returns (status, headers with lower-case names, body).
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE, source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def trackway_environ(env: dict[str, str]):
+    """A MonkeyPatch with exactly ``env`` as the TRACKWAY_* variables of this process (undo() restores)."""
+    import pytest
+
+    patch = pytest.MonkeyPatch()
+    for key in [k for k in os.environ if k.startswith("TRACKWAY_")]:
+        patch.delenv(key)
+    for key, value in env.items():
+        patch.setenv(key, value)
+    return patch
+
+
+def make_keyring(path: Path, *key_ids: str) -> Keyring:
+    """A real keyring file at ``path`` (as `trackway privacy keys new` writes it), keys valid since 2020."""
+    from trackway.pseudonym import append_key, load_keyring, new_key
+
+    for n, key_id in enumerate(key_ids or ("test",)):
+        append_key(path, new_key(key_id, f"202{n}-01-01T00:00:00Z"))
+    return load_keyring(str(path))
+
+
+def privacy_defaults(event: dict, keyring: Keyring | None) -> dict:
+    """``event`` as the collector's privacy defaults store it (docs/privacy.md), for the fields these
+    tests send: traits.email (not a group's) a pseudonym, or gone without a keyring; context.ip truncated."""
+    from trackway.pseudonym import pseudonymise, truncate_ip
+
+    out = copy.deepcopy(event)
+    for traits in (out.get("traits"), (out.get("context") or {}).get("traits")):
+        if (
+            isinstance(traits, dict)
+            and "email" in traits
+            and (traits is not out.get("traits") or out.get("type") != "group")
+        ):
+            if keyring is None:
+                del traits["email"]
+            else:
+                traits["email"] = pseudonymise(traits["email"], keyring)
+    context = out.get("context")
+    if isinstance(context, dict) and context.get("ip"):
+        context["ip"] = truncate_ip(context["ip"])
+    return out
 
 
 def spool_segments(spool: Path) -> list[Path]:

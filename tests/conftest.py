@@ -42,6 +42,7 @@ LONGEST_FILES = (
     "test_end_to_end.py",  # ~140 s
     "test_demo.py",  # ~150 s
     "test_end_to_end_postgres.py",  # ~200 s
+    "test_reprocess_and_retries.py",  # ~140 s (measured on a loaded machine, 2026-12-02)
     "test_dbt_metrics.py",  # ~130 s
     "test_dbt_metrics_bigquery.py",  # ~125 s
     "test_dbt_incremental_bigquery.py",  # ~95 s
@@ -148,10 +149,14 @@ def postgres_url():
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory):
-    """A real collector process shared by one test module (SDK tests send to it)."""
-    from collector_helpers import CollectorProcess
+    """A real collector process shared by one test module (SDK tests send to it), with a keyring
+    (``proc.keyring``), so the personal traits are stored as pseudonyms (docs/privacy.md)."""
+    from collector_helpers import CollectorProcess, make_keyring
 
-    proc = CollectorProcess(tmp_path_factory.mktemp("collector")).start()
+    home = tmp_path_factory.mktemp("collector")
+    keyring = make_keyring(home / "keys.yaml")
+    proc = CollectorProcess(home, TRACKWAY_PSEUDONYM_KEYS=str(home / "keys.yaml")).start()
+    proc.keyring = keyring
     yield proc
     proc.close()
 

@@ -24,10 +24,12 @@ from typing import ClassVar
 import pytest
 import requests
 
+from trackway.pseudonym import pseudonymise
+
 try:
-    from collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, wait_for_events
+    from collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, privacy_defaults, wait_for_events
 except ImportError:  # tests/ imported as a package
-    from tests.collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, wait_for_events
+    from tests.collector_helpers import DEADLINE, WRITE_KEYS, CollectorProcess, privacy_defaults, wait_for_events
 
 SDK_DIR = Path(__file__).resolve().parent / "sdk_clients"
 AJS_DIR = SDK_DIR / "node_modules" / "@segment" / "analytics-next"
@@ -231,12 +233,12 @@ def test_analytics_js_in_chromium_lands_every_call(variant, browser_tools, colle
     stored = {t: rows[w["messageId"]] for t, w in wire.items()}
 
     for t, event in stored.items():
-        sent = wire[t]
+        sent = privacy_defaults(wire[t], collector.keyring)  # traits.email a pseudonym, context.ip truncated
         for key, value in sent.items():  # stored exactly as analytics.js sent it, plus only our enrichments
             if key == "writeKey":
                 assert key not in event
             elif key == "context":
-                assert event["context"] == {**value, "ip": "127.0.0.1"}, t
+                assert event["context"] == {**value, "ip": "127.0.0.0"}, t
             else:
                 assert event[key] == value, f"{t}.{key}"
         if batched:  # analytics.js moves sentAt to the batch; the collector copies it back to each event
@@ -255,7 +257,10 @@ def test_analytics_js_in_chromium_lands_every_call(variant, browser_tools, colle
     assert stored["page"]["category"] == "Docs" and stored["page"]["name"] == "Install"
     assert stored["page"]["properties"]["url"] == page_url
     assert stored["identify"]["userId"] == "u-browser-1"
-    assert stored["identify"]["traits"] == CALLS[2][2]
+    assert stored["identify"]["traits"] == {
+        **CALLS[2][2],
+        "email": pseudonymise(CALLS[2][2]["email"], collector.keyring),
+    }
     assert stored["track"]["event"] == "Order Completed" and stored["track"]["userId"] == "u-browser-1"
     assert stored["track"]["properties"] == CALLS[3][2]
     assert stored["group"]["groupId"] == "acme" and stored["group"]["traits"] == CALLS[4][2]
@@ -266,9 +271,9 @@ def test_analytics_js_with_an_unknown_key_fails_to_load_and_sends_nothing(
     browser_tools, collector, page_server, tmp_path
 ):
     out = _open(browser_tools, f"{page_server}/npm-unknown-key.html", collector, tmp_path, expected_posts=0)
-    assert "no settings for this write key" in out["result"]["loadError"], out
+    assert "unknown write key" in out["result"]["loadError"], out
     settings = [r for r in out["requests"] if "/settings" in r["url"]]
-    assert [r["status"] for r in settings] == [404]
+    assert [r["status"] for r in settings] == [401]  # the same answer as an unknown key on any other route
     assert not [r for r in out["requests"] if r["method"] == "POST"]
     _only_local_traffic(out, page_server, collector)
 
@@ -326,10 +331,10 @@ def test_settings_behind_a_trusted_proxy_use_forwarded_host_and_proto(tmp_path):
 
 def test_settings_for_an_unknown_key_or_a_bad_host_are_refused_clearly(collector):
     resp = requests.get(f"{collector.url}/v1/projects/no-such-key/settings", timeout=10)
-    assert resp.status_code == 404
+    assert resp.status_code == 401
     body = resp.json()
-    assert body["success"] is False and body["code"] == "not_found"
-    assert "no settings for this write key" in body["message"]
+    assert body["success"] is False and body["code"] == "unauthorized"
+    assert "unknown write key" in body["message"]
     assert not any(k in resp.text for k in [*WRITE_KEYS, *WRITE_KEYS.values()])  # says nothing about which keys exist
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
 

@@ -96,8 +96,8 @@ class Load:
             return self.statuses[status]
 
 
-def _metric(url: str, name: str) -> float:
-    text = requests.get(url + "/metrics", timeout=10).text
+def _metric(proc: CollectorProcess, name: str) -> float:
+    text = proc.metrics()  # the admin listener: all workers together
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
@@ -140,13 +140,13 @@ def test_object_store_outage_past_the_spool_cap_gives_503s_then_drains(tmp_path)
             wait_for(lambda: load.count(503) >= 5, "503s once the spool passes its cap", deadline=90)
             assert proc.health()["spool_pending_bytes"] <= 300000
             wait_for(
-                lambda: _metric(proc.url, "trackway_collector_upload_retries_total") >= 2,
+                lambda: _metric(proc, "trackway_collector_upload_retries_total") >= 2,
                 "upload retries to show in /metrics",
             )
             server, _ = start_moto(port)  # back, same data
             acked_during_outage = len(load.acked)
             wait_for(lambda: len(load.acked) > acked_during_outage + 50, "200s again once uploads drain", deadline=90)
-        assert _metric(proc.url, "trackway_collector_upload_failures_total") >= 2
+        assert _metric(proc, "trackway_collector_upload_failures_total") >= 2
         assert load.retry_after and all(v.isdigit() for v in load.retry_after)
         assert proc.stop() == 0
         _exactly_once(read_lines(store, "events/"), load.acked, load.refused)
@@ -207,7 +207,7 @@ def test_spool_cap_is_reported(tmp_path):
         assert health["spool_max_pending_bytes"] == 123456 and health["workers"] == 2
         # each worker holds half of the cap; their shares add up once both have started
         wait_for(
-            lambda: _metric(proc.url, "trackway_collector_spool_pending_cap_bytes") == 123456 // 2 * 2,
+            lambda: _metric(proc, "trackway_collector_spool_pending_cap_bytes") == 123456 // 2 * 2,
             "both workers' shares of the cap in /metrics",
         )
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -14,7 +15,15 @@ import uuid
 import pytest
 import requests
 
-from collector_helpers import CollectorProcess, local_store, read_lines, wait_for, wait_for_events
+from collector_helpers import (
+    DEADLINE,
+    CollectorProcess,
+    local_store,
+    read_lines,
+    request_from,
+    wait_for,
+    wait_for_events,
+)
 from trackway.config import load_settings
 
 
@@ -36,6 +45,7 @@ def test_segment_limits_are_the_defaults(monkeypatch):
         2500,
     )
     assert settings.collector.rate_limit_events_per_second == 0  # off by default
+    assert settings.collector.rate_limit_auth_failures_per_minute == 30  # on by default
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +55,7 @@ def limited(tmp_path_factory):
         TRACKWAY_MAX_BODY_BYTES="20000",
         TRACKWAY_MAX_EVENT_BYTES="2000",
         TRACKWAY_MAX_BATCH_EVENTS="10",
-        TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND="10",  # 5/s per worker, per write key
+        TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND="10",  # per write key and client address, in each worker
     ).start()
     yield proc
     proc.close()
@@ -71,7 +81,7 @@ def test_each_limit_gets_413_naming_it_and_stores_nothing(limited):
     _limit_error(requests.post(url + "/v1/batch", json=padded, headers=auth), 413, "TRACKWAY_MAX_BODY_BYTES")
 
     # In a batch with valid events, the oversized one is quarantined with the limit as its reason.
-    ok = [_event() for _ in range(3)]  # with the single event above, within the 5-event burst
+    ok = [_event() for _ in range(3)]  # 7 tokens with the three refused requests: within the 10-event burst
     r = requests.post(url + "/v1/batch", json={"batch": [*ok, big]}, headers=auth)
     assert r.status_code == 200 and r.json()["quarantined"] == 1, r.text
     assert "TRACKWAY_MAX_EVENT_BYTES" in r.json()["errors"][0]["reason"]
@@ -101,6 +111,133 @@ def test_rate_limit_per_write_key_answers_429_with_retry_after(limited):
     assert not set(refused_ids) & rows.keys()
 
 
+def _headers_only(port: int, path: str, headers: dict[str, str], body_prefix: bytes = b"") -> bytes:
+    """Send a POST's headers announcing a 400 KB body, then at most ``body_prefix`` of it; return the answer.
+
+    The rest of the body never comes: a server that waits for it before deciding answers nothing
+    until its body timeout (set far beyond DEADLINE in these tests), so recv() times out instead.
+    """
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 400000\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+        s.sendall(head.encode() + body_prefix)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while b"\r\n\r\n" not in answer and (chunk := s.recv(65536)):
+                answer += chunk
+    return answer
+
+
+def _batch(count: int, **extra) -> bytes:
+    return json.dumps({"batch": [_event() for _ in range(count)], **extra}).encode()
+
+
+def test_rate_limit_is_per_key_and_address_and_answers_before_the_body(tmp_path):
+    """One client over its rate is refused from its headers alone; the same key from another address is not."""
+    proc = CollectorProcess(
+        tmp_path,
+        TRACKWAY_COLLECTOR_WORKERS="1",  # the buckets are per worker: one worker makes the test exact
+        TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND="0.5",  # a 50-event batch leaves ~100 s of debt
+        TRACKWAY_BODY_TIMEOUT_SECONDS="600",
+    ).start()
+    web = _auth("key-web")
+    try:
+        status, _, _ = request_from("127.0.0.1", proc.port, "POST", "/v1/batch", web, _batch(50))
+        assert status == 200  # a full bucket lets a batch bigger than the burst through, into debt
+
+        answer = _headers_only(proc.port, "/v1/batch", web, body_prefix=b'{"batch": [')
+        assert answer.startswith(b"HTTP/1.1 429 "), answer[:300]  # answered with 399,989 body bytes unsent
+        assert b"retry-after: " in answer.lower() and b"connection: close" in answer.lower()
+
+        # The same (public) key from another client, and another key from the same client, still pass:
+        # one abuser of a browser key cannot starve everyone else who uses it.
+        other = [_event(), _event()]
+        status, _, body = request_from("127.0.0.2", proc.port, "POST", "/v1/track", web, json.dumps(other[0]).encode())
+        assert status == 200, body
+        status, _, body = request_from(
+            "127.0.0.1", proc.port, "POST", "/v1/track", _auth("key-backend"), json.dumps(other[1]).encode()
+        )
+        assert status == 200, body
+
+        # analytics.js puts the key in the body: before the body is read only the address is known, so
+        # those requests share the address's keyless bucket (and are refused from the headers alone too).
+        ajs = {"Content-Type": "text/plain"}
+        status, _, body = request_from("127.0.0.1", proc.port, "POST", "/v1/b", ajs, _batch(50, writeKey="key-web"))
+        assert status == 200, body
+        answer = _headers_only(proc.port, "/v1/b", ajs)
+        assert answer.startswith(b"HTTP/1.1 429 "), answer[:300]
+        refused = [_event()]
+        status, headers, body = request_from(
+            "127.0.0.1", proc.port, "POST", "/v1/t", ajs, json.dumps({**refused[0], "writeKey": "key-web"}).encode()
+        )
+        assert status == 429 and int(headers["retry-after"]) >= 1, body
+        assert "TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND" in json.loads(body)["error"]
+        assert 'trackway_collector_rate_limited_total{reason="events"} 3.0' in proc.metrics()
+        wait_for_events(local_store(tmp_path), [e["messageId"] for e in other])
+    finally:
+        assert proc.stop() == 0
+        proc.close()
+    assert refused[0]["messageId"] not in {r["messageId"] for r in read_lines(local_store(tmp_path), "events/")}
+
+
+def test_failed_authentications_are_limited_per_address(tmp_path):
+    """Past N requests without a valid key a minute, an address gets 429 without its key being checked."""
+    proc = CollectorProcess(
+        tmp_path,
+        TRACKWAY_COLLECTOR_WORKERS="1",
+        TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE="3",  # one more allowed every 20 s: ample for this test
+        TRACKWAY_BODY_TIMEOUT_SECONDS="600",
+    ).start()
+    track = json.dumps(_event()).encode()
+    try:
+        for key in ("guess-1", "guess-2", "guess-3"):
+            assert request_from("127.0.0.1", proc.port, "POST", "/v1/track", _auth(key), track)[0] == 401
+        # Now even the right key is not looked at from that address, on every route, before any body.
+        status, headers, body = request_from("127.0.0.1", proc.port, "POST", "/v1/track", _auth("key-web"), track)
+        assert status == 429 and int(headers["retry-after"]) >= 1, body
+        assert "TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE" in json.loads(body)["error"]
+        assert request_from("127.0.0.1", proc.port, "GET", "/v1/projects/key-web/settings")[0] == 429
+        assert _headers_only(proc.port, "/v1/batch", _auth("key-web")).startswith(b"HTTP/1.1 429 ")
+        # Another address is not affected.
+        ok = _event()
+        status, _, body = request_from(
+            "127.0.0.2", proc.port, "POST", "/v1/track", _auth("key-web"), json.dumps(ok).encode()
+        )
+        assert status == 200, body
+        assert proc.health()["auth_failures"] == 3
+        wait_for_events(local_store(tmp_path), [ok["messageId"]])
+    finally:
+        proc.close()
+    warnings = [line for line in proc.stderr.splitlines() if "TRACKWAY_TRUSTED_PROXIES" in line]
+    assert len(warnings) == 1 and "127.0.0.1" in warnings[0]  # said once, naming the address
+    assert "guess-" not in proc.stderr  # the keys tried are never logged
+
+
+def test_rate_limiter_forgets_idle_buckets_and_caps_memory(monkeypatch):
+    from trackway.collector import limits
+
+    now = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])  # a clock the test moves (no sleeping)
+    limiter = limits.RateLimiter(rate=1.0, burst=2.0, max_buckets=100)
+    assert limiter.take("a") == 0 and limiter.take("a") == 0 and limiter.take("a") == 1.0
+    limiter.charge("a", 10)  # debt: 11 s until a token
+    assert limiter.wait("a") == 11.0 and limiter.take("a") == 11.0
+    for i in range(1000):  # many clients: memory stays under the cap
+        limiter.take(f"client-{i}")
+        assert len(limiter) <= 100
+    now[0] += 60  # everything refilled: an idle bucket is the same as none, and is dropped
+    limiter.take("b")
+    assert len(limiter) == 1
+
+
+def test_ipv6_clients_are_limited_per_64():
+    from trackway.collector.limits import address_bucket
+
+    assert address_bucket("2001:db8:1:2:aaaa::1") == address_bucket("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert address_bucket("2001:db8:1:3::1") != address_bucket("2001:db8:1:2::1")
+    assert address_bucket("203.0.113.9") == "203.0.113.9"
+
+
 def test_idle_and_slow_connections_do_not_stop_it_answering_others(tmp_path):
     """The issue's figure: 10,000 idle connections (plus slowloris ones) while another client is answered."""
     idle_count, slow_count = 10_000, 100
@@ -127,7 +264,7 @@ def test_idle_and_slow_connections_do_not_stop_it_answering_others(tmp_path):
         for s in sockets:
             s.settimeout(60)
             assert s.recv(1024) == b""
-        metrics = requests.get(proc.url + "/metrics", timeout=10).text
+        metrics = proc.metrics()
         timed_out = sum(
             float(line.split()[-1])
             for line in metrics.splitlines()
@@ -164,7 +301,14 @@ def test_connection_cap_closes_extra_connections_at_once(tmp_path):
 def test_write_keys_file_several_keys_per_source_and_sighup_reload_drops_nothing(tmp_path):
     keys_file = tmp_path / "keys.txt"
     keys_file.write_text("# source:key, one per line\nweb:old-key\nweb:steady-key\nbackend:be-key\n")
-    proc = CollectorProcess(tmp_path / "c", TRACKWAY_WRITE_KEYS="", TRACKWAY_WRITE_KEYS_FILE=str(keys_file))
+    proc = CollectorProcess(
+        tmp_path / "c",
+        TRACKWAY_WRITE_KEYS="",
+        TRACKWAY_WRITE_KEYS_FILE=str(keys_file),
+        # Checking the rotation sends many old-key requests from this one address; the failed-authentication
+        # limit (tested on its own) would rightly cut it off, and the steady sender with it.
+        TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE="0",
+    )
     proc.env.pop("TRACKWAY_WRITE_KEYS")
     proc.start()
     failures, acked = [], []

@@ -1,4 +1,4 @@
-"""/metrics (all workers together), JSON logs, and the shipped Prometheus config matching the real metric names."""
+"""/metrics (all workers together, on the admin listener), JSON logs, and the shipped Prometheus config."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import requests
 import yaml
 
 from collector_helpers import CollectorProcess, wait_for
+from trackway.config import default
 
 OPS = Path(__file__).resolve().parent.parent / "ops" / "prometheus"
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"key-web:").decode()}
@@ -36,7 +37,7 @@ def test_metrics_cover_requests_events_spool_uploads_and_fsync_across_workers(tm
                 assert session.post(proc.url + "/v1/batch", json={"batch": batch}, headers=AUTH).status_code == 200
         assert requests.post(proc.url + "/v1/track", data=b"{", headers=AUTH).status_code == 400
         wait_for(lambda: proc.health()["objects_written"] >= 2, "segments to be uploaded (1 s max age)")
-        text = requests.get(proc.url + "/metrics", timeout=10).text
+        text = proc.metrics()
     finally:
         assert proc.stop() == 0
         proc.close()
@@ -61,15 +62,15 @@ def test_metrics_cover_requests_events_spool_uploads_and_fsync_across_workers(tm
 def test_sample_scrape_config_and_alerts_use_metrics_that_exist(tmp_path):
     config = yaml.safe_load((OPS / "prometheus.yml").read_text())
     assert config["scrape_configs"][0]["metrics_path"] == "/metrics"
+    # Scraped on the admin listener's port, never the public one.
+    admin_port = default("TRACKWAY_COLLECTOR_ADMIN_PORT")
+    targets = config["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets and all(t.endswith(f":{admin_port}") for t in targets)
     rules = yaml.safe_load((OPS / "trackway-alerts.yml").read_text())["groups"][0]["rules"]
     used = {m for rule in rules for m in re.findall(r"trackway_collector_\w+", rule["expr"])}
     proc = CollectorProcess(tmp_path).start()
     try:
-        exposed = {
-            line.split()[2]
-            for line in requests.get(proc.url + "/metrics", timeout=10).text.splitlines()
-            if line.startswith("# TYPE")
-        }
+        exposed = {line.split()[2] for line in proc.metrics().splitlines() if line.startswith("# TYPE")}
     finally:
         proc.close()
     assert used and used <= exposed | {m.removesuffix("_total") + "_total" for m in exposed}

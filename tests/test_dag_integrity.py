@@ -33,7 +33,23 @@ def dagbag(airflow_db, tmp_path_factory):
 
 def test_every_dag_file_imports(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "pipeline_health"}
+    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "pipeline_health", "app_sync", "events_reprocess"}
+
+
+def test_every_task_retries_only_what_a_retry_can_fix(dagbag):
+    """One retry policy on every task, Cosmos's dbt tasks included (trackway.orchestration.retries)."""
+    for dag_id in dagbag.dag_ids:
+        for task in dagbag.get_dag(dag_id).tasks:
+            assert type(task.retry_policy).__name__ == "TrackwayRetryPolicy", (dag_id, task.task_id)
+
+
+def test_events_reprocess_is_triggered_by_hand_with_its_params(dagbag):
+    dag = dagbag.get_dag("events_reprocess")
+    assert type(dag.timetable).__name__ == "NullTimetable"  # no schedule
+    assert set(dag.params) == {"select", "from_hour", "to_hour", "full_refresh", "confirm_full_refresh"}
+    assert dag.params["full_refresh"] is False and dag.params["confirm_full_refresh"] == ""
+    assert [t.task_id for t in dag.tasks] == ["reprocess"]
+    assert [a.uri for a in dag.get_task("reprocess").outlets] == ["trackway://warehouse/analytics/events"]
 
 
 def test_every_dag_has_a_deadline_alert_through_the_one_notifier(dagbag):
@@ -50,6 +66,15 @@ def test_pipeline_health_has_a_task_per_check_family(dagbag):
     dag = dagbag.get_dag("pipeline_health")
     assert [t.task_id for t in dag.tasks] == [f"check_{f}" for f in FAMILIES]
     assert all(t.retries == 0 for t in dag.tasks)  # a verdict, not a fault to retry
+
+
+def test_app_sync_maps_one_task_over_the_declared_databases(dagbag):
+    dag = dagbag.get_dag("app_sync")
+    assert [t.task_id for t in dag.tasks] == ["declared_databases", "sync_database"]
+    assert dag.get_task("sync_database").upstream_task_ids == {"declared_databases"}
+    assert [a.uri for a in dag.get_task("sync_database").outlets] == ["trackway://warehouse/app"]
+    assert dag.timetable.expression == "40 * * * *" and dag.max_active_runs == 1
+    assert type(dag.default_args["on_failure_callback"]).__name__ == "TrackwayAlertNotifier"
 
 
 def test_events_load_is_hourly_over_data_intervals(dagbag):

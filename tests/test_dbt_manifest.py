@@ -164,7 +164,10 @@ def test_missing_manifest_fails_the_import_and_shows_in_status(tmp_path, monkeyp
 def test_plan_or_target_change_makes_the_manifest_stale(home, monkeypatch):
     monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(DEMO_PLAN))
     state = check_manifest(load_settings())
-    assert state.status == "stale" and "the tracking plan (or TRACKWAY_TYPED_SCHEMA) changed" in state.reasons
+    assert (
+        state.status == "stale"
+        and "the tracking plan (or TRACKWAY_TYPED_SCHEMA, or the sources file's references) changed" in state.reasons
+    )
     assert COMPILE_COMMAND in state.line()
     monkeypatch.delenv("TRACKWAY_PLAN_DIR")
     monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", "postgresql://trackway@127.0.0.1:1/warehouse")

@@ -38,6 +38,14 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     assert _count(out, "rejected (analytics.events_rejected)") == 0
     for heading in ("Daily active people", "Sessions per day", "Top events", "Page views by path", "Query it:"):
         assert heading in out
+    # The product's own database beside the events: synced into app, joined in analytics_x (docs/app-data.md).
+    assert re.search(
+        r"app_sync: Nestful's own database \(app\.sqlite\) into schema app: \d+ hosts, \d+ listings", out
+    ), out
+    assert "Listing views by neighbourhood (analytics_x.listing_viewed" in out
+    # Personal data as stored (docs/privacy.md): the demo's own keyring, truncated request addresses.
+    stored = re.search(r"context\.ip truncated \(([^)]*)\); traits\.email pseudonymised \(h1:demo:[a-z2-7]{16}", out)
+    assert stored and all(ip.endswith(".0") for ip in stored.group(1).split(", ")), out
     # The funnels the plan's metrics.yaml declares (analytics.funnels), entered by everyone who searched.
     assert "Funnels (analytics.funnels" in out and "renter_activation by first touch" in out
     assert re.search(r"^\s*renter_activation\s+1\s+Listings Searched\s+[\d,]+\s+100\.0\s*$", out, re.MULTILINE), out

@@ -19,32 +19,10 @@ import pytest
 
 from collector_helpers import CollectorProcess
 from raw_files import event, hour_dir, write_gz_lines
+from runbook_helpers import RUNBOOK, TRACKWAY, run_block, runbook_blocks
 from trackway.config import load_settings
 from trackway.load.loader import load_interval
 from trackway.warehouse import open_warehouse
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
-TRACKWAY = str(Path(os.sys.executable).parent / "trackway")
-
-
-def runbook_blocks(section: str) -> list[str]:
-    """The ``bash`` blocks of one ``## section`` of the runbook, in order."""
-    text = RUNBOOK.read_text()
-    parts = re.split(r"^## ", text, flags=re.MULTILINE)
-    [body] = [p for p in parts if p.splitlines()[0].strip() == section]
-    return re.findall(r"^```bash\n(.*?)^```", body, flags=re.MULTILINE | re.DOTALL)
-
-
-def run_block(block: str, **variables: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **variables, "PATH": f"{Path(TRACKWAY).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, (
-        f"runbook command failed:\n{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-    )
-    return result
 
 
 def health(*families: str) -> tuple[int, dict]:
@@ -229,6 +207,7 @@ def test_a_failed_dbt_test(trackway_env):
 def test_every_check_and_alert_has_a_runbook_section():
     from trackway.health.checks import CHECKS, CheckResult, State
     from trackway.orchestration.alerts import RUNBOOK_BY_ERROR
+    from trackway.orchestration.retries import RUNBOOK_BY_KIND
 
     anchors = {
         re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
@@ -237,4 +216,6 @@ def test_every_check_and_alert_has_a_runbook_section():
     }
     for name in CHECKS:
         assert CheckResult("f", name, State.OK, "").runbook.split("#")[1] in anchors, name
-    assert set(RUNBOOK_BY_ERROR.values()) | {"task-failed", "deadline-missed"} <= anchors
+    assert (
+        set(RUNBOOK_BY_ERROR.values()) | set(RUNBOOK_BY_KIND.values()) | {"task-failed", "deadline-missed"} <= anchors
+    )

@@ -238,3 +238,80 @@ def test_pipeline_health_dag_fails_the_family_and_alerts_once(trackway_env, airf
         assert [a["key"] for a in health] == ["health:events.event_stopped:Signed Up"], (attempt, alerts)
         assert health[0]["runbook"] == "docs/runbook.md#event-stopped"
         assert "Signed Up" in health[0]["text"] and "what to do: docs/runbook.md#event-stopped" in health[0]["text"]
+
+
+def test_health_reads_a_remote_collector_from_its_admin_metrics(trackway_env, monkeypatch, capsys):
+    """In production the spool is on the collector's machine: its admin /metrics gives the upload lag."""
+    from collector_helpers import CollectorProcess
+
+    collector = CollectorProcess(trackway_env).start()
+    try:
+        monkeypatch.setenv("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL", f"{collector.admin_url}/metrics")
+        monkeypatch.setenv("TRACKWAY_SPOOL_DIR", str(trackway_env / "not-this-machine"))
+        _write_hour(trackway_env / "raw", HOURS[1], {"Listing Viewed": 1})
+        load_interval(load_settings(), HOURS[1], HOURS[1] + timedelta(hours=1))
+        code = main(["health", "--json", "--check", "freshness", "--check", "objects"])
+        checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    finally:
+        assert collector.stop() == 0
+    assert "the collector's metrics" in checks["upload_lag"]["summary"]
+    assert checks["upload_lag"]["value"] is not None, checks["upload_lag"]  # read from the gauge
+    assert checks["upload_lag"]["state"] == "ok" and checks["set_aside_segments"]["value"] == 0
+    assert code in (0, 1, 2)  # the freshness of this synthetic hour is not what this test is about
+
+
+def test_the_alert_rules_read_what_the_textfile_holds(trackway_env, tmp_path, capsys):
+    """ops/prometheus: every trackway_health_* metric a rule uses is in `trackway health --prometheus`'s file."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    ops = Path(__file__).resolve().parents[1] / "ops" / "prometheus"
+    groups = {g["name"]: g["rules"] for g in yaml.safe_load((ops / "trackway-alerts.yml").read_text())["groups"]}
+    rules = groups["trackway-health"]
+    used = {m for rule in rules for m in re.findall(r"trackway_health_\w+", rule["expr"])}
+    _write_hour(trackway_env / "raw", HOURS[1], {"Listing Viewed": 1})
+    load_interval(load_settings(), HOURS[1], HOURS[1] + timedelta(hours=1))
+    textfile = tmp_path / "trackway.prom"
+    main(["health", "--prometheus", str(textfile)])
+    capsys.readouterr()
+    written = {line.split()[2] for line in textfile.read_text().splitlines() if line.startswith("# TYPE")}
+    assert used and used <= written, used - written
+    assert any("absent(trackway_health_last_run_timestamp_seconds)" in r["expr"] for r in rules)
+    anchors = {r["annotations"]["runbook_url"] for r in rules}
+    assert "docs/runbook.md#health-checks" in anchors
+
+
+def test_health_reads_the_collector_metrics_it_names(trackway_env, tmp_path, monkeypatch, capsys):
+    """A real collector whose store is unreachable: its acknowledged events wait in its spool, which is not on this
+    machine as far as health knows (TRACKWAY_HEALTH_COLLECTOR_METRICS_URL); health sees the lag in its /metrics."""
+    import requests
+
+    from collector_helpers import CollectorProcess, wait_for
+    from trackway.health.observe import ACCEPTED_METRIC, SET_ASIDE_METRIC, collector_metrics
+
+    load_interval(load_settings(), AS_OF - timedelta(hours=1), AS_OF)  # an empty warehouse to read
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be: every upload fails")
+    collector = CollectorProcess(tmp_path / "collector", TRACKWAY_RAW_URL=f"file://{blocked}/raw").start()
+    try:
+        sent = [event(uuid.uuid4().hex) for _ in range(3)]
+        answer = requests.post(f"{collector.url}/v1/batch", json={"batch": sent}, auth=("key-web", ""), timeout=10)
+        assert answer.status_code == 200, answer.text
+        url = f"{collector.admin_url}/metrics"
+        monkeypatch.setenv("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL", url)
+        monkeypatch.setenv("TRACKWAY_HEALTH_UPLOAD_LAG", "1s,2s")
+
+        def lag_failing() -> dict | None:
+            main(["health", "--json", "--check", "freshness"])
+            [lag] = _by_check(json.loads(capsys.readouterr().out))["upload_lag"]
+            return lag if lag["state"] == "fail" else None
+
+        lag = wait_for(lag_failing, "health to read the upload lag from the collector's metrics")
+        assert "the collector's metrics" in lag["summary"] and lag["value"] >= 2
+        metrics = collector_metrics(url)
+        assert metrics[ACCEPTED_METRIC] == 3  # what the Airflow page shows as acknowledged
+        assert metrics[SET_ASIDE_METRIC] == 0  # the set_aside_segments check reads this one
+    finally:
+        collector.close()

@@ -107,7 +107,7 @@ def test_health_counts_plan_checks(planned):
     assert plan["events_checked"] >= 7
     assert plan["events_flagged"] >= 3 and plan["events_blocked"] >= 2
     assert plan["violations"] >= 6 and plan["events"] == 11
-    exposition = requests.get(planned.url + "/metrics", timeout=DEADLINE).text
+    exposition = planned.metrics()
     assert 'trackway_collector_plan_violations_total{kind="unplanned_event",source="backend"}' in exposition
 
 
@@ -137,7 +137,8 @@ def test_plan_changes_are_picked_up_without_restart(planned):
     # file below appeared rightly keeps the plan it had, the one without the new event (CI failure of 2026-11-23).
     wait_for(lambda: _log_count(planned, "tracking plan reloaded") >= reloaded + WORKERS, "every worker to reload")
     assert _every_worker(planned, False)
-    assert planned.health()["plan"]["events"] == 12
+    # The admin /health reads each worker's plan size from the metrics its timer writes (within a second).
+    wait_for(lambda: planned.health()["plan"]["events"] == 12, "the new plan size in the admin /health")
     # A broken plan is refused by every worker; the last good one stays in force.
     (planned.plan / "events" / "broken.yaml").write_text("name: [oops\n")
     wait_for(

@@ -1,10 +1,11 @@
 """The tracking plan end to end, on DuckDB and a real PostgreSQL: HTTP clients -> collector
-(flag and block) -> quarantine replay -> load -> dbt with the plan's generated models.
+(flag and block) -> quarantine replay -> load -> app_sync -> dbt with the plan's generated models.
 
 Checks analytics.tracking_plan_violations and the daily compliance table, the typed views
 in analytics_typed (casts, NULL for what does not cast), generated dbt tests, hostile names
 (views build, data intact), plan descriptions as PostgreSQL comments, a plan change
-re-evaluating history, `trackway plan test` and the data dictionary in headless Chromium.
+re-evaluating history, `trackway plan test`, the data dictionary in headless Chromium, and the
+analytics_x views joining events with the product's rows (docs/app-data.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,12 +24,17 @@ import pytest
 import requests
 import yaml
 
-from collector_helpers import DEADLINE, CollectorProcess, local_store, read_lines
+from app_fixtures import sources_yaml, write_app_db
+from collector_helpers import DEADLINE, CollectorProcess, local_store, make_keyring, read_lines
 from plan_fixtures import DEMO_PLAN, HOSTILE_EVENT, HOSTILE_PROPS, hostile_plan
 from trackway.cli import main
 from trackway.config import load_settings
+from trackway.health.checks import State
+from trackway.health.observe import run_checks
+from trackway.load.app_sync import sync_named
 from trackway.load.loader import load_interval
 from trackway.plan import names
+from trackway.pseudonym import pseudonymise
 from trackway.rawdata.partitions import hour_floor, partition_path
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
@@ -60,7 +67,13 @@ def build_plan(root: Path) -> Path:
 def pipeline(request, tmp_path_factory):
     home = tmp_path_factory.mktemp(f"plan-pipeline-{request.param}")
     plan = build_plan(home)
-    env = {"TRACKWAY_HOME": str(home), "TRACKWAY_PLAN_DIR": str(plan), "TRACKWAY_PLAN_MODES": "web:block,backend:flag"}
+    keyring = make_keyring(home / "keys.yaml")  # identify's traits.email is stored as a pseudonym (docs/privacy.md)
+    env = {
+        "TRACKWAY_HOME": str(home),
+        "TRACKWAY_PLAN_DIR": str(plan),
+        "TRACKWAY_PLAN_MODES": "web:block,backend:flag",
+        "TRACKWAY_PSEUDONYM_KEYS": str(home / "keys.yaml"),
+    }
     if request.param == "postgres":
         from postgres_server import create_database
 
@@ -130,6 +143,10 @@ def pipeline(request, tmp_path_factory):
     store.put_bytes(f"events/{partition_path(now - timedelta(hours=1))}/{name}", store.read_bytes(replays[0]))
     report = load_interval(load_settings(), now - timedelta(hours=3), now + timedelta(hours=2))
     assert report.object_errors == []
+    # The product's own database: the listings the events name (the demo plan references app.listings.id).
+    app_db = write_app_db(home / "app.sqlite", ["lst_1", "lst_2", "lst_3", "lst_9"])
+    (home / "sources.yml").write_text(sources_yaml(f"sqlite:///{app_db}", listings=", deletes: remove"))
+    assert sync_named(load_settings(), "product").rows == 8
     dbt = run_dbt(load_settings(), "build")
     yield {
         "kind": request.param,
@@ -140,6 +157,8 @@ def pipeline(request, tmp_path_factory):
         "dbt": dbt,
         "store": store,
         "mp": mp,
+        "app_db": app_db,
+        "keyring": keyring,
     }
     mp.undo()
 
@@ -216,7 +235,9 @@ def test_typed_views_cast_to_plan_types(pipeline):
     search = q(pipeline, "select check_in, guests from analytics_typed.listings_searched order by guests")
     assert {str(r[0]) for r in search} == {"2026-12-01", "None"}
     ident = q(pipeline, "select email, created_at from analytics_typed.identify")
-    assert ident[0][0] == "ana@example.com" and ident[0][1] == datetime(2026, 11, 22, 10, tzinfo=UTC)
+    # A pseudonym, typed as a string (not NULL for failing the plan's format: email; plan/privacy.stored_plan).
+    assert ident[0][0] == pseudonymise("ana@example.com", pipeline["keyring"])
+    assert ident[0][1] == datetime(2026, 11, 22, 10, tzinfo=UTC)
     group = q(pipeline, "select count(*) from analytics_typed.group_event")
     assert group == [(0,)]
 
@@ -332,6 +353,45 @@ def test_data_dictionary_in_chromium(pipeline, tmp_path):
     )  # not the common/unplanned cards
     assert shot.stat().st_size > 10_000 and Path(str(shot).replace(".png", "-search.png")).exists()
     print(f"\ndata dictionary screenshots: {shot} and -search.png")
+
+
+def test_analytics_x_joins_events_with_the_rows_they_reference(pipeline):
+    """Each Listing Viewed carries its listing (neighbourhood, price) and, one hop on, its host; a reference
+    that stops resolving fails the share test and the app_refs health check, and recovers with the data."""
+    got = q(
+        pipeline,
+        "SELECT listing_id, listing__neighbourhood, listing__price, listing__host__name, price_per_night "
+        "FROM analytics_x.listing_viewed ORDER BY listing_id",
+    )
+    assert [r[:4] for r in got] == [
+        ("lst_1", "Alfama", 100.0, "Ana Silva"),
+        ("lst_2", "Baixa", 101.0, "Ben Costa"),
+        ("lst_3", "Alfama", 102.0, "Ana Silva"),
+        ("lst_9", "Baixa", 103.0, "Ben Costa"),
+    ]
+    assert got[0][4] == 99.5  # the typed view's own columns are all there
+    assert not q(pipeline, "SELECT * FROM analytics_x.showing_requested")  # a view even with no events yet
+
+    # The product deletes two listings (entry: deletes: remove); the views read app live.
+    with sqlite3.connect(pipeline["app_db"]) as con:
+        con.execute("DELETE FROM listings WHERE id IN ('lst_2', 'lst_3')")
+    settings = load_settings()
+    assert {t.table: t.deleted for t in sync_named(settings, "product").tables}["listings"] == 2
+    [health] = run_checks(settings, families=("app_refs",)).family("app_refs")
+    assert health.state is State.FAIL and health.subject == "listing_viewed.listing_id"
+    assert health.summary.startswith("2 of 4 values (50.0%) find no row of app.listings.id")
+    if pipeline["kind"] == "duckdb":  # one dbt test run is enough to show the share test fails
+        tested = run_dbt(settings, "test", "--select", "x__listing_viewed", raise_on_failure=False)
+        assert (tested.tests_failed, tested.tests_warned) == (1, 1)  # the share above 5%; relationships warns
+
+    with sqlite3.connect(pipeline["app_db"]) as con:  # back, as a fixed sync would bring them
+        con.executemany(
+            "INSERT INTO listings VALUES (?, ?, 'Baixa', 38.7, -9.1, 100, '2026-11-30 00:00:00')",
+            [("lst_2", "h2"), ("lst_3", "h1")],
+        )
+    sync_named(settings, "product")
+    [health] = run_checks(settings, families=("app_refs",)).family("app_refs")
+    assert health.state is State.OK
 
 
 def test_a_plan_change_re_evaluates_history(pipeline):

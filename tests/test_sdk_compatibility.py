@@ -24,9 +24,9 @@ import pytest
 import requests
 
 try:
-    from collector_helpers import DEADLINE, wait_for_events
+    from collector_helpers import DEADLINE, privacy_defaults, wait_for_events
 except ImportError:  # tests/ imported as a package
-    from tests.collector_helpers import DEADLINE, wait_for_events
+    from tests.collector_helpers import DEADLINE, privacy_defaults, wait_for_events
 
 SDK_DIR = Path(__file__).resolve().parent / "sdk_clients"
 RECEIVED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -143,10 +143,11 @@ def _wire_events(requests_sent: list[dict]) -> list[tuple[dict, dict]]:
     return [(event, req["body"]) for req in requests_sent for event in req["body"]["batch"]]
 
 
-def _assert_stored_as_sent(store, wire: list[tuple[dict, dict]], source: str) -> dict[str, dict]:
-    """Each stored event equals the wire event plus only the collector's enrichments."""
+def _assert_stored_as_sent(store, wire: list[tuple[dict, dict]], source: str, keyring) -> dict[str, dict]:
+    """Each stored event equals the wire event plus only the collector's enrichments (and privacy defaults)."""
     rows = wait_for_events(store, [event["messageId"] for event, _ in wire])
-    for event, body in wire:
+    for sent, body in wire:
+        event = privacy_defaults(sent, keyring)
         stored = rows[event["messageId"]]
         for key, value in event.items():
             if key == "writeKey":
@@ -158,16 +159,17 @@ def _assert_stored_as_sent(store, wire: list[tuple[dict, dict]], source: str) ->
         assert set(stored) - set(event) <= COLLECTOR_FIELDS, set(stored) - set(event)
         assert stored["sentAt"] == event.get("sentAt", body.get("sentAt"))  # batch sentAt fills in
         assert stored["sourceId"] == source and RECEIVED_AT.match(stored["receivedAt"])
-        assert stored["context"]["ip"] == event.get("context", {}).get("ip", "127.0.0.1")
+        assert stored["context"]["ip"] == event.get("context", {}).get("ip", "127.0.0.0")  # truncated
     return rows
 
 
-def _assert_calls_landed(rows_by_id: dict[str, dict], calls: list[dict]) -> None:
-    """What the test asked each SDK to send is what the raw store has."""
+def _assert_calls_landed(rows_by_id: dict[str, dict], calls: list[dict], keyring) -> None:
+    """What the test asked each SDK to send is what the raw store has (after the privacy defaults)."""
     for call in calls:
         stored = rows_by_id[call["args"]["messageId"]]
         assert stored["type"] == call["call"]
-        _contains(stored, call["args"], call["args"]["messageId"])
+        args = privacy_defaults({**call["args"], "type": call["call"]}, keyring)
+        _contains(stored, {k: v for k, v in args.items() if k != "type"}, call["args"]["messageId"])
 
 
 def _assert_batched(requests_sent: list[dict], calls: list[dict]) -> None:
@@ -189,8 +191,8 @@ def test_segment_analytics_node_every_call_and_a_batch(node, collector, store, t
         assert req["url"] == collector.url + "/v1/batch"
         assert req["headers"]["Authorization"] == "Basic " + base64.b64encode(b"key-web:").decode()
         assert req["body"]["writeKey"] == "key-web"  # it sends the key both ways
-    rows = _assert_stored_as_sent(store, _wire_events(out["requests"]), "web")
-    _assert_calls_landed(rows, calls)
+    rows = _assert_stored_as_sent(store, _wire_events(out["requests"]), "web", collector.keyring)
+    _assert_calls_landed(rows, calls, collector.keyring)
     some = rows[calls[0]["args"]["messageId"]]
     assert some["context"]["library"]["name"] == "@segment/analytics-node"
     assert some["_metadata"]["jsRuntime"] == "node"
@@ -218,8 +220,8 @@ def test_rudderstack_node_sdk_gzip_batches_and_its_own_fields(node, collector, s
         assert req["url"] == collector.url + "/v1/batch"
         assert req["gzip"] and req["headers"]["Content-Encoding"] == "gzip"
         assert req["auth"] == {"username": "key-backend"}
-    rows = _assert_stored_as_sent(store, _wire_events(out["requests"]), "backend")
-    _assert_calls_landed(rows, calls)
+    rows = _assert_stored_as_sent(store, _wire_events(out["requests"]), "backend", collector.keyring)
+    _assert_calls_landed(rows, calls, collector.keyring)
     first = rows[calls[0]["args"]["messageId"]]
     assert (first["rudderId"], first["requestIP"], first["channel"]) == ("rudder-7f3a", "203.0.113.7", "server")
     assert first["context"]["library"] == {"name": "analytics-node", "version": out["sdk"].rsplit("@", 1)[1]}
@@ -305,11 +307,12 @@ def test_rudderstack_python_sdk_every_call_and_a_batch(rudderstack, collector, s
         assert req["url"] == collector.url + "/v1/batch"
         assert req["headers"]["Content-Encoding"] == "gzip"
         assert req["headers"]["Authorization"] == "Basic " + base64.b64encode(b"key-web:").decode()
-    rows = _assert_stored_as_sent(store, _wire_events(wire.requests), "web")
+    rows = _assert_stored_as_sent(store, _wire_events(wire.requests), "web", collector.keyring)
     for call in calls:
         args = dict(call["args"])
         if call["call"] == "identify":  # this SDK sends identify traits as context.traits only
             args["context"] = {"traits": args.pop("traits")}
+        args = privacy_defaults(args, collector.keyring)  # context.traits.email: a pseudonym too
         _contains(rows[args["messageId"]], args, args["messageId"])
     first = rows[calls[0]["args"]["messageId"]]
     assert first["channel"] == "server" and first["context"]["library"]["name"] == "analytics-python"
@@ -374,8 +377,8 @@ def test_analytics_js_short_paths_text_plain_and_body_write_key(collector, store
         assert r.status_code == 200, r.text
         assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"  # or the browser hides the answer
         wire.append((event, {}))
-    rows = _assert_stored_as_sent(store, wire, "web")
-    _assert_calls_landed(rows, calls)
+    rows = _assert_stored_as_sent(store, wire, "web", collector.keyring)
+    _assert_calls_landed(rows, calls, collector.keyring)
 
 
 def test_analytics_js_batching_endpoint(collector, store):
@@ -394,8 +397,8 @@ def test_analytics_js_batching_endpoint(collector, store):
         timeout=DEADLINE,
     )
     assert r.status_code == 200 and r.json() == {"success": True, "accepted": len(calls), "quarantined": 0}, r.text
-    rows = _assert_stored_as_sent(store, [(event, body) for event in batch], "web")
-    _assert_calls_landed(rows, calls)
+    rows = _assert_stored_as_sent(store, [(event, body) for event in batch], "web", collector.keyring)
+    _assert_calls_landed(rows, calls, collector.keyring)
 
 
 def test_error_bodies_carry_segment_code_and_message(collector):

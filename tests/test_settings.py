@@ -54,7 +54,7 @@ def test_every_trackway_variable_the_code_reads_is_registered():
 
 
 def test_defaults_live_in_the_registry(monkeypatch):
-    from trackway.collector.worker import GuardedHttpToolsProtocol
+    from trackway.collector.protocol import GuardedHttpToolsProtocol
     from trackway.segment_rules import MAX_EVENT_BYTES
 
     for name in ("TRACKWAY_MAX_EVENT_BYTES", "TRACKWAY_HEADER_TIMEOUT_SECONDS", "TRACKWAY_MAX_CONNECTIONS"):
@@ -112,7 +112,7 @@ def test_the_dag_folder_imports_with_a_bad_collector_setting(trackway_env, airfl
     monkeypatch.setenv("TRACKWAY_MAX_BATCH_EVENTS", "abc")
     dagbag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "pipeline_health"}
+    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "pipeline_health", "app_sync", "events_reprocess"}
 
 
 def test_a_bad_load_setting_fails_the_load_with_its_message(trackway_env, airflow_db, monkeypatch, capsys):

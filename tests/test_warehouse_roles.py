@@ -126,6 +126,28 @@ def test_each_job_runs_as_its_own_role_with_only_what_it_needs(split_roles, trac
     assert stage_counts(load_settings()).events == 6
 
 
+def test_app_sync_writes_app_as_the_loader_and_dbt_and_the_reader_only_read_it(split_roles, trackway_env, monkeypatch):
+    from app_fixtures import sources_yaml, write_app_db
+    from trackway.load.app_sync import sync_named
+
+    admin, urls = split_roles
+    _set_job_urls(monkeypatch, urls)
+    assert main(["warehouse", "grant"]) == 0
+    db = write_app_db(trackway_env / "app.sqlite", ["l1"], bookings=1)
+    (trackway_env / "sources.yml").write_text(sources_yaml(f"sqlite:///{db}"))
+    assert sync_named(load_settings(), "product").rows == 4  # as trackway_loader, into the schemas grant made
+
+    with psycopg.connect(admin) as con:
+        owner = con.execute("SELECT tableowner FROM pg_tables WHERE schemaname = 'app' AND tablename = 'listings'")
+        assert owner.fetchone() == ("trackway_loader",)
+    for job in ("TRANSFORM", "READ"):  # dbt builds analytics_x on app; the reader and BI tools read it
+        with psycopg.connect(urls[job]) as con:
+            assert con.execute("SELECT id FROM app.listings").fetchall() == [("l1",)]
+    assert _refused(urls["TRANSFORM"], "DELETE FROM app.listings") == "InsufficientPrivilege"
+    assert _refused(urls["READ"], "BEGIN READ WRITE; DELETE FROM app.listings") == "InsufficientPrivilege"
+    assert _refused(urls["LOAD"], "SELECT count(*) FROM analytics.events") == "InsufficientPrivilege"
+
+
 def test_grant_needs_the_three_roles_and_a_superuser(split_roles, postgres_url, monkeypatch, capsys):
     admin, urls = split_roles
     assert main(["warehouse", "grant"]) == 2  # no job URLs: each job would run as the admin

@@ -15,7 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -205,12 +205,37 @@ def quarantine_record(event, reason: str, info: RequestInfo) -> dict:
     return {"reason": reason, "receivedAt": info.received_at, "sourceId": info.source_id, "event": original}
 
 
+class EventPolicy(Protocol):
+    """What happens to an event between enrichment and storage (trackway.plan.privacy.Privacy).
+
+    ``process`` gets a valid, enriched event and returns (the event to store, None) or
+    (None, why it is dropped); ``scrub`` gets a refused event and returns what the quarantine
+    may keep. Neither may mutate what it is given.
+    """
+
+    def process(self, event: dict, source: str) -> tuple[dict | None, str | None]: ...
+
+    def scrub(self, event: Any, source: str) -> Any: ...
+
+
 def process_event(
-    event, info: RequestInfo, implied_type: str | None = None, max_event_bytes: int = MAX_EVENT_BYTES
-) -> bytes:
-    """Validate, enrich and serialise one event; raise InvalidEvent with the reason."""
+    event,
+    info: RequestInfo,
+    implied_type: str | None = None,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    policy: EventPolicy | None = None,
+) -> bytes | str:
+    """Validate, enrich and serialise one event; raise InvalidEvent with the reason.
+
+    With a ``policy``, a str is returned instead of a line when the policy drops the event: why.
+    """
     validate_event(event, implied_type)
-    line = dumps(enrich_event(event, info, implied_type))
+    enriched: dict | None = enrich_event(event, info, implied_type)
+    if policy is not None:
+        enriched, dropped = policy.process(enriched, info.source_id)  # type: ignore[arg-type]
+        if enriched is None:
+            return dropped or "dropped"
+    line = dumps(enriched)
     if len(line) > max_event_bytes:
         raise EventTooLarge(
             f"event is {len(line)} bytes; the limit is {max_event_bytes} bytes per event "
@@ -235,25 +260,38 @@ class CheckedBatch:
     # valid events block mode moved to the quarantine (their records are in ``quarantine``).
     violations: list[dict] = field(default_factory=list)
     plan_blocked: int = 0
+    # Valid events the privacy policy dropped before storage (consent, sampling): index -> why.
+    dropped: dict[int, str] = field(default_factory=dict)
 
 
 def check_events(
-    events: list, info: RequestInfo, max_event_bytes: int = MAX_EVENT_BYTES, implied_type: str | None = None
+    events: list,
+    info: RequestInfo,
+    max_event_bytes: int = MAX_EVENT_BYTES,
+    implied_type: str | None = None,
+    policy: EventPolicy | None = None,
 ) -> CheckedBatch:
     """The one place events are checked before they are spooled (batches and single-event calls alike).
 
-    Each event is validated and enriched; a refused one becomes a quarantine
-    record with its reason. Further per-event checks (e.g. a tracking plan)
-    belong here, so every endpoint applies them.
+    Each event is validated and enriched, then the privacy ``policy`` (if any) pseudonymises,
+    truncates or drops; a refused one becomes a quarantine record with its reason, scrubbed by
+    the same policy. Further per-event checks (e.g. a tracking plan) belong here, so every
+    endpoint applies them.
     """
     out = CheckedBatch()
     for index, event in enumerate(events):
         try:
-            out.lines.append(process_event(event, info, implied_type, max_event_bytes))
+            line = process_event(event, info, implied_type, max_event_bytes, policy)
         except InvalidEvent as exc:
             out.errors.append({"index": index, "reason": str(exc)})
-            out.quarantine.append(dumps(quarantine_record(event, str(exc), info)))
+            kept = event if policy is None else policy.scrub(event, info.source_id)
+            out.quarantine.append(dumps(quarantine_record(kept, str(exc), info)))
             out.too_large += isinstance(exc, EventTooLarge)
+            continue
+        if isinstance(line, str):
+            out.dropped[index] = line
+        else:
+            out.lines.append(line)
     return out
 
 

@@ -3,44 +3,28 @@
 // usage: node plan_docs_page.js <file-url> <user-data-dir> <screenshot.png> <search-text>
 // stdout: {"title", "cards", "visibleBefore", "visibleAfter", "countText", "requests": [...], "errors": [...]}
 'use strict'
-const { chromium } = require('playwright-core')
+const { run } = require('./chromium')
 
 const DEADLINE_MS = 45000
+const [fileUrl, userDataDir, screenshot, query] = process.argv.slice(2)
 
-async function main() {
-  const [fileUrl, userDataDir, screenshot, query] = process.argv.slice(2)
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    timeout: DEADLINE_MS,
-    viewport: { width: 1280, height: 1600 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  })
+run(userDataDir, { timeout: DEADLINE_MS, viewport: { width: 1280, height: 1600 } }, async (context) => {
   const out = { requests: [], errors: [] }
-  try {
-    const page = context.pages()[0] || (await context.newPage())
-    page.on('request', (r) => out.requests.push(r.url()))
-    page.on('pageerror', (e) => out.errors.push(e.message))
-    page.on('console', (m) => { if (m.type() === 'error') out.errors.push(m.text()) })
-    await page.goto(fileUrl, { timeout: DEADLINE_MS })
-    const visible = () => page.$$eval('section.event', (els) => els.filter((e) => e.offsetParent !== null).length)
-    out.title = await page.title()
-    out.cards = await page.$$eval('section.event', (els) => els.length)
-    out.visibleBefore = await visible()
-    await page.screenshot({ path: screenshot, fullPage: false })
-    await page.fill('#search', query)
-    out.visibleAfter = await visible()
-    out.visibleNames = await page.$$eval('section.event', (els) =>
-      els.filter((e) => e.offsetParent !== null).map((e) => e.querySelector('h2').textContent))
-    out.countText = await page.textContent('#count')
-    await page.screenshot({ path: screenshot.replace(/\.png$/, '-search.png'), fullPage: false })
-  } finally {
-    await context.close()
-  }
-  process.stdout.write(JSON.stringify(out))
-}
-
-main().catch((err) => {
-  process.stderr.write(String(err && err.stack ? err.stack : err) + '\n')
-  process.exit(1)
+  const page = context.pages()[0] || (await context.newPage())
+  page.on('request', (r) => out.requests.push(r.url()))
+  page.on('pageerror', (e) => out.errors.push(e.message))
+  page.on('console', (m) => { if (m.type() === 'error') out.errors.push(m.text()) })
+  await page.goto(fileUrl, { timeout: DEADLINE_MS })
+  const visible = () => page.$$eval('section.event', (els) => els.filter((e) => e.offsetParent !== null).length)
+  out.title = await page.title()
+  out.cards = await page.$$eval('section.event', (els) => els.length)
+  out.visibleBefore = await visible()
+  await page.screenshot({ path: screenshot, fullPage: false })
+  await page.fill('#search', query)
+  out.visibleAfter = await visible()
+  out.visibleNames = await page.$$eval('section.event', (els) =>
+    els.filter((e) => e.offsetParent !== null).map((e) => e.querySelector('h2').textContent))
+  out.countText = await page.textContent('#count')
+  await page.screenshot({ path: screenshot.replace(/\.png$/, '-search.png'), fullPage: false })
+  return out
 })

@@ -48,5 +48,7 @@ select
     not_found_as_sent.source_id
 from not_found_as_sent
 left join {{ ref('events') }} as events
-    on {{ trackway.source_scoped_event_id('not_found_as_sent.source_id', 'not_found_as_sent.message_id') }} = events.event_id
+    on
+        {{ trackway.source_scoped_event_id('not_found_as_sent.source_id', 'not_found_as_sent.message_id') }}
+        = events.event_id
 where events.event_id is null

@@ -23,6 +23,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         port=args.port or settings.collector_port,
         workers=args.workers,
         log_json=True if args.log_json else None,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
     )
 
 
@@ -52,6 +54,30 @@ def _cmd_load(args: argparse.Namespace) -> int:
         print(f"trackway load: needs attention: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_app_sync(args: argparse.Namespace) -> int:
+    from trackway.load.app_sync import AppSyncError, sync_database
+
+    settings = load_settings()
+    databases = [settings.app_database(args.database)] if args.database else settings.app_databases()
+    if not databases:
+        print(
+            f"trackway app-sync: no database is declared (kind: database) in {settings.sources_file or 'no sources file'}"
+        )
+        return 0
+    failed = 0
+    for database in databases:
+        try:
+            report = sync_database(settings, database)
+        except AppSyncError as exc:
+            print(f"trackway app-sync: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{database.name} -> {report.warehouse} {report.schema} in {report.seconds:.1f}s")
+        for line in report.lines():
+            print("  " + line)
+    return 1 if failed else 0
 
 
 def _cmd_transform(args: argparse.Namespace) -> int:
@@ -139,14 +165,19 @@ def _cmd_warehouse(args: argparse.Namespace) -> int:
             "read": ("TRACKWAY_READ_WAREHOUSE_URL", settings.read_warehouse),
         },
     )
+    # The schemas app_sync writes: app, and any other the sources file's databases name.
+    app_schemas = tuple(dict.fromkeys(["app", *(d.schema for d in settings.app_databases())]))
     if args.dry_run:
         print(f"-- as {admin.display_url}; passwords masked. First, for each role that does not exist yet:")
         print("\n".join(f'-- CREATE ROLE "{role.name}";' for role in roles.values()))
-        for statement in grant_statements(admin.database or "", roles, settings.typed_schema, masked=True):
+        statements = grant_statements(
+            admin.database or "", roles, settings.typed_schema, masked=True, app_schemas=app_schemas
+        )
+        for statement in statements:
             print(statement.as_string() + ";")
         return 0
     try:
-        grant(admin, roles, settings.typed_schema)
+        grant(admin, roles, settings.typed_schema, app_schemas)
     except GrantError as exc:
         print(f"trackway warehouse grant: {exc}", file=sys.stderr)
         return 1
@@ -157,7 +188,7 @@ def _cmd_warehouse(args: argparse.Namespace) -> int:
 
 
 _ROLE_JOBS = {
-    "load": "owns schema raw (landing tables, ledger); nothing else",
+    "load": "owns schema raw (landing tables, ledger) and app (the product's tables, app_sync); nothing else",
     "transform": "reads raw.events_raw; owns dbt's schemas; may create schemas",
     "read": "reads analytics schemas, raw's ledger and lineage columns; sessions read-only",
 }
@@ -203,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
         "collect",
         help="run the Segment-compatible HTTP collector",
         description="Serve the Segment HTTP tracking API (/v1/batch, /v1/import, /v1/track, /v1/page, "
-        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for live counters, /metrics for "
-        "Prometheus, /openapi.json for the API description) with uvicorn worker processes. "
+        "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for liveness, /openapi.json for the API "
+        "description) with uvicorn worker processes. /metrics (Prometheus) and /health with the live counters of "
+        "all workers are on a separate admin listener, 127.0.0.1:8081 by default, never open to browsers. "
         "Events are acknowledged only after they are fsync'd to the local spool (TRACKWAY_SPOOL_DIR, one "
         "folder per worker); spool segments are uploaded to TRACKWAY_RAW_URL as gzip'd NDJSON by hour received, "
         "invalid events of a batch to its quarantine/ folder. SIGTERM/SIGINT uploads everything, then exits; "
@@ -212,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     collect.add_argument("--host", help="address to listen on (default TRACKWAY_COLLECTOR_HOST or 127.0.0.1)")
     collect.add_argument("--port", type=int, help="port to listen on (default TRACKWAY_COLLECTOR_PORT or 8080)")
+    collect.add_argument(
+        "--admin-host",
+        help="address of the admin listener, /metrics and /health (default TRACKWAY_COLLECTOR_ADMIN_HOST or "
+        "127.0.0.1; it never follows --host)",
+    )
+    collect.add_argument(
+        "--admin-port", type=int, help="port of the admin listener (default TRACKWAY_COLLECTOR_ADMIN_PORT or 8081)"
+    )
     collect.add_argument(
         "--workers",
         type=int,
@@ -233,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--until", type=_parse_hour, help="end hour, exclusive (default: --hour + 1h)")
     load.add_argument("--reload", action="store_true", help="reload objects even if the ledger has them")
     load.set_defaults(func=_cmd_load)
+
+    app_sync = sub.add_parser(
+        "app-sync",
+        help="copy the product databases of the sources file into schema app, without Airflow",
+        description="Copy the tables of each database the sources file declares (kind: database) into the "
+        "warehouse's app schema: new and changed rows merged on the primary key, deletes applied, schema changes "
+        "reported (docs/app-data.md). The app_sync DAG does the same hourly.",
+    )
+    app_sync.add_argument("--database", help="only this database (its name in the sources file)")
+    app_sync.set_defaults(func=_cmd_app_sync)
 
     transform = sub.add_parser(
         "transform",
@@ -323,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.backfill import add_parsers as add_backfill_parsers
 
     add_backfill_parsers(sub)
+    from trackway.cli.privacy import add_parsers as add_privacy_parsers
+
+    add_privacy_parsers(sub)
     return parser
 
 

@@ -115,7 +115,10 @@ def _generate(args: argparse.Namespace) -> int:
             f"dbt manifest for events_transform: {result.manifest} (`trackway transform compile`)"
         )
         return 0
-    project_with_plan(load_plan(plan_dir), settings.dbt_project_dir, out, settings.typed_schema)
+    from trackway.plan.xgen import app_links
+
+    links = app_links(settings.app_databases())
+    project_with_plan(load_plan(plan_dir), settings.dbt_project_dir, out, settings.typed_schema, links)
     print(f"dbt project with the plan's generated models: {out} (models in {out / 'models' / FOLDER})")
     return 0
 

@@ -1,6 +1,8 @@
 """The collector's master process: owns the spool, the socket and the worker processes.
 
-Start: lock the spool directory, bind the port, recover and upload what any
+Start: lock the spool directory, bind the public and the admin port, start
+the admin listener (admin.py: /metrics and the detailed /health, served by
+this process for all workers), recover and upload what any
 earlier worker left behind (exactly once: no worker runs yet), then start N
 workers (worker.py) that accept on the shared socket, each with its own
 spool ``<spool>/w<i>``. Leftovers of a worker index that no longer runs
@@ -36,8 +38,10 @@ from trackway.collector.stats import Stats
 from trackway.collector.uploader import Uploader
 from trackway.config import ConfigError, Settings, load_write_keys
 from trackway.objectstore import ObjectStore, fsync_dir, open_object_store
+from trackway.plan.hook import check_privacy
 from trackway.plan.model import PlanError
 from trackway.plan.validate import enforcer_from_settings
+from trackway.pseudonym import KeyringError
 
 log = logging.getLogger("trackway.collector")
 
@@ -146,10 +150,10 @@ class _Workers:
         return done
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, inheritable: bool = True) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=4096)
-    sock.set_inheritable(True)
+    sock.set_inheritable(inheritable)
     return sock
 
 
@@ -163,13 +167,47 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+def _admin_address(settings: Settings, port: int, admin_host: str | None, admin_port: int | None) -> tuple[str, int]:
+    """Where the admin listener goes; ConfigError when that would expose it by accident.
+
+    Fail closed: it has no authentication, so it stays on loopback unless an
+    address is named for it explicitly (TRACKWAY_COLLECTOR_ADMIN_HOST or
+    --admin-host); it never follows --host, and it never shares the public port.
+    """
+    explicit = admin_host is not None or settings.collector_admin_host_is_explicit
+    host = admin_host if admin_host is not None else settings.collector_admin_host
+    admin_port = admin_port or settings.collector_admin_port
+    if not is_loopback(host) and not explicit:
+        raise ConfigError(
+            f"refusing to serve the admin listener (/metrics, /health) on {host}, which is not a loopback address, "
+            "without it being named: set TRACKWAY_COLLECTOR_ADMIN_HOST (or --admin-host) to it explicitly"
+        )
+    if admin_port == port:
+        raise ConfigError(
+            f"the admin port {admin_port} is the public port: set TRACKWAY_COLLECTOR_ADMIN_PORT (or --admin-port) "
+            "to another one; /metrics must not be served where browsers send events"
+        )
+    return host, admin_port
+
+
 def run_collector(
-    settings: Settings, host: str, port: int, workers: int | None = None, log_json: bool | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int | None = None,
+    log_json: bool | None = None,
+    admin_host: str | None = None,
+    admin_port: int | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; 0 when everything received reached the object store."""
     limits = settings.collector
     workers = max(1, workers or limits.workers)
     setup_logging(json_lines=limits.log_json if log_json is None else log_json, worker="master")
+    try:
+        admin_host, admin_port = _admin_address(settings, port, admin_host, admin_port)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
     if settings.write_keys_are_demo and not is_loopback(host):
         # Fail closed: the demo key is public (it is in the docs), so it must never face a network.
         log.error(
@@ -189,6 +227,12 @@ def run_collector(
             settings.plan_dir,
         )
         return 1
+    try:  # likewise a keyring that cannot be read or has no key valid now (docs/privacy.md)
+        for warning in check_privacy(settings):
+            log.warning("%s", warning)
+    except KeyringError as exc:
+        log.error("privacy: %s", exc)
+        return 1
     root = settings.spool_dir
     spool = Spool(root, max_bytes=settings.spool_max_bytes, max_age_seconds=3600, on_sealed=lambda _s: None)
     try:
@@ -201,6 +245,24 @@ def run_collector(
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s; choose another --port or stop what is using it", host, port, exc)
         return 1
+    try:
+        admin_sock = _bind(admin_host, admin_port, inheritable=False)  # the workers never get it
+    except OSError as exc:
+        sock.close()
+        log.error(
+            "cannot listen on %s:%d for the admin listener: %s; set TRACKWAY_COLLECTOR_ADMIN_PORT (or --admin-port) "
+            "to a free port, or stop what is using it",
+            admin_host,
+            admin_port,
+            exc,
+        )
+        return 1
+    if not is_loopback(admin_host):
+        log.warning(
+            "the admin listener (/metrics, /health) is on %s, reachable from the network, and has no "
+            "authentication: keep it on a private network or behind a firewall",
+            admin_host,
+        )
 
     # Prometheus multiprocess mode: every process of this run writes its metrics here.
     metrics_dir = root / ".metrics"
@@ -208,22 +270,24 @@ def run_collector(
     metrics_dir.mkdir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from trackway.collector import metrics
+    from trackway.collector.admin import AdminServer, CollectorState, build_admin_app
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    if log_json:  # --log-json: the workers read their settings from the environment
+        env["TRACKWAY_LOG_FORMAT"] = "json"
+    pool = _Workers(workers, sock, env)
+    state = CollectorState(settings, workers, running=lambda: len(pool.procs))
+    admin = AdminServer(build_admin_app(state, local_hosts_only=is_loopback(admin_host)), admin_sock, settings)
+    admin.start()  # answers while the spool is recovered: status "starting"
 
     if not recover_leftovers(settings, store, workers):
         threading.Thread(target=_check_store, args=(store,), name="store-check", daemon=True).start()
 
-    env = {
-        **os.environ,
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        "TRACKWAY_COLLECTOR_STARTED_AT": repr(time.time()),
-    }
-    if log_json:  # --log-json: the workers read their settings from the environment
-        env["TRACKWAY_LOG_FORMAT"] = "json"
-    pool = _Workers(workers, sock, env)
     signals: list[int] = []
 
     def on_stop(signum: int, _frame: object) -> None:
         signals.append(signum)
+        state.phase = "stopping"
         if len(signals) == 1:
             log.info("%s received: stopping; finishing requests, then uploading the spool", signal.Signals(signum).name)
         else:
@@ -248,12 +312,16 @@ def run_collector(
     signal.signal(signal.SIGHUP, on_hup)
     for index in range(workers):
         pool.start(index)
+    if not signals:
+        state.phase = "ok"
 
     bound_host, bound_port = sock.getsockname()[:2]
+    admin_bound_host, admin_bound_port = admin_sock.getsockname()[:2]
     sources = ", ".join(sorted(set(settings.write_keys.values())))
     print(  # noqa: T201 (the start-up banner operators read)
         f"trackway collector listening on http://{bound_host}:{bound_port} "
-        f"(sources: {sources}; workers: {workers}; spool: {root}; raw: {settings.raw_url})",
+        f"(sources: {sources}; workers: {workers}; spool: {root}; raw: {settings.raw_url}); "
+        f"admin (/metrics, /health) on http://{admin_bound_host}:{admin_bound_port}",
         flush=True,
     )
     if settings.write_keys_are_demo:
@@ -278,6 +346,7 @@ def run_collector(
                 pool.start(index)
         time.sleep(0.05)
     sock.close()
+    admin.stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)

@@ -1,4 +1,4 @@
-"""The Segment HTTP Tracking API as a plain ASGI application (served by uvicorn, see server.py).
+"""The Segment HTTP Tracking API as a plain ASGI application (served by uvicorn, see worker.py).
 
 Endpoints (Segment field names; the single-event endpoints imply ``type``):
   POST /v1/batch  (alias /v1/import)   {"batch": [...], "context"?, "integrations"?, "sentAt"?, "writeKey"?}
@@ -9,16 +9,28 @@ Endpoints (Segment field names; the single-event endpoints imply ``type``):
        before sending: only the 'Segment.io' destination, its apiHost the Host header
        the request came in on + ``/v1`` and its protocol this request's (X-Forwarded-Host
        and X-Forwarded-Proto win when TRACKWAY_TRUST_FORWARDED_FOR), so a page needs
-       only ``cdnURL`` set to the collector. 404 for an unknown key, 400 for a bad Host
-  GET  /health        live counters of all workers as JSON
-  GET  /metrics       Prometheus text format, all workers
+       only ``cdnURL`` set to the collector. 401 for an unknown key, 400 for a bad Host
+  GET  /health        liveness for load balancers: {"status": "ok"}, or 503 while stopping
   GET  /openapi.json  the OpenAPI 3.1 description of all this (openapi.py)
-  OPTIONS *           CORS preflight (browser SDKs)
+  OPTIONS             CORS preflight of the routes above that browsers call
+
+CORS: only the tracking routes and the settings route answer browsers
+cross-origin (any Origin, no credentials). /metrics and the detailed /health
+are not on this listener at all: they are on the admin listener (admin.py).
 
 The write key comes from HTTP basic auth (key as user name, empty password)
 or from ``writeKey`` in the body. Bodies may be ``Content-Encoding: gzip``
 and ``Content-Type`` may be anything (analytics.js sends text/plain): the
 body is always parsed as JSON.
+
+Before a body is read, its headers decide (limits.py): an address with too
+many failed authentications gets 429 without its key being checked; a key in
+the Authorization header is checked; the events rate limit of (that key,
+the client address) is checked. A key sent in the body (analytics.js) is
+only known once the body is read, so until then the request is limited by
+its address alone, under the bucket of keyless requests from that address.
+A missing, malformed or unknown key gets one answer, the same on every
+route: same status, body and headers, so no answer tells keys apart.
 
 Statuses (every error body is ``{"success": false, "error": "<what to do>",
 "code": "<status name>", "message": "<what to do>"}``: ``code``/``message`` are
@@ -30,15 +42,16 @@ a 4xx whose body lacks them):
   400  body is not a JSON object, an event is invalid (single-event call),
        every event of a batch is invalid, or a field has the wrong type;
        nothing was stored
-  401  write key missing or unknown
-  404  unknown path, or settings asked for an unknown write key
+  401  write key missing, malformed or unknown (one answer for all, on every route)
+  404  unknown path
   405  wrong method
   411  no Content-Length and not chunked
   413  over a limit, named in the message: body (raw or after gunzip) over
        TRACKWAY_MAX_BODY_BYTES, a single event over TRACKWAY_MAX_EVENT_BYTES,
        a batch over TRACKWAY_MAX_BATCH_EVENTS events
   415  Content-Encoding other than gzip/deflate/identity
-  429  the write key is over TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND; Retry-After says when to retry
+  429  the write key from this address is over TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND, or the address
+       is over TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE; Retry-After says when to retry
   503  shutting down, the spool is over TRACKWAY_SPOOL_MAX_PENDING_BYTES (object
        store behind) or could not be written (disk full); nothing stored;
        Retry-After says when to retry
@@ -55,7 +68,7 @@ import logging
 import math
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -65,11 +78,13 @@ import orjson
 
 from trackway.collector import metrics
 from trackway.collector.analytics_js import SETTINGS_PATH, settings_document, valid_host
+from trackway.collector.limits import RateLimiter, address_bucket
 from trackway.collector.openapi import openapi_document
-from trackway.collector.routes import BATCH, ERROR_CODES, GET_ROUTES, ROUTES
+from trackway.collector.routes import BATCH, ERROR_CODES, GET_ROUTES, ROUTES, allows_cors
 from trackway.collector.spool import Spool, SpoolClosed, SpoolWriteError, hour_key
 from trackway.config import Settings
 from trackway.plan.hook import apply_to_batch
+from trackway.plan.privacy import Privacy
 from trackway.plan.validate import PlanEnforcer
 from trackway.segment_rules import (
     CheckedBatch,
@@ -99,20 +114,25 @@ class CollectorHost(Protocol):
     spool: Spool
     write_keys: dict[str, str]
     plan: PlanEnforcer | None
+    privacy: Privacy | None
     pending_cap: int
-    rate_limiter: RateLimiter | None
+    rate_limiter: RateLimiter | None  # events per (write key, client address)
+    auth_failures: RateLimiter | None  # failed authentications per client address
     stopping: bool
 
     async def startup(self) -> None: ...
 
     async def shutdown(self) -> None: ...
 
-    def health(self) -> dict: ...
-
 
 _MAX_REASONS_IN_MESSAGE = 5
 _MAX_ERRORS_IN_RESPONSE = 100
 _JSON = b"application/json"
+# The one answer to a missing, malformed or unknown write key, whatever the route (no oracle).
+UNAUTHORIZED = (
+    "missing or unknown write key; send a key configured in TRACKWAY_WRITE_KEYS as the HTTP basic auth user "
+    'name (empty password) or as "writeKey" in the body (analytics.js: in its settings URL)'
+)
 
 
 class HttpError(Exception):
@@ -126,31 +146,6 @@ class HttpError(Exception):
 
 class ClientGone(Exception):
     """The client disconnected (or was timed out) before its body arrived: nothing to answer."""
-
-
-class RateLimiter:
-    """A token bucket per write key: ``rate`` events/s, bursts of ``burst`` events.
-
-    A batch bigger than the burst passes when the bucket is full and leaves it
-    in debt, so the long-run rate holds and a big batch is never refused forever.
-    """
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = max(1.0, burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, key: str, events: int) -> float:
-        """0 when ``events`` may pass now, else the seconds until they could."""
-        now = time.monotonic()
-        tokens, last = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        needed = min(events, self.burst)
-        if tokens >= needed:
-            self._buckets[key] = (tokens - events, now)
-            return 0.0
-        self._buckets[key] = (tokens, now)
-        return (needed - tokens) / self.rate
 
 
 class CollectorApp:
@@ -195,6 +190,7 @@ class CollectorApp:
         path = scope["path"].rstrip("/") or "/"
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         route_label = path if (path in ROUTES or path in GET_ROUTES) else "other"
+        cors = allows_cors(path)
         extra: dict[str, str] = {}
         close = False
         content_type = _JSON
@@ -202,7 +198,7 @@ class CollectorApp:
             if method == "POST":
                 status, body = await self._post(path, headers, scope, receive)
             elif method == "OPTIONS":
-                status, body, extra = 204, b"", self._preflight(headers)
+                status, body, extra = 204, b"", self._preflight(path, headers)
             elif method in ("GET", "HEAD"):
                 status, body, content_type, route_label = self._get(path, headers, scope)
             else:
@@ -222,9 +218,13 @@ class CollectorApp:
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-store"),
-            (b"access-control-allow-origin", (headers.get("origin") or "*").encode("latin-1")),
-            (b"vary", b"Origin"),
         ]
+        if cors:  # only what browsers call; never /health or /openapi.json
+            response_headers += [
+                (b"access-control-allow-origin", (headers.get("origin") or "*").encode("latin-1")),
+                (b"access-control-expose-headers", b"Retry-After"),
+                (b"vary", b"Origin"),
+            ]
         response_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
         if close:
             response_headers.append((b"connection", b"close"))
@@ -248,37 +248,44 @@ class CollectorApp:
         code = ERROR_CODES.get(err.status, "error")
         return dumps({"success": False, "error": err.message, "code": code, "message": err.message})
 
-    def _preflight(self, headers: dict[str, str]) -> dict[str, str]:
+    def _preflight(self, path: str, headers: dict[str, str]) -> dict[str, str]:
+        """CORS preflight of a route browsers may call; any other path gets no CORS headers at all."""
+        if not allows_cors(path):
+            if path in GET_ROUTES:
+                raise HttpError(405, f"{path} accepts GET only, and not from other origins", headers={"Allow": "GET"})
+            raise HttpError(404, f"no endpoint {path}; browsers may call POST /v1/batch, /v1/track, /v1/t, ...")
         requested = headers.get("access-control-request-headers") or "Content-Type, Authorization, Content-Encoding"
         return {
-            "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+            "Access-Control-Allow-Methods": "POST, OPTIONS" if path in ROUTES else "GET, OPTIONS",
             "Access-Control-Allow-Headers": requested,
             "Access-Control-Max-Age": "86400",
         }
 
     def _get(self, path: str, headers: dict[str, str], scope: Scope) -> tuple[int, bytes, bytes, str]:
-        if path == "/health":
-            return 200, dumps(self.worker.health()), _JSON, path
-        if path == "/metrics":
-            return 200, metrics.exposition(), metrics.CONTENT_TYPE_LATEST.encode(), path
+        if path == "/health":  # liveness only: the counters are on the admin listener
+            if self.worker.stopping:
+                return 503, b'{"status":"stopping"}', _JSON, path
+            return 200, b'{"status":"ok"}', _JSON, path
         if path == "/openapi.json":
             return 200, dumps(openapi_document(self.settings)), _JSON, path
         settings_match = SETTINGS_PATH.match(path)
         if settings_match:
-            peer = (scope.get("client") or ("",))[0]
-            document = self._analytics_js_settings(unquote(settings_match["key"]), headers, peer)
+            document = self._analytics_js_settings(unquote(settings_match["key"]), headers, scope)
             return 200, dumps(document), _JSON, "/v1/projects/settings"
         if path in ROUTES:
             raise HttpError(405, f"{path} accepts POST only", headers={"Allow": "POST, OPTIONS"})
         raise HttpError(
             404,
             f"no endpoint {path}; use POST /v1/batch, /v1/track, /v1/page, ... "
-            "GET /v1/projects/<writeKey>/settings, /health, /metrics or /openapi.json",
+            "GET /v1/projects/<writeKey>/settings, /health or /openapi.json (metrics: the admin port)",
         )
 
-    def _analytics_js_settings(self, key: str, headers: dict[str, str], peer: str) -> dict:
+    def _analytics_js_settings(self, key: str, headers: dict[str, str], scope: Scope) -> dict:
+        peer = (scope.get("client") or ("",))[0]
+        address = address_bucket(self._client_ip(scope, headers))
+        self._refuse_locked_out(address)
         if key not in self.worker.write_keys:
-            raise HttpError(404, "no settings for this write key; use a key configured in TRACKWAY_WRITE_KEYS")
+            raise self._unauthorized(address)
         host = headers.get("host") or ""
         protocol = "http"  # the collector itself serves plain HTTP; TLS is a proxy's job
         if self.proxies.trusts(peer):
@@ -307,10 +314,16 @@ class CollectorApp:
             raise HttpError(
                 503, "collector is shutting down; retry in a moment", close=True, headers={"Retry-After": "1"}
             )
+        # Everything up to the body read is decided from the headers alone (see the module docstring).
+        ip = self._client_ip(scope, headers)
+        address = address_bucket(ip)
+        self._refuse_locked_out(address)
         write_keys = self.worker.write_keys
         header_key = _header_write_key(headers.get("authorization"))
         if header_key is not None and header_key not in write_keys:
-            raise HttpError(401, "unknown write key; use a key configured in TRACKWAY_WRITE_KEYS", close=True)
+            raise self._unauthorized(address)
+        bucket = (header_key or "", address)  # a body key is not known yet: the address's keyless bucket
+        self._rate_limit(bucket)
 
         raw = self._decode(await self._read_body(headers, receive), headers)
         try:
@@ -321,24 +334,14 @@ class CollectorApp:
         key = header_key
         if key is None:
             key = body.get("writeKey")
-            if key is None:
-                raise HttpError(
-                    401,
-                    'no write key; send it as the HTTP basic auth user name (empty password) or as "writeKey" in the body',
-                )
             if not isinstance(key, str) or key not in write_keys:
-                raise HttpError(401, "unknown write key; use a key configured in TRACKWAY_WRITE_KEYS")
+                raise self._unauthorized(address)
         source_id = write_keys[key]
 
         received_at, dt, hour = _received_now()
-        info = RequestInfo(
-            source_id=source_id,
-            received_at=received_at,
-            client_ip=client_ip((scope.get("client") or ("",))[0], headers.get("x-forwarded-for"), self.proxies),
-        )
+        info = RequestInfo(source_id=source_id, received_at=received_at, client_ip=ip)
 
         if route != BATCH:
-            self._rate_limit(key, 1)
             single = self.check_batch([body], info, implied_type=route)
             if single.errors:  # a single-event call is refused as a whole, not quarantined
                 status = 413 if single.too_large else 400
@@ -348,6 +351,8 @@ class CollectorApp:
                 metrics.EVENTS_QUARANTINED.labels(source_id).inc()
                 answer = {"success": True, "accepted": 0, "quarantined": 1, "violations": single.violations}
                 return 200, dumps(answer)
+            if single.dropped:  # privacy: consent denied or sampled out; acknowledged, counted, not stored
+                return 200, b'{"success":true}'
             await self._store([("events", dt, hour, single.lines[0] + b"\n")])
             metrics.events_accepted(source_id).inc()
             if single.violations:  # tracking plan, flag mode
@@ -364,17 +369,17 @@ class CollectorApp:
                 f"batch has {len(events)} events; the limit is {self.limits.max_batch_events} events per batch "
                 "(TRACKWAY_MAX_BATCH_EVENTS): send smaller batches; nothing was stored",
             )
+        self._charge(bucket, len(events) - 1)  # the request took one already; the batch may leave debt
         try:
             context, integrations, sent_at = batch_level(body)
         except InvalidBody as exc:
             raise HttpError(400, f"{exc}; nothing was stored") from None
         info = RequestInfo(info.source_id, info.received_at, info.client_ip, context, integrations, sent_at)
-        self._rate_limit(key, max(1, len(events)))
 
         checked = self.check_batch(events, info)
         errors = checked.errors
         accepted = len(checked.lines)
-        if events and accepted == 0 and not checked.plan_blocked:
+        if events and accepted == 0 and not checked.plan_blocked and not checked.dropped:
             reasons = "; ".join(f"event {e['index']}: {e['reason']}" for e in errors[:_MAX_REASONS_IN_MESSAGE])
             more = (
                 f" (and {len(errors) - _MAX_REASONS_IN_MESSAGE} more)" if len(errors) > _MAX_REASONS_IN_MESSAGE else ""
@@ -391,6 +396,8 @@ class CollectorApp:
         if quarantined:
             metrics.EVENTS_QUARANTINED.labels(source_id).inc(quarantined)
         payload: dict[str, Any] = {"success": True, "accepted": accepted, "quarantined": quarantined}
+        if checked.dropped:
+            payload["dropped"] = len(checked.dropped)
         if errors:
             payload["errors"] = errors[:_MAX_ERRORS_IN_RESPONSE]
         if checked.violations:
@@ -399,22 +406,56 @@ class CollectorApp:
 
     def check_batch(self, events: list, info: RequestInfo, implied_type: str | None = None) -> CheckedBatch:
         """Where every request's events are checked before spooling (validation, enrichment, quarantine)."""
-        checked = check_events(events, info, self.limits.max_event_bytes, implied_type)
+        # The privacy step (trackway.plan.privacy) pseudonymises, truncates and drops before anything is stored.
+        checked = check_events(events, info, self.limits.max_event_bytes, implied_type, self.worker.privacy)
         # Tracking plan hook (trackway.plan.hook): flag lists violations, block moves events to the quarantine.
         return apply_to_batch(self.worker.plan, events, checked, info, implied_type)
 
-    def _rate_limit(self, key: str, events: int) -> None:
-        limiter = self.worker.rate_limiter
-        if limiter is None:
-            return
-        wait = limiter.take(key, events)
+    def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str:
+        return client_ip((scope.get("client") or ("",))[0], headers.get("x-forwarded-for"), self.proxies)
+
+    def _refuse_locked_out(self, address: str) -> None:
+        """429 without checking any key for an address over its failed authentications."""
+        limiter = self.worker.auth_failures
+        wait = limiter.wait(address) if limiter is not None else 0.0
         if wait > 0:
-            raise HttpError(
-                429,
-                f"this write key is over its rate limit of {self.limits.rate_limit_events_per_second:g} events/s "
-                "(TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND); nothing was stored; retry after Retry-After seconds",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            raise _too_many(
+                "auth_failures",
+                "too many requests without a valid write key from this address "
+                f"(TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE={self.limits.rate_limit_auth_failures_per_minute}); "
+                "nothing was checked or stored",
+                wait,
             )
+
+    def _unauthorized(self, address: str) -> HttpError:
+        """The one 401 (see UNAUTHORIZED), counted against the address's failed authentications."""
+        metrics.AUTH_FAILURES.inc()
+        limiter = self.worker.auth_failures
+        if limiter is not None and 0 <= limiter.charge(address, 1) < 1:  # this failure used the last token
+            log.warning(
+                "%s: over TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE=%d requests without a valid write key; "
+                "answering it 429 without checking keys until it slows down. If it is a proxy of yours, list "
+                "it in TRACKWAY_TRUSTED_PROXIES so that clients are told apart",
+                loggable(address),
+                self.limits.rate_limit_auth_failures_per_minute,
+            )
+        return HttpError(401, UNAUTHORIZED, close=True)  # close: an unread body is not worth reading
+
+    def _rate_limit(self, bucket: Hashable) -> None:
+        """One event's token of (write key, address), from the headers alone: 429 before the body is read."""
+        limiter = self.worker.rate_limiter
+        wait = limiter.take(bucket) if limiter is not None else 0.0
+        if wait > 0:
+            raise _too_many(
+                "events",
+                f"over the rate limit of {self.limits.rate_limit_events_per_second:g} events/s for this write key "
+                "from this address (TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND); nothing was stored",
+                wait,
+            )
+
+    def _charge(self, bucket: Hashable, events: int) -> None:
+        if self.worker.rate_limiter is not None and events > 0:
+            self.worker.rate_limiter.charge(bucket, events)
 
     async def _store(self, items: list[tuple[str, str, str, bytes]]) -> None:
         worker = self.worker
@@ -511,6 +552,17 @@ class CollectorApp:
         return bytes(out)
 
 
+def _too_many(reason: str, message: str, wait: float) -> HttpError:
+    """A 429 decided before the body was read: counted by reason, and the connection closed (body unread)."""
+    metrics.RATE_LIMITED.labels(reason).inc()
+    return HttpError(
+        429,
+        message + "; retry after Retry-After seconds",
+        close=True,
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
 _clock: list = [None, None]  # [whole second, (date-time prefix, dt, hour)] cached per second
 
 
@@ -527,21 +579,18 @@ def _received_now() -> tuple[str, str, str]:
 
 
 def _header_write_key(auth: str | None) -> str | None:
+    """The key of an Authorization header; None without one, "" (no key's value) when it is not basic auth of one."""
     if not auth:
         return None
     scheme, _, value = auth.strip().partition(" ")
     if scheme.lower() != "basic":
-        raise HttpError(
-            401,
-            "Authorization must be HTTP basic auth with the write key as user name and an empty password",
-            close=True,
-        )
+        return ""
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        raise HttpError(401, "Authorization header is not valid base64 of 'writeKey:'", close=True) from None
+        return ""
     user, _, password = decoded.partition(":")
-    return user or password or None
+    return user or password or None  # basic auth of ":" carries no key: the body's writeKey decides
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

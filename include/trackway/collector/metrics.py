@@ -2,9 +2,10 @@
 
 prometheus_client's multiprocess mode keeps each worker's values in files
 under ``PROMETHEUS_MULTIPROC_DIR`` (the master sets it to ``<spool>/.metrics``
-and empties it at start), so ``/metrics`` and ``/health`` answered by any
-worker show the sum over all of them. That variable must be set before this
-module is imported; without it (unit tests, tools) the metrics are per process.
+and empties it at start), so the master's admin listener (admin.py) answers
+``/metrics`` and ``/health`` with the sum over all of them. That variable must
+be set before this module is imported; without it (unit tests, tools) the
+metrics are per process.
 """
 
 from __future__ import annotations
@@ -85,6 +86,20 @@ CONNECTIONS_REFUSED = Counter(
 )
 CONNECTIONS_TIMED_OUT = Counter(
     _P + "connections_timed_out_total", "Connections closed for sending headers or body too slowly"
+)
+AUTH_FAILURES = Counter(
+    _P + "auth_failures_total", "Requests answered 401: write key missing, malformed or unknown (one answer for all)"
+)
+RATE_LIMITED = Counter(
+    _P + "rate_limited_total",
+    "Requests answered 429 before their body was read, by reason: events (TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND "
+    "of a key and address) or auth_failures (TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE of an address)",
+    ["reason"],
+)
+WORKERS_SERVING = Gauge(
+    _P + "workers_serving",
+    "Worker processes started and serving (a worker counts from its start-up until it begins to stop)",
+    multiprocess_mode="livesum",
 )
 WORKER_RESTARTS = Counter(_P + "worker_restarts_total", "Worker processes that died and were started again")
 

@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 description of the tracking API, built from the code's own routes and limits.
 
-Served at ``GET /openapi.json``. Paths come from ``routes.ROUTES``, the
+Served at ``GET /openapi.json``. It describes the public listener only (the
+admin listener's /metrics and /health are for operators, admin.py). Paths come from ``routes.ROUTES``, the
 limits from the settings in use, the error codes from ``routes.ERROR_CODES``,
 so the document cannot drift from what the server routes;
 tests/test_collector_openapi.py fuzzes the server against it with schemathesis.
@@ -49,7 +50,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     }
     common_errors = {
         "400": _error("invalid JSON, an invalid event, or a field of the wrong type; nothing stored"),
-        "401": _error("write key missing or unknown"),
+        "401": _error("write key missing, malformed or unknown: one answer for all, on every route"),
         "411": _error("no Content-Length and not chunked"),
         "413": _error(
             f"over a limit named in the message: body {settings.max_body_bytes} bytes (TRACKWAY_MAX_BODY_BYTES), "
@@ -57,7 +58,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             f"batch {limits.max_batch_events} events (TRACKWAY_MAX_BATCH_EVENTS)"
         ),
         "415": _error("Content-Encoding other than gzip, deflate or identity"),
-        "429": _error("write key over TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND", retry_after=True),
+        "429": _error(
+            "this write key from this address is over TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND, or this address over "
+            "TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE; decided before the body is read",
+            retry_after=True,
+        ),
         "503": _error(
             "shutting down, spool over TRACKWAY_SPOOL_MAX_PENDING_BYTES, or disk full; nothing stored; retry",
             retry_after=True,
@@ -111,28 +116,19 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
                 "400": _error("Host header is not host[:port]"),
-                "404": _error("unknown write key"),
+                "401": common_errors["401"],
+                "429": _error("this address is over TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE", retry_after=True),
             },
         }
     }
+    liveness = {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["ok", "stopping"]}}}
     paths["/health"] = {
         "get": {
             "operationId": "get_health",
-            "summary": "Live counters of all workers",
+            "summary": "Liveness for load balancers (the counters and /metrics are on the admin listener)",
             "responses": {
-                "200": {"description": "counters", "content": {"application/json": {"schema": {"type": "object"}}}}
-            },
-        }
-    }
-    paths["/metrics"] = {
-        "get": {
-            "operationId": "get_metrics",
-            "summary": "Prometheus metrics of all workers",
-            "responses": {
-                "200": {
-                    "description": "Prometheus text format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                "200": {"description": "serving", "content": {"application/json": {"schema": liveness}}},
+                "503": {"description": "shutting down", "content": {"application/json": {"schema": liveness}}},
             },
         }
     }
@@ -177,6 +173,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         "success": {"const": True},
                         "accepted": {"type": "integer", "minimum": 0},
                         "quarantined": {"type": "integer", "minimum": 0},
+                        "dropped": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Valid events not stored: consent denied or sampled out (docs/privacy.md)",
+                        },
                         "errors": {
                             "type": "array",
                             "items": {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from trackway.collector.analytics_js import SETTINGS_PATH
+
 BATCH = "batch"
 ROUTES = {
     "/v1/batch": BATCH,
@@ -21,11 +23,21 @@ ROUTES = {
     "/v1/s": "screen",
     "/v1/b": BATCH,
 }
-GET_ROUTES = ("/health", "/metrics", "/openapi.json")
+# GET routes of the public listener: liveness only and the API description. /metrics and the detailed
+# /health are on the admin listener (admin.py), where no browser can read them cross-origin.
+GET_ROUTES = ("/health", "/openapi.json")
+
+
+def allows_cors(path: str) -> bool:
+    """Whether browsers may call ``path`` cross-origin: the tracking routes and analytics.js' settings, no other."""
+    return path in ROUTES or SETTINGS_PATH.match(path) is not None
+
+
 # Machine-readable ``code`` for each error status, as Segment-style clients expect.
 ERROR_CODES = {
     400: "invalid_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     411: "length_required",

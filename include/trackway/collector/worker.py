@@ -25,21 +25,22 @@ import resource
 import signal
 import socket
 import sys
-import time
 from collections.abc import Generator
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from trackway.collector import metrics
-from trackway.collector.http_api import CollectorApp, RateLimiter, error_json
+from trackway.collector import metrics, protocol
+from trackway.collector.http_api import CollectorApp
+from trackway.collector.limits import RateLimiter
 from trackway.collector.logs import setup_logging
 from trackway.collector.spool import SealedSegment, Spool
 from trackway.collector.uploader import Uploader
-from trackway.config import ConfigError, Settings, default, load_settings, load_write_keys
+from trackway.config import ConfigError, Settings, load_settings, load_write_keys
 from trackway.objectstore import ObjectStore, open_object_store
-from trackway.plan.hook import plan_health
+from trackway.plan.hook import privacy_from_settings, publish_plan_size
+from trackway.plan.privacy import Privacy
 from trackway.plan.validate import enforcer_from_settings
+from trackway.pseudonym import KeyringError, keyring_from_settings
 
 log = logging.getLogger("trackway.collector.worker")
 
@@ -47,12 +48,11 @@ log = logging.getLogger("trackway.collector.worker")
 class Worker:
     """A worker's state shared by the event loop, the spool's flusher thread and the uploader thread."""
 
-    def __init__(self, settings: Settings, index: int, workers: int, store: ObjectStore, started_at: float) -> None:
+    def __init__(self, settings: Settings, index: int, workers: int, store: ObjectStore) -> None:
         limits = settings.collector
         self.settings = settings
         self.name = f"w{index}"
         self.workers = workers
-        self.started_at = started_at
         self.stats = metrics.MetricStats()
         self.spool_dir = settings.spool_dir / self.name
         self.uploader = Uploader(
@@ -74,10 +74,16 @@ class Worker:
         )
         self.write_keys = settings.write_keys
         self.plan = enforcer_from_settings(settings, watch=True)  # tracking plan; None without TRACKWAY_PLAN_DIR
+        self.privacy: Privacy | None = privacy_from_settings(
+            settings, self.plan
+        )  # PII actions, sampling, consent (docs/privacy.md)
         # The cap is on all workers' backlog together; each worker holds an equal share of it.
         self.pending_cap = max(1, limits.spool_max_pending_bytes // workers)
-        rate = limits.rate_limit_events_per_second / workers
+        # Per (write key, client address) and per address, each worker on its own (limits.py).
+        rate = limits.rate_limit_events_per_second
         self.rate_limiter = RateLimiter(rate, burst=rate) if rate > 0 else None  # bursts of one second's worth
+        failures = limits.rate_limit_auth_failures_per_minute
+        self.auth_failures = RateLimiter(failures / 60, burst=failures) if failures > 0 else None
         self.stopping = False
         self.all_uploaded = False
 
@@ -95,6 +101,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, self.reload_write_keys)
         loop.add_signal_handler(signal.SIGUSR1, self.give_up_uploads)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGUSR1})  # see _Workers.start
+        metrics.WORKERS_SERVING.set(1)
 
     def give_up_uploads(self) -> None:
         log.warning("giving up on uploads; what is left stays in %s for the next start", self.spool_dir)
@@ -102,6 +109,7 @@ class Worker:
 
     async def shutdown(self) -> None:
         self.stopping = True
+        metrics.WORKERS_SERVING.set(0)
         await asyncio.get_running_loop().run_in_executor(None, self._stop)
 
     def _stop(self) -> None:
@@ -120,6 +128,11 @@ class Worker:
         log.info("SIGHUP: write keys reloaded (sources: %s)", ", ".join(sorted(set(keys.values()))))
         if self.plan is not None:  # SIGHUP re-reads the tracking plan too (folder changes are also noticed)
             self.plan.reload()
+        try:  # and the pseudonymisation keyring (a rotation adds a key to the file)
+            if self.privacy is not None:
+                self.privacy.reload_keyring(keyring_from_settings(self.settings))
+        except (ConfigError, KeyringError) as exc:
+            log.error("SIGHUP: keyring not reloaded, the old keys stay in use: %s", exc)
 
     # -- spool and uploader callbacks (their threads) ------------------------
 
@@ -140,134 +153,7 @@ class Worker:
         metrics.SPOOL_PENDING_BYTES.set(self.spool.pending_bytes())
         metrics.SPOOL_PENDING_SEGMENTS.set(self.spool.pending_segments())
         metrics.UPLOAD_LAG.set(self.spool.oldest_pending_age())
-
-    def health(self) -> dict:
-        totals = metrics.health_counters()
-        return {
-            "status": "stopping" if self.stopping else "ok",
-            "workers": self.workers,
-            "requests": int(totals["tracking_requests"]),
-            "requests_rejected": int(totals["requests_rejected"]),
-            "events_accepted": int(totals["events_accepted_total"]),
-            "events_quarantined": int(totals["events_quarantined_total"]),
-            "segments_rotated": int(totals["segments_sealed_total"]),
-            "objects_written": int(totals["objects_written_total"]),
-            "upload_failures": int(totals["upload_failures_total"]),
-            "upload_retries": int(totals["upload_retries_total"]),
-            "segments_set_aside": int(totals["segments_set_aside_total"]),
-            "spool_pending_bytes": int(totals["spool_pending_bytes"]),
-            "spool_pending_segments": int(totals["spool_pending_segments"]),
-            "spool_max_pending_bytes": self.settings.collector.spool_max_pending_bytes,
-            "spool_commits": int(totals["fsync_duration_seconds_count"]),
-            "upload_lag_seconds": round(totals["upload_lag_seconds"], 3),
-            "uptime_seconds": round(time.time() - self.started_at, 3),
-            **plan_health(self.plan, totals),
-        }
-
-
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus what it lacks against slow or idle clients.
-
-    A connection gets ``header_timeout`` seconds to send a request's headers
-    and then ``body_timeout`` seconds for its body (uvicorn only times out
-    idle keep-alive connections), and a worker holds at most
-    ``max_connections``: past that a new connection is closed at once, so
-    thousands of idle sockets cost memory but never a thread.
-    """
-
-    header_timeout: float = default("TRACKWAY_HEADER_TIMEOUT_SECONDS")  # serve() sets the configured values
-    body_timeout: float = default("TRACKWAY_BODY_TIMEOUT_SECONDS")
-    max_connections: int = default("TRACKWAY_MAX_CONNECTIONS")
-    max_header_bytes: int = default("TRACKWAY_MAX_HEADER_BYTES")
-    max_url_bytes: int = default("TRACKWAY_MAX_URL_BYTES")
-    _header_bytes = 0  # bytes received since the current request began, until its headers are complete
-    _in_headers = True
-    _refused = False
-    _deadline = 0.0  # loop time by which headers/body must have arrived; 0 = none pending
-    _sweeper: asyncio.TimerHandle | None = None  # one per worker, not a timer per request
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
-            metrics.CONNECTIONS_REFUSED.inc()
-            transport.close()
-            return
-        self._arm(self.header_timeout)
-        cls = GuardedHttpToolsProtocol
-        if cls._sweeper is None:
-            cls._sweeper = self.loop.call_later(1.0, cls._sweep, self.loop, self.connections)
-
-    @classmethod
-    def _sweep(cls, loop: asyncio.AbstractEventLoop, connections: set) -> None:
-        """Once a second: close the connections past their header/body deadline."""
-        now = loop.time()
-        for conn in list(connections):
-            deadline = getattr(conn, "_deadline", 0.0)
-            if deadline and now >= deadline:
-                conn._expire()
-        cls._sweeper = loop.call_later(1.0, cls._sweep, loop, connections) if connections else None
-
-    def data_received(self, data: bytes) -> None:
-        """Count header bytes as they arrive: a 10 MB header line is cut at the cap, not read to its end."""
-        if self._refused:
-            return
-        if self._in_headers:
-            self._header_bytes += len(data)
-        super().data_received(data)
-        if self._in_headers and self._header_bytes > self.max_header_bytes:
-            self._refuse(
-                431,
-                "Request Header Fields Too Large",
-                f"the request line and headers are over {self.max_header_bytes} bytes (TRACKWAY_MAX_HEADER_BYTES)",
-            )
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        if len(self.url) > self.max_url_bytes:
-            self._refuse(414, "URI Too Long", f"the URL is over {self.max_url_bytes} bytes (TRACKWAY_MAX_URL_BYTES)")
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_bytes, self._in_headers = 0, True
-        self._arm(self.header_timeout)
-
-    def on_headers_complete(self) -> None:
-        if self._refused:
-            return  # no request cycle for a request already answered
-        super().on_headers_complete()
-        self._in_headers = False
-        self._arm(self.body_timeout)
-
-    def _refuse(self, status: int, phrase: str, message: str) -> None:
-        """Answer ``status`` with a JSON error and close: nothing more of this connection is read."""
-        if self._refused or self.transport.is_closing():
-            return
-        self._refused = True
-        self._disarm()
-        metrics.REQUESTS_OVERSIZED.labels(status=str(status)).inc()
-        body = error_json(status, message + "; send smaller requests")
-        self.transport.write(
-            f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "connection: close\r\n\r\n".encode()
-            + body
-        )
-        self.transport.close()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._disarm()
-
-    def _arm(self, seconds: float) -> None:
-        self._deadline = self.loop.time() + seconds
-
-    def _disarm(self) -> None:
-        self._deadline = 0.0
-
-    def _expire(self) -> None:
-        self._deadline = 0.0
-        if not self.transport.is_closing():
-            metrics.CONNECTIONS_TIMED_OUT.inc()
-            self.transport.close()
+        publish_plan_size(self.plan)
 
 
 class _Server(uvicorn.Server):
@@ -311,16 +197,11 @@ def serve(index: int, workers: int, fd: int, parent: int) -> int:
     settings = load_settings()
     limits = settings.collector
     setup_logging(json_lines=limits.log_json, worker=f"w{index}")
-    started_at = float(os.environ.get("TRACKWAY_COLLECTOR_STARTED_AT") or time.time())
-    worker = Worker(settings, index, workers, open_object_store(settings.raw_url), started_at)
-    GuardedHttpToolsProtocol.header_timeout = limits.header_timeout_seconds
-    GuardedHttpToolsProtocol.body_timeout = limits.body_timeout_seconds
-    GuardedHttpToolsProtocol.max_connections = limits.max_connections
-    GuardedHttpToolsProtocol.max_header_bytes = limits.max_header_bytes
-    GuardedHttpToolsProtocol.max_url_bytes = limits.max_url_bytes
+    worker = Worker(settings, index, workers, open_object_store(settings.raw_url))
+    protocol.configure(limits)
     config = uvicorn.Config(
         CollectorApp(worker),
-        http=GuardedHttpToolsProtocol,
+        http=protocol.GuardedHttpToolsProtocol,
         loop="uvloop",
         lifespan="on",
         access_log=False,

@@ -10,7 +10,15 @@ from trackway.config.errors import ConfigError
 from trackway.config.redact import redact_url, redact_webhook
 from trackway.config.registry import SETTINGS, Setting, default, parse_plan_modes
 from trackway.config.settings import CollectorLimits, Settings, load_settings
-from trackway.config.sources import MAPPABLE_FIELDS, SOURCE_LAYOUTS, Source, parse_sources
+from trackway.config.sources import (
+    MAPPABLE_FIELDS,
+    SOURCE_LAYOUTS,
+    AppDatabase,
+    AppTable,
+    Source,
+    parse_app_databases,
+    parse_sources,
+)
 from trackway.config.warehouse import WarehouseTarget
 from trackway.config.write_keys import DEMO_WRITE_KEYS, WriteKeys, load_write_keys, parse_write_keys
 
@@ -19,6 +27,8 @@ __all__ = [
     "MAPPABLE_FIELDS",
     "SETTINGS",
     "SOURCE_LAYOUTS",
+    "AppDatabase",
+    "AppTable",
     "CollectorLimits",
     "ConfigError",
     "Setting",
@@ -29,6 +39,7 @@ __all__ = [
     "default",
     "load_settings",
     "load_write_keys",
+    "parse_app_databases",
     "parse_plan_modes",
     "parse_sources",
     "parse_write_keys",

@@ -22,6 +22,7 @@ _COMPONENT_TITLES = {
     "load": "Load (events_load, `trackway load`)",
     "transform": "Transform (events_transform, `trackway transform`)",
     "plan": "Tracking plan (collector enforcement, typed views, `trackway plan`)",
+    "privacy": "Privacy (pseudonymisation keys, what the collector does to personal data; docs/privacy.md)",
     "dags": "DAGs (retries, deadlines, alerts, backfills through Airflow)",
     "health": "Health checks (`trackway health`, the pipeline_health DAG)",
     "compose": "docker-compose only",
@@ -108,6 +109,11 @@ def check_report(component: str = "all") -> dict[str, Any]:
                 )
         except ConfigError:
             pass  # reported among the errors
+    if component in ("all", "collector", "privacy", "demo") and not settings.environ.get("TRACKWAY_PSEUDONYM_KEYS"):
+        warnings.append(
+            "TRACKWAY_PSEUDONYM_KEYS is not set: the collector drops the fields classified hash "
+            "(traits.email, ...) instead of pseudonymising them; see docs/privacy.md"
+        )
     errors = settings.problems(component)
     return {"component": component, "ok": not errors, "settings": rows, "warnings": warnings, "errors": errors}
 

@@ -29,17 +29,18 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from trackway.config.errors import ConfigError
 
 # Who reads a setting. "all": every component (where the data is).
-COMPONENTS = ("all", "collector", "load", "transform", "plan", "dags", "health", "compose")
+COMPONENTS = ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "compose")
 # What each component reads, for `trackway config check --component X`.
 READS: dict[str, tuple[str, ...]] = {
-    "collector": ("all", "collector", "plan"),
+    "collector": ("all", "collector", "plan", "privacy"),
     "load": ("all", "load"),
     "transform": ("all", "transform", "plan"),
     "plan": ("all", "plan"),
-    "dags": ("all", "dags", "load", "transform", "plan"),
+    "privacy": ("all", "privacy"),
+    "dags": ("all", "dags", "load", "transform", "plan", "privacy"),
     "health": ("all", "collector", "load", "health"),
-    "demo": ("all", "collector", "load", "transform", "plan", "dags"),
-    "all": ("all", "collector", "load", "transform", "plan", "dags", "health"),
+    "demo": ("all", "collector", "load", "transform", "plan", "privacy", "dags"),
+    "all": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health"),
 }
 REFERENCE_PATH = "docs/reference/configuration.md"
 
@@ -191,6 +192,20 @@ class CollectorSection(Section):
     )
     collector_host: str = setting("TRACKWAY_COLLECTOR_HOST", "127.0.0.1", "Where `trackway collect` listens")
     collector_port: int = setting("TRACKWAY_COLLECTOR_PORT", 8080, "Port `trackway collect` listens on", ge=1, le=65535)
+    collector_admin_host: str = setting(
+        "TRACKWAY_COLLECTOR_ADMIN_HOST",
+        "127.0.0.1",
+        "Where the collector's admin listener (`/metrics`, the detailed `/health`) listens. It has no "
+        "authentication and never follows `--host`: any address but a loopback one must be named here, "
+        "and is then served with a warning",
+    )
+    collector_admin_port: int = setting(
+        "TRACKWAY_COLLECTOR_ADMIN_PORT",
+        8081,
+        "Port of the collector's admin listener (`--admin-port`); must differ from the public port",
+        ge=1,
+        le=65535,
+    )
     trust_forwarded_for: bool = setting(
         "TRACKWAY_TRUST_FORWARDED_FOR",
         False,
@@ -220,9 +235,17 @@ class CollectorSection(Section):
     rate_limit_events_per_second: float = setting(
         "TRACKWAY_RATE_LIMIT_EVENTS_PER_SECOND",
         0.0,
-        "Events/s per write key, all workers together; above it 429 with `Retry-After`. 0: off",
+        "Events/s per write key and client address, in each worker (a request counts at least 1). Over it, "
+        "429 with `Retry-After`, decided from the headers before the body is read. 0: off",
         ge=0.0,
         allow_inf_nan=False,
+    )
+    rate_limit_auth_failures_per_minute: int = setting(
+        "TRACKWAY_RATE_LIMIT_AUTH_FAILURES_PER_MINUTE",
+        30,
+        "Requests with a missing, malformed or unknown write key per client address per minute, in each "
+        "worker; past it every request from that address gets 429 without its key being checked. 0: off",
+        ge=0,
     )
     spool_max_pending_bytes: int = setting(
         "TRACKWAY_SPOOL_MAX_PENDING_BYTES",
@@ -318,7 +341,8 @@ class LoadSection(Section):
     sources_file: Path | None = setting(
         "TRACKWAY_SOURCES_FILE",
         None,
-        "Extra raw sources (Firehose, Segment S3, other Trackway buckets); see the README's raw sources",
+        "Extra raw sources (Firehose, Segment S3, other Trackway buckets; docs/loading.md) and product databases "
+        "the app_sync DAG copies into schema `app` (`kind: database`; docs/app-data.md)",
         default_doc="$TRACKWAY_HOME/sources.yml when it exists",
     )
 
@@ -390,12 +414,72 @@ class PlanSection(Section):
         return value
 
 
+class PrivacySection(Section):
+    """Personal data: the pseudonymisation keyring and what the collector does before storing (docs/privacy.md)."""
+
+    component = "privacy"
+
+    pseudonym_keys: SecretStr | None = setting(
+        "TRACKWAY_PSEUDONYM_KEYS",
+        None,
+        "The keyring for `hash` (HMAC-SHA256 pseudonyms `h1:<key id>:...`): a path to a keyring file, or the "
+        "keyring document itself; `trackway privacy keys new` makes keys. Re-read on SIGHUP. Without it, values "
+        "classified `hash` are dropped, never stored in clear",
+        default_doc="none (hash means drop)",
+    )
+    ip_truncation: bool = setting(
+        "TRACKWAY_IP_TRUNCATION",
+        True,
+        "`on`: `context.ip` (the request address the collector writes, or the client's) is truncated to /24 "
+        "(IPv4) or /48 (IPv6) before it is stored; `off` keeps it whole. A plan's own action on `context.ip` wins",
+        default_doc="on",
+    )
+    hash_user_id: str = setting(
+        "TRACKWAY_HASH_USER_ID",
+        "",
+        "Sources whose `userId` (and an alias's `previousId`) is stored as a pseudonym: `backend,partner`, or `*` "
+        "for every source",
+    )
+    sample: str = setting(
+        "TRACKWAY_SAMPLE",
+        "",
+        "Sampling per source, `source:rate[:unit]` with unit `anonymous_id` (default), `session_id` or "
+        "`user_id`: `web:0.1,backend:0.5:user_id`, `*:rate` for every other source. Deterministic per unit; a "
+        "plan event's own `sample:` wins",
+        default_doc="none (every event kept)",
+    )
+
+    @field_validator("hash_user_id")
+    @classmethod
+    def _hash_user_id(cls, value: str) -> str:
+        parse_source_list(value, "TRACKWAY_HASH_USER_ID")
+        return value
+
+    @field_validator("sample")
+    @classmethod
+    def _sample(cls, value: str) -> str:
+        parse_sample_spec(value)
+        return value
+
+
 class DagsSection(Section):
     """What every DAG shares: retries and the failure alert."""
 
     component = "dags"
 
-    task_retries: int = setting("TRACKWAY_TASK_RETRIES", 2, "Retries of each DAG task before it fails and alerts", ge=0)
+    task_retries: int = setting(
+        "TRACKWAY_TASK_RETRIES",
+        2,
+        "Retries of each DAG task before it fails and alerts; only transport and lock errors are retried, content "
+        "and schema errors fail at once (trackway.orchestration.retries)",
+        ge=0,
+    )
+    task_retry_delay_seconds: float = setting(
+        "TRACKWAY_TASK_RETRY_DELAY_SECONDS",
+        60.0,
+        "Wait before a task's first retry; each further retry waits twice as long (exponential backoff)",
+        ge=0,
+    )
     alert_webhook_url: SecretStr | None = setting(
         "TRACKWAY_ALERT_WEBHOOK_URL",
         None,
@@ -467,6 +551,17 @@ def parse_thresholds(name: str, value: str) -> tuple[float, float]:
     warn, fail = (float(m[1]) * _SECONDS[m[2]] for m in matches if m is not None)
     if not 0 < warn <= fail:
         raise ValueError(f"{name}={value!r}: the warn limit must be above 0 and at most the fail limit")
+    return warn, fail
+
+
+def parse_shares(name: str, value: str) -> tuple[float, float]:
+    """``"0.01,0.05"`` -> (0.01, 0.05): the warn and fail shares of a health check, warn first."""
+    try:
+        warn, fail = (float(p) for p in value.split(","))
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: write WARN,FAIL shares between 0 and 1 such as 0.01,0.05") from None
+    if not 0 <= warn <= fail <= 1:
+        raise ValueError(f"{name}={value!r}: the shares must be between 0 and 1, the warn share at most the fail one")
     return warn, fail
 
 
@@ -561,6 +656,19 @@ class HealthSection(Section):
         default_doc="none (the local spool, TRACKWAY_SPOOL_DIR)",
     )
 
+    health_app_refs: str = setting(
+        "TRACKWAY_HEALTH_APP_REFS",
+        "0.01,0.05",
+        "Warn,fail share of an analytics_x reference's values (events of the last two UTC days) that find no "
+        "application row in schema app: a renamed id, a sync that stopped (docs/app-data.md)",
+    )
+
+    @field_validator("health_app_refs")
+    @classmethod
+    def _shares(cls, value: str, info: Any) -> str:
+        parse_shares(cls.model_fields[info.field_name].validation_alias, value)  # type: ignore[arg-type]
+        return value
+
     @field_validator("health_upload_lag", "health_load_age", "health_data_age", "health_transform_age")
     @classmethod
     def _thresholds(cls, value: str, info: Any) -> str:
@@ -574,6 +682,7 @@ SECTIONS: tuple[type[Section], ...] = (
     LoadSection,
     TransformSection,
     PlanSection,
+    PrivacySection,
     DagsSection,
     HealthSection,
 )
@@ -599,6 +708,41 @@ def parse_plan_modes(spec: str | None) -> tuple[dict[str, str], str]:
         else:
             modes[source.strip()] = mode
     return modes, default
+
+
+SAMPLE_UNITS = ("anonymous_id", "session_id", "user_id")
+
+
+def parse_source_list(spec: str | None, what: str) -> frozenset[str]:
+    """``backend,partner`` (``*`` for every source) as a set of source names."""
+    sources = frozenset(item.strip() for item in (spec or "").split(",") if item.strip())
+    for name in sources:
+        if name != "*" and not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{what} entry {name[:40]!r} is not a source name; write e.g. {what}=backend,partner")
+    return sources
+
+
+def parse_sample_spec(spec: str | None) -> dict[str, tuple[float, str]]:
+    """``web:0.1,backend:0.5:user_id`` as {source: (rate, unit)}; ``*`` is every other source."""
+    out: dict[str, tuple[float, str]] = {}
+    for entry in (spec or "").split(","):
+        item = entry.strip()
+        if not item:
+            continue
+        source, _, rest = item.partition(":")
+        rate_text, _, unit = rest.partition(":")
+        unit = unit.strip() or "anonymous_id"
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            rate = -1.0
+        if not source.strip() or not 0 <= rate <= 1 or unit not in SAMPLE_UNITS:
+            raise ConfigError(
+                f"TRACKWAY_SAMPLE entry {item[:60]!r}: write source:rate[:unit] with a rate from 0 to 1 and unit "
+                f"{', '.join(SAMPLE_UNITS)}; e.g. TRACKWAY_SAMPLE=web:0.1,backend:0.5:user_id"
+            )
+        out[source.strip()] = (rate, unit)
+    return out
 
 
 @dataclass(frozen=True)
@@ -657,15 +801,6 @@ _DBT_PROFILE = (
     "(default TRACKWAY_WAREHOUSE_URL); do not set it"
 )
 INTERNAL: tuple[Setting, ...] = (
-    Setting(
-        "TRACKWAY_COLLECTOR_STARTED_AT",
-        "number",
-        "none",
-        False,
-        "collector",
-        "Set by `trackway collect` for its worker processes: the master's start time (uptime in /health)",
-        internal=True,
-    ),
     Setting(
         "TRACKWAY_DBT_TARGET", "string", "none", False, "transform", _DBT_PROFILE + " (the profile's target)", True
     ),

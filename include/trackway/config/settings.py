@@ -30,12 +30,15 @@ from trackway.config.registry import (
     DagsSection,
     LoadSection,
     PlanSection,
+    PrivacySection,
     Section,
     TransformSection,
     build_section,
     parse_plan_modes,
+    parse_sample_spec,
+    parse_source_list,
 )
-from trackway.config.sources import Source, parse_sources
+from trackway.config.sources import AppDatabase, Source, parse_app_databases, parse_sources
 from trackway.config.warehouse import WarehouseTarget
 from trackway.config.write_keys import load_write_keys
 
@@ -51,7 +54,8 @@ class CollectorLimits:
     workers: int
     max_event_bytes: int
     max_batch_events: int
-    rate_limit_events_per_second: float  # per write key; 0 = off
+    rate_limit_events_per_second: float  # per write key and client address, each worker; 0 = off
+    rate_limit_auth_failures_per_minute: int  # per client address, each worker; 0 = off
     spool_max_pending_bytes: int  # bytes not yet uploaded, all workers together
     header_timeout_seconds: float
     body_timeout_seconds: float
@@ -118,7 +122,7 @@ class Settings:
         derived = {  # checks beyond one variable's value: parsing, files
             "all": lambda: (self.warehouse, self.read_warehouse),
             "collector": lambda: (self.write_keys, self.collector, self.trusted_proxies),
-            "load": lambda: (self.sources(), self.load_warehouse),
+            "load": lambda: (self.sources(), self.app_databases(), self.load_warehouse),
             "transform": lambda: self.transform_warehouse,
         }
         for name, read in derived.items():
@@ -247,6 +251,19 @@ class Settings:
         return self.section(CollectorSection).collector_port
 
     @property
+    def collector_admin_host(self) -> str:
+        return self.section(CollectorSection).collector_admin_host
+
+    @property
+    def collector_admin_host_is_explicit(self) -> bool:
+        """Whether TRACKWAY_COLLECTOR_ADMIN_HOST was set (only then may the admin listener leave loopback)."""
+        return "collector_admin_host" in self.section(CollectorSection).model_fields_set
+
+    @property
+    def collector_admin_port(self) -> int:
+        return self.section(CollectorSection).collector_admin_port
+
+    @property
     def trust_forwarded_for(self) -> bool:
         return self.section(CollectorSection).trust_forwarded_for
 
@@ -273,6 +290,7 @@ class Settings:
             max_event_bytes=c.max_event_bytes,
             max_batch_events=c.max_batch_events,
             rate_limit_events_per_second=c.rate_limit_events_per_second,
+            rate_limit_auth_failures_per_minute=c.rate_limit_auth_failures_per_minute,
             spool_max_pending_bytes=c.spool_max_pending_bytes,
             header_timeout_seconds=c.header_timeout_seconds,
             body_timeout_seconds=c.body_timeout_seconds,
@@ -308,16 +326,33 @@ class Settings:
         default = self.home / "sources.yml"
         return default if default.exists() else None
 
-    def sources(self) -> list[Source]:
-        """Extra raw sources from the sources file; none when there is no file."""
+    def _sources_text(self) -> tuple[str, str] | None:
         path = self.sources_file
         if path is None:
-            return []
+            return None
         try:
-            text = path.read_text()
+            return path.read_text(), str(path)
         except OSError as exc:
             raise ConfigError(f"TRACKWAY_SOURCES_FILE={path}: cannot read it ({exc})") from None
-        return parse_sources(text, str(path))
+
+    def sources(self) -> list[Source]:
+        """Extra raw sources from the sources file; none when there is no file."""
+        found = self._sources_text()
+        return parse_sources(*found) if found else []
+
+    def app_databases(self) -> list[AppDatabase]:
+        """Product databases the app_sync DAG copies into the warehouse (``kind: database``); none without a file."""
+        found = self._sources_text()
+        return parse_app_databases(*found) if found else []
+
+    def app_database(self, name: str) -> AppDatabase:
+        """One product database by name; ConfigError listing the declared ones."""
+        databases = self.app_databases()
+        for database in databases:
+            if database.name == name:
+                return database
+        declared = ", ".join(d.name for d in databases) or "none"
+        raise ConfigError(f"no database {name!r} in the sources file ({self.sources_file}); declared: {declared}")
 
     # -- transform ------------------------------------------------------------
 
@@ -366,6 +401,27 @@ class Settings:
     @property
     def typed_schema(self) -> str:
         return self.section(PlanSection).typed_schema
+
+    # -- privacy --------------------------------------------------------------
+
+    @property
+    def pseudonym_keys(self) -> str | None:
+        """TRACKWAY_PSEUDONYM_KEYS as given (a path or the keyring itself): secret, never print it."""
+        keys = self.section(PrivacySection).pseudonym_keys
+        return keys.get_secret_value() if keys else None
+
+    @property
+    def ip_truncation(self) -> bool:
+        return self.section(PrivacySection).ip_truncation
+
+    @cached_property
+    def hash_user_id_sources(self) -> frozenset[str]:
+        return parse_source_list(self.section(PrivacySection).hash_user_id, "TRACKWAY_HASH_USER_ID")
+
+    @cached_property
+    def sample_by_source(self) -> dict[str, tuple[float, str]]:
+        """{source: (rate, unit)} from TRACKWAY_SAMPLE; ``*`` for every other source."""
+        return parse_sample_spec(self.section(PrivacySection).sample)
 
     # -- DAGs -----------------------------------------------------------------
 

@@ -54,6 +54,15 @@ ORDER BY violation_count DESC, event_name, kind
 LIMIT 20
 """
 
+LISTING_VIEWS_BY_NEIGHBOURHOOD = """
+SELECT listing__city, listing__neighbourhood, count(*) AS views, count(DISTINCT listing_id) AS listings,
+       count(DISTINCT listing__host_id) AS hosts, round(avg(listing__price), 2) AS avg_price
+FROM analytics_x.listing_viewed
+GROUP BY listing__city, listing__neighbourhood
+ORDER BY views DESC, listing__city, listing__neighbourhood
+LIMIT 8
+"""
+
 # The funnels declared in the plan's metrics.yaml (analytics.funnels), summed over entry days and sources.
 FUNNEL_STEPS = """
 SELECT funnel_name, step_number, step_name, sum(reached_people) AS people,

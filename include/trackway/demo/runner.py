@@ -8,6 +8,7 @@ exactly as an operator would run them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -65,14 +66,15 @@ def _prepare_home(settings: Settings) -> None:
 
 
 def _health(port: int) -> dict:
+    """GET /health of a collector listener: liveness on the public port, every worker's counters on the admin port."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
         return json.load(resp)
 
 
-def _start_collector(settings: Settings, port: int, env: dict[str, str]) -> subprocess.Popen:
+def _start_collector(settings: Settings, port: int, admin_port: int, env: dict[str, str]) -> subprocess.Popen:
     log = open(settings.home / "logs" / "collector.log", "ab")  # noqa: SIM115 (owned by the child process)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port)],
+        [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port), "--admin-port", str(admin_port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -83,6 +85,7 @@ def _start_collector(settings: Settings, port: int, env: dict[str, str]) -> subp
             raise DemoError(f"the collector exited with {proc.returncode}; see {log.name}")
         try:
             _health(port)
+            _health(admin_port)
             return proc
         except OSError:
             time.sleep(0.2)
@@ -90,21 +93,28 @@ def _start_collector(settings: Settings, port: int, env: dict[str, str]) -> subp
     raise DemoError(f"the collector did not answer /health within 60s; see {log.name}")
 
 
-def _count_raw_objects(settings: Settings) -> tuple[int, int]:
+def _count_raw_objects(settings: Settings) -> tuple[int, int, set[str], str | None]:
+    """Objects and lines in the raw store, the context.ip values stored and one stored traits.email."""
     from airflow.sdk import ObjectStoragePath
 
     root = ObjectStoragePath(settings.events_url, conn_id=settings.raw_conn_id)
     objects = lines = 0
+    ips: set[str] = set()
+    email: str | None = None
     if not root.exists():
-        return 0, 0
+        return 0, 0, ips, email
     import gzip
 
     for path in root.rglob("*"):
         if path.is_file() and not path.name.startswith((".", "_")):
             objects += 1
             with path.open("rb") as handle, gzip.GzipFile(fileobj=handle) as body:
-                lines += sum(1 for _ in body)
-    return objects, lines
+                for line in body:
+                    lines += 1
+                    event = json.loads(line)
+                    ips.add(str((event.get("context") or {}).get("ip")))
+                    email = email or (event.get("traits") or {}).get("email")
+    return objects, lines, ips, email
 
 
 def _airflow(args: list[str], log_name: str, settings: Settings) -> float:
@@ -127,6 +137,18 @@ def _airflow(args: list[str], log_name: str, settings: Settings) -> float:
     return time.monotonic() - started
 
 
+def _write_app_database(settings: Settings, calls: list, day: date, seed: int) -> Path | None:
+    """Nestful's own database beside its events, and the sources file entry app_sync reads (unless one is set)."""
+    from trackway.demo.appdb import write_app_database, write_sources_file
+
+    if settings.sources_file is not None:
+        return None  # TRACKWAY_SOURCES_FILE names the operator's own: the demo adds nothing to it
+    path = settings.home / "app.sqlite"
+    write_app_database(path, calls, day, seed)
+    write_sources_file(settings.home / "sources.yml", path)
+    return path
+
+
 def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     from trackway.demo.marketplace import generate_day, summarize
     from trackway.demo.sender import send_calls
@@ -139,22 +161,32 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         # os.environ, so the collector and the Airflow tasks started below see it too.
         os.environ["TRACKWAY_PLAN_DIR"] = str(PLAN_DIR)
         settings = load_settings()
+    day = day or (datetime.now(UTC).date() - timedelta(days=1))
+    if settings.pseudonym_keys is None:
+        # A keyring of the demo's own (in its folder, wiped with it), so traits.email & co. become
+        # pseudonyms rather than being dropped (docs/privacy.md); os.environ, as for the plan.
+        from trackway.pseudonym import append_key, new_key
+
+        keyring = settings.home / "pseudonym-keys.yaml"
+        append_key(keyring, new_key("demo", day))
+        os.environ["TRACKWAY_PSEUDONYM_KEYS"] = str(keyring)
+        settings = load_settings()
     env = dict(os.environ)
     env.update({"TRACKWAY_HOME": str(settings.home), "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "2"})
-    day = day or (datetime.now(UTC).date() - timedelta(days=1))
     write_key = next(iter(settings.write_keys))
     _say(f"Trackway demo — Nestful, a home-rental marketplace, one day ({day}) of {people} people")
     _say(f"  data folder: {settings.home}")
 
     _stage(1, "collector: starting `trackway collect`")
-    port = _free_port()
+    port, admin_port = _free_port(), _free_port()
     first_hour = hour_floor(datetime.now(UTC))
-    collector = _start_collector(settings, port, env)
+    collector = _start_collector(settings, port, admin_port, env)
     _say(f"  listening on http://127.0.0.1:{port} (log: {settings.home / 'logs' / 'collector.log'})")
 
     _stage(2, "sending the day through the official Segment Python SDK")
     calls = generate_day(day, people=people, seed=seed)
     summary = summarize(calls)
+    app_db = _write_app_database(settings, calls, day, seed)
     calls += deliberate_violations(calls, seed)  # an unplanned event, a wrong type, a missing property
     # A few client retries: the same messageId twice, as a flaky network produces.
     retries = calls[:: max(len(calls) // 50, 1)]
@@ -167,7 +199,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
 
     try:
         report = send_calls(calls + retries, f"http://127.0.0.1:{port}", write_key, progress=progress)
-        health = _health(port)
+        health = _health(admin_port)  # the counters of all workers
     finally:
         collector.send_signal(signal.SIGTERM)
     try:
@@ -201,10 +233,14 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         )
 
     _stage(3, "raw object store")
-    objects, lines = _count_raw_objects(settings)
+    objects, lines, ips, email = _count_raw_objects(settings)
     _say(f"  {objects} gzip'd NDJSON objects, {lines:,} lines under {settings.events_url}")
+    _say(
+        f"  personal data as stored: context.ip truncated ({', '.join(sorted(ips)[:3]) or 'none'}); "
+        f"traits.email pseudonymised ({email[:24] + '…' if email else 'none sent'})"
+    )
 
-    _stage(4, "events_load: `airflow dags test events_load <hour end>` for each hour received")
+    _stage(4, "events_load: `airflow dags test events_load <hour end>` for each hour received; then app_sync")
     apply_airflow_defaults(settings)
     secs = _airflow(["db", "migrate"], "airflow-db-migrate.log", settings)
     _say(f"  Airflow metadata DB ready (SQLite, {secs:.0f}s)")
@@ -220,6 +256,16 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
             f"  {hour:%Y-%m-%d %H:00}–{end:%H:00} UTC: {run[0]} objects loaded ({run[1]} already loaded), "
             f"{run[2]:,} rows, {run[3]} unparseable — {secs:.0f}s"
         )
+
+    if app_db is not None:
+        # The app_sync DAG's task, run here as `trackway app-sync` does: an `airflow dags test` would add
+        # ~20 s of Airflow start-up to the demo for one task (tests/test_app_sync.py runs the DAG itself).
+        from trackway.load.app_sync import sync_named
+
+        logging.getLogger("trackway.load.app_sync").setLevel(logging.WARNING)  # the line below says it all
+        synced = sync_named(settings, "nestful")
+        tables = ", ".join(f"{t.rows:,} {t.table}" for t in synced.tables)
+        _say(f"  app_sync: Nestful's own database ({app_db.name}) into schema app: {tables} — {synced.seconds:.0f}s")
 
     _stage(5, "events_transform: `airflow dags test events_transform` (one task per dbt model, via Cosmos)")
     from trackway.transform.manifest import compile_manifest
@@ -274,6 +320,14 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
             _say(
                 format_table(
                     ["first touch", "searched", "signed up", "% signed up"], wh.query(answers.FUNNEL_BY_FIRST_TOUCH)
+                )
+            )
+        if wh.table_exists("analytics_x", "listing_viewed"):
+            _say("\nListing views by neighbourhood (analytics_x.listing_viewed: events joined with app.listings)")
+            _say(
+                format_table(
+                    ["city", "neighbourhood", "views", "listings", "hosts", "avg price"],
+                    wh.query(answers.LISTING_VIEWS_BY_NEIGHBOURHOOD),
                 )
             )
         if wh.table_exists("analytics", "tracking_plan_violations"):

@@ -46,6 +46,7 @@ CHECKS = (
     "objects_beyond_sweep",
     "damaged_objects",
     "dbt_test_failed",
+    "unresolved_references",
     "unreadable",
 )
 
@@ -91,6 +92,7 @@ class Thresholds:
     spike_factor: float = 3.0
     spike_min_count: int = 20
     damaged_hours: int = 24
+    app_refs: tuple[float, float] = (0.01, 0.05)  # share of references that find no application row
 
 
 def worst(results: Iterable[CheckResult]) -> State:
@@ -109,6 +111,22 @@ def age_check(
     if state is not State.OK:
         summary += f" (warn at {format_age(warn)}, fail at {format_age(fail)})"
     return CheckResult(family, check, state, summary, value=round(age, 1))
+
+
+def reference_checks(rows: Iterable[tuple[str, str, str, int, int]], limits: tuple[float, float]) -> list[CheckResult]:
+    """(view, property, reference, values, unresolved) per analytics_x reference -> one result each."""
+    warn, fail = limits
+    out = []
+    for view, prop, reference, refs, unresolved in rows:
+        share = unresolved / refs if refs else 0.0
+        state = State.FAIL if share > fail else State.WARN if share > warn else State.OK
+        summary = f"{unresolved:,} of {refs:,} values ({share:.1%}) find no row of {reference}"
+        if state is not State.OK:
+            summary += f" (warn above {warn:.1%}, fail above {fail:.1%})"
+        out.append(
+            CheckResult("app_refs", "unresolved_references", state, summary, subject=f"{view}.{prop}", value=share)
+        )
+    return out
 
 
 @dataclass

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from trackway.config import Settings
-from trackway.config.registry import HealthSection, parse_thresholds
+from trackway.config.registry import HealthSection, parse_shares, parse_thresholds
 from trackway.health.checks import (
     CheckResult,
     HourlyCounts,
@@ -23,6 +23,7 @@ from trackway.health.checks import (
     age_check,
     event_checks,
     last_complete_hour,
+    reference_checks,
     spike_checks,
     volume_checks,
 )
@@ -30,9 +31,12 @@ from trackway.load.late import objects_beyond_sweep
 from trackway.warehouse import open_warehouse
 from trackway.warehouse.base import Warehouse
 
-#: The collector's metrics the spool checks read when its spool is not on this machine.
-_UPLOAD_LAG = "trackway_upload_lag_seconds"
-_SET_ASIDE = "trackway_segments_set_aside_total"
+#: The collector's metrics the spool checks read when its spool is not on this machine
+#: (trackway.collector.metrics; sample names, so a counter's end in _total).
+UPLOAD_LAG_METRIC = "trackway_collector_upload_lag_seconds"
+SET_ASIDE_METRIC = "trackway_collector_segments_set_aside_total"
+ACCEPTED_METRIC = "trackway_collector_events_accepted_total"
+QUARANTINED_METRIC = "trackway_collector_events_quarantined_total"
 
 
 def thresholds(settings: Settings) -> Thresholds:
@@ -52,6 +56,7 @@ def thresholds(settings: Settings) -> Thresholds:
         spike_factor=h.health_spike_factor,
         spike_min_count=h.health_spike_min_count,
         damaged_hours=h.health_damaged_hours,
+        app_refs=parse_shares("TRACKWAY_HEALTH_APP_REFS", h.health_app_refs),
     )
 
 
@@ -68,7 +73,7 @@ class HealthReport:
         return [r for r in self.results if r.family == name]
 
 
-FAMILIES = ("freshness", "volume", "events", "quarantine", "violations", "objects", "dbt_tests")
+FAMILIES = ("freshness", "volume", "events", "quarantine", "violations", "objects", "dbt_tests", "app_refs")
 
 
 def run_checks(
@@ -151,7 +156,7 @@ class _Reader:
         url = self.settings.section(HealthSection).health_collector_metrics_url
         lag: float | None
         if url:
-            lag = _metrics(url).get(_UPLOAD_LAG)
+            lag = collector_metrics(url).get(UPLOAD_LAG_METRIC)
             where = "the collector's metrics"
         else:
             lag = _spool_lag(self.settings.spool_dir, self.now)
@@ -292,6 +297,21 @@ class _Reader:
             )
         return results
 
+    # -- application references (analytics_x) ----------------------------------------
+
+    def app_refs(self) -> list[CheckResult]:
+        """Share of each plan reference's values, in events of the last two UTC days, that find no app row."""
+        if not self.wh.table_exists("analytics_x", "x_reference_health"):
+            return [CheckResult("app_refs", "unresolved_references", State.OK, "no analytics_x views (no references)")]
+        since = (self.now - timedelta(days=1)).date()
+        rows = self.wh.query(
+            "SELECT view_name, property, reference, sum(refs), sum(unresolved) FROM analytics_x.x_reference_health "
+            "WHERE event_date >= ? GROUP BY view_name, property, reference ORDER BY view_name, property",
+            [since],
+        )
+        results = reference_checks(((v, p, r, int(n or 0), int(u or 0)) for v, p, r, n, u in rows), self.t.app_refs)
+        return results or [CheckResult("app_refs", "unresolved_references", State.OK, "no referencing events lately")]
+
     # -- helpers -----------------------------------------------------------------------
 
     def _comparison_hours(self, hours: list[datetime]) -> set[datetime]:
@@ -337,7 +357,7 @@ class _Reader:
 def _set_aside(settings: Settings) -> int:
     url = settings.section(HealthSection).health_collector_metrics_url
     if url:
-        return int(_metrics(url).get(_SET_ASIDE, 0))
+        return int(collector_metrics(url).get(SET_ASIDE_METRIC, 0))
     return sum(1 for _ in settings.spool_dir.glob("*/.set-aside/*.sealed"))
 
 
@@ -354,8 +374,8 @@ def _spool_lag(spool_dir: Path, now: datetime) -> float | None:
     return None if oldest is None else max(now.timestamp() - oldest, 0.0)
 
 
-def _metrics(url: str, opener: Callable = urllib.request.urlopen) -> dict[str, float]:
-    """The collector's metrics, summed over labels: {name: value}."""
+def collector_metrics(url: str, opener: Callable = urllib.request.urlopen) -> dict[str, float]:
+    """The collector's metrics (TRACKWAY_HEALTH_COLLECTOR_METRICS_URL), summed over labels: {sample name: value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with opener(url, timeout=10) as response:

@@ -129,6 +129,7 @@ RUNBOOK_BY_ERROR = {
     "LoadNeedsAttention": "load-needs-attention",
     "HealthCheckFailed": "health-checks",
     "WarehouseBusy": "warehouse-busy",
+    "AppSyncError": "app-sync-failed",
 }
 
 
@@ -157,6 +158,8 @@ class TrackwayAlertNotifier(BaseNotifier):
 
 
 def task_failure_alert(context) -> Alert:
+    from trackway.orchestration.retries import classify
+
     ti = context.get("ti") or context.get("task_instance")
     dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(ti, "dag_id", None)
     task_id = getattr(ti, "task_id", None)
@@ -164,12 +167,22 @@ def task_failure_alert(context) -> Alert:
     error = str(exception or "")
     interval = context.get("data_interval_start") or context.get("logical_date")
     when = f"{interval:%Y-%m-%dT%H}" if isinstance(interval, datetime) else str(context.get("run_id"))
+    failure = classify(exception) if isinstance(exception, BaseException) else None
+    runbook = RUNBOOK_BY_ERROR.get(type(exception).__name__) or (failure.runbook if failure else "task-failed")
+    # Content and schema errors failed at once: say so, so nobody waits for a retry.
+    at_once = " at once (not retried: a retry would fail the same way)" if failure and failure.retry is False else ""
     return Alert(
         key=f"{dag_id}.{task_id}@{when}",
-        text=f"Trackway: {dag_id}.{task_id} failed for {context.get('run_id')}: {error[:300]}",
+        text=f"Trackway: {dag_id}.{task_id} failed{at_once} for {context.get('run_id')}: {error[:300]}",
         severity="fail",
-        runbook=RUNBOOK_BY_ERROR.get(type(exception).__name__, "task-failed"),
-        details={"dag_id": dag_id, "run_id": context.get("run_id"), "task_id": task_id, "error": error},
+        runbook=runbook,
+        details={
+            "dag_id": dag_id,
+            "run_id": context.get("run_id"),
+            "task_id": task_id,
+            "error": error,
+            "failure": failure.kind if failure else None,  # a key of retries.RUNBOOK_BY_KIND
+        },
     )
 
 

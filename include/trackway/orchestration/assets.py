@@ -8,3 +8,5 @@ from airflow.sdk import Asset
 
 EVENTS_RAW = Asset(name="raw.events_raw", uri="trackway://warehouse/raw/events_raw", group="trackway")
 ANALYTICS_EVENTS = Asset(name="analytics.events", uri="trackway://warehouse/analytics/events", group="trackway")
+# The product databases' tables, copied by app_sync (docs/app-data.md); analytics_x views join them with events.
+APP_DATA = Asset(name="app", uri="trackway://warehouse/app", group="trackway")

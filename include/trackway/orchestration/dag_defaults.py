@@ -1,7 +1,6 @@
-"""What every Trackway DAG shares: start, catchup, retries and the failure alert.
+"""What every Trackway DAG shares: start, catchup, retries (and which errors deserve them) and the failure alert.
 
-One place, so the load and transform DAGs cannot drift apart on how they
-retry or alert.
+One place, so the DAGs cannot drift apart on how they retry or alert.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from trackway.config import load_settings
 from trackway.config.registry import DagsSection
 from trackway.orchestration.alerts import TrackwayAlertNotifier
+from trackway.orchestration.retries import TrackwayRetryPolicy
 
 
 def deadline_alert():
@@ -34,15 +34,18 @@ def deadline_alert():
 
 
 def dag_defaults() -> dict:
+    section = load_settings().section(DagsSection)
     return {
         "start_date": datetime(2026, 1, 1, tzinfo=UTC),
         "catchup": False,  # history is loaded with `airflow backfill create`
         "is_paused_upon_creation": False,  # the pipeline runs as soon as a scheduler starts
         "max_active_runs": 1,
         "default_args": {
-            "retries": load_settings().task_retries,
-            "retry_delay": timedelta(minutes=1),
+            "retries": section.task_retries,
+            "retry_delay": timedelta(seconds=section.task_retry_delay_seconds),
             "retry_exponential_backoff": 2.0,
+            # Only transport and lock errors are retried; content and schema errors fail at once.
+            "retry_policy": TrackwayRetryPolicy(),
             "on_failure_callback": TrackwayAlertNotifier(),
         },
     }

@@ -21,6 +21,7 @@ from trackway.config import Settings
 from trackway.plan import names
 from trackway.plan.diff import event_label
 from trackway.plan.model import EventSpec, Plan, PropertySpec
+from trackway.plan.privacy import PlanPrivacy
 
 
 @dataclass
@@ -107,12 +108,39 @@ box.addEventListener('input',filter);filter();
 """
 
 
-def _property_rows(event: EventSpec) -> list[tuple[str, str, str, str, str, str, str]]:
+def _pii_text(rules: PlanPrivacy, event: EventSpec | None, path: tuple[str, ...]) -> str:
+    """'direct · hash' as the collector applies it; '(default)' or '(rule)' when not written on the property."""
+    found = rules.class_of(event, path)
+    if found is None:
+        return "—"
+    return found.label() + ("" if found.origin == "plan" else f" ({found.origin})")
+
+
+def _property_rows(event: EventSpec, rules: PlanPrivacy) -> list[tuple[str, str, str, str, str, str, str, str]]:
     columns = names.unique_columns([p.name for p in event.current.properties])
     return [
-        (p.name, columns[p.name], _type_text(p), "yes" if p.required else "", _enum_text(p), p.privacy, p.description)
+        (
+            p.name,
+            columns[p.name],
+            _type_text(p),
+            "yes" if p.required else "",
+            _enum_text(p),
+            p.privacy,
+            p.description,
+            _pii_text(rules, event, (event.payload_field, p.name)),
+        )
         for p in event.current.properties
     ]
+
+
+def _collection_text(event: EventSpec) -> str:
+    """The event's consent category and sample, as the collector applies them ('' when neither)."""
+    parts = []
+    if event.consent_category:
+        parts.append(f"dropped unless context.consent grants '{event.consent_category}'")
+    if event.sample:
+        parts.append(f"sampled at {event.sample.get('rate')} per {event.sample.get('unit', 'anonymous_id')}")
+    return "; ".join(parts)
 
 
 def render_html(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytics_typed") -> str:
@@ -128,21 +156,23 @@ def render_html(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytic
     for event in plan.events:
         parts.append(f"<a href='#{_anchor(event)}'>{_e(event_label(event))}</a>")
     parts.append("</nav>")
+    rules = PlanPrivacy(plan)
     if plan.common_properties:
         parts.append("<section class='event' data-search='common context'><h2>Common context</h2>")
         parts.append("<p>Every event's <code>context</code> must carry:</p><table><tr><th>Field</th><th>Type</th>")
-        parts.append("<th>Required</th><th>Privacy</th><th>Description</th></tr>")
+        parts.append("<th>Required</th><th>Privacy</th><th>PII · action</th><th>Description</th></tr>")
         for p in plan.common_properties:
             parts.append(
                 f"<tr><td><code>{_e(p.name)}</code></td><td>{_e(_type_text(p))}</td><td>{'yes' if p.required else ''}</td>"
-                f"<td><span class='badge {_e(p.privacy)}'>{_e(p.privacy)}</span></td><td>{_e(p.description)}</td></tr>"
+                f"<td><span class='badge {_e(p.privacy)}'>{_e(p.privacy)}</span></td>"
+                f"<td>{_e(_pii_text(rules, None, ('context', p.name)))}</td><td>{_e(p.description)}</td></tr>"
             )
         parts.append("</table></section>")
     for event in plan.events:
-        rows = _property_rows(event)
+        rows = _property_rows(event, rules)
         search = " ".join(
             [event.name, event.type, event.owner, event.status, event.description]
-            + [f"{r[0]} {r[1]} {r[2]} {r[5]} {r[6]}" for r in rows]
+            + [f"{r[0]} {r[1]} {r[2]} {r[5]} {r[6]} {r[7]}" for r in rows]
         ).lower()
         view = f"{typed_schema}.{names.relation_name(event.name)}"
         parts.append(f"<section class='event' id='{_anchor(event)}' data-event='1' data-search='{_e(search)}'>")
@@ -159,17 +189,20 @@ def render_html(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytic
         if rows:
             parts.append(
                 "<table><tr><th>Property</th><th>Column</th><th>Type</th><th>Required</th><th>Allowed values</th>"
-                "<th>Privacy</th><th>Description</th></tr>"
+                "<th>Privacy</th><th>PII · action</th><th>Description</th></tr>"
             )
-            for name, column, type_text, required, enum, privacy, desc in rows:
+            for name, column, type_text, required, enum, privacy, desc, pii in rows:
                 parts.append(
                     f"<tr><td><code>{_e(name)}</code></td><td><code>{_e(column)}</code></td><td>{_e(type_text)}</td>"
                     f"<td>{required}</td><td>{_e(enum)}</td><td><span class='badge {_e(privacy)}'>{_e(privacy)}</span></td>"
-                    f"<td>{_e(desc)}</td></tr>"
+                    f"<td>{_e(pii)}</td><td>{_e(desc)}</td></tr>"
                 )
             parts.append("</table>")
         extra = "forbidden" if not event.current.allows_extra else "allowed"
         parts.append(f"<p>Properties not in the plan: {extra}.</p>")
+        collection = _collection_text(event)
+        if collection:
+            parts.append(f"<p>Collection: {_e(collection)}.</p>")
         if stats.reachable:
             volume = stats.volume.get(event.key)
             if volume:
@@ -232,11 +265,18 @@ def _cell_code(text: object) -> str:
 
 def render_markdown(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytics_typed") -> str:
     out = [f"# {plan.name} data dictionary", "", f"{len(plan.events)} events; {stats.note}.", ""]
+    rules = PlanPrivacy(plan)
     if plan.common_properties:
-        out += ["## Common context", "", "| Field | Type | Required | Privacy | Description |", "|---|---|---|---|---|"]
+        out += [
+            "## Common context",
+            "",
+            "| Field | Type | Required | Privacy | PII · action | Description |",
+            "|---|---|---|---|---|---|",
+        ]
         for p in plan.common_properties:
             out.append(
-                f"| {_cell_code(p.name)} | {_md(_type_text(p))} | {'yes' if p.required else ''} | {p.privacy} | {_md(p.description)} |"
+                f"| {_cell_code(p.name)} | {_md(_type_text(p))} | {'yes' if p.required else ''} | {p.privacy} "
+                f"| {_md(_pii_text(rules, None, ('context', p.name)))} | {_md(p.description)} |"
             )
         out.append("")
     for event in plan.events:
@@ -256,16 +296,19 @@ def render_markdown(plan: Plan, stats: WarehouseStats, typed_schema: str = "anal
                     "- violations: "
                     + "; ".join(f"{_md(k)}{' ' + _code(p) if p else ''} × {c:,}" for k, p, c in found[:12])
                 )
+        collection = _collection_text(event)
+        if collection:
+            out.append(f"- collection: {_md(collection)}")
         out += ["", _md(event.description or "(no description)"), ""]
-        rows = _property_rows(event)
+        rows = _property_rows(event, rules)
         if rows:
             out += [
-                "| Property | Column | Type | Required | Allowed values | Privacy | Description |",
-                "|---|---|---|---|---|---|---|",
+                "| Property | Column | Type | Required | Allowed values | Privacy | PII · action | Description |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             out += [
                 f"| {_cell_code(r[0])} | {_cell_code(r[1])} | {_md(r[2])} | {_md(r[3])} "
-                f"| {_md(r[4])} | {_md(r[5])} | {_md(r[6])} |"
+                f"| {_md(r[4])} | {_md(r[5])} | {_md(r[7])} | {_md(r[6])} |"
                 for r in rows
             ]
             out.append("")

@@ -10,6 +10,8 @@ that long lists can be grouped and counted.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from trackway.plan import names
 from trackway.plan.diff import version_problems
-from trackway.plan.model import IMPLIED_NAMES, PRIVACY_CLASSES, EventSpec, EventVersion, Plan, load_plan
+from trackway.plan.model import IMPLIED_NAMES, PRIVACY_CLASSES, EventSpec, EventVersion, Plan, PlanError, load_plan
 from trackway.plan.schema import SchemaProblem, property_path, schema_problems
 
 JSON_TYPES = ("string", "number", "integer", "boolean", "array", "object", "null")
@@ -31,6 +33,7 @@ RULES = {
     "unsafe-name": ERROR,  # a NUL character: no SQL string literal can hold it
     "duplicate-version": ERROR,  # two versions of an event with one major: the collector would keep one
     "version-bump": ERROR,  # with --baseline: a breaking change that keeps its major version
+    "reference": ERROR,  # a `references:` analytics_x cannot join: not schema.table.column, or not an id type
     "event-case": WARNING,
     "event-pattern": WARNING,
     "description": WARNING,
@@ -44,6 +47,7 @@ RULES = {
     "view-collision": WARNING,
     "near-duplicate": WARNING,
     "query-missing": WARNING,
+    "pii-class": WARNING,  # a property that looks like personal data (name or example) with no class
 }
 
 
@@ -121,6 +125,30 @@ def _event_errors(event: EventSpec) -> list[Finding]:
                         f"its {what} has a NUL character; remove it",
                     )
                 )
+    return out
+
+
+def _reference_findings(event: EventSpec) -> list[Finding]:
+    """``references: app.listings.id`` (analytics_x, plan/xgen.py): well formed, on a string or integer id."""
+    out = []
+    for prop in event.current.properties:
+        if "references" not in prop.schema:
+            continue
+        where = f"{_event_where(event)}: property '{prop.name}'"
+        try:
+            prop.reference  # noqa: B018 (parsed for its error)
+        except PlanError as exc:
+            out.append(Finding("reference", str(event.path), where, str(exc).split(": references: ", 1)[-1]))
+            continue
+        if prop.main_type not in ("string", "integer"):
+            out.append(
+                Finding(
+                    "reference",
+                    str(event.path),
+                    where,
+                    f"references a row, so its type must be string or integer (an id), not {prop.main_type or 'any'}",
+                )
+            )
     return out
 
 
@@ -239,6 +267,7 @@ def lint_findings(
     relations: dict[str, EventSpec] = {}
     for event in plan.events:
         found += _event_errors(event)
+        found += _reference_findings(event)
         found += _event_name_findings(event, plan)
         where, file = _event_where(event), str(event.path)
         if not event.description.strip():
@@ -274,12 +303,86 @@ def lint_findings(
         )
     if baseline is not None:
         found += _baseline_findings(baseline, plan)
+    found += pii_class_findings(plan)
     return [f for f in found if f.severity == ERROR] + [f for f in found if f.severity == WARNING]
 
 
 def lint_plan(plan: Plan, baseline: Plan | None = None) -> list[str]:
     """One line per finding, errors first (what benchmarks and tests compare)."""
     return [f.line() for f in lint_findings(plan, baseline)]
+
+
+# ---- style: personal data without a PII class (docs/privacy.md)
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{5,}[0-9]$")
+_PERSON_NAMES = {
+    "name",
+    "firstname",
+    "lastname",
+    "fullname",
+    "surname",
+    "givenname",
+    "familyname",
+    "middlename",
+    "username",
+}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _pii_hint(name: str, examples: list) -> str | None:
+    """Why a property looks like personal data (its name or an example), or None."""
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", name)]
+    joined = "".join(words)
+    if "email" in joined or "mail" in words:
+        return "an email name"
+    if "phone" in joined or "msisdn" in joined:
+        return "a phone name"
+    if "ip" in words or joined.endswith("ipaddress") or joined in ("ipv4", "ipv6"):
+        return "an IP address name"
+    if joined in _PERSON_NAMES or (len(words) > 1 and "".join(words[-2:]) in _PERSON_NAMES):
+        return "a person's name"
+    for example in examples:
+        if not isinstance(example, str):
+            continue
+        if _EMAIL.match(example):
+            return "an email example"
+        if _PHONE.match(example) and not _DATE.match(example) and sum(c.isdigit() for c in example) >= 7:
+            return "a phone number example"
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(example)
+            return "an IP address example"
+    return None
+
+
+def pii_class_findings(plan: Plan) -> list[Finding]:
+    """A property whose name or example looks like PII, with no class from the plan, a name rule or a default."""
+    from trackway.plan.privacy import PlanPrivacy, schema_fields
+
+    try:
+        rules = PlanPrivacy(plan)
+    except PlanError as exc:
+        return [Finding("plan-file", str(plan.root / "plan.yaml"), "", str(exc))]
+    fix = "set pii: direct|indirect|none (and action: hash|drop|truncate|keep if not the default; docs/privacy.md)"
+    out = []
+    candidates: list[tuple[EventSpec | None, str, str, dict, tuple[str, ...]]] = [
+        (None, str(plan.root / "common.yaml"), "context", plan.common, ("context",))
+    ]
+    candidates += [(e, str(e.path), _event_where(e), e.current.schema, (e.payload_field,)) for e in plan.events]
+    for event, file, where, schema, prefix in candidates:
+        for path, sub in schema_fields(schema, prefix):
+            examples = sub.get("examples")
+            hint = _pii_hint(path[-1], examples if isinstance(examples, list) else [])
+            if hint and "pii" not in sub and rules.class_of(event, path) is None:
+                out.append(
+                    Finding(
+                        "pii-class",
+                        file,
+                        f"{where}: property '{'.'.join(path[1:])}'",
+                        f"looks like personal data ({hint}) but has no PII class; {fix}",
+                    )
+                )
+    return out
 
 
 def lint_dir(root: Path, baseline: Path | None = None) -> tuple[Plan, list[Finding]]:

@@ -2,7 +2,7 @@
 
 Layout (``TRACKWAY_PLAN_DIR``)::
 
-    plan.yaml            optional: name, conventions (naming rules for lint)
+    plan.yaml            optional: name, conventions (naming rules for lint), privacy (docs/privacy.md)
     common.yaml          optional: the context every event must carry (JSON Schema)
     events/*.yaml        one file per event (any sub-folder, any *.yaml/*.yml name)
     queries/*.sql        analyst queries, named by the events that need them
@@ -20,6 +20,10 @@ An event file::
       required: [listing_id]
       properties:
         listing_id: {type: string, description: ..., privacy: internal, examples: [l-1]}
+        host_id: {type: string, references: app.hosts.id}   # the row it identifies (analytics_x, plan/xgen.py)
+        contact_email: {type: string, pii: direct, action: hash}   # docs/privacy.md
+    consent_category: Analytics   # optional: dropped when context.consent denies it
+    sample: {rate: 0.1, unit: anonymous_id}   # optional: keep a deterministic 10% of devices
     queries: [queries/views_by_city.sql]
     previous_versions:            # optional older majors clients may still send
       - {version: 1-0-0, properties: {...}}
@@ -53,6 +57,7 @@ IMPLIED_NAMES = {
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _SCHEMAVER = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+_REFERENCE = re.compile(r"^([a-z_][a-z0-9_]{0,62})\.([A-Za-z_][A-Za-z0-9_]{0,62})\.([A-Za-z_][A-Za-z0-9_]{0,62})$")
 
 
 class PlanError(ValueError):
@@ -80,6 +85,25 @@ class SchemaVer:
 
     def __str__(self) -> str:
         return f"{self.model}-{self.revision}-{self.addition}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a property's value identifies: the row of ``schema.table`` whose ``column`` equals it (app.listings.id)."""
+
+    schema: str
+    table: str
+    column: str
+
+    @classmethod
+    def parse(cls, value: object, where: str = "references") -> Reference:
+        match = _REFERENCE.match(value) if isinstance(value, str) else None
+        if not match:
+            raise PlanError(f"{where}: {value!r} is not schema.table.column; write e.g. references: app.listings.id")
+        return cls(match[1], match[2], match[3])
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table}.{self.column}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +144,12 @@ class PropertySpec:
         return list(values) if isinstance(values, list) else None
 
     @property
+    def reference(self) -> Reference | None:
+        """``references: app.listings.id``: the application row the value identifies; PlanError when malformed."""
+        value = self.schema.get("references")
+        return None if value is None else Reference.parse(value, f"property '{self.name}': references")
+
+    @property
     def description(self) -> str:
         return str(self.schema.get("description") or "")
 
@@ -131,6 +161,18 @@ class PropertySpec:
     def examples(self) -> list[Any]:
         values = self.schema.get("examples")
         return list(values) if isinstance(values, list) else []
+
+    @property
+    def pii(self) -> str | None:
+        """The PII class written in the plan (direct, indirect, none), or None (see plan/privacy.py)."""
+        value = self.schema.get("pii")
+        return str(value) if value is not None else None
+
+    @property
+    def action(self) -> str | None:
+        """The collector's action written in the plan (hash, drop, truncate, keep), or None."""
+        value = self.schema.get("action")
+        return str(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -162,6 +204,8 @@ class EventSpec:
     previous: tuple[EventVersion, ...] = ()
     queries: tuple[str, ...] = ()
     path: Path | None = None
+    consent_category: str | None = None  # dropped at the collector when context.consent denies it
+    sample: dict[str, Any] | None = None  # {rate, unit}: deterministic sampling (plan/privacy.py)
 
     @property
     def version(self) -> SchemaVer:
@@ -203,6 +247,7 @@ class Plan:
     events: tuple[EventSpec, ...]
     common: dict[str, Any] = field(default_factory=dict)  # JSON Schema of context
     conventions: Conventions = Conventions()
+    privacy: dict[str, Any] = field(default_factory=dict)  # plan.yaml `privacy:` (plan/privacy.py reads it)
 
     def event(self, event_type: str, name: str) -> EventSpec | None:
         return self._index().get((event_type, name))
@@ -277,6 +322,12 @@ def parse_event(doc: Any, path: Path) -> EventSpec:
     queries = doc.get("queries") or []
     if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
         raise PlanError(f"{path}: 'queries' must be a list of SQL file paths relative to the plan folder")
+    consent = doc.get("consent_category")
+    if consent is not None and (not isinstance(consent, str) or not consent.strip()):
+        raise PlanError(f"{path}: 'consent_category' must be a category name, e.g. Analytics")
+    sample = doc.get("sample")
+    if sample is not None and not isinstance(sample, dict):
+        raise PlanError(f"{path}: 'sample' must be a mapping, e.g. {{rate: 0.1, unit: anonymous_id}}")
     return EventSpec(
         name=name,
         type=event_type,
@@ -287,6 +338,8 @@ def parse_event(doc: Any, path: Path) -> EventSpec:
         previous=tuple(previous),
         queries=tuple(queries),
         path=path,
+        consent_category=consent,
+        sample=sample,
     )
 
 
@@ -305,6 +358,10 @@ def event_to_doc(event: EventSpec) -> dict[str, Any]:
         doc["previous_versions"] = [{"version": str(v.version), event.payload_field: v.schema} for v in event.previous]
     if event.queries:
         doc["queries"] = list(event.queries)
+    if event.consent_category:
+        doc["consent_category"] = event.consent_category
+    if event.sample:
+        doc["sample"] = event.sample
     return doc
 
 
@@ -358,6 +415,7 @@ def load_plan(root: Path | str, problems: list[tuple[Path, str]] | None = None) 
         raise PlanError(f"tracking plan folder {root} does not exist; set TRACKWAY_PLAN_DIR to a plan folder")
     meta: dict[str, Any] = {}
     conventions = Conventions()
+    privacy: dict[str, Any] = {}
     with _collected(problems, root / "plan.yaml"):
         if (root / "plan.yaml").is_file():
             loaded = _read_yaml(root / "plan.yaml") or {}
@@ -368,6 +426,11 @@ def load_plan(root: Path | str, problems: list[tuple[Path, str]] | None = None) 
         if not isinstance(conv, dict):
             raise PlanError(f"{root / 'plan.yaml'}: 'conventions' must be a mapping")
         conventions = Conventions(**{k: str(v) for k, v in conv.items() if k in Conventions.__dataclass_fields__})
+        privacy = meta.get("privacy") or {}
+        if not isinstance(privacy, dict):
+            raise PlanError(
+                f"{root / 'plan.yaml'}: 'privacy' must be a mapping (fields: name rules); see docs/privacy.md"
+            )
     common: dict[str, Any] = {}
     with _collected(problems, root / "common.yaml"):
         if (root / "common.yaml").is_file():
@@ -392,6 +455,7 @@ def load_plan(root: Path | str, problems: list[tuple[Path, str]] | None = None) 
         events=tuple(events),
         common=common,
         conventions=conventions,
+        privacy=privacy,
     )
 
 

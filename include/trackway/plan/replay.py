@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 
 from trackway.config import Settings
 from trackway.objectstore import open_object_store
+from trackway.plan.hook import privacy_from_settings
 from trackway.plan.model import load_plan
+from trackway.plan.privacy import Privacy
 from trackway.plan.validate import CompiledPlan
 from trackway.rawdata.lines import parse_line
 from trackway.rawdata.partitions import is_data_object, partition_path
@@ -64,8 +66,18 @@ def _records(data: bytes) -> list[tuple[int, dict]]:
     return out
 
 
-def replay_event(record: dict, key: str, line: int, plan: CompiledPlan | None, force: bool) -> dict:
-    """The event to re-ingest, or InvalidEvent saying why it is still refused."""
+class Dropped(InvalidEvent):
+    """The privacy step drops the event (consent denied, sampled out): not replayed."""
+
+
+def replay_event(
+    record: dict, key: str, line: int, plan: CompiledPlan | None, force: bool, privacy: Privacy | None = None
+) -> dict:
+    """The event to re-ingest, or InvalidEvent saying why it is still refused.
+
+    A plan-blocked event went through the collector's privacy step before it was blocked; an event
+    the Segment rules refused only had its fields scrubbed, so it goes through the whole step now.
+    """
     event = record.get("event")
     if "violations" in record:  # blocked by the tracking plan: stored as the collector enriched it
         if not isinstance(event, dict):
@@ -85,7 +97,13 @@ def replay_event(record: dict, key: str, line: int, plan: CompiledPlan | None, f
     )
     if not event.get("messageId"):
         event = {**event, "messageId": str(uuid.uuid5(_NAMESPACE, f"{key}#{line}"))}
-    return enrich_event(event, info)
+    enriched = enrich_event(event, info)
+    if privacy is None:
+        return enriched
+    kept, dropped = privacy.process(enriched, info.source_id)
+    if kept is None:
+        raise Dropped(f"dropped by the privacy step: {dropped}")
+    return kept
 
 
 def replay_quarantine(
@@ -94,6 +112,7 @@ def replay_quarantine(
     quarantine = open_object_store(settings.quarantine_url)
     events = open_object_store(settings.events_url)
     plan = CompiledPlan(load_plan(settings.plan_dir)) if settings.plan_dir is not None else None
+    privacy = privacy_from_settings(settings, (lambda: plan) if plan is not None else None)
     report = ReplayReport()
     out_lines: list[bytes] = []
     digest = hashlib.sha256()
@@ -106,7 +125,7 @@ def replay_quarantine(
         for line, record in records:
             report.records += 1
             try:
-                event = replay_event(record, key, line, plan, force)
+                event = replay_event(record, key, line, plan, force, privacy)
             except InvalidEvent as exc:
                 report.still_failing[str(exc)[:160]] += 1
                 continue

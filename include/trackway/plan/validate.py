@@ -25,6 +25,7 @@ import jsonschema_rs
 
 from trackway.config import Settings
 from trackway.plan.model import IMPLIED_NAMES, EventSpec, Plan, PlanError, load_plan
+from trackway.plan.privacy import PlanPrivacy
 from trackway.plan.schema import SchemaProblem, compile_schema, schema_problems
 
 log = logging.getLogger("trackway.plan")
@@ -123,6 +124,7 @@ class CompiledPlan:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
+        self.privacy = PlanPrivacy(plan)  # PII classes and actions (PlanError on a bad one, like a bad schema)
         self._validators: dict[tuple[str, str, int], Any] = {}
         self._events: dict[tuple[str, str], EventSpec] = {}
         for event in plan.events:

@@ -130,10 +130,17 @@ def project_dir(settings: Settings) -> Path:
     from trackway.plan.dbtgen import project_with_plan
     from trackway.plan.metrics import check_metrics
     from trackway.plan.model import load_plan
+    from trackway.plan.xgen import app_links
 
     plan = load_plan(settings.plan_dir)
     check_metrics(settings.plan_dir, plan)  # funnels' and goals' events against the plan, before dbt checks their shape
-    return project_with_plan(plan, settings.dbt_project_dir, project_path(settings), settings.typed_schema)
+    return project_with_plan(
+        plan,
+        settings.dbt_project_dir,
+        project_path(settings),
+        settings.typed_schema,
+        app_links(settings.app_databases()),  # the app tables' foreign keys: analytics_x's second hop
+    )
 
 
 def run_dbt(settings: Settings, command: str = "build", *extra: str, raise_on_failure: bool = True) -> DbtReport:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from trackway.config import Settings
+from trackway.config import ConfigError, Settings
 from trackway.transform.dbt_runner import project_path, run_dbt
 
 COMPILE_COMMAND = "trackway transform compile"
@@ -30,12 +30,12 @@ FINGERPRINT_FILE = "fingerprint.json"
 # dbt's own output inside a project folder: never an input of the manifest.
 _NOT_INPUTS = {"target", "logs", "dbt_packages", "__pycache__"}
 # The modules that turn a plan into dbt models (trackway.plan.dbtgen and what it reads the plan with).
-_GENERATOR = ("dbtgen.py", "names.py", "model.py")
+_GENERATOR = ("dbtgen.py", "xgen.py", "names.py", "model.py")
 _ADAPTERS = {"duckdb": "dbt-duckdb", "postgres": "dbt-postgres", "bigquery": "dbt-bigquery"}
 # What each fingerprint part means, for the stale message.
 _PARTS = {
     "dbt project": "the dbt project's files changed",
-    "tracking plan": "the tracking plan (or TRACKWAY_TYPED_SCHEMA) changed",
+    "tracking plan": "the tracking plan (or TRACKWAY_TYPED_SCHEMA, or the sources file's references) changed",
     "plan model generator": "the code that generates the plan's models (trackway.plan) changed",
     "dbt versions": "dbt or its adapter was upgraded",
     "dbt target": "the warehouse's dbt target changed",
@@ -111,6 +111,15 @@ def _dbt_versions(settings: Settings) -> str:
     return ", ".join(sorted(f"{d.metadata['Name'].lower()} {d.version}" for d in dists))
 
 
+def _app_links(settings: Settings) -> str:
+    """The app tables' foreign keys in the sources file (analytics_x's second hop, trackway.plan.xgen)."""
+    try:
+        links = sorted((d.schema, t.name, t.references) for d in settings.app_databases() for t in d.tables)
+    except ConfigError as exc:  # compile says what is wrong; here it only makes the manifest stale
+        return f"unreadable ({exc})"
+    return hashlib.blake2b(repr(links).encode(), digest_size=8).hexdigest()
+
+
 def fingerprint(settings: Settings) -> dict[str, str]:
     """What the manifest depends on, each part a short string; no dbt, no writes."""
     import trackway.plan
@@ -119,7 +128,9 @@ def fingerprint(settings: Settings) -> dict[str, str]:
     if settings.plan_dir is None:
         parts["tracking plan"] = parts["plan model generator"] = "none"
     else:
-        parts["tracking plan"] = f"{_tree_hash(settings.plan_dir)} typed schema {settings.typed_schema}"
+        parts["tracking plan"] = (
+            f"{_tree_hash(settings.plan_dir)} typed schema {settings.typed_schema} app links {_app_links(settings)}"
+        )
         package = Path(trackway.plan.__file__).parent
         parts["plan model generator"] = hashlib.blake2b(
             b"".join((package / name).read_bytes() for name in _GENERATOR), digest_size=16

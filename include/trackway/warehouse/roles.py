@@ -1,8 +1,9 @@
 """One PostgreSQL role per job, made by ``trackway warehouse grant`` (docs/reference/warehouse-roles.md).
 
-* the loader owns schema ``raw`` (landing tables and ledger) and nothing else;
-* dbt (transform) reads ``raw.events_raw``, owns the schemas it builds and may create schemas;
-* the reader selects from the analysts' schemas, from raw's ledger and from the lineage
+* the loader owns schema ``raw`` (landing tables and ledger) and the application schemas the
+  app sync writes (``app`` and dlt's ``app_staging``; adr/0023), and nothing else;
+* dbt (transform) reads ``raw.events_raw`` and ``app``, owns the schemas it builds and may create schemas;
+* the reader selects from the analysts' schemas (``app`` among them), from raw's ledger and from the lineage
   columns of the landing tables (what ``trackway status`` counts), never a raw line; its
   sessions start read-only.
 
@@ -22,7 +23,9 @@ from trackway.config import ConfigError, WarehouseTarget
 from trackway.rawdata.schema import EVENTS_RAW, LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES
 
 # dbt's schemas (include/dbt/dbt_project.yml; staging also holds the PostgreSQL helper functions).
-DBT_SCHEMAS = ("staging", "intermediate", "analytics", "audit")  # audit: what each dbt run built and tested
+DBT_SCHEMAS = ("staging", "intermediate", "analytics", "audit", "analytics_x")  # audit: what each dbt run did
+# The analysts' schemas among them (analytics_x: events joined with application rows, trackway.plan.xgen).
+READ_SCHEMAS = ("analytics", "audit", "analytics_x")
 # What trackway status reads of a landing table: where each line came from and whether it parsed.
 LINEAGE_COLUMNS = ("source_object", "line_number", "load_id", "loaded_at", "parse_error", "received_at")
 # What trackway health counts per hour (volume per source, stopped events, quarantine spikes): names, not lines.
@@ -83,8 +86,12 @@ def grant_statements(
     *,
     existing: dict[str, list[tuple[str, str]]] | None = None,
     masked: bool = False,
+    app_schemas: tuple[str, ...] = ("app",),
 ) -> Iterator[sql.Composable]:
-    """Every statement, in order. ``existing``: relations and functions already in raw and dbt's schemas, to own."""
+    """Every statement, in order. ``existing``: relations and functions already in raw and dbt's schemas, to own.
+
+    ``app_schemas``: where app_sync writes the product's tables (``schema:`` of the sources file's databases).
+    """
     loader, transform, reader = (roles[j].name for j in ("load", "transform", "read"))
     db = sql.Identifier(database)
     for role in roles.values():
@@ -131,6 +138,16 @@ def grant_statements(
         _table(RAW_SCHEMA, LOADED_OBJECTS), _table(RAW_SCHEMA, LOAD_RUNS), sql.Identifier(reader)
     )
 
+    # The product's tables (app_sync, as the loader) and dlt's merge staging: the loader's; dbt and the reader read them.
+    for schema in app_schemas:
+        for owned in (schema, f"{schema}_staging"):
+            yield sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                sql.Identifier(owned), sql.Identifier(loader)
+            )
+            yield sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(owned), sql.Identifier(loader))
+            yield from _own(existing, owned, loader)
+        yield from _readable(schema, loader, transform, reader)
+
     # dbt's schemas: the transform's. The reader sees the analysts' ones, now and as dbt rebuilds them.
     for schema in (*DBT_SCHEMAS, typed_schema):
         yield sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
@@ -138,14 +155,17 @@ def grant_statements(
         )
         yield sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), sql.Identifier(transform))
         yield from _own(existing, schema, transform)
-    for schema in ("analytics", "audit", typed_schema):
-        yield sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(reader))
-        yield sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
-            sql.Identifier(schema), sql.Identifier(reader)
-        )
-        yield sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
-            sql.Identifier(transform), sql.Identifier(schema), sql.Identifier(reader)
-        )
+    for schema in (*READ_SCHEMAS, typed_schema):
+        yield from _readable(schema, transform, reader)
+
+
+def _readable(schema: str, owner: str, *readers: str) -> Iterator[sql.Composable]:
+    """``readers`` may select from every table of ``schema``, now and as ``owner`` makes new ones."""
+    yield sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), _ids(*readers))
+    yield sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(sql.Identifier(schema), _ids(*readers))
+    yield sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
+        sql.Identifier(owner), sql.Identifier(schema), _ids(*readers)
+    )
 
 
 def _own(
@@ -183,7 +203,9 @@ class GrantError(RuntimeError):
     """The server refused a statement; the message names it and who may run the command."""
 
 
-def grant(admin: WarehouseTarget, roles: dict[str, JobRole], typed_schema: str) -> None:
+def grant(
+    admin: WarehouseTarget, roles: dict[str, JobRole], typed_schema: str, app_schemas: tuple[str, ...] = ("app",)
+) -> None:
     """Create or update the roles and their privileges in one transaction, as TRACKWAY_WAREHOUSE_URL's role."""
     import psycopg
 
@@ -191,7 +213,7 @@ def grant(admin: WarehouseTarget, roles: dict[str, JobRole], typed_schema: str) 
 
     wh = PostgresWarehouse(admin)
     try:
-        _grant(wh.con, roles, typed_schema)
+        _grant(wh.con, roles, typed_schema, app_schemas)
     except psycopg.Error as exc:
         raise GrantError(
             f"{admin.display_url} refused it ({str(exc).splitlines()[0]}): run `trackway warehouse grant` as "
@@ -201,8 +223,8 @@ def grant(admin: WarehouseTarget, roles: dict[str, JobRole], typed_schema: str) 
         wh.close()
 
 
-def _grant(con: Any, roles: dict[str, JobRole], typed_schema: str) -> None:
-    schemas = (RAW_SCHEMA, *DBT_SCHEMAS, typed_schema)
+def _grant(con: Any, roles: dict[str, JobRole], typed_schema: str, app_schemas: tuple[str, ...]) -> None:
+    schemas = (RAW_SCHEMA, *DBT_SCHEMAS, typed_schema, *app_schemas, *(f"{s}_staging" for s in app_schemas))
     with con.transaction(), con.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('trackway.raw.ddl'))")  # beside a first load's DDL
         cur.execute("SELECT current_database()")
@@ -212,5 +234,5 @@ def _grant(con: Any, roles: dict[str, JobRole], typed_schema: str) -> None:
             if cur.fetchone() is None:
                 cur.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role.name)))
         existing = existing_objects(cur, schemas)
-        for statement in grant_statements(database, roles, typed_schema, existing=existing):
+        for statement in grant_statements(database, roles, typed_schema, existing=existing, app_schemas=app_schemas):
             cur.execute(statement)

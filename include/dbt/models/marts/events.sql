@@ -260,6 +260,8 @@ select
     {% for column in columns[6:] -%}
         {{ column }},
     {% endfor -%}
+    -- set by the collector's sampling (docs/privacy.md); 1 for every unsampled event
+    {{ trackway.sample_rate('context') }} as sample_rate,
     current_timestamp as transformed_at
 from written
 {%- if is_incremental() %}
