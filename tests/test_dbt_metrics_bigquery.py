@@ -14,9 +14,9 @@ import json
 
 import pytest
 
-from bigquery_stack import bigquery_stack
-from dbt_helpers import INSERT_RAW, raw_row
-from test_dbt_incremental import RUN_COLUMNS
+from bigquery_stack import bigquery_stack, insert_raw_rows
+from dbt_helpers import raw_row
+from test_dbt_incremental_bigquery import _snapshot
 from test_dbt_metrics import BATCHES, CHECKOUT, DECLARED, LOADS, METRIC_MARTS, _z_test
 from trackway.config import load_settings
 from trackway.transform.dbt_runner import run_dbt
@@ -25,17 +25,6 @@ from trackway.warehouse import open_warehouse
 pytestmark = pytest.mark.slow
 # The metric marts, what they are built from and their data tests: each query is a job on the emulator.
 SELECT = ("--select", "+path:models/marts/metrics", "events_rejected", "--exclude", "resource_type:unit_test")
-
-
-def _snapshot(wh) -> dict[str, list[str]]:
-    out = {}
-    for table in METRIC_MARTS:
-        names, rows = wh.query_with_headers(f"SELECT * FROM analytics.{table}", limit=100_000)
-        out[table] = sorted(
-            json.dumps({k: v for k, v in zip(names, row, strict=True) if k not in RUN_COLUMNS}, default=str)
-            for row in rows
-        )
-    return out
 
 
 def test_metric_marts_on_bigquery(tmp_path, trackway_env, monkeypatch):
@@ -51,15 +40,12 @@ def test_metric_marts_on_bigquery(tmp_path, trackway_env, monkeypatch):
                 for index in loads
                 for n, line in enumerate(BATCHES[index], 1)
             ]
-            head, values = INSERT_RAW.split(" values ")
-            placeholders = ", ".join([values.replace("%s", "?")] * len(rows))
-            with open_warehouse(settings.warehouse) as wh:  # one statement: each query is a job on BigQuery
-                wh.query(f"{head} values {placeholders}", [value for row in rows for value in row])
+            insert_raw_rows(settings.warehouse, rows)
             monkeypatch.setenv("TRACKWAY_DBT_METRICS", json.dumps(DECLARED[loads[-1]]))
             report = run_dbt(settings, "build", *SELECT)
             assert report.success and report.tests_failed == 0, report.summary() + "\n".join(report.errors)
         with open_warehouse(settings.warehouse) as wh:
-            incremental = _snapshot(wh)
+            incremental = _snapshot(wh, METRIC_MARTS)
             funnel = wh.query(
                 "SELECT first_touch_utm_source, step_number, reached_people FROM analytics.funnels "
                 "WHERE funnel_name = 'activation' AND entry_date = DATE '2026-11-02' "
@@ -72,7 +58,7 @@ def test_metric_marts_on_bigquery(tmp_path, trackway_env, monkeypatch):
             dropped = wh.query("SELECT count(*) FROM analytics.funnels WHERE funnel_name = 'dropped'")
         assert run_dbt(settings, "build", "--full-refresh", *SELECT).success
         with open_warehouse(settings.warehouse) as wh:
-            full_refresh = _snapshot(wh)
+            full_refresh = _snapshot(wh, METRIC_MARTS)
     for table in METRIC_MARTS:
         assert incremental[table] == full_refresh[table], table
     assert [tuple(r) for r in funnel] == [
