@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bq_emulator import PROJECT, BigQueryEmulator
+from dbt_helpers import INSERT_RAW
 from gcs_emulator import FakeGCS
 
 
@@ -51,3 +52,13 @@ def bigquery_stack(workdir: Path) -> Iterator[BigQueryStack]:
         if bq is not None:
             bq.stop()
         gcs.stop()
+
+
+def insert_raw_rows(target, rows: list[tuple]) -> None:
+    """raw.events_raw rows (dbt_helpers.raw_row) in one INSERT: each query is a job on BigQuery."""
+    from trackway.warehouse import open_warehouse
+
+    head, values = INSERT_RAW.split(" values ")
+    placeholders = ", ".join([values.replace("%s", "?")] * len(rows))
+    with open_warehouse(target) as wh:
+        wh.query(f"{head} values {placeholders}", [value for row in rows for value in row])

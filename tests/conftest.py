@@ -43,6 +43,8 @@ LONGEST_FILES = (
     "test_demo.py",  # ~150 s
     "test_end_to_end_postgres.py",  # ~200 s
     "test_reprocess_and_retries.py",  # ~140 s (measured on a loaded machine, 2026-12-02)
+    "test_dbt_metrics.py",  # ~130 s
+    "test_dbt_metrics_bigquery.py",  # ~80-125 s
     "test_dbt_incremental_bigquery.py",  # ~95 s
     "test_privacy_end_to_end.py",  # ~80 s (DuckDB ~50 s, PostgreSQL ~30 s)
     "test_pipeline_warehouses.py",  # ~70 s

@@ -120,6 +120,7 @@ def test_events_transform_has_a_task_per_model_test_and_source(dagbag):
     ids = {t.task_id for t in dag.tasks}
     models = ["stg_events", "int_events_new", "events", "events_rejected", "sessions", "identity_map", "users"]
     models += ["daily_active_users", "experiment_assignments", "int_identity_links", "int_person_days"]
+    models += ["stickiness", "funnels", "retention_cohorts", "experiment_results", "page_paths"]  # product metrics
     assert {f"dbt.{m}_model_build" for m in models} <= ids, sorted(ids)
     assert any("events_raw" in i and "source" in i for i in ids), sorted(ids)  # freshness
     assert any("assert_every_raw_line_is_accounted_for" in i for i in ids), sorted(ids)
@@ -127,6 +128,11 @@ def test_events_transform_has_a_task_per_model_test_and_source(dagbag):
     assert not any("unit" in i for i in ids)
     events = dag.get_task("dbt.events_model_build")
     assert "dbt.int_events_new_model_build" in events.upstream_task_ids
+    assert dag.get_task("dbt.funnels_model_build").upstream_task_ids >= {
+        "dbt.events_model_build",
+        "dbt.sessions_model_build",
+    }
+    assert "dbt.daily_active_users_model_build" in dag.get_task("dbt.stickiness_model_build").upstream_task_ids
     assert dag.get_task("publish").upstream_task_ids  # after the dbt group
     assert dag.max_active_tasks == 1  # DuckDB: one writer at a time
 

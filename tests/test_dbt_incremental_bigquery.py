@@ -15,8 +15,8 @@ import json
 
 import pytest
 
-from bigquery_stack import bigquery_stack
-from dbt_helpers import INSERT_RAW, raw_row
+from bigquery_stack import bigquery_stack, insert_raw_rows
+from dbt_helpers import raw_row
 from test_dbt_incremental import BATCHES, LOADS, MARTS, RUN_COLUMNS
 from test_dbt_source_dedup import BATCHES as COLLISIONS
 from test_dbt_source_dedup import FORGED, scoped_id
@@ -28,9 +28,9 @@ from trackway.warehouse import open_warehouse
 pytestmark = pytest.mark.slow
 
 
-def _snapshot(wh) -> dict[str, list[str]]:
+def _snapshot(wh, tables: list[str] = MARTS) -> dict[str, list[str]]:
     out = {}
-    for table in MARTS:
+    for table in tables:
         names, rows = wh.query_with_headers(f"SELECT * FROM analytics.{table}", limit=100_000)
         out[table] = sorted(
             json.dumps({k: v for k, v in zip(names, row, strict=True) if k not in RUN_COLUMNS}, default=str)
@@ -59,10 +59,7 @@ def test_full_refresh_equals_the_incremental_runs_on_bigquery(tmp_path, trackway
                 for index in collisions
                 for n, line in enumerate(COLLISIONS[index], 1)
             ]
-            head, values = INSERT_RAW.split(" values ")
-            placeholders = ", ".join([values.replace("%s", "?")] * len(rows))
-            with open_warehouse(settings.warehouse) as wh:  # one statement: each query is a job on BigQuery
-                wh.query(f"{head} values {placeholders}", [value for row in rows for value in row])
+            insert_raw_rows(settings.warehouse, rows)
             report = run_dbt(settings, "build", "--exclude", "resource_type:unit_test")
             assert report.success and report.tests_failed == 0, report.summary()
         # The second build MERGEd events and sessions with a partition floor in a script variable

@@ -46,6 +46,9 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     # Personal data as stored (docs/privacy.md): the demo's own keyring, truncated request addresses.
     stored = re.search(r"context\.ip truncated \(([^)]*)\); traits\.email pseudonymised \(h1:demo:[a-z2-7]{16}", out)
     assert stored and all(ip.endswith(".0") for ip in stored.group(1).split(", ")), out
+    # The funnels the plan's metrics.yaml declares (analytics.funnels), entered by everyone who searched.
+    assert "Funnels (analytics.funnels" in out and "renter_activation by first touch" in out
+    assert re.search(r"^\s*renter_activation\s+1\s+Listings Searched\s+[\d,]+\s+100\.0\s*$", out, re.MULTILINE), out
 
     # The tracking plan: the three deliberate violations are flagged at the collector and found in the warehouse.
     assert re.search(r"tracking plan \(.*\): [\d,]+ events checked, 3 flagged, 0 blocked", out), out

@@ -138,3 +138,27 @@
         {{ dbt.default__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) }}
     {%- endif -%}
 {%- endmacro %}
+
+
+{% macro bigquery__sql_string(value) -%}
+    '{{ value | string | replace("\\", "\\\\") | replace("'", "\\'") | replace("\n", "\\n") | replace("\r", "\\r") }}'
+{%- endmacro %}
+
+
+{% macro bigquery__type_double() -%}float64{%- endmacro %}
+
+
+{#- date_trunc(d, isoweek) is the same; bqemulator 1.4.0 cannot translate it. 1900-01-01 was a Monday. -#}
+{% macro bigquery__week_start(date_expr) -%}
+    date_add(date '1900-01-01', interval div(date_diff({{ date_expr }}, date '1900-01-01', day), 7) * 7 day)
+{%- endmacro %}
+
+
+{% macro bigquery__days_between(later, earlier) -%}
+    date_diff({{ later }}, {{ earlier }}, day)
+{%- endmacro %}
+
+
+{% macro bigquery__add_days(date_expr, days) -%}
+    date_add({{ date_expr }}, interval ({{ days }}) day)
+{%- endmacro %}

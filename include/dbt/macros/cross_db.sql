@@ -311,3 +311,57 @@
 {% macro default__utc_text(ts_expr) -%}
     cast(({{ ts_expr }}) at time zone 'UTC' as text)
 {%- endmacro %}
+
+
+{# A text value as an SQL string literal. BigQuery escapes with backslashes, not by doubling quotes. #}
+{% macro sql_string(value) -%}
+    {{ return(adapter.dispatch('sql_string', 'trackway')(value)) }}
+{%- endmacro %}
+
+{% macro default__sql_string(value) -%}
+    '{{ value | string | replace("'", "''") }}'
+{%- endmacro %}
+
+
+{# Double-precision floating point (DuckDB's FLOAT is single precision). #}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'trackway')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}double precision{%- endmacro %}
+
+
+{# a / b as a double; NULL when b is 0 or NULL. #}
+{% macro safe_ratio(numerator, denominator) -%}
+    cast({{ numerator }} as {{ trackway.type_double() }}) / nullif(cast({{ denominator }} as {{ trackway.type_double() }}), 0)
+{%- endmacro %}
+
+
+{# The Monday starting the ISO week of a date (DuckDB and PostgreSQL: date - integer is a date). #}
+{% macro week_start(date_expr) -%}
+    {{ return(adapter.dispatch('week_start', 'trackway')(date_expr)) }}
+{%- endmacro %}
+
+{% macro default__week_start(date_expr) -%}
+    cast({{ date_expr }} - cast(extract(isodow from {{ date_expr }}) - 1 as integer) as date)
+{%- endmacro %}
+
+
+{# Whole days from `earlier` to `later` (two dates). #}
+{% macro days_between(later, earlier) -%}
+    {{ return(adapter.dispatch('days_between', 'trackway')(later, earlier)) }}
+{%- endmacro %}
+
+{% macro default__days_between(later, earlier) -%}
+    ({{ later }} - {{ earlier }})
+{%- endmacro %}
+
+
+{# A date plus a whole number of days (negative to go back). #}
+{% macro add_days(date_expr, days) -%}
+    {{ return(adapter.dispatch('add_days', 'trackway')(date_expr, days)) }}
+{%- endmacro %}
+
+{% macro default__add_days(date_expr, days) -%}
+    cast({{ date_expr }} + ({{ days }}) as date)
+{%- endmacro %}

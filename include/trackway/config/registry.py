@@ -866,6 +866,16 @@ INTERNAL: tuple[Setting, ...] = (
     Setting("TRACKWAY_BQ_DATASET_PREFIX", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_BQ_LOCATION", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_BQ_API_ENDPOINT", "string", "none", False, "transform", _DBT_PROFILE, True),
+    Setting(
+        "TRACKWAY_DBT_METRICS",
+        "string",
+        "none",
+        False,
+        "transform",
+        "Set by Trackway for dbt's var('metrics'): the plan folder's metrics.yaml (funnels, experiment goals) "
+        "as JSON; do not set it",
+        True,
+    ),
     *(
         Setting(name, "secret", "none (required)", True, "compose", f"docker-compose.yaml only: {what}")
         for name, what in (

@@ -62,3 +62,25 @@ GROUP BY listing__city, listing__neighbourhood
 ORDER BY views DESC, listing__city, listing__neighbourhood
 LIMIT 8
 """
+
+# The funnels declared in the plan's metrics.yaml (analytics.funnels), summed over entry days and sources.
+FUNNEL_STEPS = """
+SELECT funnel_name, step_number, step_name, sum(reached_people) AS people,
+       round(CAST(100.0 * sum(reached_people) / sum(entered_people) AS NUMERIC), 1) AS pct_of_entered
+FROM analytics.funnels
+GROUP BY funnel_name, step_number, step_name
+ORDER BY funnel_name DESC, step_number
+"""
+
+# Who signs up, by where they first came from: renter_activation's step 3 against its entries.
+FUNNEL_BY_FIRST_TOUCH = """
+SELECT first_touch_utm_source,
+       sum(CASE WHEN step_number = 1 THEN reached_people ELSE 0 END) AS searched,
+       sum(CASE WHEN step_number = 3 THEN reached_people ELSE 0 END) AS signed_up,
+       round(CAST(100.0 * sum(CASE WHEN step_number = 3 THEN reached_people ELSE 0 END)
+                  / sum(CASE WHEN step_number = 1 THEN reached_people ELSE 0 END) AS NUMERIC), 1) AS pct_signed_up
+FROM analytics.funnels
+WHERE funnel_name = 'renter_activation'
+GROUP BY first_touch_utm_source
+ORDER BY searched DESC, first_touch_utm_source
+"""

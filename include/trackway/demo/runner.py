@@ -312,6 +312,16 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         _say(format_table(["path", "views", "viewers"], wh.query(answers.PAGE_VIEWS_BY_PATH)))
         _say("\nAnonymous visitors who signed up")
         _say(format_table(["anonymous visitors", "signed up"], wh.query(answers.SIGNUP_CONVERSION)))
+        funnel_steps = wh.query(answers.FUNNEL_STEPS) if wh.table_exists("analytics", "funnels") else []
+        if funnel_steps:
+            _say("\nFunnels (analytics.funnels, declared in the plan's metrics.yaml; people, stitched)")
+            _say(format_table(["funnel", "step", "name", "people", "% of entered"], funnel_steps))
+            _say("\nrenter_activation by first touch (utm_source of each person's first visit)")
+            _say(
+                format_table(
+                    ["first touch", "searched", "signed up", "% signed up"], wh.query(answers.FUNNEL_BY_FIRST_TOUCH)
+                )
+            )
         if wh.table_exists("analytics_x", "listing_viewed"):
             _say("\nListing views by neighbourhood (analytics_x.listing_viewed: events joined with app.listings)")
             _say(

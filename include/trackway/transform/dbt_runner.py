@@ -68,9 +68,13 @@ def _environ(extra: dict[str, str]) -> Iterator[None]:
 
 
 def dbt_environment(settings: Settings) -> dict[str, str]:
+    from trackway.plan.metrics import dbt_metrics_env
+
     env = settings.transform_warehouse.dbt_env()
     # No phoning home: the embedded default must work offline.
     env.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"})
+    # Funnels and experiment goals declared beside the tracking plan (var('metrics')).
+    env.update(dbt_metrics_env(settings.plan_dir))
     return env
 
 
@@ -124,11 +128,14 @@ def project_dir(settings: Settings) -> Path:
     if settings.plan_dir is None:
         return settings.dbt_project_dir
     from trackway.plan.dbtgen import project_with_plan
+    from trackway.plan.metrics import check_metrics
     from trackway.plan.model import load_plan
     from trackway.plan.xgen import app_links
 
+    plan = load_plan(settings.plan_dir)
+    check_metrics(settings.plan_dir, plan)  # funnels' and goals' events against the plan, before dbt checks their shape
     return project_with_plan(
-        load_plan(settings.plan_dir),
+        plan,
         settings.dbt_project_dir,
         project_path(settings),
         settings.typed_schema,
