@@ -24,6 +24,7 @@ _COMPONENT_TITLES = {
     "plan": "Tracking plan (collector enforcement, typed views, `trackway plan`)",
     "dags": "DAGs (retries, deadlines, alerts, backfills through Airflow)",
     "health": "Health checks (`trackway health`, the pipeline_health DAG)",
+    "stack": "The local stack (`trackway up`, `make up`)",
     "compose": "docker-compose only",
 }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from trackway.rawdata.records import ObjectLoad
+
 
 @dataclass
 class LoadReport:
@@ -25,6 +27,25 @@ class LoadReport:
     #: Late objects older than the sweep horizon, not loaded: they need `trackway load --hour H`.
     objects_beyond_sweep: list[tuple[str, str]] = field(default_factory=list)  # (URL, hour YYYY-MM-DDTHH)
     seconds: float = 0.0
+    #: Per raw root read (the collector's events/ and quarantine/ prefixes, each sources-file source):
+    #: {"objects", "bytes", "rows"} loaded from it, for the run's lineage (trackway.orchestration.lineage).
+    inputs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, load: ObjectLoad, *, root: str, quarantined: bool) -> None:
+        """Add one loaded object: read from ``root``, its rows into raw.events_quarantine if ``quarantined``."""
+        self.objects_loaded += 1
+        self.parse_errors += load.parse_errors
+        self.blank_lines += load.blank_lines
+        if load.object_error:
+            self.object_errors.append(f"{load.source_object}: {load.object_error}")
+        if quarantined:
+            self.quarantined_rows += load.rows
+        else:
+            self.rows_loaded += load.rows
+        tally = self.inputs.setdefault(root, {"objects": 0, "bytes": 0, "rows": 0})
+        tally["objects"] += 1
+        tally["bytes"] += load.size_bytes
+        tally["rows"] += load.rows
 
     def as_dict(self) -> dict:
         data = asdict(self)
