@@ -11,7 +11,7 @@ DBT_STAMP := $(DBT_VENV)/.trackway-dbt-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: help install dbt-venv demo test lint format docs lock lock-dbt airflow-ui clean postgres-server
+.PHONY: help install dbt-venv demo up down test lint format docs lock lock-dbt clean postgres-server
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,13 @@ dbt-venv: $(DBT_STAMP) ## create/update .dbt-venv, the environment dbt-bigquery 
 
 demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
+
+# The stack in the foreground, one supervisor, prefixed logs; Ctrl-C (or make down) stops it (trackway up --help).
+up: $(STAMP) ## run the collector and Airflow (API server, scheduler, DAG processor, triggerer) on the embedded default
+	$(BIN)/trackway up
+
+down: ## stop the stack make up runs for this TRACKWAY_HOME
+	$(BIN)/trackway down
 
 # Test files run on one worker per core (pytest-xdist); each worker has its own Airflow DB, Cosmos cache and
 # servers (tests/conftest.py). PYTEST_WORKERS=0 runs them in this process, one after the other.
@@ -145,9 +152,6 @@ lock-dbt: $(BIN)/python ## re-pin requirements-dbt.txt from requirements-dbt.in
 	  echo "# Regenerate with: make lock-dbt   (uv pip compile requirements-dbt.in)"; \
 	  $(BIN)/uv pip compile --quiet requirements-dbt.in --python-version 3.11 --no-header; \
 	} > requirements-dbt.txt
-
-airflow-ui: $(STAMP) ## run Airflow (scheduler + UI on http://localhost:8081) on the embedded default
-	eval "$$($(BIN)/trackway env)" && PATH="$(abspath $(BIN)):$$PATH" airflow standalone
 
 clean: ## remove the demo's data (.trackway/); keeps .venv
 	rm -rf .trackway

@@ -288,6 +288,6 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  Raw events:  {settings.events_url}")
     _say(f"  Warehouse:   {settings.warehouse.duckdb_path or settings.warehouse.display_url}")
     _say('  Query it:    .venv/bin/trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1"')
-    _say("  Airflow UI:  make airflow-ui   (then http://localhost:8081, user admin; runs, logs, assets)")
+    _say("  Airflow:     make up   (the whole stack on this folder: scheduler, UI with these runs, collector)")
     _say(f"  Logs:        {settings.home / 'logs'}")
     return 0
