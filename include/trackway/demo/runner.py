@@ -139,6 +139,9 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         # os.environ, so the collector and the Airflow tasks started below see it too.
         os.environ["TRACKWAY_PLAN_DIR"] = str(PLAN_DIR)
         settings = load_settings()
+    # Before anything imports Airflow (counting the raw objects does): with the OpenLineage namespace unset,
+    # Cosmos's settings printed "section/key [openlineage/namespace] not found in config".
+    apply_airflow_defaults(settings)
     env = dict(os.environ)
     env.update({"TRACKWAY_HOME": str(settings.home), "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "2"})
     day = day or (datetime.now(UTC).date() - timedelta(days=1))
@@ -205,7 +208,6 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  {objects} gzip'd NDJSON objects, {lines:,} lines under {settings.events_url}")
 
     _stage(4, "events_load: `airflow dags test events_load <hour end>` for each hour received")
-    apply_airflow_defaults(settings)
     secs = _airflow(["db", "migrate"], "airflow-db-migrate.log", settings)
     _say(f"  Airflow metadata DB ready (SQLite, {secs:.0f}s)")
     for hour in hours_between(first_hour, last_hour + timedelta(hours=1)):
