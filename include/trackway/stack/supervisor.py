@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,7 +143,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
 
-    def wait(self, on_tick: Callable[[], None] | None = None) -> int:
+    def wait(self) -> int:
         """Until a stop is asked for or a child exits; then stop all. 0 after a requested stop, 1 if one died."""
         while self._stop_reason is None:
             for child in self.children:
@@ -154,8 +153,6 @@ class Supervisor:
                     self.failed = f"{child.name} exited with code {code}"
                     self.say(f"{self.failed}: stopping the stack (its last lines are above)")
                     self.request_stop(self.failed)
-            if on_tick is not None and self._stop_reason is None:
-                on_tick()
             time.sleep(0.2)
         self.say(f"stopping ({self._stop_reason}): SIGTERM to {', '.join(c.name for c in self._running())}")
         self._terminate(self.children)
