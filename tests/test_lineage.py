@@ -83,3 +83,18 @@ def test_events_load_emits_its_objects_and_rows_to_openlineage(trackway_env, air
     assert outputs[events_raw]["outputFacets"]["outputStatistics"]["rowCount"] == 8
     events_quarantine = table_dataset(settings.warehouse, "raw", "events_quarantine")
     assert outputs[events_quarantine]["outputFacets"]["outputStatistics"]["rowCount"] == 1
+
+
+def test_dataset_names_follow_the_openlineage_spec_and_dbts_processor():
+    """Object stores as the OpenLineage naming spec has them; tables exactly as dbt's processor names them,
+    so a lineage backend joins the load's output to the models' input on every warehouse."""
+    from trackway.config import WarehouseTarget
+
+    assert url_dataset("s3://trackway-raw/segment/events") == ("s3://trackway-raw", "segment/events")
+    assert url_dataset("gs://bucket/prefix/quarantine") == ("gs://bucket", "prefix/quarantine")
+    assert url_dataset("file:///var/lib/trackway/raw/events") == ("file", "/var/lib/trackway/raw/events")
+    postgres = WarehouseTarget.parse("postgresql://loader:secret@db.internal:5433/warehouse")
+    assert table_dataset(postgres, "raw", "events_raw") == ("postgres://db.internal:5433", "warehouse.raw.events_raw")
+    assert table_dataset(WarehouseTarget.parse("postgresql://u@db/wh"), "raw", "events_raw")[0] == "postgres://db:5432"
+    bigquery = WarehouseTarget.parse("bigquery://my-project/trackway")
+    assert table_dataset(bigquery, "raw", "events_raw") == ("bigquery", "my-project.trackway_raw.events_raw")
