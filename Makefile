@@ -11,7 +11,7 @@ DBT_STAMP := $(DBT_VENV)/.trackway-dbt-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: help install dbt-venv demo test lint format docs lock lock-dbt airflow-ui clean postgres-server
+.PHONY: help install dbt-venv demo up down test test-stack lint format docs lock lock-dbt clean postgres-server
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,12 +51,25 @@ dbt-venv: $(DBT_STAMP) ## create/update .dbt-venv, the environment dbt-bigquery 
 demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
+# The stack in the foreground, one supervisor, prefixed logs; Ctrl-C (or make down) stops it (trackway up --help).
+up: $(STAMP) ## run the collector and Airflow (API server, scheduler, DAG processor, triggerer) on the embedded default
+	$(BIN)/trackway up
+
+down: ## stop the stack make up runs for this TRACKWAY_HOME
+	$(BIN)/trackway down
+
 # Test files run on one worker per core (pytest-xdist); each worker has its own Airflow DB, Cosmos cache and
 # servers (tests/conftest.py). PYTEST_WORKERS=0 runs them in this process, one after the other.
 PYTEST_WORKERS ?= auto
 
-test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite (but the stack's: make test-stack)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack" $(PYTEST_ARGS)
+
+# The production shape as real processes (tests/test_stack.py, marker "stack"): `trackway up` with Airflow on
+# PostgreSQL, LocalExecutor then CeleryExecutor with Redis. Minutes of Airflow processes on two cores, so it
+# runs after `make test` (CI: .ci/run), one stack at a time, not inside the parallel suite.
+test-stack: $(STAMP) postgres-server redis ## the whole stack as real processes: make up's, on PostgreSQL, LocalExecutor and Celery
+	$(BIN)/python -m pytest -q -m stack -p no:randomly tests/test_stack.py $(PYTEST_ARGS)
 
 # sqlfluff's dbt templater parses the project against a throwaway DuckDB file.
 LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb
@@ -107,6 +120,15 @@ browser: ## make sure Debian's chromium exists (tests/test_browser_analytics_js.
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	else echo "/usr/bin/chromium is missing and apt-get is not available: install your distribution's chromium package at /usr/bin/chromium to run tests/test_browser_analytics_js.py"; exit 1; fi
 
+.PHONY: redis
+redis: ## make sure Debian's redis-server exists (the CeleryExecutor broker of tests/test_stack.py)
+	@if command -v redis-server >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "==> installing Debian's redis-server package (the Celery broker of the stack test)"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	else echo "redis-server is missing and apt-get is not available: install your distribution's redis package to run make test-stack"; exit 1; fi
+
 .PHONY: wrk bench-collector
 wrk: ## make sure Debian's wrk exists (the HTTP load generator of benchmarks/bench_collector.py)
 	@if command -v wrk >/dev/null 2>&1; then :; \
@@ -145,9 +167,6 @@ lock-dbt: $(BIN)/python ## re-pin requirements-dbt.txt from requirements-dbt.in
 	  echo "# Regenerate with: make lock-dbt   (uv pip compile requirements-dbt.in)"; \
 	  $(BIN)/uv pip compile --quiet requirements-dbt.in --python-version 3.11 --no-header; \
 	} > requirements-dbt.txt
-
-airflow-ui: $(STAMP) ## run Airflow (scheduler + UI on http://localhost:8081) on the embedded default
-	eval "$$($(BIN)/trackway env)" && PATH="$(abspath $(BIN)):$$PATH" airflow standalone
 
 clean: ## remove the demo's data (.trackway/); keeps .venv
 	rm -rf .trackway

@@ -6,15 +6,15 @@ are safe because each object is loaded exactly once (see trackway.load.loader).
 
 from __future__ import annotations
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import Param, dag, task
 
-from trackway.orchestration.assets import EVENTS_RAW
-from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
+from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert, load_timetable
+from trackway.orchestration.load_operator import LoadRawObjectsOperator
 
 
 @dag(
     dag_id="events_load",
-    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+    schedule=load_timetable(),  # hourly: one data interval per hour received
     params={"reload": Param(False, type="boolean", description="Reload objects already in the ledger for this hour")},
     tags=["trackway", "load"],
     deadline=deadline_alert(),  # a run still going TRACKWAY_DAG_DEADLINE_MINUTES after queued alerts
@@ -22,22 +22,9 @@ from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
     **dag_defaults(),
 )
 def events_load():
-    @task(outlets=[EVENTS_RAW])
-    def load_raw_objects(
-        data_interval_start=None, data_interval_end=None, dag_run=None, params=None, outlet_events=None
-    ):
-        from trackway.config import load_settings
-        from trackway.load.loader import load_interval
-
-        report = load_interval(
-            load_settings(),
-            data_interval_start,
-            data_interval_end,
-            triggered_by=f"airflow:{dag_run.run_id}",
-            reload=bool(params.get("reload")),
-        )
-        outlet_events[EVENTS_RAW].extra = report.asset_extra()
-        return report.as_dict()
+    # Loads [data_interval_start, data_interval_end) plus late objects, publishes what it did on the
+    # raw.events_raw asset event, and tells OpenLineage which objects it read and how many rows it wrote.
+    load = LoadRawObjectsOperator(task_id="load_raw_objects")
 
     @task(retries=0)
     def check_load(report: dict) -> None:
@@ -46,7 +33,7 @@ def events_load():
 
         raise_if_needs_attention(report)
 
-    check_load(load_raw_objects())
+    check_load(load.output)
 
 
 events_load()

@@ -13,20 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from trackway.orchestration.airflow_env import airflow_defaults
+from trackway.orchestration.airflow_env import airflow_defaults, prepare_folders
 
 # Airflow reads its configuration at import: point it at a throwaway SQLite
-# metadata DB for the whole session before any test imports airflow.
+# metadata DB for the whole session before any test imports airflow. Each pytest-xdist worker
+# has its own (its Cosmos cache and OpenLineage file too: airflow_defaults puts them under it).
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="trackway-test-airflow-"))
 REPO_ROOT = Path(__file__).resolve().parents[1]
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ.update(airflow_defaults(_AIRFLOW_HOME))
+prepare_folders(airflow_defaults(_AIRFLOW_HOME))  # the OpenLineage file transport writes under it
 os.environ.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"})
 # dag.test() crashes after a successful run of a DAG with a deadline (apache/airflow#73428, Airflow 3.3.2):
 # the tests run DAGs without them; tests/test_dag_integrity.py checks the deadlines with the setting on.
 os.environ["TRACKWAY_DAG_DEADLINE_MINUTES"] = "0"
-# Cosmos caches partial parses per DAG; under pytest-xdist each worker needs its own cache (the default is /tmp/cosmos).
-os.environ["AIRFLOW__COSMOS__CACHE_DIR"] = str(_AIRFLOW_HOME / "cosmos")
 # GCS emulator tests (see tests/gcs_emulator.py): before anything imports gcsfs, and no metadata-server probe.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 os.environ.setdefault("NO_GCE_CHECK", "true")

@@ -63,12 +63,18 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     dictionary = re.search(r"^Data dictionary: (\S+)", out, re.MULTILINE)
     assert dictionary and "Listing Viewed" in Path(dictionary.group(1)).read_text(encoding="utf-8")
 
+    # Lineage: no OpenLineage warning in the demo's output or its Airflow logs, and the load's lineage is there.
+    home = Path(env["TRACKWAY_HOME"])
+    logs = [first.stdout, first.stderr, *(p.read_text(errors="replace") for p in (home / "logs").glob("*.log"))]
+    warnings = [line for text in logs for line in text.splitlines() if "warning" in line.lower()]
+    assert not [w for w in warnings if "lineage" in w.lower()], [w for w in warnings if "lineage" in w.lower()]
+    assert "events_load.load_raw_objects" in (home / "lineage" / "openlineage.ndjson").read_text()
+
     # The next run starts from nothing: it wipes the folder this run created (the rest of a run is the same
     # code on the same seeded events, so the test checks the wipe instead of paying for a second demo).
     from trackway.config import load_settings
     from trackway.demo.runner import DEMO_MARKER, _prepare_home
 
-    home = Path(env["TRACKWAY_HOME"])
     assert (home / "warehouse.duckdb").exists()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRACKWAY_HOME", str(home))

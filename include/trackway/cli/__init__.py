@@ -214,7 +214,16 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from trackway.demo.runner import DemoError, run_demo
+    from trackway.stack.state import running_stack
 
+    running = running_stack(load_settings())
+    if running is not None:  # the demo wipes its home: never under a running stack
+        print(
+            f"trackway demo: a stack is running for TRACKWAY_HOME={running.home} (`make up`, pid {running.pid}); "
+            "stop it first (`make down`) or give the demo another TRACKWAY_HOME",
+            file=sys.stderr,
+        )
+        return 1
     try:
         return run_demo(people=args.people, seed=args.seed)
     except DemoError as exc:
@@ -376,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.backfill import add_parsers as add_backfill_parsers
 
     add_backfill_parsers(sub)
+    from trackway.cli.stack import add_parsers as add_stack_parsers
+
+    add_stack_parsers(sub)
     return parser
 
 

@@ -28,8 +28,12 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"dry run: nothing loaded; {total[2]} object(s) would be loaded. Run again without --dry-run to load.")
         return 0
-    if not args.direct and _through_airflow(settings, start, end):
-        return 0
+    if not args.direct:
+        through = _through_airflow(settings, start, end)
+        if through is None:
+            return 1
+        if through:
+            return 0
     from trackway.load.loader import load_interval
 
     report = load_interval(
@@ -51,12 +55,33 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _through_airflow(settings, start: datetime, end: datetime) -> bool:
-    """Create the backfill in Airflow when its scheduler runs; False (load directly) when it does not."""
-    from trackway.orchestration.airflow_api import AirflowApi, AirflowUnavailable
+def _airflow(settings):
+    """TRACKWAY_AIRFLOW_API_URL's Airflow; without it, the stack `trackway up` runs for this TRACKWAY_HOME."""
+    from pydantic import SecretStr
+
+    from trackway.config.registry import DagsSection
+    from trackway.orchestration.airflow_api import AirflowApi
+    from trackway.stack.state import running_stack, stack_login
+
+    if not settings.section(DagsSection).airflow_api_url:
+        stack = running_stack(settings)
+        if stack is not None and stack.airflow_url.startswith("http"):
+            user, password = stack_login(stack) or (None, None)
+            print(f"Airflow of the running stack (trackway up): {stack.airflow_url}")
+            return AirflowApi(stack.airflow_url, user, SecretStr(password) if password else None)
+    return AirflowApi.from_settings(settings)
+
+
+def _through_airflow(settings, start: datetime, end: datetime) -> bool | None:
+    """Create the backfill in Airflow when its scheduler runs: True; False (load directly) when there is none.
+
+    None when Airflow refused it (another backfill running, an hour not over yet, no access): the reason is
+    printed and nothing is loaded here behind a scheduler that is running.
+    """
+    from trackway.orchestration.airflow_api import AirflowRefused, AirflowUnavailable
 
     try:
-        api = AirflowApi(settings)
+        api = _airflow(settings)
         if not api.scheduler_healthy():
             print("Airflow's scheduler is not healthy: loading directly instead")
             return False
@@ -65,9 +90,15 @@ def _through_airflow(settings, start: datetime, end: datetime) -> bool:
         return False
     try:
         backfill = api.create_backfill("events_load", start, end - timedelta(hours=1))
-    except AirflowUnavailable as exc:
+    except (AirflowRefused, AirflowUnavailable) as exc:
         # The scheduler runs: loading here beside it is not what was asked (and Airflow said why not).
-        raise SystemExit(f"trackway backfill: Airflow refused the backfill: {exc}. Fix that, or use --direct") from None
+        print(
+            f"trackway backfill: Airflow refused the backfill: {exc}\n"
+            "Nothing was loaded. Airflow only backfills hours that are over, one backfill per DAG at a time; "
+            "--direct loads here instead (the scheduler's hourly run also loads the current hour).",
+            file=sys.stderr,
+        )
+        return None
     print(
         f"Airflow backfill {backfill.get('id')} created for events_load, {start:%Y-%m-%dT%H} to "
         f"{end - timedelta(hours=1):%Y-%m-%dT%H}: its runs load the hours, and each load's asset event "
@@ -83,9 +114,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description=(
             "Backfill the hours --from .. --to (UTC, both included). --dry-run prints, from the object store and "
             "the ledger, per hour: objects found, loaded already, to load, damaged; nothing is written. Without it, "
-            "when TRACKWAY_AIRFLOW_API_URL names an Airflow whose scheduler is healthy, an Airflow backfill of "
-            "events_load is created (it shows in the UI and triggers the transform); otherwise the hours are loaded "
-            "directly, exactly once through the ledger."
+            "when TRACKWAY_AIRFLOW_API_URL (or else the stack `trackway up` runs for this TRACKWAY_HOME) names an "
+            "Airflow whose scheduler is healthy, an Airflow backfill of events_load is created (it shows in the UI "
+            "and triggers the transform; if Airflow refuses it, the reason is printed and nothing is loaded, exit 1); "
+            "otherwise the hours are loaded directly, exactly once through the ledger."
         ),
     )
     backfill.add_argument("--from", dest="start", required=True, metavar="HOUR", help="first hour, e.g. 2026-11-22T10")

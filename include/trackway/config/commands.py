@@ -25,6 +25,7 @@ _COMPONENT_TITLES = {
     "privacy": "Privacy (pseudonymisation keys, what the collector does to personal data; erasure requests, the privacy DAG; docs/privacy.md)",
     "dags": "DAGs (retries, deadlines, alerts, backfills through Airflow)",
     "health": "Health checks (`trackway health`, the pipeline_health DAG)",
+    "stack": "The local stack (`trackway up`, `make up`)",
     "compose": "docker-compose only",
 }
 

@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from trackway.config.errors import ConfigError
 
 # Who reads a setting. "all": every component (where the data is).
-COMPONENTS = ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "compose")
+COMPONENTS = ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "stack", "compose")
 # What each component reads, for `trackway config check --component X`.
 READS: dict[str, tuple[str, ...]] = {
     "collector": ("all", "collector", "plan", "privacy"),
@@ -40,7 +40,9 @@ READS: dict[str, tuple[str, ...]] = {
     "dags": ("all", "dags", "load", "transform", "plan", "privacy"),
     "health": ("all", "collector", "load", "health"),
     "demo": ("all", "collector", "load", "transform", "plan", "privacy", "dags"),
-    "all": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health"),
+    # `trackway up` starts the collector and the Airflow processes that run the DAGs.
+    "stack": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "stack"),
+    "all": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "stack"),
 }
 REFERENCE_PATH = "docs/reference/configuration.md"
 
@@ -727,6 +729,29 @@ class HealthSection(Section):
         return value
 
 
+class StackSection(Section):
+    """`trackway up` (make up): the collector and Airflow's processes on one machine, under one supervisor."""
+
+    component = "stack"
+
+    airflow_port: int = setting(
+        "TRACKWAY_AIRFLOW_PORT",
+        8081,
+        "Port of the Airflow API server and UI that `trackway up` starts (the collector has 8080); the tasks' "
+        "execution API URL follows it. An `AIRFLOW__API__PORT` you set wins",
+        ge=1,
+        le=65535,
+    )
+    stack_stop_seconds: float = setting(
+        "TRACKWAY_STACK_STOP_SECONDS",
+        90.0,
+        "How long `trackway up` waits, on Ctrl-C, SIGTERM or `trackway down`, for its processes to stop "
+        "(the collector uploads its spool, the scheduler lets running tasks finish) before it kills them",
+        gt=0,
+        allow_inf_nan=False,
+    )
+
+
 SECTIONS: tuple[type[Section], ...] = (
     CoreSection,
     CollectorSection,
@@ -737,6 +762,7 @@ SECTIONS: tuple[type[Section], ...] = (
     DagsSection,
     ErasureSection,
     HealthSection,
+    StackSection,
 )
 
 

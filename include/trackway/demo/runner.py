@@ -171,6 +171,9 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         append_key(keyring, new_key("demo", day))
         os.environ["TRACKWAY_PSEUDONYM_KEYS"] = str(keyring)
         settings = load_settings()
+    # Before anything imports Airflow (counting the raw objects does): with the OpenLineage namespace unset,
+    # Cosmos's settings printed "section/key [openlineage/namespace] not found in config".
+    apply_airflow_defaults(settings)
     env = dict(os.environ)
     env.update({"TRACKWAY_HOME": str(settings.home), "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "2"})
     write_key = next(iter(settings.write_keys))
@@ -241,7 +244,6 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     )
 
     _stage(4, "events_load: `airflow dags test events_load <hour end>` for each hour received; then app_sync")
-    apply_airflow_defaults(settings)
     secs = _airflow(["db", "migrate"], "airflow-db-migrate.log", settings)
     _say(f"  Airflow metadata DB ready (SQLite, {secs:.0f}s)")
     for hour in hours_between(first_hour, last_hour + timedelta(hours=1)):
@@ -352,6 +354,6 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  Raw events:  {settings.events_url}")
     _say(f"  Warehouse:   {settings.warehouse.duckdb_path or settings.warehouse.display_url}")
     _say('  Query it:    .venv/bin/trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1"')
-    _say("  Airflow UI:  make airflow-ui   (then http://localhost:8081, user admin; runs, logs, assets)")
+    _say("  Airflow:     make up   (the whole stack on this folder: scheduler, UI with these runs, collector)")
     _say(f"  Logs:        {settings.home / 'logs'}")
     return 0

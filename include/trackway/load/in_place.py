@@ -27,10 +27,14 @@ def load_in_place(
     known: dict[str, str],
     report: LoadReport,
     *,
+    roots: dict[str, str],
     reload: bool,
     say: Callable[[str], None],
 ) -> None:
-    """Hand every new or changed object to ``wh.load_in_place`` and add the results to ``report``."""
+    """Hand every new or changed object to ``wh.load_in_place`` and add the results to ``report``.
+
+    ``roots`` maps each raw table's name to the root its objects are read from (lineage).
+    """
     pending = []
     for item, url, (fingerprint, size) in zip(objects, urls, fingerprints, strict=True):
         loaded = known.get(url) == fingerprint
@@ -48,13 +52,5 @@ def load_in_place(
         report.objects_skipped += len(pending) - len(loads)
         say(f"  {len(pending) - len(loads)} objects were loaded by a concurrent load meanwhile; skipped")
     for load in loads:
-        report.objects_loaded += 1
-        report.erased_lines += load.erased
-        report.parse_errors += load.parse_errors
-        report.blank_lines += load.blank_lines
-        if load.object_error:
-            report.object_errors.append(f"{load.source_object}: {load.object_error}")
-        if tables[load.source_object] is QUARANTINE_TABLE:
-            report.quarantined_rows += load.rows
-        else:
-            report.rows_loaded += load.rows
+        table = tables[load.source_object]
+        report.count(load, root=roots[table.name], quarantined=table is QUARANTINE_TABLE)

@@ -26,7 +26,7 @@ from trackway.load.report import LoadReport
 from trackway.load.sources import arrival_time, list_source_objects
 from trackway.load.subjects import erased_subjects
 from trackway.rawdata.partitions import hour_floor, hours_between, partition_of, partition_path
-from trackway.rawdata.records import LoadRun, ObjectLoad, RawObject, object_fingerprint
+from trackway.rawdata.records import LoadRun, RawObject, object_fingerprint
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
 from trackway.warehouse import open_warehouse
 
@@ -128,19 +128,6 @@ def _stat(item: Listed) -> dict:
     return item.info if item.info.get("size") is not None else item.path.fs.info(item.path.path)
 
 
-def _count(report: LoadReport, load: ObjectLoad, table: RawTable) -> None:
-    report.objects_loaded += 1
-    report.erased_lines += load.erased
-    report.parse_errors += load.parse_errors
-    report.blank_lines += load.blank_lines
-    if load.object_error:
-        report.object_errors.append(f"{load.source_object}: {load.object_error}")
-    if table is QUARANTINE_TABLE:
-        report.quarantined_rows += load.rows
-    else:
-        report.rows_loaded += load.rows
-
-
 def load_interval(
     settings: Settings,
     start: datetime,
@@ -164,6 +151,7 @@ def load_interval(
     report.objects_found = len(objects)
     say = progress or (lambda msg: log.info("%s", msg))
     say(f"load {load_id}: {len(objects)} objects in {', '.join(hours)}")
+    roots = {EVENTS_RAW_TABLE.name: settings.events_url, QUARANTINE_TABLE.name: settings.quarantine_url}
 
     with open_warehouse(settings.load_warehouse) as wh:
         wh.ensure_raw_tables()
@@ -185,6 +173,7 @@ def load_interval(
                 [object_fingerprint(_stat(objects[i])) for i in in_place],
                 known,
                 report,
+                roots=roots,
                 reload=reload,
                 say=say,
             )
@@ -202,7 +191,8 @@ def load_interval(
                     pending.remove(item)
                 loads = wh.load_objects([obj for _, obj, _, _ in group], table)
                 for (n, obj, _, name), load in zip(group, loads, strict=True):
-                    _count(report, load, table)
+                    root = obj.source.url if obj.source else roots[table.name]
+                    report.count(load, root=root, quarantined=table is QUARANTINE_TABLE)
                     say(
                         f"  [{n}/{len(objects)}] {name}: {load.rows:,} rows -> raw.{table.name}, "
                         f"{load.parse_errors} unparseable"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from trackway.rawdata.records import ObjectLoad
+
 
 @dataclass
 class LoadReport:
@@ -27,6 +29,26 @@ class LoadReport:
     #: Lines of erased or suppressed subjects left out (erasure requests; privacy.load_filtered names the objects).
     erased_lines: int = 0
     seconds: float = 0.0
+    #: Per raw root read (the collector's events/ and quarantine/ prefixes, each sources-file source):
+    #: {"objects", "bytes", "rows"} loaded from it, for the run's lineage (trackway.orchestration.lineage).
+    inputs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, load: ObjectLoad, *, root: str, quarantined: bool) -> None:
+        """Add one loaded object: read from ``root``, its rows into raw.events_quarantine if ``quarantined``."""
+        self.objects_loaded += 1
+        self.erased_lines += load.erased
+        self.parse_errors += load.parse_errors
+        self.blank_lines += load.blank_lines
+        if load.object_error:
+            self.object_errors.append(f"{load.source_object}: {load.object_error}")
+        if quarantined:
+            self.quarantined_rows += load.rows
+        else:
+            self.rows_loaded += load.rows
+        tally = self.inputs.setdefault(root, {"objects": 0, "bytes": 0, "rows": 0})
+        tally["objects"] += 1
+        tally["bytes"] += load.size_bytes
+        tally["rows"] += load.rows
 
     def as_dict(self) -> dict:
         data = asdict(self)

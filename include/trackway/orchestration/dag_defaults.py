@@ -12,6 +12,17 @@ from trackway.config.registry import DagsSection
 from trackway.orchestration.alerts import TrackwayAlertNotifier
 from trackway.orchestration.retries import TrackwayRetryPolicy
 
+#: events_load's schedule: the hour received. The one place it is defined; the loader takes any
+#: [start, end) and loads each object once, so a shorter micro-batch interval can become a setting here.
+LOAD_CRON = "0 * * * *"
+
+
+def load_timetable():
+    """events_load's timetable: one data interval per hour (UTC), the interval the run loads."""
+    from airflow.sdk import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable(LOAD_CRON, timezone="UTC")
+
 
 def deadline_alert():
     """A Deadline Alert (Airflow 3.1+): a run not finished TRACKWAY_DAG_DEADLINE_MINUTES after queued alerts.

@@ -76,8 +76,11 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
             should_detach_multiple_parents_tests=True,
             # Unit tests run in CI; the on-run-end hook (audit.dbt_results) is no task of its own.
             exclude=["resource_type:unit_test", "resource_type:operation"],
+            # No Airflow asset per model (Cosmos's default, which overrides operator_args): the DAG publishes
+            # analytics.events; each model's lineage still goes to OpenLineage (the provider asks the task).
+            emit_datasets=False,
         ),
-        operator_args={"install_deps": False, "emit_datasets": False},
+        operator_args={"install_deps": False},
     )
 
 

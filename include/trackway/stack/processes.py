@@ -1,0 +1,92 @@
+"""What the stack runs, defined once: the commands, in the order they start, and their environment.
+
+Each process is named after the docker-compose service that runs the same
+command with the same settings, so the local stack and compose cannot drift
+apart: ``trackway up --print`` shows this list, and a test can compare it with
+the compose file. Settings reach the processes as environment variables
+(``TRACKWAY_*`` and ``AIRFLOW__*``), never as command-line flags.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackway.config import Settings
+from trackway.orchestration.airflow_env import effective_airflow_env
+
+
+@dataclass(frozen=True)
+class StackProcess:
+    """One command of the stack: ``name`` is the compose service running the same ``command``."""
+
+    name: str
+    command: tuple[str, ...]  # the program (found on PATH, this installation's first) and its arguments
+    what: str
+
+
+#: Run once, in order, before anything starts (compose: airflow-init, and the image build's compile).
+PREPARE: tuple[StackProcess, ...] = (
+    StackProcess("airflow-init", ("airflow", "db", "migrate"), "Airflow's metadata database, created or migrated"),
+    StackProcess(
+        "dbt-compile",
+        ("trackway", "transform", "compile"),
+        "the dbt manifest events_transform draws its tasks from (a no-op when current)",
+    ),
+)
+
+
+def uses_celery(airflow_env: dict[str, str]) -> bool:
+    """CeleryExecutor configured (alone or among several executors): tasks need a Celery worker."""
+    return "celery" in airflow_env.get("AIRFLOW__CORE__EXECUTOR", "").lower()
+
+
+def stack_processes(airflow_env: dict[str, str]) -> tuple[StackProcess, ...]:
+    """The long-running processes, in start order; with CeleryExecutor, a Celery worker too."""
+    processes = [
+        StackProcess("collector", ("trackway", "collect"), "the Segment-compatible collector"),
+        StackProcess("airflow-apiserver", ("airflow", "api-server"), "Airflow's UI, REST API and execution API"),
+        StackProcess("airflow-scheduler", ("airflow", "scheduler"), "schedules the DAGs (LocalExecutor: runs tasks)"),
+        StackProcess("airflow-dag-processor", ("airflow", "dag-processor"), "parses dags/"),
+        StackProcess("airflow-triggerer", ("airflow", "triggerer"), "deadline alerts and deferred tasks"),
+    ]
+    if uses_celery(airflow_env):
+        processes.append(
+            StackProcess("airflow-worker", ("airflow", "celery", "worker"), "runs the tasks (CeleryExecutor)")
+        )
+    return tuple(processes)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stack_environment(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment every process gets: yours, with TRACKWAY_HOME absolute and Airflow's defaults for it.
+
+    An ``AIRFLOW__*`` variable you set wins over the derived default. The log
+    servers of the task runners and the triggerer (Airflow's 8793 and 8794) get
+    free ports unless set, so two stacks on one machine do not collide.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env["TRACKWAY_HOME"] = str(settings.home)
+    env.update(effective_airflow_env(settings, env))
+    for key in ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"):
+        env.setdefault(key, str(_free_port()))
+    env["PYTHONUNBUFFERED"] = "1"  # lines reach the supervisor as they are written
+    # `airflow` and `trackway` of this installation first (a venv need not be activated).
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, *[p for p in env.get("PATH", "").split(os.pathsep) if p != bin_dir]])
+    return env
+
+
+def argv(process: StackProcess, env: dict[str, str]) -> list[str]:
+    """The command with its program resolved on the stack's PATH."""
+    program = shutil.which(process.command[0], path=env.get("PATH")) or process.command[0]
+    return [program, *process.command[1:]]
