@@ -262,4 +262,3 @@ def test_a_backfill_airflow_refuses_is_not_loaded_beside_its_scheduler(trackway_
     assert result.returncode == 1 and "Airflow refused the backfill" in result.stderr, result
     assert "the hour has not ended" in result.stderr
     assert not (trackway_env / "warehouse.duckdb").exists() or "rows" not in result.stdout
-
