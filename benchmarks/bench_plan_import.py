@@ -2,7 +2,7 @@
 
 Generates a Segment Public API export of N track events named the way real companies
 name them (spaces, capitals, punctuation, unicode), then times, median of 3:
-import -> plan folder, load, lint, dbt model generation, validator compilation and
+import -> plan folder, load, lint, typed views' SQL, validator compilation and
 per-event validation. Baseline in the same run: json.load of the export itself (the
 floor for reading the plan at all).
 Usage: .venv/bin/python benchmarks/bench_plan_import.py [--events 520]
@@ -22,11 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from plan_fixtures import messy_segment_export
-from trackway.plan.dbtgen import generate
 from trackway.plan.importers import import_plan
 from trackway.plan.lint import lint_plan
 from trackway.plan.model import load_plan
 from trackway.plan.validate import CompiledPlan
+from trackway.plan.views import typed_views
 
 
 def _median(fn, runs: int = 3) -> tuple[float, object]:
@@ -65,9 +65,9 @@ def main() -> int:
         rows.append(("load the plan folder", secs, f"{len(list((root / 'plan' / 'events').glob('*.yaml')))} files"))
         secs, problems = _median(lambda: lint_plan(plan))
         rows.append(("lint", secs, f"{len(problems):,} problems reported"))
-        secs, files = _median(lambda: generate(plan))
-        dbt_bytes = sum(len(t.encode()) for t in files.values())
-        rows.append(("generate dbt models", secs, f"{len(files)} files, {dbt_bytes / 1e6:.1f} MB"))
+        secs, views = _median(lambda: typed_views(plan, "postgres"))
+        sql_bytes = sum(len(v.select.encode()) for v in views)
+        rows.append(("generate typed views' SQL", secs, f"{len(views)} views, {sql_bytes / 1e6:.1f} MB"))
         secs, compiled = _median(lambda: CompiledPlan(plan))
         rows.append(("compile validators (jsonschema-rs)", secs, ""))
         events = [{"type": "track", "event": n, "properties": {"Quantity": 1}} for n in names]

@@ -25,7 +25,7 @@ from trackway.load.paths import RawPath, storage_path
 from trackway.load.report import LoadReport
 from trackway.load.sources import arrival_time, list_source_objects
 from trackway.rawdata.partitions import hour_floor, hours_between, partition_of, partition_path
-from trackway.rawdata.records import LoadRun, ObjectLoad, RawObject
+from trackway.rawdata.records import Judge, LoadRun, ObjectLoad, RawObject
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
 from trackway.warehouse import open_warehouse
 
@@ -125,6 +125,23 @@ def list_interval_objects(
     return [partition_path(h) for h in scan], objects
 
 
+def source_judge(settings: Settings) -> Judge | None:
+    """The tracking plan's verdict for records of the sources file's objects (adr/0019); None without a plan.
+
+    Those records never passed the collector, so the loader judges them with the same
+    validator and writes the verdict to ``plan_verdict``. A plan that does not load fails
+    the load of those objects: records loaded without their verdict would never get one.
+    """
+    if settings.plan_dir is None:
+        return None
+    from trackway.plan.model import load_plan
+    from trackway.plan.validate import CompiledPlan
+    from trackway.plan.verdict import record_judge
+
+    compiled = CompiledPlan(load_plan(settings.plan_dir))
+    return record_judge(compiled, settings.plan_modes, settings.plan_default_mode)
+
+
 def _stat(item: Listed) -> dict:
     """The listing's metadata when it has the fingerprint's fields; else one stat request."""
     return item.info if item.info.get("size") is not None else item.path.fs.info(item.path.path)
@@ -140,6 +157,12 @@ def _count(report: LoadReport, load: ObjectLoad, table: RawTable) -> None:
         report.quarantined_rows += load.rows
     else:
         report.rows_loaded += load.rows
+
+
+def _judge(settings: Settings, built: list[Judge | None]) -> Judge | None:
+    if not built:
+        built.append(source_judge(settings))
+    return built[0]
 
 
 def load_interval(
@@ -188,6 +211,7 @@ def load_interval(
             keep = sorted(set(range(len(objects))) - set(in_place))
             objects, urls = [objects[i] for i in keep], [urls[i] for i in keep]
         pending: list[tuple[int, RawObject, RawTable, str]] = []
+        judges: list[Judge | None] = []  # built at the first extra source's object, then reused
 
         def flush() -> None:
             # Objects of one table go to the warehouse together (DuckDB reads them in parallel);
@@ -225,6 +249,7 @@ def load_interval(
                 local_path=Path(path.path) if path.protocol == "file" else None,
                 source=source,
                 received_at=arrival_time(stat, start) if source else None,
+                judge=_judge(settings, judges) if source and table is EVENTS_RAW_TABLE else None,
             )
             if not in_interval and item.hour is not None and item.hour not in lookback_hours:
                 report.late_objects_loaded += 1

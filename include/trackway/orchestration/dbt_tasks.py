@@ -43,7 +43,7 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
     # profiles.yml reads only these variables; set here, in the process that
     # parses the DAG and runs its tasks, so no credential is serialized.
     os.environ.update(dbt_environment(settings))
-    # Both written by `trackway transform compile`; here only read (with a plan: the copy holding its models).
+    # Written by `trackway transform compile`; here only read.
     manifest = require_current_manifest(settings)
     project = project_path(settings)
     executable = {"dbt_executable_path": str(settings.dbt_executable)} if settings.dbt_executable else {}

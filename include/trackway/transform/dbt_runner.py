@@ -75,7 +75,7 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 
 def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
     work = settings.home / "dbt"
-    project = project_dir(settings)
+    project = project_path(settings)
     return [
         command,
         "--project-dir",
@@ -107,27 +107,13 @@ def _check_raw_exists(settings: Settings) -> None:
 
 
 def project_path(settings: Settings) -> Path:
-    """Where the dbt project to run is, without writing anything (the DAG reads this at parse time)."""
-    if settings.plan_dir is None:
-        return settings.dbt_project_dir
-    return settings.home / "dbt" / "project"
+    """The dbt project to run: the repository's, the same with or without a tracking plan.
 
-
-def project_dir(settings: Settings) -> Path:
-    """The dbt project to run, written first: the repo's, or with a tracking plan a copy plus its generated models.
-
-    The copy lives under TRACKWAY_HOME/dbt/project, so the source tree is never written
-    and each installation builds exactly its own plan (trackway.plan.dbtgen). Written by
-    `trackway transform` commands only, never while a DAG is parsed (adr/0014).
+    The plan reaches the warehouse without dbt models of its own (adr/0019): violations
+    are unnested from the verdicts recorded with the events, and the typed views are
+    deployed by `trackway plan deploy` when the plan changes.
     """
-    if settings.plan_dir is None:
-        return settings.dbt_project_dir
-    from trackway.plan.dbtgen import project_with_plan
-    from trackway.plan.model import load_plan
-
-    return project_with_plan(
-        load_plan(settings.plan_dir), settings.dbt_project_dir, project_path(settings), settings.typed_schema
-    )
+    return settings.dbt_project_dir
 
 
 def run_dbt(settings: Settings, command: str = "build", *extra: str, raise_on_failure: bool = True) -> DbtReport:

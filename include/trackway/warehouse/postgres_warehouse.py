@@ -73,6 +73,7 @@ class PostgresWarehouse(Warehouse):
                     text_fields=table.text_fields,
                     source=obj.source,
                     received_at=obj.received_at,
+                    judge=obj.judge,
                 ):
                     copy.write_row(row)
             load = ledger_row(obj, stats)
@@ -111,6 +112,12 @@ class PostgresWarehouse(Warehouse):
             cur.execute("SET TRANSACTION READ ONLY")
             cur.execute(sql)
             return [d.name for d in cur.description or []], cur.fetchmany(limit)
+
+    def run_script(self, statements: Sequence[str]) -> None:
+        # Simple-query protocol (no parameters): a few hundred statements per round trip, one transaction.
+        with self.con.transaction(), self.con.cursor() as cur:
+            for start in range(0, len(statements), 200):
+                cur.execute(";\n".join(statements[start : start + 200]).encode("utf-8"))
 
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.query(
