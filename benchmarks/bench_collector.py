@@ -37,13 +37,18 @@ from pathlib import Path
 WRITE_KEY = "bench-key"
 BATCH = 20
 
-LUA = r"""
+# Each wrk thread gets an id (tid), so messageIds stay unique across threads.
+LUA_SETUP = r"""
 local counter = 0
 local threads = {}
 function setup(thread)
   thread:set("tid", #threads)
   table.insert(threads, thread)
 end
+"""
+LUA = (
+    LUA_SETUP
+    + r"""
 local pad = string.rep("x", 640)
 function request()
   counter = counter + 1
@@ -61,6 +66,7 @@ function request()
     {["Content-Type"] = "application/json", ["Authorization"] = "Basic %(auth)s"}, body)
 end
 """
+)
 
 BARE_APP = """
 import orjson
@@ -185,10 +191,10 @@ def _rss_mb(pid: int) -> float:
         return 0.0
 
 
-def _wrk(port: int, connections: int, seconds: float, tmp: Path, run: str) -> dict:
+def _wrk(port: int, connections: int, seconds: float, tmp: Path, run: str, lua: str = LUA) -> dict:
     script = tmp / f"bench-{run}.lua"
     auth = __import__("base64").b64encode(f"{WRITE_KEY}:".encode()).decode()
-    script.write_text(LUA % {"batch": BATCH, "run": run, "auth": auth})
+    script.write_text(lua % {"batch": BATCH, "run": run, "auth": auth})
     threads = min(2, connections)
     out = subprocess.run(
         [
@@ -245,7 +251,9 @@ def _serve_uvicorn(module: str, workers: int, tmp: Path, env: dict) -> tuple[sub
 DEMO_PLAN = Path(__file__).resolve().parent.parent / "include" / "trackway" / "demo" / "plan"
 
 
-def _serve_collector(workers: int, tmp: Path, env: dict, plan_mode: str | None = None) -> tuple[subprocess.Popen, int]:
+def _serve_collector(
+    workers: int, tmp: Path, env: dict, plan_mode: str | None = None, plan_dir: Path = DEMO_PLAN
+) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     home = tmp / "collector"
     shutil.rmtree(home, ignore_errors=True)
@@ -253,7 +261,7 @@ def _serve_collector(workers: int, tmp: Path, env: dict, plan_mode: str | None =
     log = open(tmp / "collector.log", "ab")  # noqa: SIM115 (the child's)
     env = {**env, "TRACKWAY_HOME": str(home), "TRACKWAY_WRITE_KEYS": f"bench:{WRITE_KEY}"}
     if plan_mode:
-        env.update({"TRACKWAY_PLAN_DIR": str(DEMO_PLAN), "TRACKWAY_PLAN_MODES": plan_mode})
+        env.update({"TRACKWAY_PLAN_DIR": str(plan_dir), "TRACKWAY_PLAN_MODES": plan_mode})
     proc = subprocess.Popen(
         [sys.executable, "-m", "trackway.cli", "collect", "--port", str(port), "--workers", str(workers)],
         env=env,
@@ -274,10 +282,11 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def bench(kind: str, args, tmp: Path, env: dict, run: int) -> dict:
+def bench(kind: str, args, tmp: Path, env: dict, run: int, plan_dir: Path = DEMO_PLAN, lua: str = LUA) -> dict:
+    """One run; ``plan_dir`` and ``lua`` let benchmarks/bench_plan_import.py send a large plan's events."""
     if kind.startswith("collector"):
         plan_mode = kind.removeprefix("collector").lstrip("_") or None  # collector_allow / collector_flag
-        proc, port = _serve_collector(args.workers, tmp, env, plan_mode)
+        proc, port = _serve_collector(args.workers, tmp, env, plan_mode, plan_dir)
     else:
         proc, port = _serve_uvicorn(kind, args.workers, tmp, env)
     peak = [0.0]
@@ -291,7 +300,7 @@ def bench(kind: str, args, tmp: Path, env: dict, run: int) -> dict:
     try:
         time.sleep(1)
         sampler.start()
-        result = _wrk(port, args.connections, args.seconds, tmp, f"{kind}{run}")
+        result = _wrk(port, args.connections, args.seconds, tmp, f"{kind}{run}", lua)
         if kind.startswith("collector"):
             import json
 
@@ -368,12 +377,12 @@ def main() -> int:
     return 0
 
 
-def bench_plan(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
-    """The collector with the demo plan, allow then flag, alternated run by run."""
+def bench_plan(args, tmp: Path, env: dict, plan_dir: Path = DEMO_PLAN, lua: str = LUA) -> dict[str, list[dict]]:
+    """The collector with a plan (the demo's by default), allow then flag, alternated run by run."""
     runs: dict[str, list[dict]] = {"collector_allow": [], "collector_flag": []}
     for run in range(args.runs):
         for kind, results in runs.items():
-            r = bench(kind, args, tmp, env, run)
+            r = bench(kind, args, tmp, env, run, plan_dir, lua)
             results.append(r)
             print(
                 f"  collector, plan mode {kind.split('_')[1]:5} run {run + 1}: {r['events_per_s']:,.0f} events/s, "
@@ -383,10 +392,9 @@ def bench_plan(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
     return runs
 
 
-def print_plan(runs: dict[str, list[dict]]) -> None:
-    print(
-        f"\n{'tracking plan (demo plan, median)':36} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'checked':>9}"
-    )
+def print_plan(runs: dict[str, list[dict]], title: str = "tracking plan (demo plan, median)") -> float:
+    """Print the allow/flag rows; return the median of the paired flag/allow ratios."""
+    print(f"\n{title:36} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'checked':>9}")
     medians = {}
     for kind, label in (
         ("collector_allow", "collector, plan mode allow"),
@@ -410,6 +418,7 @@ def print_plan(runs: dict[str, list[dict]]) -> None:
         f"\nflag/allow: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of paired runs); "
         f"target >= 0.80x: {'met' if paired >= 0.8 else 'MISSED'}"
     )
+    return paired
 
 
 if __name__ == "__main__":

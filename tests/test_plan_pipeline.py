@@ -132,7 +132,10 @@ def pipeline(request, tmp_path_factory):
     report = load_interval(load_settings(), now - timedelta(hours=3), now + timedelta(hours=2))
     assert report.object_errors == []
     dbt = run_dbt(load_settings(), "build")
-    assert main(["plan", "deploy"]) == 0
+    # The hourly DAG's last task: nothing was ever deployed here, so it deploys the typed views itself.
+    from trackway.orchestration.plan_tasks import check_typed_views
+
+    first = check_typed_views()
     yield {
         "kind": request.param,
         "home": home,
@@ -140,6 +143,7 @@ def pipeline(request, tmp_path_factory):
         "sent": sent,
         "blocked": blocked,
         "dbt": dbt,
+        "first_check": first,
         "store": store,
         "mp": mp,
     }
@@ -156,6 +160,7 @@ def test_build_passes_and_the_plan_is_deployed(pipeline, capsys):
     assert dbt.success and dbt.tests_failed == 0
     from trackway.plan.deploy import require_deployed
 
+    assert pipeline["first_check"].startswith("typed views: first deploy: plan ")
     assert "deployed to analytics_typed" in require_deployed(load_settings())
     assert main(["plan", "deploy"]) == 0  # nothing changed: nothing is redone
     assert "0 view(s) created, 0 replaced, 0 dropped, 13 unchanged" in capsys.readouterr().out
@@ -365,7 +370,12 @@ def test_a_plan_change_applies_from_then_on_and_needs_a_deploy(pipeline, capsys)
         assert rows == [(0,)]  # judged by the plan in force when they arrived
         with pytest.raises(PlanNotDeployed, match=r"the plan changed since the last deploy.*trackway plan deploy"):
             require_deployed(load_settings())
+        _the_hourly_check_alerts(pipeline)
         capsys.readouterr()
+        assert main(["plan", "deploy", "--dry-run"]) == 0
+        assert "view listing_viewed: column square_meters (bigint) added" in capsys.readouterr().out
+        with pytest.raises(PlanNotDeployed):
+            require_deployed(load_settings())  # a dry run changes nothing
         assert main(["plan", "diff", str(before), str(pipeline["plan"])]) == 0
         out = capsys.readouterr().out
         assert "view analytics_typed.listing_viewed: column square_meters (bigint) added" in out
@@ -376,3 +386,19 @@ def test_a_plan_change_applies_from_then_on_and_needs_a_deploy(pipeline, capsys)
     finally:
         viewed.write_text(original)
         assert main(["plan", "deploy"]) == 0
+
+
+def _the_hourly_check_alerts(pipeline) -> None:
+    """events_transform's check_typed_views fails without retrying, and the DAGs' notifier sends the alert."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from trackway.orchestration.alerts import TrackwayAlertNotifier
+    from trackway.orchestration.plan_tasks import check_typed_views
+
+    with pytest.raises(AirflowFailException) as failed:
+        check_typed_views()
+    TrackwayAlertNotifier().notify({"run_id": "hourly", "exception": failed.value})
+    alert = json.loads((pipeline["home"] / "alerts.ndjson").read_text().splitlines()[-1])
+    assert (
+        "typed views in analytics_typed are out of date" in alert["text"] and "trackway plan deploy" in alert["error"]
+    )

@@ -111,7 +111,7 @@ def test_the_dag_folder_imports_with_a_bad_collector_setting(trackway_env, airfl
     monkeypatch.setenv("TRACKWAY_MAX_BATCH_EVENTS", "abc")
     dagbag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"events_load", "events_transform"}
+    assert set(dagbag.dag_ids) == {"events_load", "events_transform", "plan_deploy"}
 
 
 def test_a_bad_load_setting_fails_the_load_with_its_message(trackway_env, airflow_db, monkeypatch, capsys):

@@ -19,7 +19,7 @@ def check_typed_views() -> str:
 
     The very first deploy into a schema happens here (nothing to review or break yet).
     """
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from trackway.plan.deploy import PlanNotDeployed, require_deployed
 

@@ -86,7 +86,7 @@ class DeployedState:
         if self.deployed_plan != self.plan_version:
             what = f"the plan changed since the last deploy ({self.deployed_plan} deployed at {self.deployed_at})"
         else:
-            what = "the views' SQL changed (a Trackway upgrade) since the last deploy"
+            what = "the code that writes the views changed (a Trackway upgrade) since the last deploy"
         return f"typed views in {self.schema} are out of date: {what}; now {self.plan_version}; run `{DEPLOY_COMMAND}`"
 
 
@@ -164,7 +164,8 @@ def deploy(settings: Settings, plan: Plan, *, dry_run: bool = False) -> DeployRe
                 "from it; run the transform first (the events_transform DAG, or `trackway transform`)"
             )
         views = typed_views(plan, dialect)
-        report = DeployReport(plan_version(plan), views_version(views, schema), schema, dry_run=dry_run)
+        version = plan_version(plan)
+        report = DeployReport(version, views_version(version, schema, dialect), schema, dry_run=dry_run)
         recorded = _recorded(wh, schema)
         statements = [] if dry_run else _state_ddl(schema, dialect)
         wanted = {v.name for v in views}
@@ -231,7 +232,8 @@ def deployed_state(settings: Settings, plan: Plan) -> DeployedState:
     schema = settings.typed_schema
     with open_warehouse(settings.warehouse, read_only=True) as wh:
         dialect = _dialect(wh)
-        version, views = plan_version(plan), views_version(typed_views(plan, dialect), schema)
+        version = plan_version(plan)
+        views = views_version(version, schema, dialect)
         if not wh.table_exists(schema, DEPLOYS_TABLE):
             return DeployedState(version, views, None, None, None, schema)
         rows = wh.query(

@@ -10,6 +10,7 @@ call. Counters go to the collector's Prometheus metrics.
 from __future__ import annotations
 
 import json
+from collections import Counter as Tally
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,11 +99,12 @@ def check_plan(
         if violations:
             verdict.violations[index] = violations
     if mode != "allow":
+        # One increment per counter and batch: each is a write to the multiprocess metrics file.
         EVENTS_CHECKED.labels(source).inc(len(events))
-        for index, violations in verdict.violations.items():
-            (EVENTS_BLOCKED if verdict.blocked(index) else EVENTS_FLAGGED).labels(source).inc()
-            for violation in violations:
-                VIOLATIONS.labels(source, violation.kind).inc()
+        if verdict.violations:
+            (EVENTS_BLOCKED if mode == "block" else EVENTS_FLAGGED).labels(source).inc(len(verdict.violations))
+            for kind, count in Tally(v.kind for found in verdict.violations.values() for v in found).items():
+                VIOLATIONS.labels(source, kind).inc(count)
     return verdict
 
 

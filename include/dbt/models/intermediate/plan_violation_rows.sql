@@ -49,6 +49,24 @@ kept as (
     -- the kept copy of a batch event was loaded with the batch: prunes analytics.events by loaded_at
     where events.loaded_at >= (select min(loaded_at) from verdicts)
 
+),
+
+unnested as (
+
+    {{ trackway.plan_violations_unnested('kept', 'verdict') }}
+
 )
 
-{{ trackway.plan_violations_unnested('kept', 'verdict') }}
+select
+    event_id,
+    event_name,
+    event_version,
+    source_id,
+    received_at,
+    event_date,
+    plan_version,
+    -- a verdict's violations in a stable order (the same for a rerun and a full refresh)
+    row_number() over (partition by event_id order by kind, property) - 1 as violation_index,
+    kind,
+    property
+from unnested
