@@ -108,9 +108,12 @@ end
 """
 
 
-def plan_lua(plan: Plan, batch: int) -> str:
-    """bench_collector's wrk script, sending the plan's sample calls (valid and not) in batches of ``batch``."""
-    messages = [{**m, "messageId": "@MID@"} for m in sample_messages(plan)]
+def plan_lua(plan: Plan, batch: int, valid_only: bool) -> str:
+    """bench_collector's wrk script, sending the plan's sample calls in batches of ``batch``: the valid ones
+    (one of each planned event: traffic as it mostly is), or all (a third break the plan)."""
+    compiled = CompiledPlan(plan)
+    sample = [m for m in sample_messages(plan) if not (valid_only and compiled.check(m))]
+    messages = [{**m, "messageId": "@MID@"} for m in sample]
     bodies = [
         json.dumps({"batch": messages[i : i + batch]}, ensure_ascii=False) for i in range(0, len(messages), batch)
     ]
@@ -123,16 +126,18 @@ def plan_lua(plan: Plan, batch: int) -> str:
     return bench_collector.LUA_SETUP + _LUA.replace("%(templates)s", templates)
 
 
-def bench_collector_rows(args, plan_dir: Path, plan: Plan) -> float:
+def bench_collector_rows(args, plan_dir: Path, plan: Plan) -> None:
     import bench_collector
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKWAY_")}
     root = Path(__file__).resolve().parents[1]
     env["PYTHONPATH"] = os.pathsep.join([str(root / "include"), env.get("PYTHONPATH", "")])
-    lua = plan_lua(plan, bench_collector.BATCH)
-    with tempfile.TemporaryDirectory(prefix="trackway-bench-collector-") as tmp:
-        runs = bench_collector.bench_plan(args, Path(tmp), env, plan_dir, lua)
-    return bench_collector.print_plan(runs, f"collector, {EVENTS}-event plan (median)")
+    for valid_only, traffic in ((True, "valid calls"), (False, "1/3 violating")):
+        lua = plan_lua(plan, bench_collector.BATCH, valid_only)
+        print(f"\ncollector with the {EVENTS}-event plan, {traffic}:", flush=True)
+        with tempfile.TemporaryDirectory(prefix="trackway-bench-collector-") as tmp:
+            runs = bench_collector.bench_plan(args, Path(tmp), env, plan_dir, lua)
+        bench_collector.print_plan(runs, f"{EVENTS}-event plan, {traffic} (median)")
 
 
 # ---- the hourly transform, with and without the plan
