@@ -109,7 +109,7 @@ def _state_ddl(schema: str, dialect: str) -> list[str]:
         f"create schema if not exists {names.quote_ident(schema)}",
         f"create table if not exists {_q(schema, DEPLOYS_TABLE)} (plan_version text not null, views_version text "
         f"not null, plan_name text, views bigint not null, deployed_at {ts} not null, deployed_by text)",
-        f"create table if not exists {_q(schema, VIEWS_TABLE)} (view_name text primary key, event_type text not null, "
+        f"create table if not exists {_q(schema, VIEWS_TABLE)} (view_name text not null, event_type text not null, "
         f"event_name text not null, definition_hash text not null, columns text not null, plan_version text not null, "
         f"deployed_at {ts} not null)",
     ]
