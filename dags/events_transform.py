@@ -1,4 +1,10 @@
-"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos."""
+"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos.
+
+With a tracking plan, a task checks that the typed views deployed are the plan's
+(`trackway plan deploy`, the plan_deploy DAG) and alerts when not; the views themselves
+are not rebuilt here, so the run's tasks do not grow with the plan (adr/0029). The last
+builds the plan's analytics_x views, which read them (one task, whatever the plan's size).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,23 @@ def events_transform():
     def publish() -> dict:
         return transform_summary()
 
-    dbt_task_group() >> publish()
+    @task
+    def check_typed_views() -> str:
+        """Fails (and alerts) when the typed views deployed are not the plan's; a no-op without a plan."""
+        from trackway.orchestration.plan_tasks import check_typed_views as check
+
+        return check()
+
+    @task
+    def build_analytics_x() -> str:
+        """The plan's analytics_x views and tests, which read the typed views just checked."""
+        from trackway.orchestration.plan_tasks import build_analytics_x as build
+
+        return build()
+
+    dbt = dbt_task_group()
+    dbt >> publish()
+    dbt >> check_typed_views() >> build_analytics_x()
 
 
 events_transform()

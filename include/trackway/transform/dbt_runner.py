@@ -119,10 +119,11 @@ def project_path(settings: Settings) -> Path:
 
 
 def project_dir(settings: Settings) -> Path:
-    """The dbt project to run, written first: the repo's, or with a tracking plan a copy plus its generated models.
+    """The dbt project to run, written first: the repo's, or with a tracking plan a copy plus its analytics_x models.
 
-    The copy lives under TRACKWAY_HOME/dbt/project, so the source tree is never written
-    and each installation builds exactly its own plan (trackway.plan.dbtgen). Written by
+    The plan's typed views are not dbt models (adr/0029: `trackway plan deploy`); the copy
+    under TRACKWAY_HOME/dbt/project carries what the plan does put into dbt, its analytics_x
+    views (trackway.plan.dbtgen), and the source tree is never written. Written by
     `trackway transform` commands only, never while a DAG is parsed (adr/0014).
     """
     if settings.plan_dir is None:
