@@ -9,10 +9,17 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from trackway.orchestration.assets import TRACKING_PLAN
-from trackway.orchestration.dag_defaults import dag_defaults
+from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
 
 
-@dag(dag_id="plan_deploy", schedule=[TRACKING_PLAN], tags=["trackway", "plan"], doc_md=__doc__, **dag_defaults())
+@dag(
+    dag_id="plan_deploy",
+    schedule=[TRACKING_PLAN],
+    tags=["trackway", "plan"],
+    deadline=deadline_alert(),  # a deploy still going TRACKWAY_DAG_DEADLINE_MINUTES after queued alerts
+    doc_md=__doc__,
+    **dag_defaults(),
+)
 def plan_deploy():
     @task
     def deploy_typed_views() -> dict:

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from trackway.config import ConfigError, Settings
-from trackway.transform.dbt_runner import project_path, run_dbt
+from trackway.transform.dbt_runner import plan_has_dbt_models, project_path, run_dbt
 
 COMPILE_COMMAND = "trackway transform compile"
 FINGERPRINT_FILE = "fingerprint.json"
@@ -108,25 +108,31 @@ def _dbt_versions(settings: Settings) -> str:
 
 
 def _plan_models(settings: Settings) -> str:
-    """What the plan puts into the dbt project: its generated models and metrics.yaml, by content.
+    """What the plan puts into the dbt project: its generated models and metrics.yaml, by content; "none" for nothing.
 
     Typed views are deployed, not compiled (adr/0029), so a plan change that touches no analytics_x
     view and no metric declaration leaves the manifest current.
     """
-    from trackway.plan.dbtgen import generate
     from trackway.plan.metrics import METRICS_FILE
-    from trackway.plan.model import PlanError, load_plan
-    from trackway.plan.xgen import app_links
 
-    assert settings.plan_dir is not None
-    digest = hashlib.blake2b(digest_size=16)
+    if settings.plan_dir is None:
+        return "none"
+    files: dict[str, str] = {}
     try:
-        files = generate(load_plan(settings.plan_dir), settings.typed_schema, app_links(settings.app_databases()))
-    except (PlanError, ConfigError) as exc:  # compile says what is wrong; here it only makes the manifest stale
+        if plan_has_dbt_models(settings):
+            from trackway.plan.dbtgen import generate
+            from trackway.plan.model import load_plan
+            from trackway.plan.xgen import app_links
+
+            files = generate(load_plan(settings.plan_dir), settings.typed_schema, app_links(settings.app_databases()))
+    except (ValueError, ConfigError) as exc:  # compile says what is wrong (PlanError is a ValueError)
         return f"unreadable ({str(exc)[:80]})"
+    metrics = Path(settings.plan_dir) / METRICS_FILE
+    if not files and not metrics.is_file():
+        return "none"
+    digest = hashlib.blake2b(digest_size=16)
     for rel in sorted(files):
         digest.update(f"{rel}\0{files[rel]}\0".encode())
-    metrics = Path(settings.plan_dir) / METRICS_FILE
     digest.update(metrics.read_bytes() if metrics.is_file() else b"")
     return digest.hexdigest()
 
@@ -134,7 +140,7 @@ def _plan_models(settings: Settings) -> str:
 def fingerprint(settings: Settings) -> dict[str, str]:
     """What the manifest depends on, each part a short string; no dbt, no writes."""
     parts = {"dbt project": _tree_hash(settings.dbt_project_dir)}
-    parts["tracking plan"] = "none" if settings.plan_dir is None else _plan_models(settings)
+    parts["tracking plan"] = _plan_models(settings)
     parts["dbt versions"] = _dbt_versions(settings)
     parts["dbt target"] = settings.warehouse.dbt_env()["TRACKWAY_DBT_TARGET"]
     parts["project used by the DAG"] = str(project_path(settings))

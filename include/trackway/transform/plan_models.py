@@ -14,6 +14,8 @@ from trackway.transform.dbt_runner import DbtReport, project_dir, run_dbt
 
 #: dbt's selector for the plan's generated models (models/plan/ of the project copy).
 PLAN_MODELS = "path:models/plan"
+#: The main build without them. An --exclude replaces selectors.yml's default, so unit tests are left out here too.
+WITHOUT_PLAN_MODELS = ("--exclude", PLAN_MODELS, "resource_type:unit_test")
 
 
 def has_plan_models(settings: Settings) -> bool:
@@ -41,7 +43,7 @@ def build_with_plan(settings: Settings, *extra: str) -> list[DbtReport]:
 
     if not has_plan_models(settings):
         return [run_dbt(settings, "build", *extra)]
-    reports = [run_dbt(settings, "build", "--exclude", PLAN_MODELS, *extra)]
+    reports = [run_dbt(settings, "build", *WITHOUT_PLAN_MODELS, *extra)]
     require_deployed(settings, first_deploy=True)
     report = build_plan_models(settings)
     if report is not None:
