@@ -215,7 +215,7 @@ def test_a_non_loopback_admin_host_needs_naming(trackway_env, monkeypatch):
     from trackway.config import ConfigError, Settings, load_settings
 
     settings = load_settings()
-    assert _admin_address(settings, 8080, None, None) == ("127.0.0.1", 8081)
+    assert _admin_address(settings, 8080, None, None) == ("127.0.0.1", 8082)
     assert _admin_address(settings, 8080, "0.0.0.0", 9100) == ("0.0.0.0", 9100)  # --admin-host names it
     # Were the default ever to change to a network address, it would still not be used unnamed. (The
     # registry's default cannot be changed from outside, so this one property is patched.)
@@ -223,7 +223,7 @@ def test_a_non_loopback_admin_host_needs_naming(trackway_env, monkeypatch):
     with pytest.raises(ConfigError, match="set TRACKWAY_COLLECTOR_ADMIN_HOST"):
         _admin_address(settings, 8080, None, None)
     monkeypatch.setenv("TRACKWAY_COLLECTOR_ADMIN_HOST", "0.0.0.0")
-    assert _admin_address(load_settings(), 8080, None, None) == ("0.0.0.0", 8081)
+    assert _admin_address(load_settings(), 8080, None, None) == ("0.0.0.0", 8082)
 
 
 # -- one answer for a missing, malformed or unknown write key -----------------------

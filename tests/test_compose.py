@@ -74,11 +74,24 @@ def _strings(node: Any, where: str = "") -> list[tuple[str, str]]:
     return []
 
 
+def _mounted_secret(service: dict, value: str, compose: dict) -> bool:
+    """A path to a secret the service mounts (``/run/secrets/NAME``) whose file is a required variable."""
+    name = value.removeprefix("/run/secrets/")
+    secret = (compose.get("secrets") or {}).get(name) or {}
+    mounted = [s if isinstance(s, str) else s.get("source") for s in service.get("secrets", [])]
+    return value.startswith("/run/secrets/") and name in mounted and _only_required(str(secret.get("file", "")))
+
+
 def credential_problems(compose: dict) -> list[str]:
     """Every credential a fresh ``docker compose up`` would fill from a default or a literal."""
     problems = []
     for name, service in compose["services"].items():
         for key, value in environment(service).items():
+            if _mounted_secret(service, value, compose):
+                continue
+            json_form = key.startswith("AIRFLOW_CONN_") and value.lstrip().startswith("{")  # Airflow's JSON form
+            if json_form and not _only_required(str(json.loads(value).get("password", ""))):
+                problems.append(f"{name}: {key} has a password that is a default or a literal")
             if CREDENTIAL_NAME.search(key) and not _only_required(value):
                 problems.append(f"{name}: {key} has a default or a literal value")
     for where, text in _strings(compose):
@@ -148,22 +161,34 @@ FLAGGED_CREDENTIALS = [
     {"environment": {"DB": "${URL:-postgresql://trackway:${TRACKWAY_DB_PASSWORD:-trackway}@postgres/w}"}},
     {"environment": {"DB": "postgresql://u:p@h/db"}},
     {"command": "sh -c 'mc alias set local http://minio:9000 $${MINIO_ROOT_USER:-trackway} x'"},
+    {"environment": {"AIRFLOW_CONN_X": '{"conn_type": "aws", "login": "u", "password": "${P:-minio123}"}'}},
 ]
 SAFE_CREDENTIALS = [
     {"environment": {"POSTGRES_PASSWORD": "${P:?set P}", "GOOGLE_APPLICATION_CREDENTIALS": "${G:-}"}},
+    {"environment": {"KEYS": "/run/secrets/k"}, "secrets": ["k"]},
+    {"environment": {"AIRFLOW_CONN_X": '{"conn_type": "aws", "login": "u", "password": "${P:?set P}"}'}},
     {"environment": {"DB": "${URL:-postgresql://u:${P:?set P}@h/db}", "POSTGRES_USER": "trackway"}},
     {"command": 'sh -c \'mc alias set local http://minio:9000 "$$MINIO_ROOT_USER" "$$MINIO_ROOT_PASSWORD"\''},
 ]
 
 
+# A mounted secret whose file is required is fine; one the service does not mount, or with a default file, is not.
+FLAGGED_CREDENTIALS += [
+    {"environment": {"KEYS": "/run/secrets/k"}},
+    {"environment": {"KEYS": "/run/secrets/other"}, "secrets": ["k"]},
+    {"environment": {"KEYS": "/run/secrets/other"}, "secrets": ["other"]},
+]
+SECRETS = {"k": {"file": "${K:?set K}"}, "other": {"file": "${O:-./keys.json}"}}
+
+
 @pytest.mark.parametrize("service", FLAGGED_CREDENTIALS, ids=str)
 def test_a_credential_with_a_default_or_a_literal_is_flagged(service):
-    assert credential_problems(render_fresh({"services": {"s": service}}))
+    assert credential_problems(render_fresh({"services": {"s": service}, "secrets": SECRETS}))
 
 
 @pytest.mark.parametrize("service", SAFE_CREDENTIALS, ids=str)
 def test_a_required_credential_is_not_flagged(service):
-    assert credential_problems(render_fresh({"services": {"s": service}})) == []
+    assert credential_problems(render_fresh({"services": {"s": service}, "secrets": SECRETS})) == []
 
 
 def test_interpolation_follows_compose():
@@ -252,7 +277,7 @@ def _trackway_services(compose: dict) -> dict[str, dict[str, str]]:
     """The services that run Trackway code (the others use the image for Airflow alone)."""
     found = {n: environment(s) for n, s in compose["services"].items()}
     found = {n: env for n, env in found.items() if any(key.startswith("TRACKWAY_") for key in env)}
-    assert set(found) == {"collector", "gcp-init", "warehouse-init", *PIPELINE}
+    assert set(found) == {"collector", "gcp-init", "warehouse-init", "airflow-apiserver", *PIPELINE}
     return found
 
 
@@ -274,11 +299,19 @@ def test_trackway_environment_is_valid_configuration(document, monkeypatch):
             assert settings.warehouse.kind == "postgres", name
 
 
-def test_collector_command_is_a_valid_cli_call(compose):
-    args = _trackway_command(compose["services"]["collector"]["command"])
-    assert args is not None
-    assert args.command == "collect" and args.host == "0.0.0.0"
-    assert [port for _, port, target in published_ports(compose["services"]["collector"])] == [str(args.port)]
+def test_collector_command_is_a_valid_cli_call_configured_by_settings(compose, monkeypatch):
+    """`trackway collect` as `trackway up` runs it, no flags: the settings say where it listens."""
+    collector = compose["services"]["collector"]
+    args = _trackway_command(collector["command"])
+    assert args is not None and args.command == "collect"
+    assert (args.host, args.port, args.admin_host, args.admin_port, args.workers) == (None,) * 5
+    for key in [k for k in os.environ if k.startswith("TRACKWAY_")]:
+        monkeypatch.delenv(key)
+    for key, value in {**environment(collector), **WRITE_KEYS}.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings("collector")
+    assert settings.collector_host == "0.0.0.0"
+    assert [(port, target) for _, port, target in published_ports(collector)] == [(str(settings.collector_port),) * 2]
 
 
 def _trackway_command(argv: list[str]) -> argparse.Namespace | None:
@@ -336,10 +369,12 @@ def test_the_collector_can_reach_only_the_object_store_and_write_only_raw(compos
     collector = services["collector"]
     env = environment(collector)
     assert not [key for key in env if "WAREHOUSE" in key or key.startswith("AIRFLOW")]
-    assert set(collector["networks"]) == {"ingest"}
-    assert {n for n, s in services.items() if "ingest" in s.get("networks", [])} <= {"collector", "minio", "prometheus"}
+    assert set(collector["networks"]) == {"ingest", "collector-admin"}
+    peers = {n for n, s in services.items() if set(s.get("networks", ["default"])) & set(collector["networks"])}
+    # MinIO, Prometheus, and the two Airflow containers that read its metrics: never PostgreSQL.
+    assert peers == {"collector", "minio", "prometheus", "airflow-scheduler", "airflow-apiserver"}
     assert env["AWS_ACCESS_KEY_ID"] == SENTINEL.format("MINIO_COLLECTOR_ACCESS_KEY")
-    for name in PIPELINE:
+    for name in (*PIPELINE, "airflow-apiserver"):
         assert environment(services[name])["AWS_ACCESS_KEY_ID"] == SENTINEL.format("MINIO_LOADER_ACCESS_KEY")
     raw = urlparse(env["TRACKWAY_RAW_URL"])
     objects, bucket = f"arn:aws:s3:::{raw.netloc}{raw.path}/*", f"arn:aws:s3:::{raw.netloc}"
@@ -364,9 +399,26 @@ def test_the_collector_can_reach_only_the_object_store_and_write_only_raw(compos
         f"arn:aws:s3:::{raw.netloc}/*": {"s3:GetObject"},
         bucket: {"s3:ListBucket", "s3:GetBucketLocation"},
     }
+    # The privacy DAG's: rewrite and delete (old versions too) under the raw prefix, nothing else.
+    assert allowed("trackway-privacy") == {
+        objects: {
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+            "s3:DeleteObjectVersion",
+            "s3:AbortMultipartUpload",
+            "s3:ListMultipartUploadParts",
+        },
+        bucket: {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"},
+    }
     init = (REPO_ROOT / "ops/minio/init.sh").read_text()
     assert 'grant "$MINIO_COLLECTOR_ACCESS_KEY" "$MINIO_COLLECTOR_SECRET_KEY" trackway-collector' in init
     assert 'grant "$MINIO_LOADER_ACCESS_KEY" "$MINIO_LOADER_SECRET_KEY" trackway-loader' in init
+    assert 'grant "$MINIO_PRIVACY_ACCESS_KEY" "$MINIO_PRIVACY_SECRET_KEY" trackway-privacy' in init
+    minio_init = environment(services["minio-init"])
+    for job in ("COLLECTOR", "LOADER", "PRIVACY"):
+        for part in ("ACCESS", "SECRET"):
+            assert minio_init[f"MINIO_{job}_{part}_KEY"] == SENTINEL.format(f"MINIO_{job}_{part}_KEY")
     assert f"local/{raw.netloc}" in init
 
 
@@ -384,6 +436,46 @@ def test_metrics_are_scraped_on_the_admin_listener_never_published(compose):
     assert set(prometheus["networks"]) & set(collector["networks"])
 
 
+def test_privacy_and_health_get_their_secrets_and_the_collectors_metrics(compose):
+    """Issues 17 and 18 in compose: one ledger key for the collector, loader and privacy tasks; the keyring a
+    mounted secret; the regulations API's token on the collector only; Airflow reads the admin listener."""
+    services = compose["services"]
+    collector = environment(services["collector"])
+
+    def holders(name: str) -> set[str]:
+        return {n for n, s in services.items() if name in environment(s)}
+
+    assert holders("TRACKWAY_PRIVACY_LEDGER_KEY") == {"collector", "gcp-init", *PIPELINE}
+    assert {
+        environment(services[n])["TRACKWAY_PRIVACY_LEDGER_KEY"] for n in holders("TRACKWAY_PRIVACY_LEDGER_KEY")
+    } == {SENTINEL.format("TRACKWAY_PRIVACY_LEDGER_KEY")}
+    assert holders("TRACKWAY_PRIVACY_API_TOKEN") == {"collector"}
+    assert collector["TRACKWAY_PRIVACY_API_TOKEN"] == SENTINEL.format("TRACKWAY_PRIVACY_API_TOKEN")
+    assert holders("TRACKWAY_PSEUDONYM_KEYS") == {"collector"}
+    assert _mounted_secret(services["collector"], collector["TRACKWAY_PSEUDONYM_KEYS"], compose)
+    assert compose["secrets"]["trackway-pseudonym-keys"] == {"file": SENTINEL.format("TRACKWAY_PSEUDONYM_KEYS_FILE")}
+    # The privacy tasks' own object-store user, through a connection of their own (none other has it).
+    assert holders("AIRFLOW_CONN_TRACKWAY_PRIVACY_RAW") == {"gcp-init", *PIPELINE}
+    for name in PIPELINE:
+        env = environment(services[name])
+        conn = json.loads(env["AIRFLOW_CONN_" + env["TRACKWAY_PRIVACY_RAW_CONN_ID"].upper()])
+        assert (conn["conn_type"], conn["login"], conn["password"]) == (
+            "aws",
+            SENTINEL.format("MINIO_PRIVACY_ACCESS_KEY"),
+            SENTINEL.format("MINIO_PRIVACY_SECRET_KEY"),
+        )
+        assert env["AWS_ACCESS_KEY_ID"] != conn["login"]  # the loader's user stays the default
+    # The health DAG (scheduler) and the Trackway page (API server) read the admin listener, on a network
+    # they share with the collector; the admin port is never published.
+    admin = (collector["TRACKWAY_COLLECTOR_ADMIN_HOST"], collector["TRACKWAY_COLLECTOR_ADMIN_PORT"])
+    assert admin[0] == "0.0.0.0" and admin[1] not in [t for _, _, t in published_ports(services["collector"])]
+    assert holders("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL") == {"airflow-apiserver", "gcp-init", *PIPELINE}
+    for name in ("airflow-scheduler", "airflow-apiserver"):
+        url = urlparse(environment(services[name])["TRACKWAY_HEALTH_COLLECTOR_METRICS_URL"])
+        assert (url.scheme, url.hostname, str(url.port), url.path) == ("http", "collector", admin[1], "/metrics")
+        assert set(services[name]["networks"]) & set(services["collector"]["networks"]), name
+
+
 def test_airflow_runs_the_fab_auth_manager_with_shared_keys(compose, tmp_path):
     """Every Airflow container: FAB, the same Fernet, JWT and API keys; airflow-init's commands parse."""
     shared = ("AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
@@ -394,7 +486,11 @@ def test_airflow_runs_the_fab_auth_manager_with_shared_keys(compose, tmp_path):
     assert len(set(values.values())) == 1 and None not in next(iter(values.values())), values
     init = airflow["airflow-init"]
     assert "AIRFLOW_ADMIN_PASSWORD" in environment(init)
-    assert not [k for k in environment(airflow["airflow-apiserver"]) if k.startswith(("TRACKWAY_", "AWS_"))]
+    # The API server (the Trackway page) runs no task: it only reads, and holds no job's credentials.
+    apiserver = environment(airflow["airflow-apiserver"])
+    assert urlparse(apiserver["TRACKWAY_WAREHOUSE_URL"]).username == "trackway_reader"
+    assert not [k for k in apiserver if k.endswith("_WAREHOUSE_URL") and k != "TRACKWAY_WAREHOUSE_URL"]
+    assert not [k for k in apiserver if "PRIVACY" in k or "PSEUDONYM" in k]
     commands = [shlex.split(line) for line in init["command"][-1].splitlines() if line.strip()]
     commands += [s["command"] for n, s in airflow.items() if n != "airflow-init"]
     expected = ["airflow db migrate", "airflow users create", "airflow users reset-password"]
@@ -459,13 +555,13 @@ def test_object_store_users_can_do_only_their_job(compose, monkeypatch, tmp_path
 
         client("s3").create_bucket(Bucket=bucket)
         client("s3").put_object(Bucket=bucket, Key=f"{prefix}/events/dt=2026-12-01/hour=10/old.ndjson.gz", Body=b"x")
-        iam, stores = client("iam"), {}
-        for job in ("collector", "loader"):
+        iam, stores, keys = client("iam"), {}, {}
+        for job in ("collector", "loader", "privacy"):
             policy = (REPO_ROOT / "ops/minio" / f"trackway-{job}-policy.json").read_text()
             iam.create_user(UserName=job)
             iam.put_user_policy(UserName=job, PolicyName=f"trackway-{job}", PolicyDocument=policy)
-            key = iam.create_access_key(UserName=job)["AccessKey"]
-            stores[job] = client("s3", key["AccessKeyId"], key["SecretAccessKey"])
+            keys[job] = iam.create_access_key(UserName=job)["AccessKey"]
+            stores[job] = client("s3", keys[job]["AccessKeyId"], keys[job]["SecretAccessKey"])
         monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # from here on, every call is checked
         monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
 
@@ -492,5 +588,28 @@ def test_object_store_users_can_do_only_their_job(compose, monkeypatch, tmp_path
         assert loader.read_bytes(new) == b"acknowledged" and loader.exists(old)
         assert denied(loader.put_bytes, "events/dt=2026-12-01/hour=12/forged.ndjson.gz", b"x")
         assert denied(loader.delete, old)
+
+        # The privacy tasks: the store privacy_store() opens from the connection compose gives the scheduler.
+        from trackway.config import load_settings
+        from trackway.orchestration.privacy_tasks import privacy_store
+
+        minio = {"MINIO_PRIVACY_ACCESS_KEY": keys["privacy"]["AccessKeyId"]}
+        minio["MINIO_PRIVACY_SECRET_KEY"] = keys["privacy"]["SecretAccessKey"]
+        scheduler = environment(render_fresh(load(), {**minio, **WRITE_KEYS})["services"]["airflow-scheduler"])
+        for key in [k for k in os.environ if k.startswith(("TRACKWAY_", "AIRFLOW_CONN_", "AWS_"))]:
+            monkeypatch.delenv(key)
+        for key, value in scheduler.items():
+            if key.startswith(("TRACKWAY_", "AIRFLOW_CONN_", "AWS_")):
+                monkeypatch.setenv(key, value.replace("http://minio:9000", endpoint))
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # what the loader's read-only user would take
+        privacy = privacy_store(load_settings("privacy"))
+        assert privacy is not None
+        privacy.put_file(old, tmp_path / "segment")  # a rewrite replaces the object
+        assert privacy.read_bytes(old) == b"acknowledged" and privacy.list("events/") == [old, new]
+        privacy.put_bytes("_privacy/subjects.json", b"{}")  # the subject set it publishes
+        privacy.delete(new)
+        assert not loader.exists(new)
+        assert denied(S3ObjectStore(bucket, "elsewhere", client=privacy.client).put_bytes, "x", b"x")
+        assert denied(S3ObjectStore(bucket, "elsewhere", client=privacy.client).read_bytes, "x")
     finally:
         server.stop()

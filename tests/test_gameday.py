@@ -204,6 +204,64 @@ def test_a_failed_dbt_test(trackway_env):
     run_block(verify)
 
 
+def test_a_violation_spike(trackway_env):
+    """A release sends price_per_night as a string: the collector (flag mode) keeps the events and records the
+    plan's verdict on each line; dbt unnests them into intermediate.plan_violation_rows; health fires."""
+    import time
+
+    from trackway.plan.model import load_plan
+    from trackway.plan.validate import CompiledPlan
+    from trackway.plan.verdict import encode
+
+    plan = CompiledPlan(load_plan(Path(__file__).resolve().parents[1] / "include/trackway/demo/plan"))
+
+    bad = ("wrong_type", "price_per_night")
+
+    def write_judged(hour: datetime, price: object, n: int = 30) -> None:
+        """Lines as the collector stores them in flag mode: the event as sent, its verdict under _trackwayPlan."""
+        lines = []
+        for i in range(n):
+            properties = {"listing_id": f"lst_{i:05d}", "city": "Lisbon", "price_per_night": price}
+            line = event(
+                uuid.uuid4().hex,
+                event="Listing Viewed",
+                properties=properties,
+                context={"sessionId": 1795910400000 + i},  # what the plan's common context requires
+                receivedAt=f"{hour + timedelta(seconds=5 + i):%Y-%m-%dT%H:%M:%S}.000Z",
+            )
+            major, violations = plan.judge(line)
+            assert [(v.kind, v.property) for v in violations] == ([] if price == 142.5 else [bad])
+            lines.append(json.dumps({**line, "_trackwayPlan": json.loads(encode(plan.version, major, violations))}))
+        write_gz_lines(
+            hour_dir(trackway_env / "raw", f"{hour:%Y-%m-%d}", hour.hour) / f"{uuid.uuid4().hex}.ndjson.gz", lines
+        )
+
+    settings = load_settings()
+    broken, fixed = last_hours(2)
+    started = time.monotonic()
+    write_judged(broken, "142.50")  # the release: a string where the plan says number
+    load_interval(settings, broken, broken + timedelta(hours=1))  # the hourly load and transform
+    run_block("trackway transform run")
+    # pipeline_health's first run after the broken hour ended (as of then: the hour after is not over yet).
+    as_of = broken + timedelta(hours=1, minutes=20)
+    args = [TRACKWAY, "health", "--json", "--check", "violations", "--as-of", as_of.strftime("%Y-%m-%dT%H:%M:%S")]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=os.environ)
+    detected = time.monotonic() - started
+    report = json.loads(result.stdout)
+    assert result.returncode == 1, report
+    assert failing(report) == {"violation_spike:Listing Viewed / wrong_type": "warn"}
+    print(f"violation spike detected {detected:.1f}s after the first bad line was stored: {failing(report)}")
+
+    variables = {"HOUR": hour_text(broken), "FROM": hour_text(fixed), "TO": hour_text(fixed)}
+    triage, fix, verify = runbook_blocks("Violation spike")
+    out = run_block(triage, **variables).stdout
+    assert "Listing Viewed" in out and "wrong_type" in out and "price_per_night" in out
+    write_judged(fixed, 142.5)  # the fixed release: the number again
+    run_block(fix, **variables)
+    out = run_block(verify, **variables).stdout  # exits 0: no spike in the hour after the fix
+    assert "0 plan violations in" in out and re.search(r"^\s*30\s*$", out, re.MULTILINE), out  # its 30 events
+
+
 def test_every_check_and_alert_has_a_runbook_section():
     from trackway.health.checks import CHECKS, CheckResult, State
     from trackway.orchestration.alerts import RUNBOOK_BY_ERROR

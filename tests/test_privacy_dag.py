@@ -39,3 +39,18 @@ def test_a_request_near_its_deadline_that_cannot_finish_alerts_twice(trackway_en
     assert failed["task_id"] == "run_requests" and "torn.ndjson.gz" in failed["error"]
     assert due["request_id"] == late.request_id and "not finished" in due["text"]  # the finished one: no alert
     assert "user-late" not in json.dumps(alerts)
+
+
+def test_the_erasure_task_opens_the_raw_store_with_its_own_connection(trackway_env, monkeypatch):
+    """TRACKWAY_PRIVACY_RAW_CONN_ID is what run_requests rewrites with (tests/test_compose.py drives one through
+    MinIO's policies on moto); one that cannot apply to the raw store fails closed, before anything is touched."""
+    import pytest
+
+    from trackway.config import ConfigError
+    from trackway.orchestration.privacy_tasks import privacy_store, run_requests
+
+    assert privacy_store(load_settings()) is None  # unset: the task's own credentials
+    monkeypatch.setenv("TRACKWAY_PRIVACY_RAW_CONN_ID", "trackway_privacy_raw")
+    with pytest.raises(ConfigError, match=r"TRACKWAY_PRIVACY_RAW_CONN_ID is set but TRACKWAY_RAW_URL is file://"):
+        run_requests(load_settings(), "manual__erasure")
+    assert not (trackway_env / "warehouse.duckdb").exists()

@@ -115,6 +115,7 @@ def _stack_env(home: Path, postgres_url: str, executor: str, redis_url: str | No
         {
             "TRACKWAY_HOME": str(home),
             "TRACKWAY_COLLECTOR_PORT": str(free_port()),
+            "TRACKWAY_COLLECTOR_ADMIN_PORT": str(free_port()),  # all three ports its own: stacks side by side
             "TRACKWAY_AIRFLOW_PORT": str(free_port()),
             "TRACKWAY_COLLECTOR_WORKERS": "1",
             "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "1",
@@ -182,6 +183,7 @@ def test_the_stack_runs_the_pipeline_and_backfills_through_airflow(executor, tmp
         banner = stack.output.read_text()
         assert f"Collector   {stack.collector_url}" in banner and "write key trackway-demo-key" in banner
         assert re.search(rf"Airflow     {re.escape(stack.airflow_url)}   login admin / \S+", banner)
+        assert f"Metrics     http://127.0.0.1:{stack.env['TRACKWAY_COLLECTOR_ADMIN_PORT']}/metrics" in banner
         # One stack per home: a second `trackway up` there refuses, and starts nothing.
         second = stack.trackway("up")
         assert second.returncode == 1 and "already running for TRACKWAY_HOME" in second.stderr, second

@@ -164,25 +164,74 @@ def test_one_stack_per_home_and_a_taken_port_is_named(tmp_path):
         assert down.returncode == 0 and "no stack is running" in down.stdout
 
 
-def test_the_stack_runs_the_airflow_commands_compose_runs():
-    """Same DAGs everywhere: each Airflow process of `trackway up` is the compose service of its name, same command.
+def test_every_port_of_the_stack_is_checked_and_the_defaults_differ(tmp_path):
+    """The collector's admin listener too: it and Airflow's UI both defaulted to 8081, and `make up` runs both."""
+    from trackway.config import load_settings
+    from trackway.stack.processes import stack_environment
+    from trackway.stack.up import stack_ports
 
-    The collector and airflow-init differ in today's compose file (flags instead of TRACKWAY_COLLECTOR_HOST/PORT,
-    a shell script around `airflow db migrate`); compose is being rewritten on another branch.
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith(("TRACKWAY_", "AIRFLOW"))]:
+            mp.delenv(key)
+        mp.setenv("TRACKWAY_HOME", str(tmp_path / "defaults"))
+        settings = load_settings()
+        ports = [(port, setting) for _, port, setting in stack_ports(settings, stack_environment(settings, {}))]
+    assert ports == [
+        (8080, "TRACKWAY_COLLECTOR_PORT"),
+        (8082, "TRACKWAY_COLLECTOR_ADMIN_PORT"),
+        (8081, "TRACKWAY_AIRFLOW_PORT"),
+    ]
+
+    env = clean_env(TRACKWAY_HOME=str(tmp_path / "home"), TRACKWAY_COLLECTOR_PORT=str(free_port()))
+    env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        admin_taken = {**env, "TRACKWAY_COLLECTOR_ADMIN_PORT": port, "TRACKWAY_AIRFLOW_PORT": str(free_port())}
+        result = subprocess.run([TRACKWAY, "up"], env=admin_taken, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+    assert "Set TRACKWAY_COLLECTOR_ADMIN_PORT to a free port" in result.stderr
+    # Two settings on one free port: each would bind alone, the second process would fail later.
+    same = {**env, "TRACKWAY_COLLECTOR_ADMIN_PORT": port, "TRACKWAY_AIRFLOW_PORT": port}
+    result = subprocess.run([TRACKWAY, "up"], env=same, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"TRACKWAY_COLLECTOR_ADMIN_PORT and TRACKWAY_AIRFLOW_PORT are both {port}" in result.stderr
+    assert not (tmp_path / "home" / "airflow" / "airflow.db").exists()  # refused before anything ran
+
+
+def test_the_stack_runs_the_commands_compose_runs():
+    """Same DAGs everywhere: each process of `trackway up` is the compose service of its name, same command.
+
+    The collector too: no flags in either, its settings (where it listens) come from the environment. airflow-init
+    runs `airflow db migrate` first and then makes the FAB admin (the stack uses the simple auth manager); the
+    image's build runs dbt-compile's command (include/docker/Dockerfile).
     """
-    from trackway.stack.processes import stack_processes
+    import shlex
+
+    from trackway.stack.processes import PREPARE, stack_processes
 
     services = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())["services"]
-    airflow = [p for p in stack_processes({"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}) if p.name.startswith("airflow")]
-    assert [p.name for p in airflow] == [
+    processes = stack_processes({"AIRFLOW__CORE__EXECUTOR": "LocalExecutor"})
+    assert [p.name for p in processes] == [
+        "collector",
         "airflow-apiserver",
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
     ]
-    for process in airflow:
+    for process in processes:
         assert tuple(services[process.name]["command"]) == process.command, process.name
+    where = ("TRACKWAY_COLLECTOR_HOST", "TRACKWAY_COLLECTOR_PORT", "TRACKWAY_COLLECTOR_ADMIN_HOST")
+    where += ("TRACKWAY_COLLECTOR_ADMIN_PORT",)
+    assert set(where) <= set(services["collector"]["environment"])  # settings, as the stack passes them
     assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    migrate, compile_ = PREPARE
+    init_script = [line for line in services["airflow-init"]["command"][-1].splitlines() if line.strip()]
+    assert tuple(shlex.split(init_script[0])) == migrate.command
+    dockerfile = (REPO_ROOT / "include/docker/Dockerfile").read_text()
+    assert f" {' '.join(compile_.command)}\n" in dockerfile
     celery = stack_processes({"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})
     assert celery[-1].command == ("airflow", "celery", "worker")
 
@@ -199,6 +248,9 @@ def test_up_print_shows_the_processes_and_settings_without_secrets(tmp_path):
     assert "airflow-scheduler: airflow scheduler" in result.stdout and "collector: trackway collect" in result.stdout
     assert f"AIRFLOW_HOME={tmp_path / 'home' / 'airflow'}" in result.stdout
     assert "AIRFLOW__API__PORT=18181" in result.stdout
+    ports = ("TRACKWAY_COLLECTOR_PORT=8080", "TRACKWAY_COLLECTOR_ADMIN_PORT=8082", "TRACKWAY_AIRFLOW_PORT=18181")
+    assert all(f"\n{line}\n" in result.stdout for line in ports), result.stdout
+    assert "TRACKWAY_HEALTH_COLLECTOR_METRICS_URL=http://127.0.0.1:8082/metrics" in result.stdout
     assert "AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:18181/execution/" in result.stdout
     assert "s3cret-pw" not in result.stdout and "airflow:***@db:5432" in result.stdout
     assert not (tmp_path / "home" / "stack").exists()

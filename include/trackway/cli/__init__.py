@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the Segment HTTP tracking API (/v1/batch, /v1/import, /v1/track, /v1/page, "
         "/v1/screen, /v1/identify, /v1/group, /v1/alias; GET /health for liveness, /openapi.json for the API "
         "description) with uvicorn worker processes. /metrics (Prometheus) and /health with the live counters of "
-        "all workers are on a separate admin listener, 127.0.0.1:8081 by default, never open to browsers. "
+        "all workers are on a separate admin listener, 127.0.0.1:8082 by default, never open to browsers. "
         "Events are acknowledged only after they are fsync'd to the local spool (TRACKWAY_SPOOL_DIR, one "
         "folder per worker); spool segments are uploaded to TRACKWAY_RAW_URL as gzip'd NDJSON by hour received, "
         "invalid events of a batch to its quarantine/ folder. SIGTERM/SIGINT uploads everything, then exits; "
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "127.0.0.1; it never follows --host)",
     )
     collect.add_argument(
-        "--admin-port", type=int, help="port of the admin listener (default TRACKWAY_COLLECTOR_ADMIN_PORT or 8081)"
+        "--admin-port", type=int, help="port of the admin listener (default TRACKWAY_COLLECTOR_ADMIN_PORT or 8082)"
     )
     collect.add_argument(
         "--workers",

@@ -27,6 +27,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print("# Then, together (compose service: command):")
         for process in stack_processes(env):
             print(f"{process.name}: {' '.join(process.command)}")
+        print("# Ports (each is checked free before anything starts; the setting moves it):")
+        print(f"TRACKWAY_COLLECTOR_PORT={settings.collector_port}")
+        print(f"TRACKWAY_COLLECTOR_ADMIN_PORT={settings.collector_admin_port}")
+        print(f"TRACKWAY_AIRFLOW_PORT={env['AIRFLOW__API__PORT']}")
+        print("# The collector's admin listener, read by the health checks and the Trackway page:")
+        print(f"TRACKWAY_HEALTH_COLLECTOR_METRICS_URL={env['TRACKWAY_HEALTH_COLLECTOR_METRICS_URL']}")
         print("# Airflow settings derived from TRACKWAY_HOME and TRACKWAY_AIRFLOW_PORT (an AIRFLOW_* you set wins):")
         for key in effective_airflow_env(settings, env):
             value = env[key]
@@ -60,9 +66,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             "line prefixed by its process. First `airflow db migrate` and `trackway transform compile`. The "
             "scheduler runs events_load every hour and events_transform after each load. Everything lives under "
             "TRACKWAY_HOME (Airflow's home and SQLite database in airflow/, lineage in lineage/, logs in logs/), "
-            "the ports are TRACKWAY_COLLECTOR_PORT (8080) and TRACKWAY_AIRFLOW_PORT (8081): two homes with two "
-            "sets of ports run side by side. One stack per home: a second `trackway up` there refuses. Prints the "
-            "URLs, the write key and the Airflow login when ready. Ctrl-C or SIGTERM (`trackway down`) stops every "
+            "the ports are TRACKWAY_COLLECTOR_PORT (8080), TRACKWAY_COLLECTOR_ADMIN_PORT (8082: /metrics, /health) "
+            "and TRACKWAY_AIRFLOW_PORT (8081), each checked free before anything starts: two homes with two sets of "
+            "ports run side by side. One stack per home: a second `trackway up` there refuses. Prints the URLs, the "
+            "write key and the Airflow login when ready. Ctrl-C or SIGTERM (`trackway down`) stops every "
             "process; if one exits by itself, it is reported and the others are stopped (exit 1)."
         ),
     )

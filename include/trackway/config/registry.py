@@ -203,8 +203,10 @@ class CollectorSection(Section):
     )
     collector_admin_port: int = setting(
         "TRACKWAY_COLLECTOR_ADMIN_PORT",
-        8081,
-        "Port of the collector's admin listener (`--admin-port`); must differ from the public port",
+        8082,
+        "Port of the collector's admin listener (`--admin-port`); must differ from the public port. 8082, because "
+        "8080 is the collector's public port and 8081 Airflow's UI (`TRACKWAY_AIRFLOW_PORT`): `trackway up` runs "
+        "all three",
         ge=1,
         le=65535,
     )
@@ -564,6 +566,14 @@ class ErasureSection(Section):
         le=60.0,
         allow_inf_nan=False,
     )
+    privacy_raw_conn_id: str | None = setting(
+        "TRACKWAY_PRIVACY_RAW_CONN_ID",
+        None,
+        "Airflow connection the `privacy` DAG rewrites and deletes raw objects with (`s3://`: an `aws` connection, "
+        "`gs://`: a `google_cloud_platform` one): an object-store user of its own that may write and delete only "
+        "under the raw prefix, where the loader's may only read (ops/minio/)",
+        default_doc="the task's own credentials (AWS_*, Application Default Credentials)",
+    )
     privacy_api_token: SecretStr | None = setting(
         "TRACKWAY_PRIVACY_API_TOKEN",
         None,
@@ -705,7 +715,7 @@ class HealthSection(Section):
     def _metrics_url(cls, value: str | None) -> str | None:
         if value is not None and urlparse(value).scheme not in ("http", "https"):
             raise ValueError(
-                "TRACKWAY_HEALTH_COLLECTOR_METRICS_URL is not an http(s) URL; write e.g. http://collector:8081/metrics"
+                "TRACKWAY_HEALTH_COLLECTOR_METRICS_URL is not an http(s) URL; write e.g. http://collector:8082/metrics"
             )
         return value
 
@@ -737,7 +747,8 @@ class StackSection(Section):
     airflow_port: int = setting(
         "TRACKWAY_AIRFLOW_PORT",
         8081,
-        "Port of the Airflow API server and UI that `trackway up` starts (the collector has 8080); the tasks' "
+        "Port of the Airflow API server and UI that `trackway up` starts (the collector has 8080, its admin listener "
+        "8082); the tasks' "
         "execution API URL follows it. An `AIRFLOW__API__PORT` you set wins",
         ge=1,
         le=65535,
@@ -918,6 +929,15 @@ INTERNAL: tuple[Setting, ...] = (
         False,
         "compose",
         "docker-compose.yaml only: the host address Airflow, PostgreSQL, MinIO and Prometheus are published on",
+    ),
+    Setting(
+        "TRACKWAY_PSEUDONYM_KEYS_FILE",
+        "path",
+        "none (required)",
+        False,
+        "compose",
+        "docker-compose.yaml only: the keyring file on the host, mounted into the collector as a secret "
+        "(`TRACKWAY_PSEUDONYM_KEYS=/run/secrets/trackway-pseudonym-keys` there)",
     ),
     Setting(
         "TRACKWAY_COLLECTOR_BIND",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from urllib.parse import urlparse
 
-from trackway.config import Settings
+from trackway.config import ConfigError, Settings
+from trackway.config.registry import ErasureSection
+from trackway.objectstore import ObjectStore, open_object_store
 
 #: dbt models holding counts over people (no ids to delete): rebuilt for the days an erasure touched.
 AGGREGATES = ("daily_active_users", "tracking_plan_violations", "tracking_plan_compliance_daily")
@@ -19,11 +22,34 @@ def recompute_aggregates(settings: Settings, days: Sequence[date]) -> str:
     return f"aggregates recomputed for {len(days)} day(s) from {min(days)}: {report.summary()}"
 
 
+def privacy_store(settings: Settings) -> ObjectStore | None:
+    """The raw store with TRACKWAY_PRIVACY_RAW_CONN_ID's credentials; None: the task's own.
+
+    The erasure run rewrites and deletes raw objects: in a deployment where the
+    loader's object-store user may only read, it needs a user of its own.
+    """
+    conn_id = settings.section(ErasureSection).privacy_raw_conn_id
+    if not conn_id:
+        return None
+    scheme = urlparse(settings.raw_url).scheme
+    if scheme == "s3":
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return open_object_store(settings.raw_url, s3_client=S3Hook(aws_conn_id=conn_id).get_conn())
+    if scheme == "gs":
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+        return open_object_store(settings.raw_url, gcs_client=GCSHook(gcp_conn_id=conn_id).get_conn())
+    raise ConfigError(
+        f"TRACKWAY_PRIVACY_RAW_CONN_ID is set but TRACKWAY_RAW_URL is {scheme}://, which needs no connection: unset it"
+    )
+
+
 def run_requests(settings: Settings, run_id: str) -> dict:
     """Apply the pending erasure requests; a failed request fails the task (the alert names it)."""
     from trackway.privacy.runs import run
 
-    report = run(settings)
+    report = run(settings, store=privacy_store(settings))
     lines = report.lines()
     if report.days:
         lines.append(recompute_aggregates(settings, report.days))
@@ -40,7 +66,7 @@ def alert_due_soon(settings: Settings, run_id: str) -> int:
     from trackway.orchestration.alerts import Alert, send_alert
     from trackway.privacy.runs import due_requests
 
-    due = due_requests(settings)
+    due = due_requests(settings, store=privacy_store(settings))
     for item in due:
         send_alert(
             Alert(

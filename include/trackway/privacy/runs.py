@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from trackway.config import Settings
-from trackway.objectstore import open_object_store
+from trackway.objectstore import ObjectStore, open_object_store
 from trackway.privacy import objects as raw_objects
 from trackway.privacy import tables
 from trackway.privacy.ledger import Ledger
@@ -50,11 +50,15 @@ DUE_SOON = timedelta(days=7)
 
 
 @contextlib.contextmanager
-def open_ledger(settings: Settings) -> Iterator[Ledger]:
-    """The ledger on the configured warehouse and raw store, reconciled; fails without the ledger key."""
+def open_ledger(settings: Settings, store: ObjectStore | None = None) -> Iterator[Ledger]:
+    """The ledger on the configured warehouse and raw store, reconciled; fails without the ledger key.
+
+    ``store``: the raw store opened with credentials of its own (the privacy DAG's connection,
+    TRACKWAY_PRIVACY_RAW_CONN_ID); default: the process's credentials.
+    """
     key = ledger_key(settings)
     assert key is not None  # required=True raises instead
-    store = open_object_store(settings.raw_url)
+    store = store or open_object_store(settings.raw_url)
     with open_warehouse(settings.warehouse) as wh:
         ledger = Ledger(wh, store, key)
         ledger.reconcile()
@@ -175,20 +179,27 @@ def due_soon(all_states: Sequence[RequestState], now: datetime) -> list[dict[str
     ]
 
 
-def due_requests(settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
+def due_requests(
+    settings: Settings, now: datetime | None = None, store: ObjectStore | None = None
+) -> list[dict[str, Any]]:
     """The ledger's requests not finished within 7 days of their deadline (the privacy DAG's alert)."""
-    with open_ledger(settings) as ledger:
+    with open_ledger(settings, store) as ledger:
         return due_soon(ledger.states(), now or datetime.now(UTC))
 
 
 def run(
-    settings: Settings, *, as_of: datetime | None = None, dry_run: bool = False, say: Say | None = None
+    settings: Settings,
+    *,
+    as_of: datetime | None = None,
+    dry_run: bool = False,
+    say: Say | None = None,
+    store: ObjectStore | None = None,
 ) -> RunReport:
     """Apply every pending request received by ``as_of`` (default now); ``dry_run`` changes nothing."""
     now = as_of or datetime.now(UTC)
     report = RunReport(as_of=now, dry_run=dry_run)
     say = say or (lambda msg: log.info("%s", msg))
-    with open_ledger(settings) as ledger:
+    with open_ledger(settings, store) as ledger:
         wh, key = ledger.wh, ledger.key
 
         def received() -> list[RequestState]:

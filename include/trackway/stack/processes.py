@@ -67,8 +67,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def display_host(host: str) -> str:
+    """Where a client on this machine reaches a server listening on ``host``."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)
+
+
+def collector_admin_url(settings: Settings) -> str:
+    """The collector's admin listener (``/metrics``, the detailed ``/health``), as this machine reaches it."""
+    return f"http://{display_host(settings.collector_admin_host)}:{settings.collector_admin_port}"
+
+
 def stack_environment(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
     """The environment every process gets: yours, with TRACKWAY_HOME absolute and Airflow's defaults for it.
+
+    ``TRACKWAY_HEALTH_COLLECTOR_METRICS_URL`` defaults to this stack's collector,
+    so the Trackway page shows what it acknowledged.
 
     An ``AIRFLOW__*`` variable you set wins over the derived default. The log
     servers of the task runners and the triggerer (Airflow's 8793 and 8794) get
@@ -79,6 +92,8 @@ def stack_environment(settings: Settings, environ: dict[str, str] | None = None)
     env.update(effective_airflow_env(settings, env))
     for key in ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"):
         env.setdefault(key, str(_free_port()))
+    # The Trackway page and the health checks read this stack's collector (its admin listener).
+    env.setdefault("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL", f"{collector_admin_url(settings)}/metrics")
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the supervisor as they are written
     # `airflow` and `trackway` of this installation first (a venv need not be activated).
     bin_dir = str(Path(sys.executable).parent)

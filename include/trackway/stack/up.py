@@ -14,7 +14,14 @@ from pathlib import Path
 from trackway.config import Settings
 from trackway.config.registry import StackSection
 from trackway.orchestration.airflow_env import lineage_path, prepare_folders
-from trackway.stack.processes import PREPARE, argv, stack_environment, stack_processes
+from trackway.stack.processes import (
+    PREPARE,
+    argv,
+    collector_admin_url,
+    display_host,
+    stack_environment,
+    stack_processes,
+)
 from trackway.stack.state import StackInfo, hold_home, stop_stack, write_info
 from trackway.stack.supervisor import Supervisor
 
@@ -24,10 +31,6 @@ _SIMPLE_AUTH = "SimpleAuthManager"
 
 class PortInUse(RuntimeError):
     """A port the stack needs is taken; the message names the setting that moves it."""
-
-
-def _display_host(host: str) -> str:
-    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)
 
 
 def check_port(host: str, port: int, setting: str) -> None:
@@ -42,6 +45,27 @@ def check_port(host: str, port: int, setting: str) -> None:
                 f"port {port} on {host or '*'} is in use ({exc.strerror}): another stack or program listens there. "
                 f"Set {setting} to a free port (two stacks need two TRACKWAY_HOMEs and two sets of ports)"
             ) from None
+
+
+def stack_ports(settings: Settings, env: dict[str, str]) -> list[tuple[str, int, str]]:
+    """(host, port, the setting that moves it) of every port the stack listens on.
+
+    PortInUse when two of them are the same port: the check below binds each in turn and
+    releases it, so it would pass, and the second process to start would fail later.
+    """
+    ports = [
+        (settings.collector_host, settings.collector_port, "TRACKWAY_COLLECTOR_PORT"),
+        (settings.collector_admin_host, settings.collector_admin_port, "TRACKWAY_COLLECTOR_ADMIN_PORT"),
+        (env["AIRFLOW__API__HOST"], int(env["AIRFLOW__API__PORT"]), "TRACKWAY_AIRFLOW_PORT"),
+    ]
+    seen: dict[int, str] = {}
+    for _, port, setting in ports:
+        if port in seen:
+            raise PortInUse(
+                f"{seen[port]} and {setting} are both {port}: the stack runs both, set one of them to another port"
+            )
+        seen[port] = setting
+    return ports
 
 
 def airflow_login(env: dict[str, str]) -> tuple[str, str, Path] | None:
@@ -126,6 +150,7 @@ def banner(
         "",
         f"Trackway is up in {seconds:.0f}s (TRACKWAY_HOME={settings.home}):",
         f"  Collector   {collector_url}   {_write_key_line(settings)}",
+        f"  Metrics     {collector_admin_url(settings)}/metrics   (the collector's admin listener; /health beside it)",
         f"  Airflow     {airflow_url}   {who}",
         f'  Warehouse   {settings.warehouse.display_url}   (trackway query "SELECT count(*) FROM analytics.events")',
         f"  Lineage     {lineage or env.get('AIRFLOW__OPENLINEAGE__TRANSPORT', 'off')}",
@@ -146,13 +171,13 @@ def up(settings: Settings) -> int:
     stack = settings.section(StackSection)
     collector_host = settings.collector_host
     api_host, api_port = env["AIRFLOW__API__HOST"], int(env["AIRFLOW__API__PORT"])
-    collector_url = f"http://{_display_host(collector_host)}:{settings.collector_port}"
-    airflow_url = f"http://{_display_host(api_host)}:{api_port}"
+    collector_url = f"http://{display_host(collector_host)}:{settings.collector_port}"
+    airflow_url = f"http://{display_host(api_host)}:{api_port}"
     processes = stack_processes(env)
     prepare_folders(env)
     with hold_home(settings):
-        check_port(collector_host, settings.collector_port, "TRACKWAY_COLLECTOR_PORT")
-        check_port(api_host, api_port, "TRACKWAY_AIRFLOW_PORT")
+        for host, port, setting in stack_ports(settings, env):
+            check_port(host, port, setting)
         login = airflow_login(env)
         names = tuple(p.name for p in (*PREPARE, *processes))
         supervisor = Supervisor(
