@@ -1,4 +1,7 @@
-"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos."""
+"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos.
+
+Then publish analytics.events, and write the HTML report when TRACKWAY_REPORT_PATH is set (docs/report.md).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from trackway.config import load_settings
 from trackway.orchestration.assets import ANALYTICS_EVENTS, EVENTS_RAW
 from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
 from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, transform_summary
+from trackway.orchestration.report_task import report_after_run
 
 
 @dag(
@@ -24,7 +28,11 @@ def events_transform():
     def publish() -> dict:
         return transform_summary()
 
-    dbt_task_group() >> publish()
+    @task
+    def report() -> dict:
+        return report_after_run()
+
+    dbt_task_group() >> publish() >> report()
 
 
 events_transform()
