@@ -350,3 +350,9 @@ def test_chromium_opens_the_report_and_requests_nothing(demo_duckdb, tmp_path, c
     assert [r for r in proxy.requests if not _browser_own(r)] == []
     assert "Trackway report" in dom and dom.count("<svg") == 14
     assert "<script" not in dom.split("</head>", 1)[1]  # nothing hostile became an element in the browser either
+
+
+def test_bigquery_is_refused_with_a_reason(trackway_env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", "bigquery://a-project/trackway")
+    assert main(["report", "--out", str(tmp_path / "r.html")]) == 2
+    assert "trackway report reads DuckDB and PostgreSQL warehouses, not bigquery" in capsys.readouterr().err

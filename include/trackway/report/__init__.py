@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trackway.config import Settings
+from trackway.config import ConfigError, Settings
 
 Progress = Callable[[str], None]
 
@@ -50,6 +50,9 @@ def write_report(settings: Settings, out: Path, *, days: int = 30, progress: Pro
     say = progress or (lambda _msg: None)
     started = time.monotonic()
     target = settings.read_warehouse
+    if target.kind not in ("duckdb", "postgres"):
+        # Its SQL names schemas as DuckDB and PostgreSQL have them; BigQuery's are datasets <prefix>_analytics.
+        raise ConfigError(f"trackway report reads DuckDB and PostgreSQL warehouses, not {target.kind} (yet)")
     say(f"reading {target.display_url} (read-only)")
     with open_warehouse(target, read_only=True) as wh:
         reader = Reader(wh)
