@@ -11,7 +11,7 @@ test_dbt_metrics.py, and the demo test reads a report written from real marts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 HOSTILE_EVENT = '<script>alert("event")</script>'
@@ -119,7 +119,12 @@ TABLES: dict[tuple[str, str], list[tuple[str, str]]] = {
         ("listing__neighbourhood", "TEXT"),
     ],
     ("app", "listings"): [("id", "TEXT"), ("city", "TEXT"), ("neighbourhood", "TEXT")],
-    ("app", "bookings"): [("id", "TEXT"), ("listing_id", "TEXT"), ("_trackway_deleted_at", "TIMESTAMP")],
+    ("app", "bookings"): [
+        ("id", "TEXT"),
+        ("listing_id", "TEXT"),
+        ("created_at", "TIMESTAMP"),
+        ("_trackway_deleted_at", "TIMESTAMP"),
+    ],
 }
 
 PAGES = ["/", "/search", "/listings/lst_00042", "/signup", HOSTILE_PAGE]
@@ -204,7 +209,13 @@ def rows() -> dict[tuple[str, str], list[tuple[Any, ...]]]:
     ]
     out["analytics", "events_rejected"].append(("unparseable timestamp",))
     out["app", "listings"] += [(f"lst_{k:05d}", c, h) for k, (c, h, _, _) in enumerate(NEIGHBOURHOODS)]
-    out["app", "bookings"] += [(f"b-{k}", f"lst_{k % 5:05d}", None) for k in range(9)]
+    # Nine bookings in the window, one the product deleted, one made long before it.
+    booked = datetime(2026, 11, 20, 12)
+    out["app", "bookings"] += [(f"b-{k}", f"lst_{k % 5:05d}", booked, None) for k in range(9)]
+    out["app", "bookings"] += [
+        ("b-gone", "lst_00000", booked, booked),
+        ("b-old", "lst_00000", datetime(2025, 1, 1), None),
+    ]
     return out
 
 

@@ -120,6 +120,8 @@ def test_the_report_is_one_file_that_fetches_nothing_and_every_chart_renders(dem
     assert 'class="note"' not in html
     # The numbers behind the charts: the latest DAU/MAU (40 + 140 % 23 = 42 of 200 people), the p-value.
     assert "21.0%" in html and "0.008" in html
+    # Bookings by neighbourhood: the deleted one and the one made before the window are not counted.
+    assert '<td>Lisbon</td><td>Alfama</td><td class="n">2</td>' in html
 
 
 def test_every_chart_spec_converts_to_svg(demo_duckdb):

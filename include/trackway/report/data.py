@@ -454,14 +454,20 @@ def marketplace(reader: Reader, window: Window) -> Section:
             ["city", "neighbourhood", "showings"],
         )
     if reader.has("app", "bookings", "listing_id") and reader.has("app", "listings", "id", "neighbourhood", "city"):
-        live = " AND b._trackway_deleted_at IS NULL" if reader.has("app", "bookings", "_trackway_deleted_at") else ""
+        # Bookings the product still has (app_sync marks the ones it deleted), made in the window when they say when.
+        where, params = ["l.neighbourhood IS NOT NULL"], []
+        if reader.has("app", "bookings", "_trackway_deleted_at"):
+            where.append("b._trackway_deleted_at IS NULL")
+        if reader.has("app", "bookings", "created_at"):
+            where.append("b.created_at >= ?")
+            params.append(window.start)
         reader.read(
             section,
             "bookings",
             "SELECT l.city, l.neighbourhood, count(*) AS bookings FROM app.bookings AS b "
-            f"INNER JOIN app.listings AS l ON CAST(b.listing_id AS VARCHAR) = CAST(l.id AS VARCHAR) WHERE 1 = 1{live} "
-            "GROUP BY l.city, l.neighbourhood",
-            [],
+            "INNER JOIN app.listings AS l ON CAST(b.listing_id AS VARCHAR) = CAST(l.id AS VARCHAR) "
+            f"WHERE {' AND '.join(where)} GROUP BY l.city, l.neighbourhood",
+            params,
             ["city", "neighbourhood", "bookings"],
         )
     return section
