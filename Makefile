@@ -33,7 +33,7 @@ $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	@touch $@
 
 # The dbt manifest events_transform loads is compiled ahead of time (adr/0014): `dbt parse`, no warehouse
-# connection; a no-op when it is current. Again after changing a model or the tracking plan.
+# connection; a no-op when it is current. Again after changing a model (not the tracking plan: adr/0029).
 install: $(STAMP) $(DBT_STAMP) ## create/update .venv and .dbt-venv, then compile the dbt manifest (trackway transform compile)
 	$(BIN)/trackway transform compile
 

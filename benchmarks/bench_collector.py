@@ -43,13 +43,18 @@ from pathlib import Path
 WRITE_KEY = "bench-key"
 BATCH = 20
 
-LUA = r"""
+# Each wrk thread gets an id (tid), so messageIds stay unique across threads.
+LUA_SETUP = r"""
 local counter = 0
 local threads = {}
 function setup(thread)
   thread:set("tid", #threads)
   table.insert(threads, thread)
 end
+"""
+LUA = (
+    LUA_SETUP
+    + r"""
 local pad = string.rep("x", 640)
 function request()
   counter = counter + 1
@@ -67,6 +72,7 @@ function request()
     {["Content-Type"] = "application/json", ["Authorization"] = "Basic %(auth)s"}, body)
 end
 """
+)
 
 # The same requests with 5 PII fields per event and an anonymousId of its own (the sampling unit).
 PII_LUA = LUA.replace(
@@ -323,7 +329,7 @@ def _privacy_env(home: Path, on: bool) -> dict[str, str]:
 
 
 def _serve_collector(
-    workers: int, tmp: Path, env: dict, plan_mode: str | None = None
+    workers: int, tmp: Path, env: dict, plan_mode: str | None = None, plan_dir: Path = DEMO_PLAN
 ) -> tuple[subprocess.Popen, int, int]:
     port = _free_port()
     home = tmp / "collector"
@@ -334,7 +340,7 @@ def _serve_collector(
     if plan_mode in ("plain", "privacy"):
         env.update(_privacy_env(home, plan_mode == "privacy"))
     elif plan_mode:
-        env.update({"TRACKWAY_PLAN_DIR": str(DEMO_PLAN), "TRACKWAY_PLAN_MODES": plan_mode})
+        env.update({"TRACKWAY_PLAN_DIR": str(plan_dir), "TRACKWAY_PLAN_MODES": plan_mode})
     admin_port = _free_port()
     proc = subprocess.Popen(
         [
@@ -368,10 +374,11 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def bench(kind: str, args, tmp: Path, env: dict, run: int) -> dict:
+def bench(kind: str, args, tmp: Path, env: dict, run: int, plan_dir: Path = DEMO_PLAN, lua: str = LUA) -> dict:
+    """One run; ``plan_dir`` and ``lua`` let benchmarks/bench_plan_import.py send a large plan's events."""
     if kind.startswith("collector"):
         plan_mode = kind.removeprefix("collector").lstrip("_") or None  # collector_allow / collector_flag
-        proc, port, admin_port = _serve_collector(args.workers, tmp, env, plan_mode)
+        proc, port, admin_port = _serve_collector(args.workers, tmp, env, plan_mode, plan_dir)
     else:
         proc, port = _serve_uvicorn(kind, args.workers, tmp, env)
         admin_port = 0  # plain uvicorn baselines have no admin listener
@@ -386,7 +393,7 @@ def bench(kind: str, args, tmp: Path, env: dict, run: int) -> dict:
     try:
         time.sleep(1)
         sampler.start()
-        lua = PII_LUA if kind in ("collector_plain", "collector_privacy") else LUA
+        lua = PII_LUA if kind in ("collector_plain", "collector_privacy") else lua
         cpu_before = _cpu_seconds(proc.pid)
         result = _wrk(port, args.connections, args.seconds, tmp, f"{kind}{run}", lua)
         result["cpu_s"] = _cpu_seconds(proc.pid) - cpu_before  # the server's own CPU, whatever else runs
@@ -475,12 +482,21 @@ def main() -> int:
     return 0
 
 
-def bench_pairs(args, tmp: Path, env: dict, kinds: tuple[str, str], what: str, field: str) -> dict[str, list[dict]]:
+def bench_pairs(
+    args,
+    tmp: Path,
+    env: dict,
+    kinds: tuple[str, str],
+    what: str,
+    field: str,
+    plan_dir: Path = DEMO_PLAN,
+    lua: str = LUA,
+) -> dict[str, list[dict]]:
     """Two collector configurations alternated run by run, so each run of one has one of the other beside it."""
     runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for run in range(args.runs):
         for kind, results in runs.items():
-            r = bench(kind, args, tmp, env, run)
+            r = bench(kind, args, tmp, env, run, plan_dir, lua)
             results.append(r)
             print(
                 f"  collector, {what} {kind.split('_')[1]:7} run {run + 1}: {r['events_per_s']:,.0f} events/s, "
@@ -490,9 +506,9 @@ def bench_pairs(args, tmp: Path, env: dict, kinds: tuple[str, str], what: str, f
     return runs
 
 
-def bench_plan(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
-    """The collector with the demo plan, allow then flag."""
-    return bench_pairs(args, tmp, env, ("collector_allow", "collector_flag"), "plan mode", "checked")
+def bench_plan(args, tmp: Path, env: dict, plan_dir: Path = DEMO_PLAN, lua: str = LUA) -> dict[str, list[dict]]:
+    """The collector with a plan (the demo's by default), allow then flag, alternated run by run."""
+    return bench_pairs(args, tmp, env, ("collector_allow", "collector_flag"), "plan mode", "checked", plan_dir, lua)
 
 
 def bench_privacy(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
@@ -502,7 +518,7 @@ def bench_privacy(args, tmp: Path, env: dict) -> dict[str, list[dict]]:
 
 def print_paired(
     title: str, runs: dict[str, list[dict]], labels: dict[str, str], extra: tuple[str, str], name: str, target: float
-) -> None:
+) -> float:
     """Medians of two alternated configurations and their paired ratio against a target."""
     (base, base_label), (other, other_label) = labels.items()
     heading, field = extra
@@ -525,11 +541,13 @@ def print_paired(
         f"target >= {target:.2f}x: {'met' if paired >= target else 'MISSED'}. By the collector's own CPU per event "
         f"(median), which other load on the machine disturbs less: {cpu[base] / cpu[other]:.2f}x"
     )
+    return paired
 
 
-def print_plan(runs: dict[str, list[dict]]) -> None:
+def print_plan(runs: dict[str, list[dict]], title: str = "tracking plan (demo plan, median)") -> float:
+    """Print the allow/flag rows; return the median of the paired flag/allow ratios."""
     labels = {"collector_allow": "collector, plan mode allow", "collector_flag": "collector, plan mode flag"}
-    print_paired("tracking plan (demo plan, median)", runs, labels, ("checked", "checked"), "flag/allow", 0.8)
+    return print_paired(title, runs, labels, ("checked", "checked"), "flag/allow", 0.8)
 
 
 def print_privacy(runs: dict[str, list[dict]]) -> None:

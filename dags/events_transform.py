@@ -1,6 +1,10 @@
 """Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos.
 
-Then publish analytics.events, and write the HTML report when TRACKWAY_REPORT_PATH is set (docs/report.md).
+With a tracking plan, a task checks that the typed views deployed are the plan's
+(`trackway plan deploy`, the plan_deploy DAG) and alerts when not; the views themselves
+are not rebuilt here, so the run's tasks do not grow with the plan (adr/0029). The last
+builds the plan's analytics_x views, which read them (one task, whatever the plan's size).
+When both are done, the HTML report is written if TRACKWAY_REPORT_PATH is set (docs/report.md).
 """
 
 from __future__ import annotations
@@ -29,10 +33,30 @@ def events_transform():
         return transform_summary()
 
     @task
+    def check_typed_views() -> str:
+        """Fails (and alerts) when the typed views deployed are not the plan's; a no-op without a plan."""
+        from trackway.orchestration.plan_tasks import check_typed_views as check
+
+        return check()
+
+    @task
+    def build_analytics_x() -> str:
+        """The plan's analytics_x views and tests, which read the typed views just checked."""
+        from trackway.orchestration.plan_tasks import build_analytics_x as build
+
+        return build()
+
+    @task
     def report() -> dict:
+        """The metrics as one HTML file, after the marts and analytics_x; a no-op without TRACKWAY_REPORT_PATH."""
         return report_after_run()
 
-    dbt_task_group() >> publish() >> report()
+    dbt = dbt_task_group()
+    published = publish()
+    joined = build_analytics_x()
+    dbt >> published
+    dbt >> check_typed_views() >> joined
+    [published, joined] >> report()
 
 
 events_transform()

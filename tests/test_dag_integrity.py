@@ -26,6 +26,7 @@ def dagbag(airflow_db, tmp_path_factory):
             mp.delenv(var, raising=False)
         compile_manifest(load_settings())  # `trackway transform compile`, as make install and the demo run it
         bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+        bag.trackway_home = os.environ["TRACKWAY_HOME"]  # type: ignore[attr-defined]
     os.environ.clear()
     os.environ.update(saved)  # the DAG file sets dbt's connection variables
     return bag
@@ -40,6 +41,7 @@ def test_every_dag_file_imports(dagbag):
         "app_sync",
         "events_reprocess",
         "privacy",
+        "plan_deploy",
     }
 
 
@@ -134,9 +136,47 @@ def test_events_transform_has_a_task_per_model_test_and_source(dagbag):
     }
     assert "dbt.daily_active_users_model_build" in dag.get_task("dbt.stickiness_model_build").upstream_task_ids
     assert dag.get_task("publish").upstream_task_ids  # after the dbt group
-    # The HTML report (TRACKWAY_REPORT_PATH, docs/report.md) comes last: a failure there leaves the asset event out.
-    assert dag.get_task("report").upstream_task_ids == {"publish"} and not dag.get_task("report").downstream_task_ids
+    # The HTML report (TRACKWAY_REPORT_PATH, docs/report.md) comes last, after the marts and analytics_x: a
+    # failure there fails only it, the asset event is out already.
+    report = dag.get_task("report")
+    assert report.upstream_task_ids == {"publish", "build_analytics_x"} and not report.downstream_task_ids
     assert dag.max_active_tasks == 1  # DuckDB: one writer at a time
+    check = dag.get_task("check_typed_views")  # the typed views are the plan's, or an alert (adr/0029)
+    assert check.upstream_task_ids and "publish" not in check.downstream_task_ids
+
+
+def test_plan_deploy_runs_on_the_plan_asset(dagbag):
+    dag = dagbag.get_dag("plan_deploy")
+    assert [asset.uri for asset in dag.timetable.asset_condition.objects] == ["trackway://plan/tracking_plan"]
+    assert [t.task_id for t in dag.tasks] == ["deploy_typed_views"]
+
+
+def test_a_large_plan_adds_no_task_to_the_hourly_transform(dagbag, tmp_path, monkeypatch):
+    """600 planned events: the manifest compiled without a plan is still current, and the DAG is the same.
+
+    Before adr/0029 each planned event was a dbt model, so a Cosmos task: 621 tasks with this plan, 18 without.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    from large_plan import write_segment_export
+    from trackway.config import load_settings
+    from trackway.plan.importers import import_plan
+    from trackway.transform.manifest import check_manifest
+
+    import_plan("segment", write_segment_export(tmp_path / "export.json"), tmp_path / "plan")
+    saved = dict(os.environ)
+    try:
+        monkeypatch.setenv("TRACKWAY_HOME", dagbag.trackway_home)
+        monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(tmp_path / "plan"))
+        assert check_manifest(load_settings()).current
+        with_plan = DagBag(dag_folder=str(REPO_ROOT / "dags" / "events_transform.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert with_plan.import_errors == {}
+    before = {t.task_id for t in dagbag.dags["events_transform"].tasks}
+    assert {t.task_id for t in with_plan.dags["events_transform"].tasks} == before
+    assert len(before) < 40  # the models and singular tests, the plan check and analytics_x: none per planned event
 
 
 def test_privacy_runs_daily_and_alerts_whatever_the_run_did(dagbag):

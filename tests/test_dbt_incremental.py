@@ -30,6 +30,7 @@ MARTS = [
     "users",
     "daily_active_users",
     "experiment_assignments",
+    "tracking_plan_violations",
 ]
 JSON_COLUMNS = {"properties", "traits", "context", "experiments", "latest_traits"}
 
@@ -65,17 +66,30 @@ EXPERIMENT_VIEWED = {
     "variation_name": "B",
 }
 
+
+def verdict(*violations: tuple[str, str | None], version: str = "1") -> dict:
+    """A tracking plan verdict as the collector records it (trackway.plan.verdict, adr/0029)."""
+    return {"plan": "p1", "eventVersion": version, "violations": [{"kind": k, "property": p} for k, p in violations]}
+
+
 BATCHES: list[list[str]] = [
     [
         ev("a1", "page", at("10:00"), anonymousId="anon-A", context={"campaign": CAMPAIGN, "page": {"path": "/home"}}),
-        ev("a2", "track", at("10:10"), anonymousId="anon-A"),
+        ev(
+            "a2",
+            "track",
+            at("10:10"),
+            anonymousId="anon-A",
+            _trackwayPlan=verdict(("wrong_type", "price"), ("missing_required", "city")),
+        ),
         ev("a3", "page", at("11:00"), anonymousId="anon-A", context={"page": {"path": "/listing"}}),
         ev("a4", "track", at("11:05"), anonymousId="anon-A"),
         ev("b1", "track", at("10:00"), anonymousId="anon-B"),
         ev("b2", "track", at("10:30"), anonymousId="anon-B"),  # exactly the cut-off: same session
-        ev("b3", "track", at("11:00:01"), anonymousId="anon-B"),  # 30 min 1 s: a new session
+        # 30 min 1 s: a new session; its verdict is damaged (violations not a list) and ignored
+        ev("b3", "track", at("11:00:01"), anonymousId="anon-B", _trackwayPlan={"violations": {"kind": "x"}}),
         ev("c1", "page", at("10:00"), anonymousId="anon-C", context={"sessionId": "cs-1"}),
-        ev("c2", "track", at("12:00"), anonymousId="anon-C", context={"sessionId": "cs-1"}),
+        ev("c2", "track", at("12:00"), anonymousId="anon-C", context={"sessionId": "cs-1"}, _trackwayPlan="damaged"),
         ev("c3", "track", at("10:05"), anonymousId="anon-C"),  # no client id: derived
         ev("u1", "track", at("10:00"), userId="u-9"),
         ev("e1", "page", at("09:00"), anonymousId="anon-E", context={"page": {"path": "/pricing"}}),
@@ -83,13 +97,36 @@ BATCHES: list[list[str]] = [
         ev("x1", "page", at("10:00"), anonymousId="anon-X", context={"experiments": {"hero": "red"}}),
         ev("i1", "identify", at("10:00"), anonymousId="anon-D", userId="u-1", traits={"plan": "free", "name": "Di"}),
         ev("d1", "track", at("10:01"), anonymousId="anon-D"),
-        ev("dup-1", "track", at("10:02"), 5, anonymousId="anon-B", properties={"copy": "first"}),
+        ev(
+            "dup-1",
+            "track",
+            at("10:02"),
+            5,
+            anonymousId="anon-B",
+            properties={"copy": "first"},
+            _trackwayPlan=verdict(("unexpected_property", "copy")),
+        ),
         "%% not json",
     ],
     [
         # A retry with an earlier receivedAt, loaded a day later: still loses to the copy already there.
-        ev("dup-1", "track", at("10:02"), 1, anonymousId="anon-B", properties={"copy": "second"}),
-        ev("a5", "track", at("10:35"), anonymousId="anon-A"),  # late: 25 min after a2, 25 min before a3
+        ev(
+            "dup-1",
+            "track",
+            at("10:02"),
+            1,
+            anonymousId="anon-B",
+            properties={"copy": "second"},
+            _trackwayPlan=verdict(("not_in_enum", "copy")),  # a later copy's verdict never counts
+        ),
+        # late: 25 min after a2, 25 min before a3
+        ev(
+            "a5",
+            "track",
+            at("10:35"),
+            anonymousId="anon-A",
+            _trackwayPlan=verdict(("unknown_version", None), version="9"),
+        ),
         ev("b0", "track", at("09:45"), anonymousId="anon-B"),  # late: before b1's session, within the gap
         ev("i2", "identify", at("09:00", 1), anonymousId="anon-E", userId="u-2", traits={"plan": "pro"}),
         ev("al1", "alias", at("09:10", 1), previousId="u-2", userId="u-3"),
@@ -180,6 +217,29 @@ def test_every_raw_line_is_an_event_a_reject_or_a_duplicate(built):
     rejected = built.query("select reject_reason from analytics.events_rejected order by loaded_at")
     assert [r["reject_reason"] for r in rejected] == ["parse_error", "missing_message_id"]
     assert raw == events + len(rejected) + 2  # two later copies of dup-1
+
+
+def test_plan_violations_are_the_kept_copies_verdicts(built):
+    """adr/0029: the verdicts recorded with the events, unnested once; a duplicate's never counts, a damaged one
+    is ignored, and a rerun inside the lookback replaces its rows (the full refresh above equals them)."""
+    rows = built.query(
+        "select event_id, event_version, kind, property, violation_index from intermediate.plan_violation_rows"
+    )
+    assert sorted(
+        (r["event_id"], r["event_version"], r["kind"], r["property"], r["violation_index"]) for r in rows
+    ) == [
+        ("a2", "1", "missing_required", "city", 0),
+        ("a2", "1", "wrong_type", "price", 1),
+        ("a5", "9", "unknown_version", None, 0),
+        ("dup-1", "1", "unexpected_property", "copy", 0),
+    ]
+    summary = built.query("select kind, violation_count from analytics.tracking_plan_violations order by kind")
+    assert [(r["kind"], r["violation_count"]) for r in summary] == [
+        ("missing_required", 1),
+        ("unexpected_property", 1),
+        ("unknown_version", 1),
+        ("wrong_type", 1),
+    ]
 
 
 def test_utm_and_experiment_columns(built):

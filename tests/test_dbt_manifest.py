@@ -104,7 +104,7 @@ def test_compile_writes_manifest_and_fingerprint_without_a_warehouse(home, compi
     manifest = home / "dbt" / "manifest" / "manifest.json"
     assert "model.trackway.events" in json.loads(manifest.read_text())["nodes"]
     parts = json.loads((manifest.parent / FINGERPRINT_FILE).read_text())["parts"]
-    assert parts["dbt target"] == "duckdb" and parts["tracking plan"] == "none"
+    assert parts["dbt target"] == "duckdb" and parts["tracking plan"] == "none"  # no plan: no analytics_x models
     assert parts["project used by the DAG"] == compiled["TRACKWAY_DBT_PROJECT_DIR"]
     assert sorted(p.name for p in home.iterdir()) == ["dbt"]  # no warehouse.duckdb: dbt parse never connected
 
@@ -161,18 +161,29 @@ def test_missing_manifest_fails_the_import_and_shows_in_status(tmp_path, monkeyp
     assert _dbt(spawned) == []
 
 
-def test_plan_or_target_change_makes_the_manifest_stale(home, monkeypatch):
-    monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(DEMO_PLAN))
-    state = check_manifest(load_settings())
-    assert (
-        state.status == "stale"
-        and "the tracking plan (or TRACKWAY_TYPED_SCHEMA, or the sources file's references) changed" in state.reasons
+def test_only_the_plans_dbt_models_make_the_manifest_stale_a_target_change_does(home, monkeypatch, tmp_path):
+    """Typed views are deployed, not compiled (adr/0029): a plan change leaves the manifest's plan part as it was,
+    unless it changes the analytics_x models the plan generates (a reference to a synced table)."""
+    from app_fixtures import sources_yaml
+    from trackway.transform.manifest import fingerprint
+
+    plan = shutil.copytree(DEMO_PLAN, tmp_path / "plan")
+    monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(plan))
+    before = fingerprint(load_settings())["tracking plan"]
+    (plan / "events" / "teleported.yaml").write_text(
+        "name: Listing Teleported\ntype: track\ndescription: d\nowner: o\nproperties: {type: object}\n"
     )
-    assert COMPILE_COMMAND in state.line()
+    monkeypatch.setenv("TRACKWAY_TYPED_SCHEMA", "typed_elsewhere")
+    assert fingerprint(load_settings())["tracking plan"] == before  # no dbt model changed
+    (tmp_path / "sources.yml").write_text(sources_yaml("sqlite:///" + str(tmp_path / "app.sqlite")))
+    monkeypatch.setenv("TRACKWAY_SOURCES_FILE", str(tmp_path / "sources.yml"))
+    assert fingerprint(load_settings())["tracking plan"] != before  # analytics_x views for app.listings now
     monkeypatch.delenv("TRACKWAY_PLAN_DIR")
+    monkeypatch.delenv("TRACKWAY_SOURCES_FILE")
     monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", "postgresql://trackway@127.0.0.1:1/warehouse")
     state = check_manifest(load_settings())
     assert "the warehouse's dbt target changed (compiled for duckdb, now postgres)" in state.reasons
+    assert COMPILE_COMMAND in state.line()
     assert any(r.startswith("dbt or its adapter was upgraded") and "dbt-postgres" in r for r in state.reasons)
 
 

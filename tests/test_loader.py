@@ -132,3 +132,26 @@ def test_objects_written_by_other_systems(warehouse_env):
     truncated = {i for i in ids if i and i.startswith("t-")}
     assert 0 < len(truncated) < 2000
     assert _rows(settings, "SELECT count(object_error) FROM raw.loaded_objects") == [(2,)]
+
+
+def test_a_raw_table_of_an_older_version_gets_the_plan_verdict_column(warehouse_env):
+    """adr/0029 added raw.events_raw.plan_verdict: a table created before it is altered at the next load."""
+    settings = load_settings()
+    with open_warehouse(settings.warehouse) as wh:
+        wh.ensure_raw_tables()
+        _drop_plan_verdict(wh)  # as an older version created it
+    verdict = {"plan": "p1", "eventVersion": "1", "violations": [{"kind": "wrong_type", "property": "price"}]}
+    write_gz_lines(
+        hour_dir(warehouse_env / "raw", "2026-11-22", 10) / "v.ndjson.gz", [event("m-v", _trackwayPlan=verdict)]
+    )
+    assert load_interval(settings, HOUR, HOUR + timedelta(hours=1)).rows_loaded == 1
+    (text,) = _rows(settings, "SELECT plan_verdict FROM raw.events_raw WHERE message_id = 'm-v'")[0]
+    assert json.loads(text) == verdict  # the collector's key, copied like every other text field
+
+
+def _drop_plan_verdict(wh) -> None:
+    if wh.kind == "postgres":
+        with wh.con.transaction(), wh.con.cursor() as cur:
+            cur.execute("ALTER TABLE raw.events_raw DROP COLUMN plan_verdict")
+    else:
+        wh.con.execute("ALTER TABLE raw.events_raw DROP COLUMN plan_verdict")

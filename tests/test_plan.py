@@ -12,13 +12,13 @@ import yaml
 
 from trackway.cli import main
 from trackway.plan import names
-from trackway.plan.dbtgen import generate
 from trackway.plan.diff import BREAKING, diff_plans, worst
 from trackway.plan.lint import ERROR, lint_findings, lint_plan
 from trackway.plan.model import Plan, PlanError, load_plan
 from trackway.plan.schema import compile_schema, schema_problems
 from trackway.plan.translate import Translator
 from trackway.plan.validate import CompiledPlan
+from trackway.plan.views import typed_views
 
 try:
     from plan_fixtures import DEMO_PLAN, PLAN_EXPORTS, hostile_plan, messy_segment_export, write_plan
@@ -546,9 +546,8 @@ def test_import_of_500_messy_events_keeps_every_name_and_stays_usable(tmp_path, 
     lines = capsys.readouterr().out.splitlines()
     assert any("name is not title case" in line for line in lines)
     assert any("no privacy class" in line for line in lines)
-    files = generate(plan)  # every messy name still makes distinct, valid views
-    views = [f for f in files if f.startswith("typed/")]
-    assert len(views) == 520 and all(names.identifier(v) for v in views)
+    views = {v.name for v in typed_views(plan, "duckdb")}  # every messy name still makes distinct, valid views
+    assert len(views) == 520 and all(set(v) <= set("abcdefghijklmnopqrstuvwxyz0123456789_") for v in views)
     compiled = CompiledPlan(plan)
     assert compiled.check({"type": "track", "event": names_sent[0], "properties": {}}) is not None
 
@@ -568,14 +567,13 @@ def test_names_normalise_to_safe_distinct_identifiers():
         assert set(value) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
-def test_hostile_plan_generates_only_escaped_sql(tmp_path):
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
+def test_hostile_plan_generates_only_escaped_sql(tmp_path, dialect):
     plan = load_plan(hostile_plan(tmp_path))
-    files = generate(plan)
-    view = next(text for path, text in files.items() if path.startswith("typed/") and "Robert" in text)
+    view = next(v.select for v in typed_views(plan, dialect) if "Robert" in v.event.name)
     assert 'DROP TABLE analytics.events;-- "Viewed"' in view  # present only inside a string literal
     assert "'Robert''); DROP TABLE" in view
-    assert "{{ '{' }}{{ '{' }} 7*7 }}" in view
-    assert "{% raw %}" not in view
+    assert "{{ 7*7 }}" in view  # not a dbt model any more: nothing renders templates
 
 
 def test_config_validates_plan_settings(tmp_path, monkeypatch):
@@ -597,7 +595,7 @@ def test_config_validates_plan_settings(tmp_path, monkeypatch):
 
 
 def test_every_plan_command_has_help(capsys):
-    for command in ("lint", "diff", "test", "import", "docs", "generate"):
+    for command in ("lint", "diff", "deploy", "test", "import", "docs", "generate"):
         with pytest.raises(SystemExit) as exit_info:
             main(["plan", command, "--help"])
         assert exit_info.value.code == 0
@@ -621,7 +619,8 @@ def test_project_copy_is_synced_in_place(tmp_path):
     source = shutil.copytree(REPO_DBT, tmp_path / "src", ignore=shutil.ignore_patterns("target", "logs"))
     dest = tmp_path / "copy"
     plan = load_plan(DEMO_PLAN)
-    project_with_plan(plan, source, dest)
+    links = {("app", "listings"): [("host_id", "hosts", "id")], ("app", "hosts"): []}
+    project_with_plan(plan, source, dest, app_links=links)
     generated = sorted((dest / "models" / "plan").rglob("*.sql"))
     assert generated and (dest / "dbt_project.yml").read_bytes() == (source / "dbt_project.yml").read_bytes()
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in dest.rglob("*") if p.is_file()}
@@ -630,7 +629,7 @@ def test_project_copy_is_synced_in_place(tmp_path):
 
     (source / "models" / "staging" / "stg_events.sql").write_text("select 1 as changed\n")
     (source / "macros" / "plan.sql").unlink()
-    project_with_plan(plan, source, dest)
+    project_with_plan(plan, source, dest, app_links=links)
 
     assert (dest / "models" / "staging" / "stg_events.sql").read_text() == "select 1 as changed\n"
     assert not (dest / "macros" / "plan.sql").exists()
@@ -812,7 +811,7 @@ def _imported(tmp_path: Path, fmt: str, source: Path, capsys, translated: str = 
     assert [f.line() for f in lint_findings(plan) if f.severity == ERROR] == []
     assert main(["plan", "lint", str(target)]) == 1  # style warnings only (owners, privacy classes ...)
     assert ": error: " not in capsys.readouterr().out
-    assert len([f for f in generate(plan) if f.startswith("typed/")]) == len(plan.events)
+    assert len(typed_views(plan, "duckdb")) == len(plan.events)
     return plan
 
 

@@ -3,6 +3,7 @@ violations, reload on folder change and SIGHUP, and quarantine replay."""
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import signal
 import subprocess
@@ -80,6 +81,40 @@ def test_flag_mode_passes_events_unchanged_and_lists_violations(planned):
     assert stored[unplanned["messageId"]]["event"] == "Listing Teleported"
 
 
+def test_flag_mode_records_the_verdict_with_each_event(planned):
+    """adr/0029: the verdict is stored with the event (a key the collector owns, appended last), so the
+    warehouse never validates again; what a client sends under that key is dropped."""
+    from trackway.plan.model import load_plan, plan_version
+
+    good = msg()
+    wrong = msg(properties={**VIEWED, "price_per_night": "99.50"}, _trackwayPlan={"plan": "mine", "violations": []})
+    unplanned = msg("Listing Teleported", {"to": "Mars"}, context={**CTX, "protocols": {"event_version": 3}})
+    assert post(planned, "key-backend", {"batch": [good, wrong, unplanned]}).status_code == 200
+    single = msg(properties={"listing_id": "lst_2"})
+    assert post(planned, "key-backend", single, path="/v1/track").status_code == 200
+    ids = [m["messageId"] for m in (good, wrong, unplanned, single)]
+    stored = wait_for_events(local_store(planned.home), ids)
+    version = plan_version(load_plan(planned.plan))
+    assert stored[good["messageId"]]["_trackwayPlan"] == {"plan": version, "eventVersion": "1", "violations": []}
+    assert stored[wrong["messageId"]]["_trackwayPlan"] == {
+        "plan": version,
+        "eventVersion": "1",
+        "violations": [{"kind": "wrong_type", "property": "price_per_night"}],
+    }
+    assert stored[unplanned["messageId"]]["_trackwayPlan"]["eventVersion"] == "3"
+    assert stored[unplanned["messageId"]]["_trackwayPlan"]["violations"] == [
+        {"kind": "unplanned_event", "property": None}
+    ]
+    assert [v["kind"] for v in stored[single["messageId"]]["_trackwayPlan"]["violations"]] == [
+        "missing_required",
+        "missing_required",
+    ]
+    store = local_store(planned.home)
+    lines = [line for key in store.list("events/") for line in gzip.decompress(store.read_bytes(key)).splitlines()]
+    line = next(line for line in lines if good["messageId"].encode() in line)
+    assert line.endswith(b',"_trackwayPlan":{"plan":"' + version.encode() + b'","eventVersion":"1","violations":[]}}')
+
+
 def test_block_mode_quarantines_violating_events_with_their_violations(planned):
     good = msg()
     bad = msg(properties={**VIEWED, "city": "Atlantis"})
@@ -99,7 +134,10 @@ def test_block_mode_quarantines_violating_events_with_their_violations(planned):
     assert by_id[bad["messageId"]]["violations"][0]["kind"] == "not_in_enum"
     assert by_id[bad["messageId"]]["event"]["receivedAt"]  # stored enriched, for replay
     assert {v["kind"] for v in by_id[single["messageId"]]["violations"]} == {"wrong_type", "missing_required"}
-    assert bad["messageId"] not in {r["messageId"] for r in read_lines(store, "events/")}
+    stored = {r["messageId"]: r for r in read_lines(store, "events/")}
+    assert bad["messageId"] not in stored
+    assert stored[good["messageId"]]["_trackwayPlan"]["violations"] == []  # what block mode lets through was judged
+    assert "_trackwayPlan" not in by_id[bad["messageId"]]["event"]  # replay judges it again
 
 
 def test_health_counts_plan_checks(planned):
@@ -153,9 +191,12 @@ def test_plan_changes_are_picked_up_without_restart(planned):
 
 
 def test_without_a_plan_nothing_is_validated(collector):
-    body = post(collector, "key-web", {"batch": [msg("Anything Goes", {"x": 1})]}).json()
+    forged = msg("Anything Goes", {"x": 1}, _trackwayPlan={"plan": "forged", "violations": []})
+    body = post(collector, "key-web", {"batch": [forged]}).json()
     assert body == {"success": True, "accepted": 1, "quarantined": 0}
     assert "plan" not in collector.health()
+    stored = wait_for_events(local_store(collector.home), [forged["messageId"]])
+    assert "_trackwayPlan" not in stored[forged["messageId"]]  # no verdict, and a client cannot supply one
 
 
 # ---- plans as they come from other tools

@@ -1,10 +1,11 @@
 """The tracking plan end to end, on DuckDB and a real PostgreSQL: HTTP clients -> collector
-(flag and block) -> quarantine replay -> load -> app_sync -> dbt with the plan's generated models.
+(flag and block) -> quarantine replay -> load -> app_sync -> dbt -> `trackway plan deploy`.
 
-Checks analytics.tracking_plan_violations and the daily compliance table, the typed views
-in analytics_typed (casts, NULL for what does not cast), generated dbt tests, hostile names
-(views build, data intact), plan descriptions as PostgreSQL comments, a plan change
-re-evaluating history, `trackway plan test`, the data dictionary in headless Chromium, and the
+Checks analytics.tracking_plan_violations (from the verdicts the collector recorded) and the
+daily compliance table, the typed views in analytics_typed (casts, NULL for what does not
+cast), hostile names (views build, data intact), plan descriptions as PostgreSQL comments, a
+plan change (judged from then on, the hourly check failing until `plan deploy`, `plan diff`
+showing the column), `trackway plan test`, the data dictionary in headless Chromium, and the
 analytics_x views joining events with the product's rows (docs/app-data.md).
 """
 
@@ -147,7 +148,15 @@ def pipeline(request, tmp_path_factory):
     app_db = write_app_db(home / "app.sqlite", ["lst_1", "lst_2", "lst_3", "lst_9"])
     (home / "sources.yml").write_text(sources_yaml(f"sqlite:///{app_db}", listings=", deletes: remove"))
     assert sync_named(load_settings(), "product").rows == 8
-    dbt = run_dbt(load_settings(), "build")
+    # As events_transform runs: the models, then the typed views' check (nothing was ever deployed here, so it
+    # deploys them itself), then the plan's analytics_x views, which read them.
+    from trackway.orchestration.plan_tasks import build_analytics_x, check_typed_views
+    from trackway.transform.plan_models import WITHOUT_PLAN_MODELS
+
+    dbt = run_dbt(load_settings(), "build", *WITHOUT_PLAN_MODELS)
+    first = check_typed_views()
+    x = build_analytics_x()
+    assert x.startswith("dbt build: 3 models") and " 0 failed" in x, x  # two views and x_reference_health
     yield {
         "kind": request.param,
         "home": home,
@@ -155,6 +164,7 @@ def pipeline(request, tmp_path_factory):
         "sent": sent,
         "blocked": blocked,
         "dbt": dbt,
+        "first_check": first,
         "store": store,
         "mp": mp,
         "app_db": app_db,
@@ -168,10 +178,15 @@ def q(pipeline, sql: str) -> list[tuple]:
         return wh.query(sql)
 
 
-def test_build_runs_the_generated_models_and_tests(pipeline):
+def test_build_passes_and_the_plan_is_deployed(pipeline, capsys):
     dbt = pipeline["dbt"]
     assert dbt.success and dbt.tests_failed == 0
-    assert dbt.tests_warned >= 2  # generated not_null/accepted_values on the violating rows warn, never fail the build
+    from trackway.plan.deploy import require_deployed
+
+    assert pipeline["first_check"].startswith("typed views: first deploy: plan ")
+    assert "deployed to analytics_typed" in require_deployed(load_settings())
+    assert main(["plan", "deploy"]) == 0  # nothing changed: nothing is redone
+    assert "0 view(s) created, 0 replaced, 0 dropped, 13 unchanged" in capsys.readouterr().out
 
 
 def test_violations_table_from_the_plan(pipeline):
@@ -394,18 +409,60 @@ def test_analytics_x_joins_events_with_the_rows_they_reference(pipeline):
     assert health.state is State.OK
 
 
-def test_a_plan_change_re_evaluates_history(pipeline):
+def test_a_plan_change_applies_from_then_on_and_needs_a_deploy(pipeline, capsys):
+    """Violations are the verdicts recorded when events arrived: a plan change does not rewrite them.
+    The hourly check fails until the views are deployed, and `plan diff` shows the new column first."""
     if pipeline["kind"] != "duckdb":
-        pytest.skip("one rebuild is enough to show it")
+        pytest.skip("the same code on both warehouses; once is enough")
+    from trackway.plan.deploy import PlanNotDeployed, require_deployed
+
     viewed = pipeline["plan"] / "events" / "listing_viewed.yaml"
-    doc = yaml.safe_load(viewed.read_text())
+    original = viewed.read_text()
+    before = shutil.copytree(pipeline["plan"], pipeline["home"] / "plan-before", dirs_exist_ok=True)
+    doc = yaml.safe_load(original)
     doc["properties"]["required"].append("bedrooms")
+    doc["properties"]["properties"]["square_meters"] = {"type": "integer", "privacy": "public"}
     doc["version"] = "2-0-0"
     viewed.write_text(yaml.safe_dump(doc))
-    assert run_dbt(load_settings(), "build").success
-    rows = q(
-        pipeline,
-        "select source_id, violation_count from analytics.tracking_plan_violations "
-        "where event_name = 'Listing Viewed' and kind = 'missing_required' and property = 'bedrooms'",
+    try:
+        assert run_dbt(load_settings(), "build").success
+        rows = q(
+            pipeline,
+            "select count(*) from analytics.tracking_plan_violations "
+            "where event_name = 'Listing Viewed' and kind = 'missing_required' and property = 'bedrooms'",
+        )
+        assert rows == [(0,)]  # judged by the plan in force when they arrived
+        with pytest.raises(PlanNotDeployed, match=r"the plan changed since the last deploy.*trackway plan deploy"):
+            require_deployed(load_settings())
+        _the_hourly_check_alerts(pipeline)
+        capsys.readouterr()
+        assert main(["plan", "deploy", "--dry-run"]) == 0
+        assert "view listing_viewed: column square_meters (bigint) added" in capsys.readouterr().out
+        with pytest.raises(PlanNotDeployed):
+            require_deployed(load_settings())  # a dry run changes nothing
+        assert main(["plan", "diff", str(before), str(pipeline["plan"])]) == 0
+        out = capsys.readouterr().out
+        assert "view analytics_typed.listing_viewed: column square_meters (bigint) added" in out
+        assert main(["plan", "deploy"]) == 0
+        assert "1 replaced" in capsys.readouterr().out
+        assert "deployed to" in require_deployed(load_settings())
+        assert q(pipeline, "select count(square_meters) from analytics_typed.listing_viewed") == [(0,)]
+    finally:
+        viewed.write_text(original)
+        assert main(["plan", "deploy"]) == 0
+
+
+def _the_hourly_check_alerts(pipeline) -> None:
+    """events_transform's check_typed_views fails without retrying, and the DAGs' notifier sends the alert."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from trackway.orchestration.alerts import TrackwayAlertNotifier
+    from trackway.orchestration.plan_tasks import check_typed_views
+
+    with pytest.raises(AirflowFailException) as failed:
+        check_typed_views()
+    TrackwayAlertNotifier().notify({"run_id": "hourly", "exception": failed.value})
+    alert = json.loads((pipeline["home"] / "alerts.ndjson").read_text().splitlines()[-1])
+    assert (
+        "typed views in analytics_typed are out of date" in alert["text"] and "trackway plan deploy" in alert["error"]
     )
-    assert sorted(rows) == [("backend", 2), ("web", 1)]  # lst_2, lst_3 and the replayed lst_9 never sent bedrooms

@@ -4,7 +4,8 @@ Kept free of I/O so the HTTP layer, tests and any replay tool apply exactly
 the same rules. Enrichment only adds or overwrites the fields the collector
 owns (messageId when missing, receivedAt, context.ip, sourceId, merged batch
 context/integrations, sentAt from the batch); every other field is stored as
-the client sent it so the raw store stays a faithful record.
+the client sent it so the raw store stays a faithful record. With a tracking plan
+the plan hook adds one more collector-owned key, ``PLAN_VERDICT_KEY`` (adr/0029).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 MAX_EVENT_BYTES: int = default("TRACKWAY_MAX_EVENT_BYTES")
 
 _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
+# The tracking plan's verdict on the event, written by the collector's plan hook only
+# (trackway.plan.verdict); a value a client sends is dropped, so it cannot be forged.
+PLAN_VERDICT_KEY = "_trackwayPlan"
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
 
 
@@ -179,6 +183,7 @@ def enrich_event(event: dict, info: RequestInfo, implied_type: str | None = None
     """A copy of a validated event with the collector's fields set; input is not mutated."""
     out = dict(event)
     out.pop("writeKey", None)
+    out.pop(PLAN_VERDICT_KEY, None)
     if implied_type:
         out["type"] = implied_type
     context = _merge_one_level(out.get("context"), info.context) or {}

@@ -81,16 +81,23 @@ def _cmd_app_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_transform(args: argparse.Namespace) -> int:
+    from trackway.plan.deploy import PlanNotDeployed
     from trackway.transform.dbt_runner import DbtBuildError, run_dbt
+    from trackway.transform.plan_models import build_with_plan
 
+    selects = {"-s", "--select", "--selector", "--exclude"} & set(args.dbt_args)
     try:
         if args.dbt_command == "compile":
             return _compile(args)
-        report = run_dbt(load_settings(), args.dbt_command, *args.dbt_args)
-    except DbtBuildError as exc:
+        if args.dbt_command == "build" and not selects:
+            reports = build_with_plan(load_settings(), *[a for a in args.dbt_args if a != "--"])
+        else:
+            reports = [run_dbt(load_settings(), args.dbt_command, *args.dbt_args)]
+    except (DbtBuildError, PlanNotDeployed) as exc:
         print(f"trackway transform: {exc}", file=sys.stderr)
         return 1
-    print(report.summary())
+    for report in reports:
+        print(report.summary())
     return 0
 
 

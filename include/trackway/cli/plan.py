@@ -34,14 +34,51 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from trackway.plan.diff import BREAKING, diff_plans, worst
+    from trackway.plan.diff import BREAKING, diff_plans, view_changes, worst
 
-    changes = diff_plans(load_plan(args.old), load_plan(args.new))
+    old, new = load_plan(args.old), load_plan(args.new)
+    changes = diff_plans(old, new)
     for change in changes:
         print(change.line())
-    kind = worst(changes)
-    print(f"plan diff: {len(changes)} change(s); overall: {kind or 'no change'}", file=sys.stderr)
+    views = view_changes(old, new, load_settings().typed_schema)
+    if views:
+        print("typed views (what `trackway plan deploy` would change):")
+        for change in views:
+            print("  " + change.line())
+    kind = worst(changes + views)
+    print(
+        f"plan diff: {len(changes)} change(s), {len(views)} to the typed views; overall: {kind or 'no change'}",
+        file=sys.stderr,
+    )
     return 1 if args.fail_on_breaking and kind == BREAKING else 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from trackway.plan.deploy import PlanDeployError, deploy
+
+    settings = load_settings()
+    try:
+        report = deploy(settings, load_plan(_plan_dir(args.plan_dir)), dry_run=args.dry_run)
+    except PlanDeployError as exc:
+        print(f"trackway plan deploy: {exc}", file=sys.stderr)
+        return 1
+    for line in report.column_changes[: args.show]:
+        print(line)
+    if len(report.column_changes) > args.show:
+        print(f"... and {len(report.column_changes) - args.show} more column change(s)")
+    print(report.summary())
+    if not report.dry_run:
+        from trackway.transform.dbt_runner import DbtBuildError
+        from trackway.transform.plan_models import build_plan_models
+
+        try:
+            built = build_plan_models(settings)
+        except DbtBuildError as exc:
+            print(f"trackway plan deploy: the typed views are deployed, but analytics_x is not: {exc}", file=sys.stderr)
+            return 1
+        if built is not None:
+            print(f"analytics_x: {built.summary()}")
+    return 0
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -95,31 +132,22 @@ def _docs(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from trackway.plan.dbtgen import FOLDER, project_with_plan
+    from trackway.plan.views import typed_views
 
     settings = load_settings()
-    plan_dir = _plan_dir(args.plan_dir).resolve()
-    out = Path(args.out) if args.out else settings.home / "dbt" / "project"
-    if not args.out and settings.plan_dir is not None:
-        if plan_dir != settings.plan_dir:
-            raise ConfigError(
-                f"{out} is the project events_transform runs, built from TRACKWAY_PLAN_DIR={settings.plan_dir}; "
-                f"give --out DIR to write {plan_dir}'s models elsewhere"
-            )
-        # The DAG's own copy: written together with the manifest it loads (adr/0014), never alone.
-        from trackway.transform.manifest import compile_manifest
-
-        result = compile_manifest(settings)
-        print(
-            f"dbt project with the plan's generated models: {out} (models in {out / 'models' / FOLDER}); "
-            f"dbt manifest for events_transform: {result.manifest} (`trackway transform compile`)"
+    plan = load_plan(_plan_dir(args.plan_dir))
+    out = Path(args.out) if args.out else settings.home / "plan-views"
+    dialect = args.dialect or (settings.warehouse.kind if settings.warehouse.kind == "postgres" else "duckdb")
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.sql"):
+        old.unlink()
+    views = typed_views(plan, dialect)
+    for view in views:
+        (out / f"{view.name}.sql").write_text(
+            f"-- {view.description}\ncreate or replace view {settings.typed_schema}.{view.name} as\n{view.select};\n",
+            encoding="utf-8",
         )
-        return 0
-    from trackway.plan.xgen import app_links
-
-    links = app_links(settings.app_databases())
-    project_with_plan(load_plan(plan_dir), settings.dbt_project_dir, out, settings.typed_schema, links)
-    print(f"dbt project with the plan's generated models: {out} (models in {out / 'models' / FOLDER})")
+    print(f"{len(views)} typed view(s) for {dialect} in {out}; `trackway plan deploy` creates them")
     return 0
 
 
@@ -134,7 +162,7 @@ def _replay(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     plan = sub.add_parser(
         "plan",
-        help="tracking plan: lint, diff, test, import, docs, generate",
+        help="tracking plan: lint, diff, deploy, test, import, docs, generate",
         description="Work with the tracking plan (a folder of YAML, one file per event; TRACKWAY_PLAN_DIR).",
     )
     psub = plan.add_subparsers(dest="plan_command", metavar="PLAN_COMMAND", required=True)
@@ -216,18 +244,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     docs.add_argument("--no-warehouse", action="store_true", help="do not read volumes from the warehouse")
     docs.set_defaults(func=_docs)
 
+    dep = psub.add_parser(
+        "deploy",
+        help="create or replace the plan's typed views in TRACKWAY_TYPED_SCHEMA and record the plan version",
+        description="Make the typed views in TRACKWAY_TYPED_SCHEMA (one per planned event) match the plan, in one "
+        "transaction: create new views, replace changed ones, drop those of events that left the plan; unchanged "
+        "views are left alone. Records the plan version in the warehouse; the hourly transform alerts while the "
+        "deployed version is not the plan's. Run it after every plan change (DuckDB and PostgreSQL).",
+    )
+    dep.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
+    dep.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
+    dep.add_argument("--show", type=int, default=50, help="column changes to print (default 50)")
+    dep.set_defaults(func=_deploy)
+
     gen = psub.add_parser(
         "generate",
-        help="write the plan's dbt models (typed views, violations, tests); with TRACKWAY_PLAN_DIR and no --out, "
-        "as `trackway transform compile`",
-        description="Write a copy of the dbt project with the plan's generated models (typed views in "
-        "TRACKWAY_TYPED_SCHEMA, analytics.tracking_plan_violations, compliance, tests) under models/plan/. "
-        "With --out, to inspect them. Without it, for TRACKWAY_PLAN_DIR's plan, this is `trackway transform "
-        "compile`: the copy events_transform runs and the dbt manifest it loads, written together; run it "
-        "after every plan change (until then the DAG fails to import, saying so). Never edit them by hand.",
+        help="write the typed views' SQL (what `trackway plan deploy` runs) to inspect it",
+        description="Write one CREATE VIEW file per planned event to --out (default $TRACKWAY_HOME/plan-views). "
+        "Nothing is run; `trackway plan deploy` creates the views.",
     )
     gen.add_argument("plan_dir", nargs="?", help="plan folder (default TRACKWAY_PLAN_DIR)")
-    gen.add_argument("--out", help="where to write the project (default $TRACKWAY_HOME/dbt/project)")
+    gen.add_argument("--out", help="output folder (default $TRACKWAY_HOME/plan-views)")
+    gen.add_argument("--dialect", choices=("duckdb", "postgres"), help="default: the warehouse's")
     gen.set_defaults(func=_generate)
 
     quarantine = sub.add_parser(

@@ -276,7 +276,8 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _stage(5, "events_transform: `airflow dags test events_transform` (one task per dbt model, via Cosmos)")
     from trackway.transform.manifest import compile_manifest
 
-    # The ahead-of-time step (adr/0014): the project with the plan's models, and the manifest the DAG loads.
+    # The ahead-of-time step (adr/0014): the manifest the DAG loads. The DAG's last task deploys the
+    # plan's typed views the first time (adr/0029); later plan changes need `trackway plan deploy`.
     compiled = compile_manifest(settings)
     _say(f"  `trackway transform compile`: dbt manifest {compiled.manifest} in {compiled.seconds:.0f}s")
     secs = _airflow(["dags", "test", "events_transform"], "events_transform.log", settings)

@@ -197,7 +197,7 @@ class _Reader:
         )
 
     def violations(self) -> list[CheckResult]:
-        if not self.wh.table_exists("analytics", "plan_violation_rows"):
+        if not self.wh.table_exists("intermediate", "plan_violation_rows"):
             return [CheckResult("violations", "violation_spike", State.OK, "no tracking plan in the warehouse")]
         # received_at is a timestamp here: one count per compared hour, bounds as parameters, so no warehouse's
         # own time-zone or date functions are involved.
@@ -205,7 +205,7 @@ class _Reader:
         columns = ", ".join("sum(CASE WHEN received_at >= ? AND received_at < ? THEN 1 ELSE 0 END)" for _ in hours)
         bounds = [b for h in hours for b in (h, h + timedelta(hours=1))]
         rows = self.wh.query(
-            f"SELECT event_name, kind, {columns} FROM analytics.plan_violation_rows "
+            f"SELECT event_name, kind, {columns} FROM intermediate.plan_violation_rows "
             "WHERE received_at >= ? GROUP BY event_name, kind",
             [*bounds, hours[0]],
         )

@@ -26,7 +26,7 @@ from trackway.load.report import LoadReport
 from trackway.load.sources import arrival_time, list_source_objects
 from trackway.load.subjects import erased_subjects
 from trackway.rawdata.partitions import hour_floor, hours_between, partition_of, partition_path
-from trackway.rawdata.records import LoadRun, RawObject, object_fingerprint
+from trackway.rawdata.records import Judge, LoadRun, RawObject, object_fingerprint
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
 from trackway.warehouse import open_warehouse
 
@@ -123,9 +123,32 @@ def current_fingerprint(item: Listed) -> str:
     return object_fingerprint(_stat(item))[0]
 
 
+def source_judge(settings: Settings) -> Judge | None:
+    """The tracking plan's verdict for records of the sources file's objects (adr/0029); None without a plan.
+
+    Those records never passed the collector, so the loader judges them with the same
+    validator and writes the verdict to ``plan_verdict``. A plan that does not load fails
+    the load of those objects: records loaded without their verdict would never get one.
+    """
+    if settings.plan_dir is None:
+        return None
+    from trackway.plan.model import load_plan
+    from trackway.plan.validate import CompiledPlan
+    from trackway.plan.verdict import record_judge
+
+    compiled = CompiledPlan(load_plan(settings.plan_dir))
+    return record_judge(compiled, settings.plan_modes, settings.plan_default_mode)
+
+
 def _stat(item: Listed) -> dict:
     """The listing's metadata when it has the fingerprint's fields; else one stat request."""
     return item.info if item.info.get("size") is not None else item.path.fs.info(item.path.path)
+
+
+def _judge(settings: Settings, built: list[Judge | None]) -> Judge | None:
+    if not built:
+        built.append(source_judge(settings))
+    return built[0]
 
 
 def load_interval(
@@ -180,6 +203,7 @@ def load_interval(
             keep = sorted(set(range(len(objects))) - set(in_place))
             objects, urls = [objects[i] for i in keep], [urls[i] for i in keep]
         pending: list[tuple[int, RawObject, RawTable, str]] = []
+        judges: list[Judge | None] = []  # built at the first extra source's object, then reused
 
         def flush() -> None:
             # Objects of one table go to the warehouse together (DuckDB reads them in parallel);
@@ -218,6 +242,7 @@ def load_interval(
                 local_path=Path(path.path) if path.protocol == "file" else None,
                 source=source,
                 received_at=arrival_time(stat, start) if source else None,
+                judge=_judge(settings, judges) if source and table is EVENTS_RAW_TABLE else None,
             )
             if not in_interval and item.hour is not None and item.hour not in lookback_hours:
                 report.late_objects_loaded += 1

@@ -23,6 +23,7 @@ from typing import Any
 from trackway.config import Settings, load_settings
 from trackway.transform.dbt_runner import dbt_environment, project_path
 from trackway.transform.manifest import require_current_manifest
+from trackway.transform.plan_models import PLAN_MODELS
 
 # dbt's unit tests need their parents built already; they run in CI
 # (`dbt test --select test_type:unit`), not in the pipeline.
@@ -43,7 +44,7 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
     # profiles.yml reads only these variables; set here, in the process that
     # parses the DAG and runs its tasks, so no credential is serialized.
     os.environ.update(dbt_environment(settings))
-    # Both written by `trackway transform compile`; here only read (with a plan: the copy holding its models).
+    # Written by `trackway transform compile`; here only read.
     manifest = require_current_manifest(settings)
     project = project_path(settings)
     executable = {"dbt_executable_path": str(settings.dbt_executable)} if settings.dbt_executable else {}
@@ -75,7 +76,8 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
             source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
             should_detach_multiple_parents_tests=True,
             # Unit tests run in CI; the on-run-end hook (audit.dbt_results) is no task of its own.
-            exclude=["resource_type:unit_test", "resource_type:operation"],
+            # The plan's analytics_x views read the deployed typed views: built by the DAG's last task.
+            exclude=["resource_type:unit_test", "resource_type:operation", PLAN_MODELS],
             # No Airflow asset per model (Cosmos's default, which overrides operator_args): the DAG publishes
             # analytics.events; each model's lineage still goes to OpenLineage (the provider asks the task).
             emit_datasets=False,

@@ -8,6 +8,10 @@
   (a removed or renamed property, a narrowed type, a new or newly required
   property, new enum/format restrictions, extra properties now forbidden, a
   removed event).
+
+``view_changes`` says the same for the typed views (trackway.plan.views): which views
+a deploy would add, drop or rename, and which columns it would add, drop or retype,
+so a change that breaks analysts' queries is seen before `trackway plan deploy`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trackway.plan.model import EventSpec, EventVersion, Plan, PropertySpec, SchemaVer
+from trackway.plan.views import typed_views
 
 ADDITION, REVISION, BREAKING = "addition", "revision", "breaking"
 _RANK = {ADDITION: 0, REVISION: 1, BREAKING: 2}
@@ -181,3 +186,32 @@ def version_problems(old: Plan, new: Plan) -> list[str]:
                 f"{event.path}: event '{event.name}': version went down {before.version} -> {event.version}"
             )
     return problems
+
+
+def view_changes(old: Plan, new: Plan, schema: str = "analytics_typed", dialect: str = "duckdb") -> list[Change]:
+    """How the typed views differ between two plans: views and columns added, dropped, renamed or retyped."""
+    before = {v.event.key: v for v in typed_views(old, dialect)}
+    after = {v.event.key: v for v in typed_views(new, dialect)}
+    changes: list[Change] = []
+    for key, view in before.items():
+        if key not in after:
+            changes.append(Change(event_label(view.event), BREAKING, f"view {schema}.{view.name} dropped"))
+    for key, view in after.items():
+        label, old_view = event_label(view.event), before.get(key)
+        if old_view is None:
+            changes.append(Change(label, ADDITION, f"view {schema}.{view.name} added"))
+            continue
+        where = f"view {schema}.{view.name}"
+        if old_view.name != view.name:
+            changes.append(Change(label, BREAKING, f"view {schema}.{old_view.name} renamed to {view.name}"))
+        old_cols = {c.name: c.type for c in old_view.columns}
+        new_cols = {c.name: c.type for c in view.columns}
+        for col, kind in old_cols.items():
+            if col not in new_cols:
+                changes.append(Change(label, BREAKING, f"{where}: column {col} ({kind}) dropped"))
+            elif new_cols[col] != kind:
+                changes.append(Change(label, BREAKING, f"{where}: column {col} {kind} -> {new_cols[col]}"))
+        for col, kind in new_cols.items():
+            if col not in old_cols:
+                changes.append(Change(label, ADDITION, f"{where}: column {col} ({kind}) added"))
+    return changes

@@ -1,15 +1,16 @@
 """The collector's calls into the tracking plan, kept apart from the HTTP server.
 
 `apply_to_batch()` is the plan's step of a batch check (after the Segment rules):
-violations are listed for the response, and in block mode violating events move to
-the quarantine. `check_plan()` + `blocked_record()` do the same for a single-event
+violations are listed for the response, in block mode violating events move to the
+quarantine, and every event stored gets the verdict recorded with it (flag and block
+mode: trackway.plan.verdict, adr/0029), which is where the warehouse's violations come from. `check_plan()` + `blocked_record()` do the same for a single-event
 call. Counters go to the collector's Prometheus metrics.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter as CountBy
+from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from trackway.config import Settings
+from trackway.plan import verdict as recorded
 from trackway.plan.privacy import PlanPrivacy, Privacy
 from trackway.plan.validate import CompiledPlan, PlanEnforcer, Violation, event_key
 from trackway.pseudonym import keyring_from_settings
@@ -30,6 +32,12 @@ MAX_REPORTED = 100
 class PlanVerdict:
     mode: str
     violations: dict[int, list[Violation]] = field(default_factory=dict)  # event index -> its violations
+    plan: str = ""  # the plan version that judged the batch ("" in allow mode)
+    event_versions: dict[int, str | None] = field(default_factory=dict)  # event index -> major checked against
+
+    def encoded(self, index: int) -> bytes:
+        """The verdict to record with event ``index`` (trackway.plan.verdict)."""
+        return recorded.encode(self.plan, self.event_versions.get(index), self.violations.get(index, []))
 
     def blocked(self, index: int) -> bool:
         return self.mode == "block" and bool(self.violations.get(index))
@@ -164,16 +172,21 @@ def check_plan(
     """Validate (index, event) pairs that passed the Segment rules; no plan -> allow everything."""
     if enforcer is None:
         return PlanVerdict("allow")
-    mode, found = enforcer.validate_batch(
+    mode, version, judged = enforcer.judge_batch(
         [e for _, e in events], source, implied_type=implied_type, batch_context=batch_context
     )
-    verdict = PlanVerdict(mode, {index: v for (index, _), v in zip(events, found, strict=True) if v})
+    verdict = PlanVerdict(mode, plan=version)
+    for (index, _), (event_version, violations) in zip(events, judged, strict=True):
+        verdict.event_versions[index] = event_version
+        if violations:
+            verdict.violations[index] = violations
     if mode != "allow":
+        # One increment per counter and batch: each is a write to the multiprocess metrics file.
         EVENTS_CHECKED.labels(source).inc(len(events))
-        for index, violations in verdict.violations.items():
-            (EVENTS_BLOCKED if verdict.blocked(index) else EVENTS_FLAGGED).labels(source).inc()
-            for violation in violations:
-                VIOLATIONS.labels(source, violation.kind).inc()
+        if verdict.violations:
+            (EVENTS_BLOCKED if mode == "block" else EVENTS_FLAGGED).labels(source).inc(len(verdict.violations))
+            for kind, count in Tally(v.kind for found in verdict.violations.values() for v in found).items():
+                VIOLATIONS.labels(source, kind).inc(count)
     return verdict
 
 
@@ -188,10 +201,11 @@ def apply_to_batch(
 
     ``checked`` is what the Segment rules made of ``events``: its lines are the valid
     events in order, its errors name the refused ones by index, ``dropped`` the ones the
-    privacy step dropped (counted here, not validated).
+    privacy step dropped (counted here, not validated). Each line stored gets its verdict;
+    a line blocked goes to the quarantine as it was (replay judges it again).
     """
     if checked.dropped:
-        for reason, count in CountBy(checked.dropped.values()).items():
+        for reason, count in Tally(checked.dropped.values()).items():
             EVENTS_DROPPED.labels(info.source_id, reason).inc(count)
     if enforcer is None:
         return checked
@@ -200,18 +214,24 @@ def apply_to_batch(
     verdict = check_plan(
         enforcer, [(i, events[i]) for i in valid], info.source_id, implied_type=implied_type, batch_context=info.context
     )
-    if not verdict.violations:
+    if verdict.mode == "allow":
         return checked
-    checked.violations = verdict.response({i: events[i] for i in valid}, implied_type)
-    if verdict.mode == "block":
-        kept = []
-        for index, line in zip(valid, checked.lines, strict=True):
-            if verdict.blocked(index):
-                checked.quarantine.append(blocked_record(line, verdict.violations[index], info.source_id))
-                checked.plan_blocked += 1
-            else:
-                kept.append(line)
-        checked.lines = kept
+    if verdict.violations:
+        checked.violations = verdict.response({i: events[i] for i in valid}, implied_type)
+    kept = []
+    clean: dict[str | None, bytes] = {}  # the verdict of a valid event depends only on its version: encode once
+    for index, line in zip(valid, checked.lines, strict=True):
+        if verdict.blocked(index):
+            checked.quarantine.append(blocked_record(line, verdict.violations[index], info.source_id))
+            checked.plan_blocked += 1
+            continue
+        if index in verdict.violations:
+            encoded = verdict.encoded(index)
+        else:
+            major = verdict.event_versions.get(index)
+            encoded = clean.get(major) or clean.setdefault(major, verdict.encoded(index))
+        kept.append(recorded.annotate(line, encoded))
+    checked.lines = kept
     return checked
 
 

@@ -33,6 +33,8 @@ Loading never executes anything from the plan; names are kept byte for byte.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -363,6 +365,21 @@ def event_to_doc(event: EventSpec) -> dict[str, Any]:
     if event.sample:
         doc["sample"] = event.sample
     return doc
+
+
+def plan_version(plan: Plan) -> str:
+    """A short content hash of what the plan says: its events (names, schemas, versions, docs) and common context.
+
+    The same plan gives the same version wherever it is read (file names, order and YAML
+    formatting do not count); analyst queries are left out, they change nothing here.
+    """
+    docs = []
+    for event in sorted(plan.events, key=lambda e: (e.type, e.name)):
+        doc = event_to_doc(event)
+        doc.pop("queries", None)
+        docs.append(doc)
+    text = json.dumps({"common": plan.common, "events": docs}, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def inside_plan(root: Path, relative: str | Path, what: str) -> Path:

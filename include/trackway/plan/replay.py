@@ -7,6 +7,8 @@ their messageId and original receivedAt: the plan-blocked ones were stored enric
 by the collector; a Segment-invalid one that never got a messageId gets one derived
 from its quarantine object and line, so every replay gives it the same id. The
 warehouse keeps one row per messageId, so replaying twice still gives one row.
+Each replayed event carries the current plan's verdict (trackway.plan.verdict), unless
+its source's mode is ``allow``, as the collector would have recorded it.
 The quarantine is not modified: it stays the record of what was refused and why.
 """
 
@@ -27,6 +29,7 @@ from trackway.plan.hook import privacy_from_settings
 from trackway.plan.model import load_plan
 from trackway.plan.privacy import Privacy
 from trackway.plan.validate import CompiledPlan
+from trackway.plan.verdict import annotate, encode
 from trackway.rawdata.lines import parse_line
 from trackway.rawdata.partitions import is_data_object, partition_path
 from trackway.segment_rules import InvalidEvent, RequestInfo, dumps, enrich_event, validate_event
@@ -130,6 +133,9 @@ def replay_quarantine(
                 report.still_failing[str(exc)[:160]] += 1
                 continue
             encoded = dumps(event)
+            source = str(event.get("sourceId") or "")
+            if plan is not None and settings.plan_modes.get(source, settings.plan_default_mode) != "allow":
+                encoded = annotate(encoded, encode(plan.version, *plan.judge(event)))
             out_lines.append(encoded + b"\n")
             digest.update(encoded)
             replayed_here += 1

@@ -3,7 +3,7 @@
 Validators are compiled once per plan load with jsonschema-rs; `PlanEnforcer`
 holds the compiled plan, swaps in a new one when the folder changes (checked at
 most once a second) or on `reload()` (the collector calls it on SIGHUP), and
-answers `validate_batch(events, source)` with each event's violations.
+answers `judge_batch(events, source)` with each event's verdict (version checked, violations).
 
 Violation kinds (also the `kind` column of analytics.tracking_plan_violations):
 unplanned_event, missing_required, wrong_type, not_in_enum, bad_format,
@@ -24,7 +24,7 @@ from typing import Any
 import jsonschema_rs
 
 from trackway.config import Settings
-from trackway.plan.model import IMPLIED_NAMES, EventSpec, Plan, PlanError, load_plan
+from trackway.plan.model import IMPLIED_NAMES, EventSpec, Plan, PlanError, load_plan, plan_version
 from trackway.plan.privacy import PlanPrivacy
 from trackway.plan.schema import SchemaProblem, compile_schema, schema_problems
 
@@ -125,6 +125,7 @@ class CompiledPlan:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.privacy = PlanPrivacy(plan)  # PII classes and actions (PlanError on a bad one, like a bad schema)
+        self.version = plan_version(plan)  # recorded with every verdict (trackway.plan.verdict)
         self._validators: dict[tuple[str, str, int], Any] = {}
         self._events: dict[tuple[str, str], EventSpec] = {}
         for event in plan.events:
@@ -139,6 +140,12 @@ class CompiledPlan:
         }
 
     def check(self, event: dict, implied_type: str | None = None, batch_context: dict | None = None) -> list[Violation]:
+        return self.judge(event, implied_type, batch_context)[1]
+
+    def judge(
+        self, event: dict, implied_type: str | None = None, batch_context: dict | None = None
+    ) -> tuple[str | None, list[Violation]]:
+        """(the major version the event was checked against, as text, or None; its violations)."""
         # Hot path (every event in flag/block mode): plain dict lookups, no allocation for a valid event.
         etype = implied_type or event.get("type")
         name = event.get("event") if etype == "track" else IMPLIED_NAMES.get(etype, etype)  # type: ignore[arg-type]
@@ -150,22 +157,25 @@ class CompiledPlan:
         out: list[Violation] = []
         if self._common is not None and not self._common.is_valid(context):
             out = _violations(self._common, context, "context.")
+        protocols = context.get("protocols")
         entry = self._fast.get((etype, name))  # type: ignore[arg-type]
         if entry is None:
+            asked = requested_major(event) if protocols is not None else None
             out.append(Violation("unplanned_event", None, f"{etype} '{name}' is not in the tracking plan"))
-            return out
+            return _major_text(asked), out
         spec, validators = entry
         if spec.status == "deprecated":
             out.append(Violation("deprecated_event", None, f"'{name}' is deprecated in the tracking plan"))
-        protocols = context.get("protocols")
         major = requested_major(event) if protocols is not None else spec.current.version.model
-        validator = validators.get(major if major is not None else spec.current.version.model)
+        if major is None:
+            major = spec.current.version.model
+        validator = validators.get(major)
         if validator is None:
             known = ", ".join(str(v.version.model) for v in spec.versions)
             out.append(
                 Violation("unknown_version", None, f"'{name}' has no version {major} in the plan (known: {known})")
             )
-            return out
+            return _major_text(major), out
         payload = event.get(spec.payload_field)
         if payload is None and spec.payload_field == "traits":
             payload = context.get("traits")  # RudderStack sends identify traits in context.traits
@@ -173,7 +183,12 @@ class CompiledPlan:
             payload = {}
         if not validator.is_valid(payload):
             out += _violations(validator, payload)
-        return out
+        return _major_text(major), out
+
+
+def _major_text(major: int | None) -> str | None:
+    """A major as the warehouse shows it; None when absent or unreadable (requested_major's -1)."""
+    return str(major) if major is not None and major >= 0 else None
 
 
 def _signature(root: Path) -> tuple:
@@ -191,7 +206,7 @@ def _signature(root: Path) -> tuple:
 
 
 class PlanEnforcer:
-    """Thread-safe: request threads call validate_batch while a reload swaps the compiled plan."""
+    """Thread-safe: request threads call judge_batch while a reload swaps the compiled plan."""
 
     def __init__(
         self,
@@ -253,21 +268,21 @@ class PlanEnforcer:
         if _signature(self.root) != self._signature:
             self.reload()
 
-    def validate_batch(
+    def judge_batch(
         self,
         events: list[dict],
         source: str,
         *,
         implied_type: str | None = None,
         batch_context: dict | None = None,
-    ) -> tuple[str, list[list[Violation]]]:
-        """(mode, violations per event); `allow` skips validation and returns empty lists."""
+    ) -> tuple[str, str, list[tuple[str | None, list[Violation]]]]:
+        """(mode, plan version, (event version, violations) per event); `allow` judges nothing."""
         mode = self.mode_for(source)
         if mode == "allow":
-            return mode, [[] for _ in events]
+            return mode, "", [(None, []) for _ in events]
         self._maybe_reload()
         compiled = self._compiled
-        return mode, [compiled.check(e, implied_type, batch_context) for e in events]
+        return mode, compiled.version, [compiled.judge(e, implied_type, batch_context) for e in events]
 
 
 def enforcer_from_settings(settings: Settings, *, watch: bool = False) -> PlanEnforcer | None:

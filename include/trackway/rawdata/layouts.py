@@ -17,6 +17,8 @@ from typing import IO, Any
 import orjson
 
 from trackway.config import Source
+from trackway.rawdata.records import Judge
+from trackway.rawdata.schema import PLAN_VERDICT_COLUMN
 
 # A record longer than this, or a corrupt stretch, is cut here so memory stays bounded.
 MAX_RECORD_CHARS = 8 * 1024 * 1024
@@ -129,8 +131,13 @@ def map_record(
     columns: list[str],
     received_at: str | None,
     as_text: Any,
+    judge: Judge | None = None,
 ) -> list[str | None]:
-    """Apply a source's field mapping and defaults to one row's text columns (events_raw only)."""
+    """Apply a source's field mapping and defaults to one row's text columns (events_raw only).
+
+    The plan verdict column is the loader's: whatever the record carries under the
+    collector's key is replaced by ``judge``'s verdict, or by nothing without a plan.
+    """
     index = {c: n for n, c in enumerate(columns)}
     if record is not None:
         for column, path in source.fields:
@@ -145,4 +152,9 @@ def map_record(
         values[index["source_id"]] = source.name
     if "received_at" in index and values[index["received_at"]] is None and received_at:
         values[index["received_at"]] = received_at
+    if PLAN_VERDICT_COLUMN in index:
+        verdict = None
+        if judge is not None:
+            verdict = judge(record, values[index["type"]], values[index["event"]], values[index["source_id"]])
+        values[index[PLAN_VERDICT_COLUMN]] = verdict
     return values

@@ -23,7 +23,7 @@ import orjson
 
 from trackway.config import Source
 from trackway.rawdata.layouts import firehose_records, map_record
-from trackway.rawdata.records import ObjectStats
+from trackway.rawdata.records import Judge, ObjectStats
 from trackway.rawdata.schema import RAW_TEXT_FIELDS
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -215,6 +215,7 @@ def iter_rows(
     text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
     source: Source | None = None,
     received_at: str | None = None,
+    judge: Judge | None = None,
 ) -> Iterator[tuple]:
     """Yield one row per non-blank line, counting into ``stats`` as it goes; one line in memory at a time.
 
@@ -253,7 +254,7 @@ def iter_rows(
             else:
                 values = row_values(obj, text_fields)
                 if mapped and source is not None:
-                    values = map_record(values, obj, raw, source, columns, received_at, _as_text)
+                    values = map_record(values, obj, raw, source, columns, received_at, _as_text, judge)
             stats.rows += 1
             yield (*values, raw, error, source_object, line_number, load_id, loaded_at)
     except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
@@ -291,6 +292,7 @@ def parse_object(
     text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
     source: Source | None = None,
     received_at: str | None = None,
+    judge: Judge | None = None,
 ) -> ParsedObject:
     """Every row of one object, in memory: for small objects and tests; loads stream instead."""
     result = ParsedObject()
@@ -304,6 +306,7 @@ def parse_object(
             text_fields=text_fields,
             source=source,
             received_at=received_at,
+            judge=judge,
         )
     )
     return result

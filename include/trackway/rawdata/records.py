@@ -15,6 +15,8 @@ from typing import IO
 from trackway.config import Source
 from trackway.rawdata.schema import RawTable
 
+Judge = Callable[[dict, str | None, str | None, str | None], str | None]
+
 
 @dataclass(frozen=True)
 class ObjectLoad:
@@ -53,6 +55,9 @@ class RawObject:
     source: Source | None = None
     #: receivedAt for records that carry none (the object's arrival time).
     received_at: str | None = None
+    #: For an extra source's records with a tracking plan: (record, type, event, source id) -> the plan's
+    #: verdict as JSON text, or None (trackway.plan.verdict.record_judge).
+    judge: Judge | None = None
 
 
 @dataclass(frozen=True)

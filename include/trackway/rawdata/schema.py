@@ -29,7 +29,11 @@ RAW_TEXT_FIELDS: tuple[tuple[str, str], ...] = (
     ("original_timestamp", "originalTimestamp"),
     ("sent_at", "sentAt"),
     ("received_at", "receivedAt"),
+    # The tracking plan's verdict (adr/0029): copied from the collector's lines; for records of
+    # other systems' files the loader writes its own (trackway.rawdata.layouts.map_record).
+    ("plan_verdict", "_trackwayPlan"),
 )
+PLAN_VERDICT_COLUMN = "plan_verdict"
 LINE_COLUMNS: tuple[str, ...] = ("raw", "parse_error", "source_object", "line_number", "load_id", "loaded_at")
 
 

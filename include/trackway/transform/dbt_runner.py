@@ -111,18 +111,28 @@ def _check_raw_exists(settings: Settings) -> None:
     )
 
 
+def plan_has_dbt_models(settings: Settings) -> bool:
+    """Whether the plan can put models into the dbt project: its analytics_x views need synced app tables.
+
+    Typed views are deployed, not dbt models (adr/0029), so a plan with no product database in
+    the sources file runs the repository's project as it is, with no copy.
+    """
+    return settings.plan_dir is not None and bool(settings.app_databases())
+
+
 def project_path(settings: Settings) -> Path:
     """Where the dbt project to run is, without writing anything (the DAG reads this at parse time)."""
-    if settings.plan_dir is None:
+    if not plan_has_dbt_models(settings):
         return settings.dbt_project_dir
     return settings.home / "dbt" / "project"
 
 
 def project_dir(settings: Settings) -> Path:
-    """The dbt project to run, written first: the repo's, or with a tracking plan a copy plus its generated models.
+    """The dbt project to run, written first: the repo's, or with a tracking plan a copy plus its analytics_x models.
 
-    The copy lives under TRACKWAY_HOME/dbt/project, so the source tree is never written
-    and each installation builds exactly its own plan (trackway.plan.dbtgen). Written by
+    The plan's typed views are not dbt models (adr/0029: `trackway plan deploy`); the copy
+    under TRACKWAY_HOME/dbt/project carries what the plan does put into dbt, its analytics_x
+    views (trackway.plan.dbtgen), and the source tree is never written. Written by
     `trackway transform` commands only, never while a DAG is parsed (adr/0014).
     """
     if settings.plan_dir is None:
@@ -134,6 +144,8 @@ def project_dir(settings: Settings) -> Path:
 
     plan = load_plan(settings.plan_dir)
     check_metrics(settings.plan_dir, plan)  # funnels' and goals' events against the plan, before dbt checks their shape
+    if not plan_has_dbt_models(settings):
+        return settings.dbt_project_dir
     return project_with_plan(
         plan,
         settings.dbt_project_dir,

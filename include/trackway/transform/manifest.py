@@ -1,11 +1,10 @@
 """The dbt manifest events_transform is drawn from, compiled ahead of time (adr/0014).
 
-``trackway transform compile`` writes the dbt project the DAG runs (with a tracking
-plan: the copy holding its generated models) and ``dbt parse``s it into
+``trackway transform compile`` ``dbt parse``s the dbt project the DAG runs into
 ``TRACKWAY_HOME/dbt/manifest/manifest.json``. Beside it goes ``fingerprint.json``:
-hashes of what the manifest was built from (the dbt project's files, the plan's
-files and the code that turns them into models, the dbt and adapter versions, the
-dbt target). Parsing the DAG recomputes the fingerprint (file reads, a few
+hashes of what the manifest was built from (the dbt project's files, the dbt and
+adapter versions, the dbt target). The tracking plan is not among them: it has no dbt
+models (adr/0029), so a plan change never makes the manifest stale. Parsing the DAG recomputes the fingerprint (file reads, a few
 milliseconds) and compares: it never runs dbt and never writes the project copy.
 A stale or missing manifest fails the DAG import, saying what changed and that
 ``trackway transform compile`` fixes it.
@@ -23,20 +22,17 @@ from importlib import metadata
 from pathlib import Path
 
 from trackway.config import ConfigError, Settings
-from trackway.transform.dbt_runner import project_path, run_dbt
+from trackway.transform.dbt_runner import plan_has_dbt_models, project_path, run_dbt
 
 COMPILE_COMMAND = "trackway transform compile"
 FINGERPRINT_FILE = "fingerprint.json"
 # dbt's own output inside a project folder: never an input of the manifest.
 _NOT_INPUTS = {"target", "logs", "dbt_packages", "__pycache__"}
-# The modules that turn a plan into dbt models (trackway.plan.dbtgen and what it reads the plan with).
-_GENERATOR = ("dbtgen.py", "xgen.py", "names.py", "model.py")
 _ADAPTERS = {"duckdb": "dbt-duckdb", "postgres": "dbt-postgres", "bigquery": "dbt-bigquery"}
 # What each fingerprint part means, for the stale message.
 _PARTS = {
     "dbt project": "the dbt project's files changed",
-    "tracking plan": "the tracking plan (or TRACKWAY_TYPED_SCHEMA, or the sources file's references) changed",
-    "plan model generator": "the code that generates the plan's models (trackway.plan) changed",
+    "tracking plan": "the plan's dbt models (its analytics_x views) or its metrics.yaml changed",
     "dbt versions": "dbt or its adapter was upgraded",
     "dbt target": "the warehouse's dbt target changed",
     "project used by the DAG": "the dbt project folder moved",
@@ -111,30 +107,40 @@ def _dbt_versions(settings: Settings) -> str:
     return ", ".join(sorted(f"{d.metadata['Name'].lower()} {d.version}" for d in dists))
 
 
-def _app_links(settings: Settings) -> str:
-    """The app tables' foreign keys in the sources file (analytics_x's second hop, trackway.plan.xgen)."""
+def _plan_models(settings: Settings) -> str:
+    """What the plan puts into the dbt project: its generated models and metrics.yaml, by content; "none" for nothing.
+
+    Typed views are deployed, not compiled (adr/0029), so a plan change that touches no analytics_x
+    view and no metric declaration leaves the manifest current.
+    """
+    from trackway.plan.metrics import METRICS_FILE
+
+    if settings.plan_dir is None:
+        return "none"
+    files: dict[str, str] = {}
     try:
-        links = sorted((d.schema, t.name, t.references) for d in settings.app_databases() for t in d.tables)
-    except ConfigError as exc:  # compile says what is wrong; here it only makes the manifest stale
-        return f"unreadable ({exc})"
-    return hashlib.blake2b(repr(links).encode(), digest_size=8).hexdigest()
+        if plan_has_dbt_models(settings):
+            from trackway.plan.dbtgen import generate
+            from trackway.plan.model import load_plan
+            from trackway.plan.xgen import app_links
+
+            files = generate(load_plan(settings.plan_dir), settings.typed_schema, app_links(settings.app_databases()))
+    except (ValueError, ConfigError) as exc:  # compile says what is wrong (PlanError is a ValueError)
+        return f"unreadable ({str(exc)[:80]})"
+    metrics = Path(settings.plan_dir) / METRICS_FILE
+    if not files and not metrics.is_file():
+        return "none"
+    digest = hashlib.blake2b(digest_size=16)
+    for rel in sorted(files):
+        digest.update(f"{rel}\0{files[rel]}\0".encode())
+    digest.update(metrics.read_bytes() if metrics.is_file() else b"")
+    return digest.hexdigest()
 
 
 def fingerprint(settings: Settings) -> dict[str, str]:
     """What the manifest depends on, each part a short string; no dbt, no writes."""
-    import trackway.plan
-
     parts = {"dbt project": _tree_hash(settings.dbt_project_dir)}
-    if settings.plan_dir is None:
-        parts["tracking plan"] = parts["plan model generator"] = "none"
-    else:
-        parts["tracking plan"] = (
-            f"{_tree_hash(settings.plan_dir)} typed schema {settings.typed_schema} app links {_app_links(settings)}"
-        )
-        package = Path(trackway.plan.__file__).parent
-        parts["plan model generator"] = hashlib.blake2b(
-            b"".join((package / name).read_bytes() for name in _GENERATOR), digest_size=16
-        ).hexdigest()
+    parts["tracking plan"] = _plan_models(settings)
     parts["dbt versions"] = _dbt_versions(settings)
     parts["dbt target"] = settings.warehouse.dbt_env()["TRACKWAY_DBT_TARGET"]
     parts["project used by the DAG"] = str(project_path(settings))
@@ -179,7 +185,7 @@ def require_current_manifest(settings: Settings) -> Path:
 
 
 def compile_manifest(settings: Settings, *, force: bool = False) -> CompileResult:
-    """Write the project copy (with the plan's models) and ``dbt parse`` it into the manifest folder.
+    """``dbt parse`` the project into the manifest folder.
 
     ``dbt parse`` reads files only: no warehouse connection, so an install or an image
     build can run it. The fingerprint is taken before dbt runs and written last, so a
@@ -192,7 +198,6 @@ def compile_manifest(settings: Settings, *, force: bool = False) -> CompileResul
     parts = fingerprint(settings)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     (manifest.parent / FINGERPRINT_FILE).unlink(missing_ok=True)
-    # run_dbt writes the project copy first (trackway.plan.dbtgen.project_with_plan) when there is a plan.
     run_dbt(settings, "parse", "--target-path", str(manifest.parent))
     if not manifest.is_file():
         raise ManifestError(

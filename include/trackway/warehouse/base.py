@@ -108,6 +108,7 @@ class Warehouse(ABC):
                 text_fields=table.text_fields,
                 source=obj.source,
                 received_at=obj.received_at,
+                judge=obj.judge,
             )
         load = ledger_row(obj, parsed.stats)
         self.replace_object(load, parsed.rows, table)
@@ -137,6 +138,13 @@ class Warehouse(ABC):
 
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...
+
+    def run_script(self, statements: Sequence[str]) -> None:
+        """Run statements (DDL included, no parameters) in one transaction: all of them, or none.
+
+        For deploys such as the tracking plan's typed views (trackway.plan.deploy).
+        """
+        raise NotImplementedError(f"{self.kind} runs no deploy scripts yet; use DuckDB or PostgreSQL")
 
     @abstractmethod
     def close(self) -> None: ...

@@ -48,7 +48,7 @@ from trackway.config import WarehouseTarget
 from trackway.rawdata.records import LoadRun, ObjectLoad, PendingObject
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
 from trackway.warehouse.base import Warehouse, WarehouseBusy, load_run_params
-from trackway.warehouse.ddl import PRIVACY_SCHEMA, PRIVACY_TABLES, privacy_ddl
+from trackway.warehouse.ddl import ADDED_COLUMNS, PRIVACY_SCHEMA, PRIVACY_TABLES, privacy_ddl
 from trackway.warehouse.readonly import ReadOnlyQueryError, as_subquery, bigquery_separators
 
 log = logging.getLogger(__name__)
@@ -229,6 +229,11 @@ CLUSTER BY source_object"""
         )
         for stmt in statements:
             self.client.query(stmt).result()
+        for table, column in ADDED_COLUMNS:  # a table an older version created lacks the newer columns
+            ref = self.table_ref(RAW_SCHEMA, table.name)
+            existing = {f.name for f in self.client.get_table(ref.strip("`")).schema}
+            if column not in existing:
+                self.client.query(f"ALTER TABLE {ref} ADD COLUMN IF NOT EXISTS `{column}` STRING").result()
 
     # -- ledger ------------------------------------------------------------------------
 

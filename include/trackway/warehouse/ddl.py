@@ -3,7 +3,15 @@
 ``{text}`` and ``{ts}`` are the backend's text and timestamptz types.
 """
 
-from trackway.rawdata.schema import LOAD_RUNS, LOADED_OBJECTS, RAW_SCHEMA, RAW_TABLES, RawTable
+from trackway.rawdata.schema import (
+    EVENTS_RAW_TABLE,
+    LOAD_RUNS,
+    LOADED_OBJECTS,
+    PLAN_VERDICT_COLUMN,
+    RAW_SCHEMA,
+    RAW_TABLES,
+    RawTable,
+)
 
 
 def _landing_table_ddl(table: RawTable) -> str:
@@ -19,9 +27,17 @@ def _landing_table_ddl(table: RawTable) -> str:
 )"""
 
 
+# Columns added after a landing table was first released: a table created by an older
+# version gets them here (inserts name their columns, so their position does not matter).
+ADDED_COLUMNS: list[tuple[RawTable, str]] = [(EVENTS_RAW_TABLE, PLAN_VERDICT_COLUMN)]
+
 RAW_DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}",
     *(_landing_table_ddl(table) for table in RAW_TABLES),
+    *(
+        f'ALTER TABLE {RAW_SCHEMA}.{table.name} ADD COLUMN IF NOT EXISTS "{column}" {{text}}'
+        for table, column in ADDED_COLUMNS
+    ),
     f"""CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{LOADED_OBJECTS} (
     source_object {{text}} PRIMARY KEY,
     fingerprint {{text}} NOT NULL,

@@ -59,6 +59,12 @@ _PLAIN_LINE = (
 )
 
 
+def _chunks(statements: Sequence[str], size: int = 200) -> Iterator[str]:
+    """Statements joined a few hundred at a time: one round trip each, not one per statement."""
+    for start in range(0, len(statements), size):
+        yield ";\n".join(statements[start : start + size])
+
+
 def _json_path(key: str) -> str:
     return '$."' + key.replace('"', '\\"') + '"'
 
@@ -418,6 +424,7 @@ class DuckDBWarehouse(Warehouse):
                 text_fields=table.text_fields,
                 source=obj.source,
                 received_at=obj.received_at,
+                judge=obj.judge,
             )
             return self._commit_rows(obj, table, rows, stats)
 
@@ -489,6 +496,16 @@ class DuckDBWarehouse(Warehouse):
                 raise
             raise ReadOnlyQueryError(f"DuckDB refused it: {str(exc).splitlines()[0]}") from exc
         return [d[0] for d in cursor.description or []], cursor.fetchmany(limit)
+
+    def run_script(self, statements: Sequence[str]) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for chunk in _chunks(statements):
+                self.con.execute(chunk)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
 
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.con.execute(  # fetchall: an unfinished result blocks the next register()/execute

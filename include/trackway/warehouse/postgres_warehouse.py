@@ -101,6 +101,7 @@ class PostgresWarehouse(Warehouse):
                     text_fields=table.text_fields,
                     source=obj.source,
                     received_at=obj.received_at,
+                    judge=obj.judge,
                 ):
                     copy.write_row(row)
             stats.erased = self.drop_erased(table, obj.source_object, obj.load_id, _fetcher(cur), _fetcher(cur))
@@ -172,6 +173,12 @@ class PostgresWarehouse(Warehouse):
                 "files, so people's SQL does not run as it: set TRACKWAY_READ_WAREHOUSE_URL to a read-only role "
                 "(`trackway warehouse grant` creates one; docs/reference/warehouse-roles.md)"
             )
+
+    def run_script(self, statements: Sequence[str]) -> None:
+        # Simple-query protocol (no parameters): a few hundred statements per round trip, one transaction.
+        with self.con.transaction(), self.con.cursor() as cur:
+            for start in range(0, len(statements), 200):
+                cur.execute(";\n".join(statements[start : start + 200]).encode("utf-8"))
 
     def table_exists(self, schema: str, table: str) -> bool:
         rows = self.query(

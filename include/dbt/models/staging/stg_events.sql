@@ -152,7 +152,10 @@ renamed as (
             else traits_json
         end as traits,
         context_json as context,
-        experiments_json as experiments
+        experiments_json as experiments,
+
+        -- the tracking plan's verdict, unnested by plan_violation_rows (adr/0029)
+        plan_verdict
 
     from extracted
 
