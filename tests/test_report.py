@@ -8,6 +8,7 @@ notes. Headless Chromium (Debian's) opens it and requests nothing.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -245,13 +246,12 @@ def test_the_helper_warehouse_has_the_columns_dbt_builds():
     for path in (ROOT / "include" / "dbt" / "models").rglob("*.yml"):
         for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
             documented[model["name"]] = {c["name"] for c in model.get("columns", [])}
-    from trackway.plan.dbtgen import VIOLATIONS_SQL
-
-    documented["tracking_plan_violations"] = {"event_name", "source_id", "kind", "property", "violation_count"}
-    assert all(c in VIOLATIONS_SQL for c in documented["tracking_plan_violations"])
     for (schema, table), columns in report_helpers.TABLES.items():
-        if schema != "analytics" or table == "tracking_plan_violations":
+        if schema != "analytics":
             continue
+        sql = next((ROOT / "include" / "dbt" / "models").rglob(f"{table}.sql")).read_text()
+        # Documented in the yml, or (a column the yml leaves out) selected by name in the model's SQL.
+        documented[table] |= {c for c, _ in columns if re.search(rf"\b{c}\b", sql)}
         missing = {c for c, _ in columns} - documented[table]
         assert not missing, (table, missing)
 
