@@ -4,6 +4,7 @@ With a tracking plan, a task checks that the typed views deployed are the plan's
 (`trackway plan deploy`, the plan_deploy DAG) and alerts when not; the views themselves
 are not rebuilt here, so the run's tasks do not grow with the plan (adr/0029). The last
 builds the plan's analytics_x views, which read them (one task, whatever the plan's size).
+When both are done, the HTML report is written if TRACKWAY_REPORT_PATH is set (docs/report.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from trackway.config import load_settings
 from trackway.orchestration.assets import ANALYTICS_EVENTS, EVENTS_RAW
 from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
 from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, transform_summary
+from trackway.orchestration.report_task import report_after_run
 
 
 @dag(
@@ -44,9 +46,17 @@ def events_transform():
 
         return build()
 
+    @task
+    def report() -> dict:
+        """The metrics as one HTML file, after the marts and analytics_x; a no-op without TRACKWAY_REPORT_PATH."""
+        return report_after_run()
+
     dbt = dbt_task_group()
-    dbt >> publish()
-    dbt >> check_typed_views() >> build_analytics_x()
+    published = publish()
+    joined = build_analytics_x()
+    dbt >> published
+    dbt >> check_typed_views() >> joined
+    [published, joined] >> report()
 
 
 events_transform()

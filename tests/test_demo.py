@@ -63,6 +63,17 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     dictionary = re.search(r"^Data dictionary: (\S+)", out, re.MULTILINE)
     assert dictionary and "Listing Viewed" in Path(dictionary.group(1)).read_text(encoding="utf-8")
 
+    # The HTML report, written by events_transform's last task (TRACKWAY_REPORT_PATH, docs/report.md) from the
+    # real marts: every section drawn, nothing it would fetch.
+    from test_report import SECTIONS, external_references
+
+    report = re.search(r"^\s*Report:\s+(\S+)", out, re.MULTILINE)
+    assert report and "its last task wrote the report" in out, out
+    html = Path(report.group(1)).read_text(encoding="utf-8")
+    assert external_references(html) == [] and html.count("<svg ") >= 10
+    assert all(f'<section id="{key}">' in html for key in SECTIONS)
+    assert "Listing views by neighbourhood" in html and "Funnel renter_activation" in html
+
     # Lineage: no OpenLineage warning in the demo's output or its Airflow logs, and the load's lineage is there.
     home = Path(env["TRACKWAY_HOME"])
     logs = [first.stdout, first.stderr, *(p.read_text(errors="replace") for p in (home / "logs").glob("*.log"))]

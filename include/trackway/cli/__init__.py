@@ -395,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.stack import add_parsers as add_stack_parsers
 
     add_stack_parsers(sub)
+    from trackway.cli.report import add_parsers as add_report_parsers
+
+    add_report_parsers(sub)
     return parser
 
 

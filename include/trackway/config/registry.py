@@ -372,6 +372,20 @@ class TransformSection(Section):
         "to a dbt run as a subprocess (`make dbt-venv` builds `.dbt-venv`, the one with dbt-bigquery)",
         default_doc="in-process on DuckDB/PostgreSQL; .dbt-venv/bin/dbt on BigQuery",
     )
+    report_path: Path | None = setting(
+        "TRACKWAY_REPORT_PATH",
+        None,
+        "Opt-in: after each run, events_transform writes the HTML report (`trackway report`, docs/report.md) to "
+        "this file, replaced whole; also the default of `trackway report --out`",
+        default_doc="unset: no report after runs; `trackway report` writes ./report.html",
+    )
+    report_days: int = setting(
+        "TRACKWAY_REPORT_DAYS",
+        30,
+        "Days the report covers, ending with the latest day that has events (`trackway report --days`)",
+        ge=1,
+        le=3660,
+    )
 
 
 class PlanSection(Section):

@@ -381,6 +381,16 @@ class Settings:
         candidate = Path(__file__).resolve().parents[3] / ".dbt-venv" / "bin" / "dbt"
         return candidate if candidate.is_file() else None
 
+    @property
+    def report_path(self) -> Path | None:
+        """Where events_transform writes the report after each run; None (the default) writes none."""
+        named = self.section(TransformSection).report_path
+        return named.expanduser().absolute() if named is not None else None
+
+    @property
+    def report_days(self) -> int:
+        return self.section(TransformSection).report_days
+
     # -- tracking plan --------------------------------------------------------
 
     @property

@@ -171,6 +171,10 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         append_key(keyring, new_key("demo", day))
         os.environ["TRACKWAY_PSEUDONYM_KEYS"] = str(keyring)
         settings = load_settings()
+    if settings.report_path is None:
+        # events_transform's last task writes the HTML report here (docs/report.md); os.environ, as for the plan.
+        os.environ["TRACKWAY_REPORT_PATH"] = str(settings.home / "report.html")
+        settings = load_settings()
     # Before anything imports Airflow (counting the raw objects does): with the OpenLineage namespace unset,
     # Cosmos's settings printed "section/key [openlineage/namespace] not found in config".
     apply_airflow_defaults(settings)
@@ -278,6 +282,9 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  `trackway transform compile`: dbt manifest {compiled.manifest} in {compiled.seconds:.0f}s")
     secs = _airflow(["dags", "test", "events_transform"], "events_transform.log", settings)
     _say(f"  dbt models and tests finished in {secs:.0f}s (log: {settings.home / 'logs' / 'events_transform.log'})")
+    report_path = settings.report_path
+    if report_path is not None and report_path.is_file():
+        _say(f"  its last task wrote the report: {report_path} ({report_path.stat().st_size / 1024:.0f} KiB)")
 
     _stage(6, "what arrived, stage by stage")
     counts = stage_counts(settings)
@@ -356,5 +363,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  Warehouse:   {settings.warehouse.duckdb_path or settings.warehouse.display_url}")
     _say('  Query it:    .venv/bin/trackway query "SELECT event_name, count(*) FROM analytics.events GROUP BY 1"')
     _say("  Airflow:     make up   (the whole stack on this folder: scheduler, UI with these runs, collector)")
+    if report_path is not None and report_path.is_file():
+        _say(f"  Report:      {report_path}   (one HTML file, opens offline: `trackway report` rewrites it)")
     _say(f"  Logs:        {settings.home / 'logs'}")
     return 0
