@@ -165,6 +165,10 @@ class RetentionRules:
                     k: (v if k in CONTEXT_KEPT else _kept(v, _sub(allow.get("context"), k), key))
                     for k, v in value.items()
                 }
+            elif name in ("properties", "traits") and isinstance(value, dict):
+                # Their own keys stay (field names, as the plan names them) with null values; deeper, a
+                # key may itself be data (a map keyed by email), so an object not allowlisted is null.
+                out[name] = {k: _kept(v, _sub(allow.get(name), k), key) for k, v in value.items()}
             else:
                 out[name] = _kept(value, allow.get(name), key)
         context = out.get("context")

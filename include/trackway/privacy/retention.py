@@ -180,7 +180,7 @@ def apply(
 
 
 def _table_columns(wh: Warehouse) -> dict[str, dict[str, str]]:
-    """``schema.table`` -> column -> type, for the dbt tables (not views) that carry an event's lineage."""
+    """``schema.table`` -> column -> type, for the dbt tables (not views)."""
     rows = wh.query(
         "SELECT c.table_schema, c.table_name, c.column_name, c.data_type FROM information_schema.columns AS c "
         "JOIN information_schema.tables AS t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
@@ -190,7 +190,45 @@ def _table_columns(wh: Warehouse) -> dict[str, dict[str, str]]:
     tables: dict[str, dict[str, str]] = {}
     for schema, table, column, kind in rows:
         tables.setdefault(f"{schema}.{table}", {})[str(column).lower()] = str(kind)
-    return {name: cols for name, cols in tables.items() if {"source_object", "line_number"} <= set(cols)}
+    return tables
+
+
+def _lineage_tables(wh: Warehouse) -> dict[str, dict[str, str]]:
+    """The dbt tables that carry an event's lineage (``source_object``, ``line_number``)."""
+    return {name: cols for name, cols in _table_columns(wh).items() if {"source_object", "line_number"} <= set(cols)}
+
+
+def _by_event_id(wh: Warehouse, expired: Expired, report: RetentionReport, *, dry_run: bool) -> None:
+    """Tables without lineage that name a deleted event: its own rows deleted, a reference to it set to null.
+
+    (The tracking plan's violation rows by ``event_id``; identity links' ``link_event_id``,
+    a violation's ``example_event_id``...: the link or the count stays, the deleted event's id goes.)
+    """
+    if not expired.deleted or not wh.table_exists("analytics", "events"):
+        return
+    ids: list[str] = []
+    for source_object, lines in sorted(expired.deleted.items()):
+        ids += [
+            str(r[0])
+            for r in wh.query(
+                f"SELECT event_id FROM analytics.events WHERE source_object = ? AND {wh.in_list('line_number')}",
+                [source_object, lines],
+            )
+        ]
+    if not ids:
+        return
+    for table, columns in sorted(_table_columns(wh).items()):
+        if "source_object" in columns or table == "analytics.events":
+            continue  # rows with lineage: by line (``_marts``)
+        for column in sorted(c for c in columns if c.endswith("event_id")):
+            where = wh.in_list(column)
+            if dry_run:
+                count = int(wh.query(f"SELECT count(*) FROM {table} WHERE {where}", [ids])[0][0])
+            elif column == "event_id":
+                count = wh.execute(f"DELETE FROM {table} WHERE {where}", [ids])
+            else:
+                count = wh.execute(f"UPDATE {table} SET {column} = NULL WHERE {where}", [ids])
+            (report.deleted if column == "event_id" else report.sanitized)[table] += count
 
 
 def _kept_column(column: str) -> bool:
@@ -211,7 +249,8 @@ def _marts(wh: Warehouse, expired: Expired, rules: RetentionRules, report: Reten
     """The dbt tables' rows of the expired lines: deleted, or their columns reduced to the allowlist."""
     if not expired.deleted and not expired.sanitized:
         return
-    for table, columns in sorted(_table_columns(wh).items()):
+    _by_event_id(wh, expired, report, dry_run=dry_run)
+    for table, columns in sorted(_lineage_tables(wh).items()):
         for source_object, lines in sorted(expired.deleted.items()):
             where = f"source_object = ? AND {wh.in_list('line_number')}"
             if dry_run:
