@@ -151,6 +151,7 @@ def _leftovers(home) -> list[str]:
 def test_as_of_100_days_later_leaves_only_the_allowlist_in_every_store(warehouse_env, monkeypatch, capsys):
     home = warehouse_env
     monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(_plan(home)))
+    monkeypatch.setenv("TRACKWAY_PRIVACY_LEDGER_KEY", "0123456789abcdef" * 4)  # generated on DuckDB; needed elsewhere
     hour = hour_floor(datetime.now(UTC)) - timedelta(hours=2)
     folder = home / "raw" / "events" / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
     folder.mkdir(parents=True)
