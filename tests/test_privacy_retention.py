@@ -25,6 +25,7 @@ from trackway.config import ConfigError, load_settings
 from trackway.config.retention import DEFAULT_RETENTION, Retention
 from trackway.config.sources import parse_sources
 from trackway.load.loader import load_interval
+from trackway.plan.docs import WarehouseStats, render_markdown
 from trackway.plan.model import PlanError, load_plan
 from trackway.plan.retention import Expiry, RetentionRules
 from trackway.rawdata.partitions import hour_floor
@@ -233,6 +234,9 @@ def test_rules_precedence_event_over_source_over_the_plans_default(tmp_path):
     old = {**other, "receivedAt": "2026-11-01T00:00:00Z"}
     assert expiry.decide(old, "s3://other/fh/a.gz") == "sanitize" and expiry.decide(old, "file:///e.gz") is None
     assert expiry.decide({**other, "receivedAt": "garbled"}, "s3://other/fh/a.gz") is None
+    dictionary = render_markdown(load_plan(plan), WarehouseStats())  # the data dictionary shows rules and allowlist
+    assert r"- retention: 30 days, then delete \(event\)" in dictionary
+    assert r"- retention: 400 days, then delete \(plan\)" in dictionary and "kept after retention" in dictionary
 
 
 @pytest.mark.parametrize(
