@@ -249,6 +249,11 @@ def _marts(wh: Warehouse, expired: Expired, rules: RetentionRules, report: Reten
     """The dbt tables' rows of the expired lines: deleted, or their columns reduced to the allowlist."""
     if not expired.deleted and not expired.sanitized:
         return
+    if wh.kind == "bigquery":  # its information_schema is per dataset; the raw tables above are done already
+        raise RuntimeError(
+            "retention reached rows to expire, but sanitising the marts on BigQuery is not supported yet "
+            "(docs/privacy.md#retention); raw.events_raw is done: `trackway transform build --full-refresh` rebuilds the marts"
+        )
     _by_event_id(wh, expired, report, dry_run=dry_run)
     for table, columns in sorted(_lineage_tables(wh).items()):
         for source_object, lines in sorted(expired.deleted.items()):
@@ -308,8 +313,7 @@ def _person_marts(
         if not wh.table_exists(schema, table):
             continue
         name = f"{schema}.{table}"
-        present = {c.lower() for c in _columns_of(wh, schema, table)}
-        nulls = [c for c in columns if c in present]
+        nulls = list(columns)  # the marts' own columns (marts/_marts__models.yml)
         if rule.then == "delete":
             where = f"{age} < ?"
             count = wh.query(f"SELECT count(*) FROM {name} WHERE {where}", [cutoff])[0][0]
@@ -321,16 +325,6 @@ def _person_marts(
             else:
                 sets = ", ".join(f"{c} = NULL" for c in nulls)
                 report.sanitized[name] += wh.execute(f"UPDATE {name} SET {sets} WHERE {where}", [cutoff])
-
-
-def _columns_of(wh: Warehouse, schema: str, table: str) -> list[str]:
-    return [
-        str(r[0])
-        for r in wh.query(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [schema, table],
-        )
-    ]
 
 
 class _Counting:
