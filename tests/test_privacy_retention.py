@@ -27,7 +27,7 @@ from trackway.config.sources import parse_sources
 from trackway.load.loader import load_interval
 from trackway.plan.docs import WarehouseStats, render_markdown
 from trackway.plan.model import PlanError, load_plan
-from trackway.plan.retention import Expiry, RetentionRules
+from trackway.plan.retention import Expiry, RetentionRules, rules_from_settings
 from trackway.rawdata.partitions import hour_floor
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
@@ -152,6 +152,7 @@ def _leftovers(home) -> list[str]:
 def test_as_of_100_days_later_leaves_only_the_allowlist_in_every_store(warehouse_env, monkeypatch, capsys):
     home = warehouse_env
     monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(_plan(home)))
+    monkeypatch.delenv("TRACKWAY_RETENTION_DEFAULT")  # the built-in default (conftest keeps fixtures whole)
     monkeypatch.setenv("TRACKWAY_PRIVACY_LEDGER_KEY", "0123456789abcdef" * 4)  # generated on DuckDB; needed elsewhere
     hour = hour_floor(datetime.now(UTC)) - timedelta(hours=2)
     folder = home / "raw" / "events" / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
@@ -261,3 +262,14 @@ def test_a_bad_source_retention_names_the_source():
             "sources:\n- {name: fh, url: 's3://b/', layout: firehose, retention: {full_days: 9, then: forget}}\n",
             "s.yaml",
         )
+
+
+def test_the_installs_default_is_a_setting(trackway_env, monkeypatch):
+    monkeypatch.delenv("TRACKWAY_PLAN_DIR", raising=False)
+    monkeypatch.setenv("TRACKWAY_RETENTION_DEFAULT", "30:delete")
+    assert rules_from_settings(load_settings()).default == Retention(30, "delete", "default")
+    monkeypatch.setenv("TRACKWAY_RETENTION_DEFAULT", "thirty")
+    with pytest.raises(
+        ConfigError, match=r"TRACKWAY_RETENTION_DEFAULT='thirty': write DAYS:sanitize, DAYS:delete or keep"
+    ):
+        load_settings().retention_default  # noqa: B018

@@ -100,6 +100,7 @@ def test_retention_rewrites_sanitised_deletes_an_emptied_object_and_its_versions
 ):
     """Retention (docs/privacy.md#retention) through the same rewrite: a sanitised object, a deleted one."""
     versions = request.getfixturevalue(lake)
+    monkeypatch.delenv("TRACKWAY_RETENTION_DEFAULT")  # the built-in default, 90 days then sanitize
     monkeypatch.setenv("TRACKWAY_PRIVACY_LEDGER_KEY", "a" * 64)
     plan = trackway_env / "plan"
     (plan / "events").mkdir(parents=True)

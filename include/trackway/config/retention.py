@@ -37,6 +37,25 @@ class Retention:
 DEFAULT_RETENTION = Retention(90, "sanitize", "default")
 
 
+def parse_default(text: str) -> Retention:
+    """``TRACKWAY_RETENTION_DEFAULT``: ``90:sanitize``, ``30:delete`` or ``keep``; ValueError naming the fix."""
+    value = text.strip().lower()
+    if value == "keep":
+        return Retention(0, "keep", "default")
+    days, _, then = value.partition(":")
+    try:
+        found = parse_retention(
+            {"full_days": int(days), "then": then or "sanitize"}, "TRACKWAY_RETENTION_DEFAULT", "default", ValueError
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"TRACKWAY_RETENTION_DEFAULT={text[:40]!r}: write DAYS:sanitize, DAYS:delete or keep, e.g. 90:sanitize"
+            + (f" ({exc})" if "full_days" in str(exc) or "then" in str(exc) else "")
+        ) from None
+    assert found is not None
+    return found
+
+
 def parse_retention(value: object, where: str, origin: str, error: type[Exception] = ConfigError) -> Retention | None:
     """A ``retention:`` value (None when absent); ``error`` names ``where`` and the fix."""
     if value is None:

@@ -6,7 +6,7 @@ first found wins:
 1. its event file's ``retention:`` in the tracking plan;
 2. the ``retention:`` of the sources-file source whose objects hold it (other systems' buckets);
 3. plan.yaml's ``retention:``, the plan's default;
-4. the built-in default, 90 days then ``sanitize`` (``trackway.config.retention``).
+4. ``TRACKWAY_RETENTION_DEFAULT``: 90 days then ``sanitize`` unless set (``trackway.config.retention``).
 
 Age is counted from ``receivedAt`` (the collector's clock, not the client's). ``sanitize``
 keeps the allowlist only (Wikimedia's model): the envelope (``ENVELOPE``: type, names, ids,
@@ -102,8 +102,10 @@ def _name(event: dict) -> Any:
 class RetentionRules:
     """The plan's and the sources file's retention rules and allowlists, compiled once."""
 
-    def __init__(self, plan: Plan | None, sources: Sequence[Source] = ()) -> None:
-        self.default = (plan.retention if plan is not None else None) or DEFAULT_RETENTION
+    def __init__(
+        self, plan: Plan | None, sources: Sequence[Source] = (), default: Retention = DEFAULT_RETENTION
+    ) -> None:
+        self.default = (plan.retention if plan is not None else None) or default
         self.sources = [(s.url.rstrip("/") + "/", s.retention) for s in sources if s.retention is not None]
         self.events: dict[tuple[str, str], Retention] = {}
         common: Tree = {}
@@ -277,4 +279,4 @@ def _already_sanitized(obj: dict) -> bool:
 def rules_from_settings(settings: Any) -> RetentionRules:
     """The rules of the configured plan (``TRACKWAY_PLAN_DIR``) and sources file."""
     plan = load_plan(settings.plan_dir) if settings.plan_dir is not None else None
-    return RetentionRules(plan, settings.sources())
+    return RetentionRules(plan, settings.sources(), settings.retention_default)
