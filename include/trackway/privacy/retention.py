@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from trackway.objectstore import ObjectStore
-from trackway.plan.retention import CONTEXT_KEPT, Expiry, RetentionRules
+from trackway.plan.retention import Expiry, RetentionRules
 from trackway.privacy import objects as raw_objects
 from trackway.privacy.rewrite import RewriteError, rewrite_object
 from trackway.rawdata.partitions import partition_of
@@ -130,15 +130,6 @@ class RetentionReport:
             out.append("  nothing past retention")
         out += [f"  object not rewritten: {problem}" for problem in self.objects_failed]
         return out
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "as_of": self.as_of.isoformat(),
-            "deleted": dict(self.deleted),
-            "sanitized": dict(self.sanitized),
-            "objects": {p: dict(n) for p, n in self.prefixes.items()},
-            "objects_failed": len(self.objects_failed),
-        }
 
 
 def describe(rules: RetentionRules) -> list[str]:
@@ -289,8 +280,6 @@ def _sanitized_columns(
             continue
         if column in JSON_PARTS:
             part = record.get(column)
-            if column == "context" and isinstance(part, dict):
-                part = {k: v for k, v in part.items() if k in CONTEXT_KEPT or v is not None}
             sets.append(f"{column} = CAST(? AS {kind})" if "json" in kind.lower() else f"{column} = ?")
             params.append(None if part is None else json.dumps(part, separators=(",", ":")))
         elif column == "raw":
