@@ -50,6 +50,7 @@ LONGEST_FILES = (
     "test_dbt_metrics_bigquery.py",  # ~80-125 s
     "test_dbt_incremental_bigquery.py",  # ~95 s
     "test_privacy_end_to_end.py",  # ~80 s (DuckDB ~50 s, PostgreSQL ~30 s)
+    "test_privacy_retention.py",  # ~90 s on a loaded machine (DuckDB ~35 s, PostgreSQL ~55 s)
     "test_pipeline_warehouses.py",  # ~70 s
 )
 
