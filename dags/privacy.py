@@ -1,9 +1,10 @@
-"""Daily erasure run: apply the pending erasure requests, then alert on any request close to its deadline.
+"""Daily privacy run: apply the pending erasure requests and retention, then alert on any request close to its deadline.
 
 `run_requests` is `trackway privacy run` (trackway.privacy.runs): identity links re-resolved,
-warehouse rows deleted, raw objects rewritten and verified, the subject set published, then
-daily_active_users recomputed for the affected days. A request that fails fails the task (and
-alerts); the next run retries it. `alert_due_requests` runs whatever happened before it and
+warehouse rows deleted, raw objects rewritten and verified, the subject set published,
+daily_active_users recomputed for the affected days, then retention (events past their rule
+deleted or sanitised in every store, trackway.privacy.retention). A request or an object that
+fails fails the task (and alerts); the next run retries it. `alert_due_requests` runs whatever happened before it and
 alerts on every request within 7 days of its due_at and not finished (docs/privacy.md).
 """
 

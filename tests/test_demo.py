@@ -60,6 +60,10 @@ def test_demo_runs_and_counts_add_up(tmp_path):
     ):
         assert re.search(rf"^\s*{event}\s+demo\s+{kind}\s+{prop}\s+1\s*$", out, re.MULTILINE), (kind, out)
     assert re.search(r"Analyst queries of the plan .*: (\d+) of \1 passed", out), out  # CI runs them on the demo's data
+    # A sample erasure: the busiest user asks to be forgotten; verification finds nothing left anywhere.
+    erased = re.search(r"run: ([\d,]+) rows deleted from \d+ tables, .*; request finished", out)
+    assert erased and int(erased.group(1).replace(",", "")) > 0, out
+    assert re.search(r"verify: 0 rows in \d+ tables, 0 lines in 0 of \d+ raw objects — 0 everywhere", out), out
     dictionary = re.search(r"^Data dictionary: (\S+)", out, re.MULTILINE)
     assert dictionary and "Listing Viewed" in Path(dictionary.group(1)).read_text(encoding="utf-8")
 

@@ -37,6 +37,7 @@ def test_a_request_near_its_deadline_that_cannot_finish_alerts_twice(trackway_en
     alerts = [json.loads(line) for line in (trackway_env / "alerts.ndjson").read_text().splitlines()]
     failed, due = sorted(alerts, key=lambda a: a["task_id"], reverse=True)
     assert failed["task_id"] == "run_requests" and "torn.ndjson.gz" in failed["error"]
+    assert "retention as of" in failed["error"]  # the daily run applies retention too (docs/privacy.md#retention)
     assert due["request_id"] == late.request_id and "not finished" in due["text"]  # the finished one: no alert
     assert "user-late" not in json.dumps(alerts)
 

@@ -1,4 +1,4 @@
-"""Raw-object rewrites on S3 (moto, a versioned bucket) and GCS (fake-gcs-server).
+"""Raw-object rewrites (erasure and retention) on S3 (moto, a versioned bucket) and GCS (fake-gcs-server).
 
 The object is replaced in one put, its old versions are removed, and the load ledger
 records the new fingerprint exactly as the loader computes it (through Airflow's
@@ -48,8 +48,8 @@ def s3_lake(monkeypatch):
     client.put_bucket_versioning(Bucket="erase", VersioningConfiguration={"Status": "Enabled"})
     monkeypatch.setenv("TRACKWAY_RAW_URL", "s3://erase/trackway")
 
-    def versions() -> int:
-        listed = client.list_object_versions(Bucket="erase", Prefix="trackway/" + KEY)
+    def versions(key: str = KEY) -> int:
+        listed = client.list_object_versions(Bucket="erase", Prefix="trackway/" + key)
         return len(listed.get("Versions", [])) + len(listed.get("DeleteMarkers", []))
 
     yield versions
@@ -92,3 +92,40 @@ def test_rewrite_replaces_the_object_removes_old_versions_and_is_not_reloaded(
     again = load_interval(load_settings(), HOUR, HOUR + timedelta(hours=1))
     assert (again.objects_loaded, again.objects_skipped) == (0, 1)  # the ledger knows the rewrite
     assert main(["privacy", "verify", request_id]) == 0
+
+
+@pytest.mark.parametrize("lake", ["s3_lake", "gcs_lake"])
+def test_retention_rewrites_sanitised_deletes_an_emptied_object_and_its_versions(
+    lake, trackway_env, monkeypatch, request, capsys
+):
+    """Retention (docs/privacy.md#retention) through the same rewrite: a sanitised object, a deleted one."""
+    versions = request.getfixturevalue(lake)
+    monkeypatch.delenv("TRACKWAY_RETENTION_DEFAULT")  # the built-in default, 90 days then sanitize
+    monkeypatch.setenv("TRACKWAY_PRIVACY_LEDGER_KEY", "a" * 64)
+    plan = trackway_env / "plan"
+    (plan / "events").mkdir(parents=True)
+    (plan / "events" / "favorited.yaml").write_text(
+        "name: Listing Favorited\nretention: {full_days: 30, then: delete}\n"
+        "properties: {type: object, properties: {listing_id: {type: string, retain: true}}}\n"
+    )
+    monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(plan))
+    store = open_object_store(load_settings().raw_url)
+    # Keys of their own: moto keeps its buckets for the whole process, whatever test ran before.
+    hour = HOUR + timedelta(days=1)
+    kept_key, doomed = (f"events/dt=2026-11-23/hour=10/part-{n}.ndjson.gz" for n in (1, 2))
+    kept = b"".join(json.dumps(event(f"r-{i}", userId="u-kept")).encode() + b"\n" for i in range(8))
+    store.put_bytes(kept_key, gzip.compress(kept))  # Listing Viewed: the default rule, sanitised (8 lines)
+    store.put_bytes(doomed, gzip.compress(json.dumps(event("f-1", event="Listing Favorited")).encode() + b"\n"))
+    store.put_bytes(doomed, gzip.compress(json.dumps(event("f-2", event="Listing Favorited")).encode() + b"\n"))
+    assert load_interval(load_settings(), hour, hour + timedelta(hours=1)).rows_loaded == 9
+
+    as_of = (hour + timedelta(days=100)).isoformat()
+    assert main(["privacy", "run", "--as-of", as_of]) == 0
+    out = capsys.readouterr().out
+    assert "events/dt=2026-11-23/: 1 object(s) rewritten, 1 deleted; 8 line(s) sanitized, 1 deleted" in out, out
+    assert not store.exists(doomed) and (versions is None or versions(kept_key) == 1)  # part-1's rewrite only
+    assert versions is None or versions(doomed) == 1  # both versions of part-2 gone: only S3's delete marker left
+    lines = [json.loads(line) for line in gzip.decompress(store.read_bytes(kept_key)).splitlines()]
+    assert [line["properties"] for line in lines] == [{"listing_id": None, "price_per_night": None}] * 8
+    again = load_interval(load_settings(), hour, hour + timedelta(hours=1))
+    assert (again.objects_loaded, again.objects_skipped) == (0, 1)  # the ledger knows the rewrite

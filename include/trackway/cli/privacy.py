@@ -113,7 +113,8 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     if report.days and not args.dry_run:
         _recompute_aggregates(settings, report.days)
-    return 1 if report.failed or report.objects_failed else 0
+    retention_failed = report.retention is not None and report.retention.objects_failed
+    return 1 if report.failed or report.objects_failed or retention_failed else 0
 
 
 def _recompute_aggregates(settings, days) -> None:
@@ -251,8 +252,16 @@ def add_erasure_parsers(commands: argparse._SubParsersAction) -> None:
         "warehouse, rewrite the raw objects holding their lines, verify, publish the subject set, then recompute "
         "daily_active_users for the affected days. Exit 1 when a request or an object failed (the next run retries).",
     )
-    run.add_argument("--as-of", type=_moment, help="apply requests received up to this time (default now, UTC)")
-    run.add_argument("--dry-run", action="store_true", help="print what would be deleted and rewritten; change nothing")
+    run.add_argument(
+        "--as-of",
+        type=_moment,
+        help="apply requests received up to this time, and retention as of it (default now, UTC)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be deleted, rewritten or sanitised, per table and object prefix; change nothing",
+    )
     run.set_defaults(func=_dispatch, privacy_func=_run)
 
     st = commands.add_parser("status", help="show requests and their per-store status", description="Show requests.")

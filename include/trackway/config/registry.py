@@ -588,12 +588,26 @@ class ErasureSection(Section):
         "under the raw prefix, where the loader's may only read (ops/minio/)",
         default_doc="the task's own credentials (AWS_*, Application Default Credentials)",
     )
+    retention_default: str = setting(
+        "TRACKWAY_RETENTION_DEFAULT",
+        "90:sanitize",
+        "Retention of events no rule names (the plan's events, plan.yaml and the sources file name theirs): "
+        "DAYS:sanitize, DAYS:delete or keep (docs/privacy.md#retention)",
+    )
     privacy_api_token: SecretStr | None = setting(
         "TRACKWAY_PRIVACY_API_TOKEN",
         None,
         "Bearer token of the regulations API (`POST /v1/regulations`) on the admin listener; distinct from write "
         "keys. Unset: the API answers 503",
     )
+
+    @field_validator("retention_default")
+    @classmethod
+    def _retention_default(cls, value: str) -> str:
+        from trackway.config.retention import parse_default
+
+        parse_default(value)  # a ValueError names the variable and the fix
+        return value
 
     @field_validator("privacy_ledger_key")
     @classmethod

@@ -39,6 +39,7 @@ from trackway.config.registry import (
     parse_sample_spec,
     parse_source_list,
 )
+from trackway.config.retention import Retention, parse_default
 from trackway.config.sources import AppDatabase, Source, parse_app_databases, parse_sources
 from trackway.config.warehouse import WarehouseTarget
 from trackway.config.write_keys import load_write_keys
@@ -474,6 +475,10 @@ class Settings:
     @property
     def privacy_due_days(self) -> int:
         return self.section(ErasureSection).privacy_due_days
+
+    @property
+    def retention_default(self) -> Retention:
+        return parse_default(self.section(ErasureSection).retention_default)
 
     @property
     def privacy_poll_seconds(self) -> float:

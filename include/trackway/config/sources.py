@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from trackway.config.errors import ConfigError
+from trackway.config.retention import Retention, parse_retention
 
 SOURCE_KINDS = ("objects", "database")
 SOURCE_LAYOUTS = ("trackway", "firehose", "segment-s3")
@@ -48,6 +49,7 @@ class Source:
     conn_id: str | None = None
     fields: tuple[tuple[str, str], ...] = ()  # (column, JSONPath such as $.user.id)
     type: str | None = None
+    retention: Retention | None = None  # {full_days, then}: its events' retention (docs/privacy.md#retention)
 
 
 def _entries(text: str, origin: str) -> list[tuple[str, object]]:
@@ -88,10 +90,11 @@ def parse_sources(text: str, origin: str) -> list[Source]:
 
 
 def _object_source(entry: dict, position: str, origin: str) -> Source:
-    unknown = set(entry) - {"name", "kind", "url", "conn_id", "layout", "fields", "type"}
+    unknown = set(entry) - {"name", "kind", "url", "conn_id", "layout", "fields", "type", "retention"}
     if unknown:
         raise ConfigError(
-            f"{position} has unknown keys {sorted(unknown)}; allowed: name, kind, url, conn_id, layout, fields, type"
+            f"{position} has unknown keys {sorted(unknown)}; "
+            "allowed: name, kind, url, conn_id, layout, fields, type, retention"
         )
     name, url, layout = entry.get("name"), entry.get("url"), entry.get("layout", "trackway")
     if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
@@ -116,6 +119,7 @@ def _object_source(entry: dict, position: str, origin: str) -> Source:
         conn_id=entry.get("conn_id"),
         fields=tuple(fields.items()),
         type=entry.get("type"),
+        retention=parse_retention(entry.get("retention"), where, "source"),
     )
 
 

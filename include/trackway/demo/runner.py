@@ -40,7 +40,7 @@ def _say(msg: str = "") -> None:
 
 
 def _stage(n: int, title: str) -> None:
-    _say(f"\n[{n}/6] {title}")
+    _say(f"\n[{n}/7] {title}")
 
 
 def _free_port() -> int:
@@ -147,6 +147,42 @@ def _write_app_database(settings: Settings, calls: list, day: date, seed: int) -
     write_app_database(path, calls, day, seed)
     write_sources_file(settings.home / "sources.yml", path)
     return path
+
+
+def _erase_one(settings: Settings) -> None:
+    """A sample erasure (docs/privacy.md#erasure-requests): the busiest user, from request to a clean verification."""
+    from trackway.config import ConfigError
+    from trackway.privacy.runs import request, run, verify
+
+    with open_warehouse(settings.read_warehouse, read_only=True) as wh:
+        found = wh.query(
+            "SELECT user_id, count(*) FROM analytics.events WHERE user_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1"
+        )
+    if not found:
+        _say("  no identified user to erase")
+        return
+    user, events = found[0]
+    try:
+        state = request(settings, "suppress_with_delete", user_ids=[user], reason="demo")
+    except ConfigError as exc:  # a warehouse of its own without TRACKWAY_PRIVACY_LEDGER_KEY
+        _say(f"  skipped: {exc}")
+        return
+    _say(f"  request {state.request_id}: suppress_with_delete of user {user} ({events} events in analytics.events)")
+    report = run(settings)
+    tables = {table: rows for table, rows in report.rows.items() if rows}
+    _say(
+        f"  run: {sum(tables.values()):,} rows deleted from {len(tables)} tables, {report.links} anonymous id(s) linked, "
+        f"{report.objects_rewritten} raw objects rewritten ({report.lines_removed} lines blanked); "
+        f"request {'finished' if state.request_id in report.finished else 'NOT finished'}"
+    )
+    result = verify(settings, state.request_id)
+    left = sum(result["warehouse"].values())
+    raw = result["raw_objects"]
+    _say(
+        f"  verify: {left} rows in {len(result['warehouse'])} tables, {raw['lines']} lines in {raw['objects']} of "
+        f"{raw['scanned']} raw objects — {'0 everywhere' if result['clean'] else 'NOT CLEAN'}"
+    )
+    _say("  (daily_active_users of that day is recomputed by the privacy DAG, or by `trackway privacy run`)")
 
 
 def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
@@ -357,6 +393,9 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
             _say("  " + result.line())
         html, _md, _note = write_docs(plan, settings.home / "plan-docs", settings)
         _say(f"\nData dictionary: {html} (and data-dictionary.md beside it)")
+
+    _stage(7, "privacy: one person asks to be forgotten (`trackway privacy request`, `run`, `verify`)")
+    _erase_one(settings)
 
     _say(f"\nDone in {time.monotonic() - wall:.0f}s.")
     _say(f"  Raw events:  {settings.events_url}")

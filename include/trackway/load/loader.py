@@ -24,7 +24,7 @@ from trackway.load.late import objects_beyond_sweep, sweep_horizon
 from trackway.load.paths import RawPath, storage_path
 from trackway.load.report import LoadReport
 from trackway.load.sources import arrival_time, list_source_objects
-from trackway.load.subjects import erased_subjects
+from trackway.load.subjects import erased_subjects, retention_at_load
 from trackway.rawdata.partitions import hour_floor, hours_between, partition_of, partition_path
 from trackway.rawdata.records import Judge, LoadRun, RawObject, object_fingerprint
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE, RawTable
@@ -182,6 +182,8 @@ def load_interval(
         erased = erased_subjects(settings, wh)
         if erased is not None:
             wh.erased, wh.loaded_ids = erased, set()
+        # Retention: lines past it are deleted or sanitised as they load, as the privacy run left them.
+        wh.retention = retention_at_load(settings, wh)
         urls = [object_url(item.path) for item in objects]
         known = wh.loaded_fingerprints(urls)
         if getattr(wh, "loads_in_place", False):

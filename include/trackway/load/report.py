@@ -26,7 +26,7 @@ class LoadReport:
     late_objects_loaded: int = 0
     #: Late objects older than the sweep horizon, not loaded: they need `trackway load --hour H`.
     objects_beyond_sweep: list[tuple[str, str]] = field(default_factory=list)  # (URL, hour YYYY-MM-DDTHH)
-    #: Lines of erased or suppressed subjects left out (erasure requests; privacy.load_filtered names the objects).
+    #: Lines of erased or suppressed subjects, or deleted by retention, left out (docs/privacy.md).
     erased_lines: int = 0
     seconds: float = 0.0
     #: Per raw root read (the collector's events/ and quarantine/ prefixes, each sources-file source):
@@ -77,7 +77,11 @@ class LoadReport:
             f"{self.objects_found} objects ({self.objects_loaded} loaded, {self.objects_skipped} already loaded), "
             f"{self.rows_loaded:,} rows, {self.parse_errors} unparseable lines, "
             f"{self.quarantined_rows} quarantined events, "
-            + (f"{self.erased_lines} lines of erased subjects left out, " if self.erased_lines else "")
+            + (
+                f"{self.erased_lines} lines of erased subjects or past retention left out, "
+                if self.erased_lines
+                else ""
+            )
             + f"{len(self.object_errors)} damaged objects, {self.late_objects_loaded} late objects swept in, "
             f"{len(self.objects_beyond_sweep)} late objects older than the sweep (need a backfill), "
             f"{self.seconds:.1f}s ({rate:,.0f} rows/s)"

@@ -1,4 +1,4 @@
-"""The erased subjects every load filters out: read from the warehouse and from the raw store, together.
+"""What every load filters out: erased subjects (warehouse and raw store together), and lines past retention.
 
 ``privacy.erased_subjects`` (the warehouse) and ``_privacy/subjects.json`` (the raw store)
 are both written from the erasure ledger; either one alone is enough, so a warehouse
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 from trackway.config import ConfigError, Settings
 from trackway.load.paths import storage_path
+from trackway.plan.retention import Expiry, rules_from_settings
 from trackway.subjects import mirror
 from trackway.subjects.keys import ledger_key
-from trackway.subjects.sets import SubjectFilter, SubjectMatcher
+from trackway.subjects.sets import SubjectFilter, SubjectMatcher, parse_time
 from trackway.warehouse import Warehouse
 from trackway.warehouse.ddl import PRIVACY_SCHEMA
 
@@ -68,3 +70,19 @@ def erased_subjects(settings: Settings, wh: Warehouse) -> SubjectMatcher | None:
     wh.ensure_privacy_tables()  # privacy.load_filtered notes what this load drops
     log.info("load filters %d erased or suppressed subject(s)", len(subjects.intervals))
     return matcher
+
+
+def retention_at_load(settings: Settings, wh: Warehouse, now: datetime | None = None) -> Expiry | None:
+    """What this load deletes or sanitises as past retention (None: no rule expires anything).
+
+    As of now, or of the latest retention run if that is later (``trackway privacy run --as-of``
+    ahead of the clock): a reload, backfill or late object never brings back what a run removed.
+    """
+    as_of = now or datetime.now(UTC)
+    if wh.table_exists(PRIVACY_SCHEMA, "retention_runs"):
+        latest = wh.query(f"SELECT max(as_of) FROM {PRIVACY_SCHEMA}.retention_runs")[0][0]
+        moment = parse_time(latest)
+        if moment is not None and moment > as_of:
+            as_of = moment
+    expiry = Expiry.at(rules_from_settings(settings), as_of)
+    return expiry if expiry.bound is not None else None

@@ -46,14 +46,14 @@ def privacy_store(settings: Settings) -> ObjectStore | None:
 
 
 def run_requests(settings: Settings, run_id: str) -> dict:
-    """Apply the pending erasure requests; a failed request fails the task (the alert names it)."""
+    """Apply the pending erasure requests, then retention; a failed request or object fails the task (and alerts)."""
     from trackway.privacy.runs import run
 
     report = run(settings, store=privacy_store(settings))
     lines = report.lines()
     if report.days:
         lines.append(recompute_aggregates(settings, report.days))
-    if report.failed or report.objects_failed:
+    if report.failed or report.objects_failed or (report.retention is not None and report.retention.objects_failed):
         raise RuntimeError("; ".join(lines))
     return {"lines": lines, "run_id": run_id}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trackway.config import Settings
+from trackway.config.retention import DEFAULT_RETENTION
 from trackway.plan import names
 from trackway.plan.diff import event_label
 from trackway.plan.model import EventSpec, Plan, PropertySpec
@@ -127,10 +128,17 @@ def _property_rows(event: EventSpec, rules: PlanPrivacy) -> list[tuple[str, str,
             _enum_text(p),
             p.privacy,
             p.description,
-            _pii_text(rules, event, (event.payload_field, p.name)),
+            _pii_text(rules, event, (event.payload_field, p.name))
+            + (" · kept after retention" if p.schema.get("retain") is True else ""),
         )
         for p in event.current.properties
     ]
+
+
+def _retention_text(plan: Plan, event: EventSpec) -> str:
+    """The event's retention rule (a sources-file source's rule may apply to other systems' events instead)."""
+    rule = event.retention or plan.retention or DEFAULT_RETENTION
+    return f"{rule.label()} ({rule.origin})"
 
 
 def _collection_text(event: EventSpec) -> str:
@@ -203,6 +211,7 @@ def render_html(plan: Plan, stats: WarehouseStats, typed_schema: str = "analytic
         collection = _collection_text(event)
         if collection:
             parts.append(f"<p>Collection: {_e(collection)}.</p>")
+        parts.append(f"<p>Retention: {_e(_retention_text(plan, event))}.</p>")
         if stats.reachable:
             volume = stats.volume.get(event.key)
             if volume:
@@ -299,6 +308,7 @@ def render_markdown(plan: Plan, stats: WarehouseStats, typed_schema: str = "anal
         collection = _collection_text(event)
         if collection:
             out.append(f"- collection: {_md(collection)}")
+        out.append(f"- retention: {_md(_retention_text(plan, event))}")
         out += ["", _md(event.description or "(no description)"), ""]
         rows = _property_rows(event, rules)
         if rows:

@@ -2,7 +2,7 @@
 
 Layout (``TRACKWAY_PLAN_DIR``)::
 
-    plan.yaml            optional: name, conventions (naming rules for lint), privacy (docs/privacy.md)
+    plan.yaml            optional: name, conventions (naming rules for lint), privacy, retention (docs/privacy.md)
     common.yaml          optional: the context every event must carry (JSON Schema)
     events/*.yaml        one file per event (any sub-folder, any *.yaml/*.yml name)
     queries/*.sql        analyst queries, named by the events that need them
@@ -22,8 +22,10 @@ An event file::
         listing_id: {type: string, description: ..., privacy: internal, examples: [l-1]}
         host_id: {type: string, references: app.hosts.id}   # the row it identifies (analytics_x, plan/xgen.py)
         contact_email: {type: string, pii: direct, action: hash}   # docs/privacy.md
+        plan_tier: {type: string, retain: true}   # kept when retention sanitizes the event (plan/retention.py)
     consent_category: Analytics   # optional: dropped when context.consent denies it
     sample: {rate: 0.1, unit: anonymous_id}   # optional: keep a deterministic 10% of devices
+    retention: {full_days: 90, then: sanitize}  # optional: wins over the source's and plan.yaml's
     queries: [queries/views_by_city.sql]
     previous_versions:            # optional older majors clients may still send
       - {version: 1-0-0, properties: {...}}
@@ -43,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from trackway.config.retention import Retention, parse_retention
 
 EVENT_TYPES = ("track", "page", "screen", "identify", "group", "alias")
 STATUSES = ("draft", "active", "deprecated")
@@ -208,6 +212,7 @@ class EventSpec:
     path: Path | None = None
     consent_category: str | None = None  # dropped at the collector when context.consent denies it
     sample: dict[str, Any] | None = None  # {rate, unit}: deterministic sampling (plan/privacy.py)
+    retention: Retention | None = None  # {full_days, then}: wins over the source's and the plan's (plan/retention.py)
 
     @property
     def version(self) -> SchemaVer:
@@ -250,6 +255,7 @@ class Plan:
     common: dict[str, Any] = field(default_factory=dict)  # JSON Schema of context
     conventions: Conventions = Conventions()
     privacy: dict[str, Any] = field(default_factory=dict)  # plan.yaml `privacy:` (plan/privacy.py reads it)
+    retention: Retention | None = None  # plan.yaml `retention:`: the plan's default (plan/retention.py)
 
     def event(self, event_type: str, name: str) -> EventSpec | None:
         return self._index().get((event_type, name))
@@ -342,6 +348,7 @@ def parse_event(doc: Any, path: Path) -> EventSpec:
         path=path,
         consent_category=consent,
         sample=sample,
+        retention=parse_retention(doc.get("retention"), str(path), "event", PlanError),
     )
 
 
@@ -364,6 +371,12 @@ def event_to_doc(event: EventSpec) -> dict[str, Any]:
         doc["consent_category"] = event.consent_category
     if event.sample:
         doc["sample"] = event.sample
+    if event.retention:
+        doc["retention"] = (
+            "keep"
+            if not event.retention.expires
+            else {"full_days": event.retention.full_days, "then": event.retention.then}
+        )
     return doc
 
 
@@ -433,6 +446,7 @@ def load_plan(root: Path | str, problems: list[tuple[Path, str]] | None = None) 
     meta: dict[str, Any] = {}
     conventions = Conventions()
     privacy: dict[str, Any] = {}
+    retention: Retention | None = None
     with _collected(problems, root / "plan.yaml"):
         if (root / "plan.yaml").is_file():
             loaded = _read_yaml(root / "plan.yaml") or {}
@@ -448,6 +462,7 @@ def load_plan(root: Path | str, problems: list[tuple[Path, str]] | None = None) 
             raise PlanError(
                 f"{root / 'plan.yaml'}: 'privacy' must be a mapping (fields: name rules); see docs/privacy.md"
             )
+        retention = parse_retention(meta.get("retention"), str(root / "plan.yaml"), "plan", PlanError)
     common: dict[str, Any] = {}
     with _collected(problems, root / "common.yaml"):
         if (root / "common.yaml").is_file():
@@ -473,6 +488,7 @@ def load_plan(root: Path | str, problems: list[tuple[Path, str]] | None = None) 
         common=common,
         conventions=conventions,
         privacy=privacy,
+        retention=retention,
     )
 
 

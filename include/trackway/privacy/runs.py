@@ -18,8 +18,9 @@ from typing import Any
 
 from trackway.config import Settings
 from trackway.objectstore import ObjectStore, open_object_store
+from trackway.plan.retention import rules_from_settings
 from trackway.privacy import objects as raw_objects
-from trackway.privacy import tables
+from trackway.privacy import retention, tables
 from trackway.privacy.ledger import Ledger
 from trackway.privacy.rewrite import RewriteError, erasing, rewrite_object
 from trackway.subjects import mirror
@@ -139,6 +140,7 @@ class RunReport:
     days: list[date] = field(default_factory=list)  # daily_active_users days to recompute
     seconds: dict[str, float] = field(default_factory=dict)  # per store
     due_soon: list[dict[str, Any]] = field(default_factory=list)
+    retention: retention.RetentionReport | None = None
 
     def lines(self) -> list[str]:
         verb = "would delete" if self.dry_run else "deleted"
@@ -165,6 +167,8 @@ class RunReport:
         out += [
             f"  DUE SOON: {d['request_id']} ({d['type']}, {d['status']}) is due {d['due_at']}" for d in self.due_soon
         ]
+        if self.retention is not None:
+            out += self.retention.lines()
         if self.seconds:
             out.append("  time per store: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items()))
         return out
@@ -195,7 +199,10 @@ def run(
     say: Say | None = None,
     store: ObjectStore | None = None,
 ) -> RunReport:
-    """Apply every pending request received by ``as_of`` (default now); ``dry_run`` changes nothing."""
+    """Apply every pending request received by ``as_of`` (default now), then retention as of then.
+
+    ``dry_run`` changes nothing: it reports what would be deleted, rewritten or sanitised.
+    """
     now = as_of or datetime.now(UTC)
     report = RunReport(as_of=now, dry_run=dry_run)
     say = say or (lambda msg: log.info("%s", msg))
@@ -244,6 +251,13 @@ def run(
             subjects = subject_filter(current, key.key_id)
             if subjects:  # nothing pending: objects loads filtered, or no load has read yet, may hold erased lines
                 _rewrite_objects(ledger, SubjectMatcher(key, subjects), set(), report, dry_run=dry_run)
+        # Retention after the requests: an erased person's lines are gone before anything is sanitised.
+        report.retention = retention.apply(wh, ledger.store, rules_from_settings(settings), now, dry_run=dry_run)
+        report.seconds["retention"] = report.retention.seconds
+        say(
+            f"retention: {sum(report.retention.deleted.values()):,} row(s) deleted, "
+            f"{sum(report.retention.sanitized.values()):,} sanitized{' (dry run)' if dry_run else ''}"
+        )
         report.seconds["total"] = time.perf_counter() - started
         report.due_soon = due_soon(received(), now)
     return report

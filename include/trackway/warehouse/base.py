@@ -11,10 +11,12 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from trackway.rawdata.lines import parse_object
+from trackway.rawdata.partitions import partition_of
 from trackway.rawdata.records import LoadRun, ObjectLoad, RawObject, ledger_row
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, QUARANTINE_TABLE, RAW_SCHEMA, RawTable
 from trackway.subjects.keys import SubjectKey
@@ -26,6 +28,33 @@ Run = Callable[[str, Sequence[Any]], Any]
 _ID_CHUNK = 20_000
 #: raw.events_raw columns that name the person a line is about.
 SUBJECT_COLUMNS = ("user_id", "anonymous_id", "previous_id")
+
+
+#: How a sanitised line is recognised in SQL (trackway.plan.retention.SANITIZED_MARK): never sanitised twice.
+SANITIZED_LIKE = '%"sanitized_at"%'
+
+
+class Expiring(Protocol):
+    """What retention does to each event (trackway.plan.retention.Expiry; that layer sits above this one)."""
+
+    @property
+    def bound(self) -> datetime | None: ...
+
+    def decide(self, obj: Any, source_object: str | None = None) -> str | None: ...
+
+    def apply(self, obj: dict, action: str) -> dict | None: ...
+
+
+@dataclass
+class Expired:
+    """Raw rows retention deleted or sanitised: by object, their line numbers (and the sanitised records)."""
+
+    deleted: dict[str, list[int]] = field(default_factory=dict)
+    sanitized: dict[tuple[str, int], dict] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.deleted.values()) + len(self.sanitized)
 
 
 class WarehouseBusy(RuntimeError):
@@ -73,6 +102,8 @@ class Warehouse(ABC):
     erased: SubjectMatcher | None = None
     #: Ids of the lines loaded while ``erased`` is set, for privacy.id_hashes (the loader sets and empties it).
     loaded_ids: set[str] | None = None
+    #: Set by the loader: each object's lines past retention are deleted or sanitised in its load transaction.
+    retention: Expiring | None = None
 
     @abstractmethod
     def ensure_raw_tables(self) -> None:
@@ -209,9 +240,13 @@ class Warehouse(ABC):
         ``fetch``/``run`` execute in that transaction (``?`` placeholders). The object
         is noted in privacy.load_filtered so an erasure run rewrites it. Returns the lines dropped.
         """
+        expired = 0
+        if self.retention is not None:  # nothing past retention comes back with a reload or a backfill
+            found = self.expire_rows(table, self.retention, fetch, run, source_object=source_object)
+            expired = sum(len(v) for v in found.deleted.values())
         matcher = self.erased
         if matcher is None:
-            return 0
+            return expired
         name = f"{RAW_SCHEMA}.{table.name}"
         doomed: list[int] = []
         if table is QUARANTINE_TABLE:
@@ -252,7 +287,71 @@ class Warehouse(ABC):
                 "VALUES (?, ?, ?, ?)",
                 [source_object, load_id, len(doomed), datetime.now(UTC)],
             )
-        return len(doomed)
+        return len(doomed) + expired
+
+    def expire_rows(
+        self,
+        table: RawTable,
+        expiry: Expiring,
+        fetch: Fetch,
+        run: Run,
+        *,
+        source_object: str | None = None,
+        dry_run: bool = False,
+    ) -> Expired:
+        """Delete or sanitise the rows of ``table`` past retention (of one object, or all); what was done.
+
+        Candidates are read by their arrival text (one day of margin), then decided in Python
+        per line; rows already sanitised are skipped in SQL. Sanitising rewrites the ``raw``
+        line (and the quarantine's ``event``); ids and timestamps stay, so nothing else changes.
+        """
+        found = Expired()
+        bound = expiry.bound
+        if bound is None:
+            return found
+        name = f"{RAW_SCHEMA}.{table.name}"
+        sql = (
+            f"SELECT source_object, line_number, raw FROM {name} WHERE received_at IS NOT NULL "
+            "AND received_at < ? AND (raw IS NULL OR raw NOT LIKE ?)"
+        )
+        params: list[Any] = [(bound + timedelta(days=1)).date().isoformat(), SANITIZED_LIKE]
+        if source_object is not None:
+            hour = partition_of(source_object)
+            if hour is not None and hour[0] >= bound + timedelta(days=1):
+                return found  # the collector's object of a recent hour (its lines arrived in that hour): no query
+            sql += " AND source_object = ?"
+            params.append(source_object)
+        for obj_url, line_number, raw in fetch(sql, params):
+            try:
+                record = json.loads(raw) if raw else None
+            except ValueError:
+                continue
+            action = expiry.decide(record, obj_url)
+            if action == "delete":
+                found.deleted.setdefault(obj_url, []).append(int(line_number))
+            elif action is not None and isinstance(record, dict):
+                sanitized = expiry.apply(record, action)
+                if sanitized is not None:
+                    found.sanitized[(obj_url, int(line_number))] = sanitized
+        if dry_run:
+            return found
+        for obj_url, lines in sorted(found.deleted.items()):
+            run(f"DELETE FROM {name} WHERE source_object = ? AND {self.in_list('line_number')}", [obj_url, lines])
+        quarantine = table is QUARANTINE_TABLE
+        for (obj_url, line_number), record in sorted(found.sanitized.items()):
+            line = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+            if quarantine:
+                event = record.get("event")
+                run(
+                    f"UPDATE {name} SET raw = ?, event = ? WHERE source_object = ? AND line_number = ?",
+                    [line, None if event is None else json.dumps(event, separators=(",", ":")), obj_url, line_number],
+                )
+            else:
+                run(
+                    f"UPDATE {name} SET raw = ? WHERE source_object = ? AND line_number = ?",
+                    [line, obj_url, line_number],
+                )
+        return found
 
     def __enter__(self) -> Warehouse:
         return self

@@ -316,8 +316,8 @@ CLUSTER BY source_object"""
         return results
 
     def _drop_erased(self, load: ObjectLoad, table: RawTable) -> ObjectLoad:
-        """Erased subjects' lines out of a just-loaded object: right after its load job's transaction, not in it."""
-        if self.erased is None or load.object_error:
+        """Erased subjects' lines (and lines past retention) out of a just-loaded object, after its load job's script."""
+        if (self.erased is None and self.retention is None) or load.object_error:
             return load
         dropped = self.drop_erased(table, load.source_object, load.load_id, self.query, self.execute)
         if not dropped:

@@ -130,6 +130,9 @@ PRIVACY_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("drop_until", "{ts}"),
         ("suppressed", "{bool}"),
     ),
+    # Each retention run (not a dry run): the moment it applied retention as of. Loads expire lines as of the
+    # latest one (or now, if later), so a run with --as-of ahead of the clock is not undone by the next load.
+    "retention_runs": (("as_of", "{ts}"), ("applied_at", "{ts}"), ("detail", "{text}")),
     # Keyed hash of each id the marts may hold, computed in Python at load: the dbt test's only way to hash.
     "id_hashes": (("id", "{text}"), ("id_hash", "{text}")),
     # Raw objects a load filtered erased lines out of: an erasure run rewrites them.
