@@ -1,4 +1,7 @@
-"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos."""
+"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos.
+
+On DuckDB the last task publishes the read-only snapshot BI tools open (docs/bi.md).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from airflow.sdk import dag, task
 from trackway.config import load_settings
 from trackway.orchestration.assets import ANALYTICS_EVENTS, EVENTS_RAW
 from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
-from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, transform_summary
+from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, publish_bi_snapshot, transform_summary
 
 
 @dag(
@@ -24,7 +27,12 @@ def events_transform():
     def publish() -> dict:
         return transform_summary()
 
-    dbt_task_group() >> publish()
+    @task
+    def bi_snapshot() -> dict:
+        """DuckDB: the read-only copy Superset reads, so it never holds the warehouse open (docs/bi.md)."""
+        return publish_bi_snapshot()
+
+    dbt_task_group() >> publish() >> bi_snapshot()
 
 
 events_transform()

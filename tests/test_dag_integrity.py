@@ -134,6 +134,7 @@ def test_events_transform_has_a_task_per_model_test_and_source(dagbag):
     }
     assert "dbt.daily_active_users_model_build" in dag.get_task("dbt.stickiness_model_build").upstream_task_ids
     assert dag.get_task("publish").upstream_task_ids  # after the dbt group
+    assert dag.get_task("bi_snapshot").upstream_task_ids == {"publish"}  # the BI copy last (docs/bi.md)
     assert dag.max_active_tasks == 1  # DuckDB: one writer at a time
 
 
