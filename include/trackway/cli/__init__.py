@@ -388,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.stack import add_parsers as add_stack_parsers
 
     add_stack_parsers(sub)
+    from trackway.cli.bi import add_parsers as add_bi_parsers
+
+    add_bi_parsers(sub)
     return parser
 
 

@@ -380,17 +380,32 @@ def _models_yml(plan: Plan, typed: list[tuple[EventSpec, str, dict[str, str]]]) 
             "description": "Tracking plan violations by event, version, source, kind and property: count, first/last "
             "seen (received_at) and one example event_id. Generated from the plan; a plan change re-evaluates history.",
             "columns": [
+                {"name": "event_name", "description": "The event's name (track) or type (page, identify, ...)"},
+                {"name": "event_version", "description": "The plan version the event declared (context.protocols)"},
+                {"name": "source_id", "description": "The Segment source (write key's source) it came from"},
                 {
                     "name": "kind",
                     "description": "unplanned_event, missing_required, wrong_type, not_in_enum, bad_format, "
                     "unexpected_property, deprecated_event or unknown_version",
                 },
-                {"name": "violation_count", "data_tests": ["not_null"]},
+                {"name": "property", "description": "The property at fault, when the violation is about one"},
+                {"name": "violation_count", "description": "Events with this violation", "data_tests": ["not_null"]},
+                {"name": "first_seen", "description": "First received_at with this violation"},
+                {"name": "last_seen", "description": "Last received_at with this violation"},
+                {"name": "example_event_id", "description": "One event_id with it, to look the event up"},
             ],
         },
         {
             "name": "tracking_plan_compliance_daily",
             "description": "Per day (UTC), event and source: events, events with at least one violation, compliance rate.",
+            "columns": [
+                {"name": "event_date", "description": "UTC day the events occurred"},
+                {"name": "event_name", "description": "The event's name (track) or type"},
+                {"name": "source_id", "description": "The Segment source"},
+                {"name": "events", "description": "Events that day"},
+                {"name": "events_with_violations", "description": "Of those, events with at least one violation"},
+                {"name": "compliance_rate", "description": "Share of events without a violation"},
+            ],
         },
     ]
     for event, model, columns in typed:
