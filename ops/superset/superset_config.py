@@ -70,13 +70,13 @@ APP_NAME = "Trackway"
 
 
 def _blank_tile_blueprint():  # type: ignore[no-untyped-def]
-    """/trackway/blank-tile.png: a 1x1 white PNG, the deck.gl base map's only tile."""
+    """/trackway/blank-tile.png: a 1x1 paper-coloured PNG, the deck.gl base map's only tile."""
     import base64
 
     from flask import Blueprint, Response
 
     png = base64.b64decode(
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP49PENAAWoAtD979jYAAAAAElFTkSuQmCC"
     )
     blueprint = Blueprint("trackway", __name__, url_prefix="/trackway")
     blueprint.add_url_rule(

@@ -107,6 +107,11 @@ def dataset_sql(doc: Mapping[str, Any]) -> str:
     return f'SELECT {columns} FROM "{doc["schema"]}"."{doc["table_name"]}"'
 
 
+def relations(sql: str) -> list[tuple[str, str]]:
+    """(schema, relation) pairs a dataset's SQL reads from Trackway's schemas."""
+    return sorted(set(_RELATION.findall(sql)))
+
+
 def manifest_models(manifest: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """(schema, relation name) -> the model's node, for every model of dbt's manifest."""
     return {
@@ -121,7 +126,7 @@ def describe(bundle: Mapping[str, dict[str, Any]], manifest: Mapping[str, Any]) 
     models = manifest_models(manifest)
     for _, doc in assets(bundle, "datasets"):
         node = models.get((str(doc.get("schema")), str(doc.get("table_name")))) if not doc.get("sql") else None
-        sources = [node] if node else [models[r] for r in _RELATION.findall(doc.get("sql") or "") if r in models]
+        sources = [node] if node else [models[r] for r in relations(doc.get("sql") or "") if r in models]
         if node and not doc.get("description"):
             doc["description"] = _clean(node.get("description"))
         for column in doc.get("columns", []):
