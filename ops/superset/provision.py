@@ -6,7 +6,7 @@ dbt's manifest and the tracking plan) and starts this script with that environme
 
 usage: python provision.py BUNDLE_DIR
 environment: SUPERSET_CONFIG_PATH (superset_config.py: secret key, metadata URL), SUPERSET_ADMIN_USERNAME,
-SUPERSET_ADMIN_PASSWORD, and TRACKWAY_BI_DATABASE_PASSWORD when the warehouse URI has a masked password.
+SUPERSET_ADMIN_PASSWORD, and SUPERSET_WAREHOUSE_PASSWORD when the warehouse URI has a masked password.
 Prints one JSON object: what was imported.
 """
 
@@ -51,7 +51,7 @@ def main(bundle: Path) -> dict[str, object]:
                 raise SystemExit(f"could not create the Superset user {username!r}")
         g.user = user
         contents = {str(p.relative_to(bundle)): p.read_text(encoding="utf-8") for p in sorted(bundle.rglob("*.yaml"))}
-        password = os.environ.get("TRACKWAY_BI_DATABASE_PASSWORD")
+        password = os.environ.get("SUPERSET_WAREHOUSE_PASSWORD")
         passwords = {name: password for name in contents if name.startswith("databases/")} if password else {}
         ImportAssetsCommand(contents, passwords=passwords).run()  # overwrites by UUID: a second run changes nothing
         kinds = ("databases", "datasets", "charts", "dashboards")

@@ -88,7 +88,7 @@ def init(settings: Settings, venv: Path = DEFAULT_VENV) -> InitReport:
     rendered = render(settings, bi_home(settings) / "bundle", manifest_path(settings))
     env = superset_env(settings)
     if rendered.password:
-        env["TRACKWAY_BI_DATABASE_PASSWORD"] = rendered.password
+        env["SUPERSET_WAREHOUSE_PASSWORD"] = rendered.password
     proc = subprocess.run(
         [str(python), str(OPS_DIR / "provision.py"), str(rendered.path)],
         env=env,
