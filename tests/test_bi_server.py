@@ -67,12 +67,12 @@ def superset(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while True:
-            try:
-                if requests.get(url + "/health", timeout=5).status_code == 200:
+            try:  # the workers load Superset after the port is bound: a request waits for them
+                if requests.get(url + "/health", timeout=60).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             assert server.poll() is None and time.monotonic() < deadline, (home / "superset.log").read_text()
             time.sleep(1)
