@@ -8,6 +8,10 @@ STAMP := $(VENV)/.trackway-installed
 # pins google-cloud-storage<3.2, Airflow's Google provider and gcsfs need >=3.10.
 DBT_VENV ?= .dbt-venv
 DBT_STAMP := $(DBT_VENV)/.trackway-dbt-installed
+# Apache Superset, the BI server, in a third environment (adr/0032): its Flask, SQLAlchemy 1.4 and
+# marshmallow pins cannot share Airflow's lock. Installed only by the BI targets (make bi, make test-bi).
+BI_VENV ?= .venv-bi
+BI_STAMP := $(BI_VENV)/.trackway-bi-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
@@ -48,6 +52,31 @@ $(DBT_STAMP): $(DBT_VENV)/bin/python requirements-dbt.txt $(STAMP)
 
 dbt-venv: $(DBT_STAMP) ## create/update .dbt-venv, the environment dbt-bigquery runs from (adr/0007)
 
+$(BI_VENV)/bin/python:
+	$(PYTHON) -m venv $(BI_VENV)
+
+# About 880 MB (Superset's front-end assets included); once, then only when requirements-bi.txt changes.
+$(BI_STAMP): $(BI_VENV)/bin/python requirements-bi.txt $(STAMP)
+	@echo "==> installing Apache Superset into $(BI_VENV) (requirements-bi.txt; first time: about a minute, 880 MB)"
+	$(BIN)/uv pip install --quiet --python $(BI_VENV)/bin/python --compile-bytecode -r requirements-bi.txt
+	$(BI_VENV)/bin/python -m pip check
+	@touch $@
+
+.PHONY: bi-venv bi test-bi lock-bi
+bi-venv: $(BI_STAMP) ## create/update .venv-bi, Apache Superset's environment (adr/0032)
+
+# Superset on loopback with the repository's dashboards (docs/bi.md); `make demo` first for data.
+BI_PORT ?= 8088
+bi: $(BI_STAMP) ## provision Superset from include/superset (trackway bi init), then serve it on http://127.0.0.1:$(BI_PORT)
+	$(BIN)/trackway bi init
+	$(BIN)/trackway bi serve --port $(BI_PORT)
+
+# The server test (tests/test_bi_server.py, marker "bi"): Superset imports the bundle, every chart's data
+# API answers, Chromium opens every dashboard and screenshots it into docs/images/bi/. A second CI target
+# (.ci/run), because .venv-bi is a heavy install that `make test` does not need.
+test-bi: $(BI_STAMP) sdk-clients browser ## Superset with the bundle: chart data, every dashboard in Chromium, screenshots
+	$(BIN)/python -m pytest -q -m bi -p no:randomly tests/test_bi_server.py $(PYTEST_ARGS)
+
 demo: $(STAMP) ## run the whole pipeline once on the embedded default and print what it found
 	$(BIN)/trackway demo
 
@@ -63,7 +92,7 @@ down: ## stop the stack make up runs for this TRACKWAY_HOME
 PYTEST_WORKERS ?= auto
 
 test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite (but the stack's: make test-stack)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi" $(PYTEST_ARGS)
 
 # The production shape as real processes (tests/test_stack.py, marker "stack"): `trackway up` with Airflow on
 # PostgreSQL, LocalExecutor then CeleryExecutor with Redis. Minutes of Airflow processes on two cores, so it
@@ -167,6 +196,13 @@ lock-dbt: $(BIN)/python ## re-pin requirements-dbt.txt from requirements-dbt.in
 	  echo "# Regenerate with: make lock-dbt   (uv pip compile requirements-dbt.in)"; \
 	  $(BIN)/uv pip compile --quiet requirements-dbt.in --python-version 3.11 --no-header; \
 	} > requirements-dbt.txt
+
+lock-bi: $(BIN)/python ## re-pin requirements-bi.txt from requirements-bi.in
+	$(BIN)/python -m pip install --quiet uv
+	{ echo "# Apache Superset's pinned environment (.venv-bi, adr/0032)."; \
+	  echo "# Regenerate with: make lock-bi   (uv pip compile requirements-bi.in)"; \
+	  $(BIN)/uv pip compile --quiet requirements-bi.in --python-version 3.11 --no-header; \
+	} > requirements-bi.txt
 
 clean: ## remove the demo's data (.trackway/); keeps .venv
 	rm -rf .trackway

@@ -4,7 +4,8 @@ With a tracking plan, a task checks that the typed views deployed are the plan's
 (`trackway plan deploy`, the plan_deploy DAG) and alerts when not; the views themselves
 are not rebuilt here, so the run's tasks do not grow with the plan (adr/0029). The last
 builds the plan's analytics_x views, which read them (one task, whatever the plan's size).
-When both are done, the HTML report is written if TRACKWAY_REPORT_PATH is set (docs/report.md).
+When both are done, on DuckDB the read-only snapshot BI tools open is published
+(docs/bi.md), then the HTML report is written if TRACKWAY_REPORT_PATH is set (docs/report.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from airflow.sdk import dag, task
 from trackway.config import load_settings
 from trackway.orchestration.assets import ANALYTICS_EVENTS, EVENTS_RAW
 from trackway.orchestration.dag_defaults import dag_defaults, deadline_alert
-from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, transform_summary
+from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, publish_bi_snapshot, transform_summary
 from trackway.orchestration.report_task import report_after_run
 
 
@@ -47,6 +48,11 @@ def events_transform():
         return build()
 
     @task
+    def bi_snapshot() -> dict:
+        """DuckDB: the read-only copy Superset reads, so it never holds the warehouse open (docs/bi.md)."""
+        return publish_bi_snapshot()
+
+    @task
     def report() -> dict:
         """The metrics as one HTML file, after the marts and analytics_x; a no-op without TRACKWAY_REPORT_PATH."""
         return report_after_run()
@@ -56,7 +62,8 @@ def events_transform():
     joined = build_analytics_x()
     dbt >> published
     dbt >> check_typed_views() >> joined
-    [published, joined] >> report()
+    # One after the other: DuckDB lets no reader in while the snapshot holds the writer's lock.
+    [published, joined] >> bi_snapshot() >> report()
 
 
 events_transform()

@@ -277,7 +277,7 @@ def _trackway_services(compose: dict) -> dict[str, dict[str, str]]:
     """The services that run Trackway code (the others use the image for Airflow alone)."""
     found = {n: environment(s) for n, s in compose["services"].items()}
     found = {n: env for n, env in found.items() if any(key.startswith("TRACKWAY_") for key in env)}
-    assert set(found) == {"collector", "gcp-init", "warehouse-init", "airflow-apiserver", *PIPELINE}
+    assert set(found) == {"collector", "gcp-init", "warehouse-init", "airflow-apiserver", "bi-render", *PIPELINE}
     return found
 
 
@@ -613,3 +613,28 @@ def test_object_store_users_can_do_only_their_job(compose, monkeypatch, tmp_path
         assert denied(S3ObjectStore(bucket, "elsewhere", client=privacy.client).read_bytes, "x")
     finally:
         server.stop()
+
+
+def test_superset_imports_the_same_bundle_and_reads_as_the_reader(compose, monkeypatch, tmp_path):
+    """bi-render writes the repository's bundle, superset-init imports it (ops/superset/provision.py, as
+    `trackway bi init` does), and the warehouse connection is the read-only role's (docs/bi.md)."""
+    from trackway.bi.bundle import render
+
+    services = compose["services"]
+    args = _trackway_command(services["bi-render"]["command"])
+    assert args is not None and (args.command, args.bi_command) == ("bi", "render")
+    init, server = services["superset-init"], services["superset"]
+    assert init["command"][-2:] == ["/opt/superset/provision.py", str(args.out)]
+    shared = {v.split(":")[0] for v in services["bi-render"]["volumes"]} & {v.split(":")[0] for v in init["volumes"]}
+    assert shared == {"bi-bundle"} and init["volumes"][0].endswith(":ro")
+    dockerfile = (REPO_ROOT / init["build"]["dockerfile"]).read_text()
+    assert "-r requirements-bi.txt" in dockerfile and server["image"] == init["image"]  # the lock `make bi` uses
+    assert {"bi-render", "warehouse-init"} <= set(init["depends_on"]) and "superset-init" in server["depends_on"]
+    for key, value in environment(services["bi-render"]).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("TRACKWAY_HOME", str(tmp_path))
+    (tmp_path / "manifest.json").write_text('{"nodes": {}}')
+    rendered = render(load_settings(), tmp_path / "bundle", tmp_path / "manifest.json")
+    assert rendered.database_uri == "postgresql+psycopg2://trackway_reader:XXXXXXXXXX@postgres:5432/warehouse"
+    assert rendered.password == environment(init)["SUPERSET_WAREHOUSE_PASSWORD"]
+    assert environment(init)["SUPERSET_METADATA_URL"] == environment(server)["SUPERSET_METADATA_URL"]

@@ -370,6 +370,29 @@ def test_data_dictionary_in_chromium(pipeline, tmp_path):
     print(f"\ndata dictionary screenshots: {shot} and -search.png")
 
 
+def test_bi_datasets_run_here_and_read_only_documented_columns(pipeline):
+    """Every Superset dataset (include/superset, docs/bi.md) runs on this warehouse and returns the columns it
+    declares; a table's columns are documented columns of its dbt model, and a query reads only models (or app).
+    """
+    from trackway.bi.bundle import assets, dataset_sql, manifest_models, read_bundle, relations
+
+    manifest = json.loads((pipeline["home"] / "dbt" / "target" / "manifest.json").read_text())
+    models = manifest_models(manifest)
+    datasets = list(assets(read_bundle(), "datasets"))
+    assert len(datasets) == 10
+    with open_warehouse(load_settings().read_warehouse, read_only=True) as wh:
+        for name, doc in datasets:
+            declared = [c["column_name"] for c in doc["columns"]]
+            if doc.get("sql"):
+                read = relations(doc["sql"])
+                assert read and all(r in models or r[0] == "app" for r in read), (name, read)
+            else:
+                documented = set(models[(doc["schema"], doc["table_name"])]["columns"])
+                assert not set(declared) - documented, (name, sorted(set(declared) - documented))
+            headers, _ = wh.query_with_headers(dataset_sql(doc), limit=5)
+            assert list(headers) == declared, name
+
+
 def test_analytics_x_joins_events_with_the_rows_they_reference(pipeline):
     """Each Listing Viewed carries its listing (neighbourhood, price) and, one hop on, its host; a reference
     that stops resolving fails the share test and the app_refs health check, and recovers with the data."""
@@ -401,7 +424,7 @@ def test_analytics_x_joins_events_with_the_rows_they_reference(pipeline):
 
     with sqlite3.connect(pipeline["app_db"]) as con:  # back, as a fixed sync would bring them
         con.executemany(
-            "INSERT INTO listings VALUES (?, ?, 'Baixa', 38.7, -9.1, 100, '2026-11-30 00:00:00')",
+            "INSERT INTO listings VALUES (?, ?, 'Baixa', 38.7, -9.1, 100, '2026-11-30 00:00:00', 'Lisbon')",
             [("lst_2", "h2"), ("lst_3", "h1")],
         )
     sync_named(settings, "product")

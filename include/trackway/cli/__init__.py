@@ -398,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     from trackway.cli.report import add_parsers as add_report_parsers
 
     add_report_parsers(sub)
+
+    from trackway.cli.bi import add_parsers as add_bi_parsers
+
+    add_bi_parsers(sub)
     return parser
 
 

@@ -280,6 +280,15 @@ def _uuid4_from(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+# The experiment the demo runs (metrics.yaml declares its goal): half the people see the new search ranking.
+EXPERIMENT = "search_ranking_v2"
+
+
+def experiment_variant(anonymous_id: str) -> str:
+    """Fixed per person and drawn from no random stream, so the rest of the generated day is unchanged."""
+    return "treatment" if uuid.uuid5(uuid.NAMESPACE_OID, anonymous_id).int % 2 else "control"
+
+
 def _make_person(seed: int, index: int, day: date) -> Person:
     rng = random.Random(f"nestful/{seed}/person/{index}")
     anonymous_id = _uuid4_from(rng)
@@ -472,6 +481,8 @@ class _Session:
                 context["campaign"] = dict(self.campaign)
         if self.current_page is not None and not self.is_app:
             context["page"] = dict(self.current_page)
+        if kwargs.get("event") == "Listings Searched":  # a search results page: exposed to the ranking test
+            context["experiments"] = {EXPERIMENT: experiment_variant(self.person.anonymous_id)}
         call_kwargs = {
             "message_id": self.emitter.message_id(),
             "timestamp": self.day_start + timedelta(milliseconds=self.t),

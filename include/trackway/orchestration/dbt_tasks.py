@@ -17,6 +17,7 @@ The DAG file only wires what this module builds:
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -92,3 +93,18 @@ def transform_summary() -> dict[str, Any]:
 
     counts = stage_counts(load_settings())
     return {"events": counts.events, "rejected": counts.rejected, "raw_rows": counts.raw_rows}
+
+
+def publish_bi_snapshot() -> dict[str, Any]:
+    """After the transform: the read-only copy of a DuckDB warehouse that Superset opens (adr/0032).
+
+    A no-op on PostgreSQL and BigQuery, which BI reads directly as the read-only role.
+    """
+    from trackway.warehouse.snapshot import publish_snapshot
+
+    settings = load_settings()
+    snapshot = publish_snapshot(settings.transform_warehouse, settings.home)
+    if snapshot is None:
+        return {"snapshot": None}
+    logging.getLogger(__name__).info(snapshot.line())
+    return {"snapshot": str(snapshot.path), "bytes": snapshot.bytes}
