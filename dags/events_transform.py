@@ -1,4 +1,9 @@
-"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos."""
+"""Build analytics.* with dbt whenever raw.events_raw changes: one task per model, via astronomer-cosmos.
+
+In micro-batch mode (TRACKWAY_PIPELINE_MODE) a run triggered only by micro-batch
+loads builds just the models behind analytics.events and analytics.sessions, in
+one dbt run; the hourly load's run builds everything.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +25,29 @@ from trackway.orchestration.dbt_tasks import dbt_task_group, max_active_tasks, t
     **dag_defaults(),
 )
 def events_transform():
-    @task(outlets=[ANALYTICS_EVENTS])
+    @task(outlets=[ANALYTICS_EVENTS], trigger_rule="none_failed_min_one_success")
     def publish() -> dict:
         return transform_summary()
 
-    dbt_task_group() >> publish()
+    if not load_settings().micro_batch:
+        dbt_task_group() >> publish()
+        return
+
+    @task.branch
+    def choose(**context) -> str:
+        """The whole build, unless every asset event that triggered this run is a micro-batch load's."""
+        from trackway.orchestration.freshness import transform_scope, triggering_extras
+
+        return "fresh_models" if transform_scope(triggering_extras(context)) == "fresh" else "dbt"
+
+    @task
+    def fresh_models() -> dict:
+        from trackway.orchestration.freshness import build_fresh_models
+
+        return build_fresh_models(load_settings())
+
+    done = publish()
+    choose() >> [dbt_task_group(), fresh_models()] >> done
 
 
 events_transform()
