@@ -53,13 +53,10 @@ class NewRawObjectsTrigger(BaseEventTrigger):
         return (f"{__name__}.NewRawObjectsTrigger", {"poll_seconds": self.poll_seconds})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from trackway.config import load_settings
-        from trackway.load.recent import recent_objects
-
         seen: frozenset[tuple[str, int]] = frozenset()
         while True:
             try:
-                found = await asyncio.to_thread(recent_objects, load_settings())
+                found = await asyncio.to_thread(_list_recent)  # imports and listings off the triggerer's loop
             except Exception as exc:  # an object-store outage: keep watching; the hourly load sweeps anyway
                 log.warning("micro-batch watcher: could not list the raw store (%s: %s)", type(exc).__name__, exc)
             else:
@@ -68,6 +65,13 @@ class NewRawObjectsTrigger(BaseEventTrigger):
                     yield TriggerEvent({"new_objects": len(new), "listed_at": datetime.now(UTC).isoformat()})
                 seen = found
             await asyncio.sleep(self.poll_seconds)
+
+
+def _list_recent() -> frozenset[tuple[str, int]]:
+    from trackway.config import load_settings
+    from trackway.load.recent import recent_objects
+
+    return recent_objects(load_settings())
 
 
 def raw_objects_asset() -> Any:
