@@ -273,10 +273,10 @@ def stages(reader: Reader, acked: dict[str, float], seen: dict[str, float]) -> d
         f"WHERE r.message_id IN ({_in(seen)})"
     )
     parts: dict[str, list[float]] = {k: [] for k in ("upload", "schedule", "load", "transform", "read")}
-    for message_id, source_object, load_started, loaded_at, transformed_at in rows:
+    for message_id, source_object, load_started_at, loaded_at_, transformed_at in rows:
         ack = acked[message_id]
         uploaded = Path(urlparse(source_object).path).stat().st_mtime
-        load_started, loaded_at = _utc(load_started).timestamp(), _utc(loaded_at).timestamp()
+        load_started, loaded_at = _utc(load_started_at).timestamp(), _utc(loaded_at_).timestamp()
         transformed = _utc(transformed_at).timestamp()
         parts["upload"].append(uploaded - ack)
         parts["schedule"].append(load_started - uploaded)
@@ -292,7 +292,7 @@ def _pcts(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
         "p50": statistics.median(ordered),
-        "p95": ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))],
+        "p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
         "max": ordered[-1],
     }
 
