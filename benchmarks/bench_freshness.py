@@ -69,6 +69,9 @@ class Stack:
                 "TRACKWAY_COLLECTOR_PORT": str(_free_port()),
                 "TRACKWAY_AIRFLOW_PORT": str(_free_port()),
                 "TRACKWAY_COLLECTOR_WORKERS": "1",
+                # On a fresh home the first transform's freshness check fails (raw is empty): at once, not after
+                # two retries a minute apart.
+                "TRACKWAY_TASK_RETRIES": "0",
             }
         )
         if warehouse_url:
