@@ -4,8 +4,12 @@ With a tracking plan, a task checks that the typed views deployed are the plan's
 (`trackway plan deploy`, the plan_deploy DAG) and alerts when not; the views themselves
 are not rebuilt here, so the run's tasks do not grow with the plan (adr/0029). The last
 builds the plan's analytics_x views, which read them (one task, whatever the plan's size).
-When both are done, on DuckDB the read-only snapshot BI tools open is published
-(docs/bi.md), then the HTML report is written if TRACKWAY_REPORT_PATH is set (docs/report.md).
+Then, on DuckDB, the read-only snapshot BI tools open is published (docs/bi.md), and the
+HTML report is written if TRACKWAY_REPORT_PATH is set (docs/report.md).
+
+In micro-batch mode (TRACKWAY_PIPELINE_MODE) a run triggered only by micro-batch
+loads builds just the models behind analytics.events and analytics.sessions, in
+one dbt run; the hourly load's run builds everything.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from trackway.orchestration.report_task import report_after_run
     **dag_defaults(),
 )
 def events_transform():
-    @task(outlets=[ANALYTICS_EVENTS])
+    @task(outlets=[ANALYTICS_EVENTS], trigger_rule="none_failed_min_one_success")
     def publish() -> dict:
         return transform_summary()
 
@@ -47,7 +51,8 @@ def events_transform():
 
         return build()
 
-    @task
+    # After a micro-batch's fresh build too (analytics_x is skipped then): none failed, one succeeded.
+    @task(trigger_rule="none_failed_min_one_success")
     def bi_snapshot() -> dict:
         """DuckDB: the read-only copy Superset reads, so it never holds the warehouse open (docs/bi.md)."""
         return publish_bi_snapshot()
@@ -62,6 +67,22 @@ def events_transform():
     joined = build_analytics_x()
     dbt >> published
     dbt >> check_typed_views() >> joined
+    if load_settings().micro_batch:
+
+        @task.branch
+        def choose(**context) -> str:
+            """The whole build, unless every asset event that triggered this run is a micro-batch load's."""
+            from trackway.orchestration.freshness import transform_scope, triggering_extras
+
+            return "fresh_models" if transform_scope(triggering_extras(context)) == "fresh" else "dbt"
+
+        @task
+        def fresh_models() -> dict:
+            from trackway.orchestration.freshness import build_fresh_models
+
+            return build_fresh_models(load_settings())
+
+        choose() >> [dbt, fresh_models() >> published]
     # One after the other: DuckDB lets no reader in while the snapshot holds the writer's lock.
     [published, joined] >> bi_snapshot() >> report()
 

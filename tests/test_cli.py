@@ -183,8 +183,32 @@ def test_readers_are_told_when_a_writer_holds_duckdb(trackway_env):
     trackway_env.mkdir(parents=True, exist_ok=True)
     writer = duckdb.connect(str(trackway_env / "warehouse.duckdb"))  # as a running load or dbt would
     try:
-        result = _run("status")
+        result = _run("status", TRACKWAY_DUCKDB_READ_WAIT_SECONDS="1")
     finally:
         writer.close()
     assert result.returncode == 75
     assert "is busy" in result.stderr and "Traceback" not in result.stderr
+    assert "TRACKWAY_DUCKDB_READ_WAIT_SECONDS" in result.stderr  # what to raise if writers hold it that long
+
+
+def test_readers_wait_for_a_writer_that_finishes_within_the_read_wait(trackway_env):
+    """Micro-batches hold DuckDB for seconds at a time: `trackway query` waits its turn, never a lock error."""
+    import threading
+
+    import duckdb
+
+    trackway_env.mkdir(parents=True, exist_ok=True)
+    writer = duckdb.connect(str(trackway_env / "warehouse.duckdb"))  # as a micro-batch's load or dbt would
+    writer.execute("CREATE TABLE t AS SELECT 42 AS answer")
+    # Held for longer than readers used to wait (5 s); a micro-batch transform holds it about as long.
+    threading.Timer(8, writer.close).start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trackway.cli", "query", "SELECT answer FROM t"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TRACKWAY_DUCKDB_READ_WAIT_SECONDS": "120"},
+    )
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "42" in out and "busy" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,23 +13,38 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def dagbag(airflow_db, tmp_path_factory):
-    from airflow.dag_processing.dagbag import DagBag
-
+def compiled_home(tmp_path_factory):
+    """A home of this worker's own, with the manifest `trackway transform compile` writes (make install, the demo)."""
     from trackway.config import load_settings
     from trackway.transform.manifest import compile_manifest
 
+    home = tmp_path_factory.mktemp("dag-integrity") / "trackway"
+    with _home(home, "hourly"):
+        compile_manifest(load_settings())
+    return home
+
+
+@contextmanager
+def _home(home: Path, mode: str):
     saved = dict(os.environ)
-    with pytest.MonkeyPatch.context() as mp:  # a home of this worker's own
-        mp.setenv("TRACKWAY_HOME", str(tmp_path_factory.mktemp("dag-integrity") / "trackway"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRACKWAY_HOME", str(home))
+        mp.setenv("TRACKWAY_PIPELINE_MODE", mode)
         mp.setenv("TRACKWAY_DAG_DEADLINE_MINUTES", "45")  # the default; conftest.py turns it off for dag.test()
         for var in ("TRACKWAY_RAW_URL", "TRACKWAY_WAREHOUSE_URL", "TRACKWAY_PLAN_DIR"):
             mp.delenv(var, raising=False)
-        compile_manifest(load_settings())  # `trackway transform compile`, as make install and the demo run it
-        bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
-        bag.trackway_home = os.environ["TRACKWAY_HOME"]  # type: ignore[attr-defined]
+        yield
     os.environ.clear()
     os.environ.update(saved)  # the DAG file sets dbt's connection variables
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db, compiled_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    with _home(compiled_home, "hourly"):
+        bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    bag.trackway_home = str(compiled_home)  # type: ignore[attr-defined]
     return bag
 
 
@@ -36,6 +52,7 @@ def test_every_dag_file_imports(dagbag):
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == {
         "events_load",
+        "events_microbatch",
         "events_transform",
         "pipeline_health",
         "app_sync",
@@ -207,3 +224,43 @@ def test_dag_files_stay_thin():
         text = path.read_text().upper()
         for keyword in ("SELECT ", "INSERT ", "CREATE TABLE", "DELETE FROM"):
             assert keyword not in text, f"{path.name} holds SQL ({keyword.strip()})"
+
+
+@pytest.fixture(scope="module", params=["micro_batch", "hourly"])
+def mode_dags(request, airflow_db, compiled_home):
+    """events_microbatch and events_transform parsed in one mode (TRACKWAY_PIPELINE_MODE; only these two files)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    with _home(compiled_home, request.param):
+        dags = {}
+        for name in ("events_microbatch", "events_transform"):
+            bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{name}.py"))
+            assert bag.import_errors == {}
+            dags[name] = bag.get_dag(name)
+    return request.param, dags
+
+
+def test_micro_batch_dags_are_wired_watcher_load_transform(mode_dags):
+    from airflow.triggers.base import BaseEventTrigger
+
+    mode, dags = mode_dags
+    load, transform = dags["events_microbatch"], dags["events_transform"]
+    assert [t.task_id for t in load.tasks] == ["load_new_objects"]
+    assert [a.uri for a in load.get_task("load_new_objects").outlets] == ["trackway://warehouse/raw/events_raw"]
+    assert load.max_active_runs == transform.max_active_runs == 1  # one at a time; the next coalesces the rest
+    if mode == "hourly":
+        assert type(load.timetable).__name__ == "NullTimetable"  # no micro-batches
+        assert "choose" not in transform.task_ids and "fresh_models" not in transform.task_ids
+        return
+    [asset] = load.timetable.asset_condition.objects
+    assert asset.uri == "trackway://raw/objects"
+    [watcher] = asset.watchers
+    assert isinstance(watcher.trigger, BaseEventTrigger)
+    assert type(watcher.trigger).__name__ == "NewRawObjectsTrigger"
+    choose = transform.get_task("choose")
+    roots = {t.task_id for t in transform.task_group_dict["dbt"].roots}
+    assert choose.downstream_task_ids == {"fresh_models", *roots}  # "dbt" follows the group's roots
+    leaves = {t.task_id for t in transform.task_group_dict["dbt"].leaves}
+    assert transform.get_task("publish").upstream_task_ids == {"fresh_models", *leaves}
+    assert transform.get_task("publish").trigger_rule == "none_failed_min_one_success"
+    assert [a.uri for a in transform.timetable.asset_condition.objects] == ["trackway://warehouse/raw/events_raw"]

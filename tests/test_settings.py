@@ -114,6 +114,7 @@ def test_the_dag_folder_imports_with_a_bad_collector_setting(trackway_env, airfl
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == {
         "events_load",
+        "events_microbatch",
         "events_transform",
         "pipeline_health",
         "app_sync",

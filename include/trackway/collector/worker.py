@@ -67,7 +67,7 @@ class Worker:
         self.spool = Spool(
             self.spool_dir,
             max_bytes=settings.spool_max_bytes,
-            max_age_seconds=settings.spool_max_age_seconds,
+            max_age_seconds=settings.collector_upload_seconds,
             on_sealed=self._sealed,
             worker=self.name,
             on_commit=self._committed,

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -146,6 +146,24 @@ class CoreSection(Section):
         ge=0.0,
         allow_inf_nan=False,
     )
+    duckdb_read_wait_seconds: float = setting(
+        "TRACKWAY_DUCKDB_READ_WAIT_SECONDS",
+        60.0,
+        "DuckDB only: how long a reader (`trackway query`, `trackway health`, status) waits and retries while a "
+        "load or transform holds the warehouse file, before it stops with 'warehouse busy'. Longer than one "
+        "micro-batch transform, so readers answer while micro-batches run",
+        ge=0.0,
+        allow_inf_nan=False,
+    )
+    pipeline_mode: Literal["hourly", "micro_batch"] = setting(
+        "TRACKWAY_PIPELINE_MODE",
+        "hourly",
+        "`hourly`: events_load on the hour, then the whole transform. `micro_batch`: the collector uploads every "
+        "`TRACKWAY_COLLECTOR_UPLOAD_SECONDS`, events_microbatch loads each new object as it lands and the "
+        "transform builds analytics.events and analytics.sessions after it; the hourly load (with its sweep) and "
+        "the whole transform still run on the hour (docs/operations.md)",
+        default_doc="hourly; micro_batch under `trackway up` (make up)",
+    )
     bigquery_location: str = setting("TRACKWAY_BIGQUERY_LOCATION", "US", "BigQuery only: the datasets' location")
     bigquery_api_endpoint: str | None = setting(
         "TRACKWAY_BIGQUERY_API_ENDPOINT", None, "BigQuery only: an API endpoint instead of Google's (emulators)"
@@ -185,6 +203,14 @@ class CollectorSection(Section):
     )
     spool_max_age_seconds: int = setting(
         "TRACKWAY_SPOOL_MAX_AGE_SECONDS", 60, "Age at which a spool segment is sealed for upload", ge=1
+    )
+    collector_upload_seconds: int | None = setting(
+        "TRACKWAY_COLLECTOR_UPLOAD_SECONDS",
+        None,
+        "A segment holding events is uploaded at least this often (sealed when it is this old), whatever "
+        "`TRACKWAY_SPOOL_MAX_AGE_SECONDS` says: how much of the freshness budget the collector takes",
+        default_doc="15 when TRACKWAY_PIPELINE_MODE=micro_batch, else TRACKWAY_SPOOL_MAX_AGE_SECONDS",
+        ge=1,
     )
     max_body_bytes: int = setting(
         "TRACKWAY_MAX_BODY_BYTES",

@@ -45,6 +45,8 @@ from trackway.config.warehouse import WarehouseTarget
 from trackway.config.write_keys import load_write_keys
 
 log = logging.getLogger("trackway.config")
+#: The collector's upload interval in micro-batch mode unless TRACKWAY_COLLECTOR_UPLOAD_SECONDS says otherwise.
+MICRO_BATCH_UPLOAD_SECONDS = 15
 S = TypeVar("S", bound=Section)
 _warned: set[str] = set()
 
@@ -169,6 +171,7 @@ class Settings:
             conn_id=core.warehouse_conn_id,
             api_endpoint=core.bigquery_api_endpoint,
             duckdb_lock_wait_seconds=core.duckdb_lock_wait_seconds,
+            duckdb_read_wait_seconds=core.duckdb_read_wait_seconds,
         )
 
     def _job_warehouse(self, env: str, url: SecretStr | None) -> WarehouseTarget:
@@ -239,6 +242,23 @@ class Settings:
     @property
     def spool_max_age_seconds(self) -> int:
         return self.section(CollectorSection).spool_max_age_seconds
+
+    @property
+    def pipeline_mode(self) -> str:
+        """``hourly`` or ``micro_batch`` (adr/0033-micro-batch-freshness.md)."""
+        return self.section(CoreSection).pipeline_mode
+
+    @property
+    def micro_batch(self) -> bool:
+        return self.pipeline_mode == "micro_batch"
+
+    @property
+    def collector_upload_seconds(self) -> int:
+        """Age at which the collector seals a segment for upload: the smaller of the two settings."""
+        upload = self.section(CollectorSection).collector_upload_seconds
+        if upload is None:
+            upload = MICRO_BATCH_UPLOAD_SECONDS if self.micro_batch else self.spool_max_age_seconds
+        return min(upload, self.spool_max_age_seconds)
 
     @property
     def max_body_bytes(self) -> int:

@@ -40,6 +40,8 @@ class WarehouseTarget:
     api_endpoint: str | None = None
     # DuckDB: how long a writer waits for another process's hold on the file before "busy".
     duckdb_lock_wait_seconds: float = 120.0
+    # DuckDB: how long a reader waits and retries while a load or transform holds the file.
+    duckdb_read_wait_seconds: float = 60.0
 
     @property
     def display_url(self) -> str:
@@ -56,6 +58,7 @@ class WarehouseTarget:
         api_endpoint: str | None = None,
         env: str = "TRACKWAY_WAREHOUSE_URL",
         duckdb_lock_wait_seconds: float = 120.0,
+        duckdb_read_wait_seconds: float = 60.0,
     ) -> WarehouseTarget:
         """``env``: the variable the URL came from, named in errors (the job URLs share this parser)."""
         secret = url if isinstance(url, SecretStr) else SecretStr(url)
@@ -72,6 +75,7 @@ class WarehouseTarget:
                 url=secret,
                 duckdb_path=Path(path).expanduser().resolve(),
                 duckdb_lock_wait_seconds=duckdb_lock_wait_seconds,
+                duckdb_read_wait_seconds=duckdb_read_wait_seconds,
             )
         if parsed.scheme in ("postgres", "postgresql"):
             database = unquote(parsed.path.lstrip("/"))

@@ -83,7 +83,7 @@ def _list_partitioned(
 
 
 def list_interval_objects(
-    settings: Settings, start: datetime, end: datetime, *, now: datetime | None = None
+    settings: Settings, start: datetime, end: datetime, *, now: datetime | None = None, sweep: bool = True
 ) -> tuple[list[str], list[Listed]]:
     """The hours to scan and their objects, in a stable order.
 
@@ -94,12 +94,14 @@ def list_interval_objects(
     a collector restarting with spool leftovers, a stopped scheduler) are loaded by the
     next ordinary run; the ledger keeps that exactly once. Objects of the sources
     file's sources follow, each source in its own layout (interval and lookback only).
+    ``sweep=False`` (micro-batches, every few seconds) lists the interval and its
+    lookback only: the hourly run sweeps.
     """
     interval_hours = set(hours_between(start, end))
     scan = hours_between(start - timedelta(hours=settings.load_lookback_hours), end)
     scan_hours = set(scan)
-    horizon = sweep_horizon(settings, now)
-    sweep = hours_between(horizon, max(end, hour_floor(now or datetime.now(UTC)) + timedelta(hours=1)))
+    horizon = sweep_horizon(settings, now) if sweep else datetime.max.replace(tzinfo=UTC)
+    swept = hours_between(horizon, max(end, hour_floor(now or datetime.now(UTC)) + timedelta(hours=1))) if sweep else []
 
     def wanted(hour: datetime) -> bool:
         return hour in scan_hours or hour >= horizon
@@ -110,7 +112,7 @@ def list_interval_objects(
         # fsspec reuses filesystem instances and caches listings forever (gcsfs, s3fs):
         # without this a long-lived process would not see new or rewritten objects.
         root.fs.invalidate_cache()
-        for path, hour, info in _list_partitioned(root, settings.raw_conn_id, _days(scan + sweep), wanted):
+        for path, hour, info in _list_partitioned(root, settings.raw_conn_id, _days(scan + swept), wanted):
             objects.append(Listed(path, hour in interval_hours, table, None, info, hour))
     for source in settings.sources():
         for path, in_interval in list_source_objects(source, scan, interval_hours):
@@ -159,16 +161,19 @@ def load_interval(
     triggered_by: str = "cli",
     reload: bool = False,
     progress: Callable[[str], None] | None = None,
+    sweep: bool = True,
 ) -> LoadReport:
     """Load every object received in [start, end), plus late objects of the lookback hours.
 
     Objects of the lookback hours that are already in the ledger are skipped,
     so an hourly schedule also picks up segments a collector uploaded late
-    (after a crash or an outage) without loading anything twice.
+    (after a crash or an outage) without loading anything twice. ``sweep=False``:
+    no sweep of older partitions and no look for late pointers (micro-batches;
+    the hourly run does both).
     """
     started = datetime.now(UTC)
     load_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    hours, objects = list_interval_objects(settings, start, end)
+    hours, objects = list_interval_objects(settings, start, end, sweep=sweep)
     lookback_hours = set(hours_between(start - timedelta(hours=settings.load_lookback_hours), end))
     report = LoadReport(load_id=load_id, interval_start=start, interval_end=end, hours_scanned=hours)
     report.objects_found = len(objects)
@@ -255,7 +260,7 @@ def load_interval(
         flush()
         if erased is not None and wh.loaded_ids:
             wh.add_id_hashes(erased.key, wh.loaded_ids)  # for the dbt test that no erased subject is in a mart
-        report.objects_beyond_sweep = objects_beyond_sweep(settings, wh.loaded_fingerprints)
+        report.objects_beyond_sweep = objects_beyond_sweep(settings, wh.loaded_fingerprints) if sweep else []
         for url, hour in report.objects_beyond_sweep:
             log.warning("late object older than the sweep, not loaded: %s (trackway load --hour %s)", url, hour)
         finished = datetime.now(UTC)

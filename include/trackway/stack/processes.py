@@ -19,6 +19,9 @@ from pathlib import Path
 from trackway.config import Settings
 from trackway.orchestration.airflow_env import effective_airflow_env
 
+#: `trackway up`'s default TRACKWAY_PIPELINE_MODE (elsewhere the default is hourly: adr/0033-micro-batch-freshness.md).
+STACK_PIPELINE_MODE = "micro_batch"
+
 
 @dataclass(frozen=True)
 class StackProcess:
@@ -89,6 +92,9 @@ def stack_environment(settings: Settings, environ: dict[str, str] | None = None)
     """
     env = dict(os.environ if environ is None else environ)
     env["TRACKWAY_HOME"] = str(settings.home)
+    # The local stack is where people watch events arrive: micro-batches unless TRACKWAY_PIPELINE_MODE says hourly.
+    if not env.get("TRACKWAY_PIPELINE_MODE"):
+        env["TRACKWAY_PIPELINE_MODE"] = STACK_PIPELINE_MODE
     env.update(effective_airflow_env(settings, env))
     for key in ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"):
         env.setdefault(key, str(_free_port()))

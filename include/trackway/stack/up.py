@@ -131,6 +131,15 @@ def _write_key_line(settings: Settings) -> str:
     return f"write keys of TRACKWAY_WRITE_KEYS / TRACKWAY_WRITE_KEYS_FILE for {sources} (not printed)"
 
 
+def _schedule_line(env: dict[str, str]) -> str:
+    if env.get("TRACKWAY_PIPELINE_MODE") == "micro_batch":
+        return (
+            "  Pipeline    micro-batches: the collector uploads every few seconds, events_microbatch loads each new "
+            "object and events_transform builds analytics.events and sessions after it (TRACKWAY_PIPELINE_MODE)."
+        )
+    return "  Pipeline    events_load runs every hour (now too, for the last complete hour); events_transform after each load."
+
+
 def banner(
     settings: Settings,
     env: dict[str, str],
@@ -155,7 +164,7 @@ def banner(
         f'  Warehouse   {settings.warehouse.display_url}   (trackway query "SELECT count(*) FROM analytics.events")',
         f"  Lineage     {lineage or env.get('AIRFLOW__OPENLINEAGE__TRANSPORT', 'off')}",
         f"  Logs        {settings.home / 'logs' / 'stack.log'}; task logs in {env['AIRFLOW__LOGGING__BASE_LOG_FOLDER']}",
-        "  events_load runs every hour (now too, for the last complete hour); events_transform after each load.",
+        _schedule_line(env),
         f"  Try it      curl -u {key}: -H 'Content-Type: application/json' "
         f'-d \'{{"type":"track","event":"Hello","userId":"u-1"}}\' {collector_url}/v1/track',
         "  Stop        Ctrl-C here, or `make down` (trackway down) from another shell",

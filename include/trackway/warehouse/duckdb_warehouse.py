@@ -83,9 +83,10 @@ def _read_chunks(handle: Any) -> Iterator[bytes]:
         yield chunk
 
 
-# DuckDB allows one writing process per file: the load task and dbt take turns.
-# Writers wait their turn (TRACKWAY_DUCKDB_LOCK_WAIT_SECONDS); people reading (status, query) should hear at once.
-_READER_LOCK_WAIT_SECONDS = 5.0
+# DuckDB allows one writing process per file: the load task and dbt take turns. Writers wait their turn
+# (TRACKWAY_DUCKDB_LOCK_WAIT_SECONDS); readers (status, query, health) wait TRACKWAY_DUCKDB_READ_WAIT_SECONDS,
+# longer than one micro-batch transform holds the file, so they answer while micro-batches run.
+_RETRY_SECONDS = 0.25
 # Read-only connections read the warehouse file and nothing else: no other file, no URL, no ATTACH, no
 # extension, no Python variable as a table; lock_configuration (last) keeps a query from SETting them back.
 READ_ONLY_CONFIG = {
@@ -135,7 +136,7 @@ class DuckDBWarehouse(Warehouse):
 
     def __init__(self, path: Path, *, read_only: bool = False, lock_wait_seconds: float = 120.0) -> None:
         self.path = Path(path)
-        self.lock_wait_seconds = min(lock_wait_seconds, _READER_LOCK_WAIT_SECONDS) if read_only else lock_wait_seconds
+        self.lock_wait_seconds = lock_wait_seconds
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
@@ -169,10 +170,11 @@ class DuckDBWarehouse(Warehouse):
                 if time.monotonic() > deadline:
                     raise WarehouseBusy(
                         f"warehouse {self.path} is busy: another process holds it (a load, a transform, or a reader "
-                        f"such as trackway query; DuckDB allows one writer), still after {self.lock_wait_seconds:g} s. "
+                        f"such as trackway query; DuckDB allows one writer), still after {self.lock_wait_seconds:g} s "
+                        f"({'TRACKWAY_DUCKDB_READ_WAIT_SECONDS' if read_only else 'TRACKWAY_DUCKDB_LOCK_WAIT_SECONDS'}). "
                         "Retry when it has finished; nothing was written"
                     ) from exc
-                time.sleep(0.5)
+                time.sleep(_RETRY_SECONDS)
 
     def ensure_raw_tables(self) -> None:
         for stmt in raw_ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE", index_source_object=False):
