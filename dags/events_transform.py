@@ -82,7 +82,9 @@ def events_transform():
 
             return build_fresh_models(load_settings())
 
-        choose() >> [dbt, fresh_models() >> published]
+        fresh = fresh_models()
+        fresh >> published
+        choose() >> [dbt, fresh]
     # One after the other: DuckDB lets no reader in while the snapshot holds the writer's lock.
     [published, joined] >> bi_snapshot() >> report()
 
