@@ -40,6 +40,7 @@ def test_every_dag_file_imports(dagbag):
         "app_sync",
         "events_reprocess",
         "privacy",
+        "events_audit",
     }
 
 
@@ -135,6 +136,18 @@ def test_events_transform_has_a_task_per_model_test_and_source(dagbag):
     assert "dbt.daily_active_users_model_build" in dag.get_task("dbt.stickiness_model_build").upstream_task_ids
     assert dag.get_task("publish").upstream_task_ids  # after the dbt group
     assert dag.max_active_tasks == 1  # DuckDB: one writer at a time
+
+
+def test_hourly_dbt_tasks_test_new_rows_and_the_daily_audit_all_history(dagbag):
+    """adr/0029: the hourly build tests what each run wrote; events_audit runs every data test over all history."""
+    transform = dagbag.get_dag("events_transform")
+    dbt_tasks = [t for t in transform.tasks if t.task_id.startswith("dbt.")]
+    assert dbt_tasks and all(t.vars == {"test_scope": "new_rows"} for t in dbt_tasks)
+    audit = dagbag.get_dag("events_audit")
+    assert type(audit.timetable).__name__ == "CronTriggerTimetable" and audit.timetable.expression == "40 3 * * *"
+    [task] = audit.tasks
+    assert type(task).__name__ == "DbtTestLocalOperator" and task.vars == {"test_scope": "all"}
+    assert not task.install_deps and task.env == {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
 
 
 def test_privacy_runs_daily_and_alerts_whatever_the_run_did(dagbag):
