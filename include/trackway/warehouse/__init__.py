@@ -23,7 +23,11 @@ def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Wareh
 
         assert target.duckdb_path is not None, "WarehouseTarget.parse sets the path for duckdb URLs"
         return DuckDBWarehouse(
-            target.duckdb_path, read_only=read_only, lock_wait_seconds=target.duckdb_lock_wait_seconds
+            target.duckdb_path,
+            read_only=read_only,
+            lock_wait_seconds=target.duckdb_lock_wait_seconds,
+            memory_limit=target.duckdb_memory(),
+            temp_directory=target.duckdb_spill_directory(),
         )
     if target.kind == "postgres":
         from trackway.warehouse.postgres_warehouse import PostgresWarehouse
