@@ -16,7 +16,7 @@ with raw_rows as (
         load_id,
         message_id,
         {{ trackway.nullif_blank('source_id') }} as source_id
-    from {{ trackway.new_rows(source('raw', 'events_raw'), 'loaded_at') }} as raw_lines
+    from {{ trackway.new_rows(source('raw', 'events_raw'), 'loaded_at') }} as raw_lines  -- noqa: AL05
 
 ),
 

@@ -164,7 +164,7 @@ class DuckDBWarehouse(Warehouse):
             try:
                 if read_only:
                     return duckdb.connect(
-                        str(self.path), read_only=True, config={**self.memory_config, **READ_ONLY_CONFIG}
+                        str(self.path), read_only=True, config={**self._read_budget(), **READ_ONLY_CONFIG}
                     )
                 return self._budgeted(duckdb.connect(str(self.path)))
             except duckdb.ConnectionException as exc:
@@ -185,6 +185,10 @@ class DuckDBWarehouse(Warehouse):
                         "Retry when it has finished; nothing was written"
                     ) from exc
                 time.sleep(0.5)
+
+    def _read_budget(self) -> dict[str, str]:
+        """Readers get the memory limit, not the spill folder: without external access DuckDB refuses one."""
+        return {k: v for k, v in self.memory_config.items() if k == "memory_limit"}
 
     def _budgeted(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         """The memory budget by SET, not by connect config: dbt-duckdb (in this process, on the same file)
