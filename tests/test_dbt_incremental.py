@@ -338,7 +338,9 @@ def test_postgres_tables_are_analyzed_after_each_write(built):
 def test_hourly_tests_read_the_latest_write_and_the_audit_reads_all(built):
     """var test_scope=new_rows (the hourly transform): data tests read only the rows the latest run wrote,
     so a bad row of an older run is the daily audit's (test_scope=all) to find; a bad new row fails at once."""
-    rows = built.query("select event_id, event_name, transformed_at from analytics.events order by event_id")
+    rows = built.query(
+        "select event_id, event_name, session_id, transformed_at from analytics.events order by event_id"
+    )
     old, new = rows[0], rows[-1]  # after the fixture's full refresh, both of the latest write
     hourly = ("--vars", "{test_scope: new_rows}")
 
@@ -358,11 +360,14 @@ def test_hourly_tests_read_the_latest_write_and_the_audit_reads_all(built):
         assert failing(*hourly) == set()
         assert failing() == {"not_null_events_event_name"}
         spoil(new, older=False)
-        assert failing(*hourly) == {"not_null_events_event_name"}
+        built.execute(
+            f"update analytics.events set session_id = 'no-such-session' where event_id = '{new['event_id']}'"
+        )
+        assert failing(*hourly) == {"not_null_events_event_name", "assert_every_event_is_in_exactly_one_session"}
     finally:
         for row in (old, new):
             built.execute(
-                f"update analytics.events set event_name = '{row['event_name']}', "
+                f"update analytics.events set event_name = '{row['event_name']}', session_id = '{row['session_id']}', "
                 f"transformed_at = cast('{row['transformed_at'].isoformat()}' as timestamptz) "
                 f"where event_id = '{row['event_id']}'"
             )
