@@ -48,3 +48,7 @@ def test_dbt_and_the_loader_use_the_budget_and_spill_under_trackway_home(trackwa
         "300.0 MiB",
         str(trackway_env.resolve() / "duckdb-tmp"),
     ]
+    # dbt-duckdb keeps its handle open in this process: Trackway's connections share it (same configuration).
+    for read_only in (False, True):
+        with open_warehouse(settings.warehouse, read_only=read_only) as wh:
+            assert wh.query("select current_setting('memory_limit')") == [("300.0 MiB",)]

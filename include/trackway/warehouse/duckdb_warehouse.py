@@ -138,7 +138,12 @@ class DuckDBWarehouse(Warehouse):
         memory_limit: str | None = None,
         temp_directory: Path | None = None,
     ) -> None:
-        """memory_limit, temp_directory: DuckDB's budget and where it spills (WarehouseTarget.duckdb_memory)."""
+        """memory_limit, temp_directory: DuckDB's budget and where it spills (WarehouseTarget.duckdb_memory).
+
+        Given at connect, exactly as dbt-duckdb's profile gives them (config_options): DuckDB shares one
+        open database per file in a process and refuses a connection with another configuration, and it
+        refuses to SET temp_directory once it has spilled there.
+        """
         self.path = Path(path)
         self.memory_config = {"memory_limit": memory_limit} if memory_limit else {}
         if temp_directory is not None:
@@ -166,14 +171,14 @@ class DuckDBWarehouse(Warehouse):
                     return duckdb.connect(
                         str(self.path), read_only=True, config={**self._read_budget(), **READ_ONLY_CONFIG}
                     )
-                return self._budgeted(duckdb.connect(str(self.path)))
+                return duckdb.connect(str(self.path), config=dict(self.memory_config))
             except duckdb.ConnectionException as exc:
                 # This process already writes the file (dbt-duckdb runs in-process): DuckDB
                 # refuses a second, read-only handle, but sharing the open database is safe
                 # for Trackway's own reads. People's SQL is refused on it (query_with_headers).
                 if read_only and "different configuration" in str(exc):
                     self.sandboxed = False
-                    return self._budgeted(duckdb.connect(str(self.path)))
+                    return duckdb.connect(str(self.path), config=dict(self.memory_config))
                 raise
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
@@ -189,13 +194,6 @@ class DuckDBWarehouse(Warehouse):
     def _read_budget(self) -> dict[str, str]:
         """Readers get the memory limit, not the spill folder: without external access DuckDB refuses one."""
         return {k: v for k, v in self.memory_config.items() if k == "memory_limit"}
-
-    def _budgeted(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-        """The memory budget by SET, not by connect config: dbt-duckdb (in this process, on the same file)
-        opens the database without config and SETs its profile's settings; a config here would conflict."""
-        for name, value in self.memory_config.items():
-            con.execute(f"SET {name} = '{value}'")
-        return con
 
     def ensure_raw_tables(self) -> None:
         for stmt in raw_ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE", index_source_object=False):
