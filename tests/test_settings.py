@@ -119,6 +119,7 @@ def test_the_dag_folder_imports_with_a_bad_collector_setting(trackway_env, airfl
         "app_sync",
         "events_reprocess",
         "privacy",
+        "events_audit",
     }
 
 
