@@ -1,4 +1,4 @@
-"""DuckDB runs within a memory budget (TRACKWAY_DUCKDB_MEMORY_LIMIT) and spills under TRACKWAY_HOME.
+"""DuckDB runs within a memory budget (TRACKWAY_DUCKDB_MEMORY_LIMIT), spilling beside the warehouse file.
 
 dbt's DuckDB session and the loader's connection really report the budget; how a
 `--full-refresh` behaves under it is measured in benchmarks/bench_transform.py.
@@ -25,7 +25,8 @@ def test_the_budget_is_a_size_and_defaults_to_half_the_memory(trackway_env, monk
             load_settings().warehouse  # noqa: B018
 
 
-def test_dbt_and_the_loader_use_the_budget_and_spill_under_trackway_home(trackway_env, monkeypatch):
+def test_dbt_and_the_loader_use_the_budget_and_spill_beside_the_warehouse(trackway_env, monkeypatch):
+    import duckdb
     from dbt.cli.main import dbtRunner
 
     from trackway.transform.dbt_runner import dbt_args, dbt_environment
@@ -37,7 +38,7 @@ def test_dbt_and_the_loader_use_the_budget_and_spill_under_trackway_home(trackwa
         wh.ensure_raw_tables()
         assert wh.load_objects([]) == []  # what a load sets up: the lower of its own 512 MiB and the budget
         assert wh.query("select current_setting('memory_limit'), current_setting('temp_directory')") == [
-            ("300.0 MiB", str(trackway_env.resolve() / "duckdb-tmp"))
+            ("300.0 MiB", str(trackway_env.resolve() / "warehouse.duckdb.tmp"))
         ]
     for key, value in dbt_environment(settings).items():
         monkeypatch.setenv(key, value)
@@ -46,9 +47,10 @@ def test_dbt_and_the_loader_use_the_budget_and_spill_under_trackway_home(trackwa
     assert result.success, result.exception
     assert list(result.result.results[0].agate_table.rows[0]) == [
         "300.0 MiB",
-        str(trackway_env.resolve() / "duckdb-tmp"),
+        str(trackway_env.resolve() / "warehouse.duckdb.tmp"),
     ]
-    # dbt-duckdb keeps its handle open in this process: Trackway's connections share it (same configuration).
+    # dbt-duckdb keeps its handle open in this process: Trackway's connections, and a plain one, share it.
     for read_only in (False, True):
         with open_warehouse(settings.warehouse, read_only=read_only) as wh:
             assert wh.query("select current_setting('memory_limit')") == [("300.0 MiB",)]
+    duckdb.connect(str(settings.warehouse.duckdb_path)).close()

@@ -150,7 +150,8 @@ class CoreSection(Section):
         "TRACKWAY_DUCKDB_MEMORY_LIMIT",
         None,
         "DuckDB only: the most memory dbt and the loader may use (e.g. `4GiB`, `512MB`); beyond it they spill "
-        "to `$TRACKWAY_HOME/duckdb-tmp`, so a `--full-refresh` or a large backfill fits the machine",
+        "to `<warehouse file>.tmp` (under `$TRACKWAY_HOME` by default), so a `--full-refresh` or a large "
+        "backfill fits the machine",
         default_doc="half of the machine's memory (its cgroup limit if lower)",
     )
     bigquery_location: str = setting("TRACKWAY_BIGQUERY_LOCATION", "US", "BigQuery only: the datasets' location")
@@ -900,7 +901,6 @@ INTERNAL: tuple[Setting, ...] = (
     ),
     Setting("TRACKWAY_DUCKDB_PATH", "path", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_DBT_DUCKDB_MEMORY_LIMIT", "string", "none", False, "transform", _DBT_PROFILE, True),
-    Setting("TRACKWAY_DBT_DUCKDB_TEMP_DIRECTORY", "path", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_PG_HOST", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_PG_PORT", "integer", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_PG_USER", "string", "none", False, "transform", _DBT_PROFILE, True),

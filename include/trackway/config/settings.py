@@ -169,7 +169,6 @@ class Settings:
             api_endpoint=core.bigquery_api_endpoint,
             duckdb_lock_wait_seconds=core.duckdb_lock_wait_seconds,
             duckdb_memory_limit=core.duckdb_memory_limit,
-            duckdb_temp_directory=self.home / "duckdb-tmp",
         )
 
     def _job_warehouse(self, env: str, url: SecretStr | None) -> WarehouseTarget:

@@ -40,10 +40,8 @@ class WarehouseTarget:
     api_endpoint: str | None = None
     # DuckDB: how long a writer waits for another process's hold on the file before "busy".
     duckdb_lock_wait_seconds: float = 120.0
-    # DuckDB: TRACKWAY_DUCKDB_MEMORY_LIMIT as given (None: half the machine's memory, see duckdb_memory), and
-    # where DuckDB spills beyond it (None: DuckDB's own default, "<file>.tmp" beside the warehouse).
+    # DuckDB: TRACKWAY_DUCKDB_MEMORY_LIMIT as given (None: half the machine's memory, see duckdb_memory).
     duckdb_memory_limit: str | None = None
-    duckdb_temp_directory: Path | None = None
 
     @property
     def display_url(self) -> str:
@@ -61,7 +59,6 @@ class WarehouseTarget:
         env: str = "TRACKWAY_WAREHOUSE_URL",
         duckdb_lock_wait_seconds: float = 120.0,
         duckdb_memory_limit: str | None = None,
-        duckdb_temp_directory: Path | None = None,
     ) -> WarehouseTarget:
         """``env``: the variable the URL came from, named in errors (the job URLs share this parser)."""
         secret = url if isinstance(url, SecretStr) else SecretStr(url)
@@ -79,7 +76,6 @@ class WarehouseTarget:
                 duckdb_path=Path(path).expanduser().resolve(),
                 duckdb_lock_wait_seconds=duckdb_lock_wait_seconds,
                 duckdb_memory_limit=duckdb_memory_limit,
-                duckdb_temp_directory=duckdb_temp_directory,
             )
         if parsed.scheme in ("postgres", "postgresql"):
             database = unquote(parsed.path.lstrip("/"))
@@ -130,11 +126,6 @@ class WarehouseTarget:
             mib = machine_memory_bytes() // 2 // _MIB
         return f"{min(mib, at_most_mib) if at_most_mib else mib}MiB"
 
-    def duckdb_spill_directory(self) -> Path:
-        """Where DuckDB writes what does not fit in its memory_limit (made when it first spills)."""
-        assert self.duckdb_path is not None
-        return self.duckdb_temp_directory or self.duckdb_path.with_name(self.duckdb_path.name + ".tmp")
-
     def dataset(self, schema: str) -> str:
         """The BigQuery dataset that plays Trackway's schema ``schema`` (raw, analytics, ...)."""
         return f"{self.dataset_prefix}_{schema}" if self.dataset_prefix else schema
@@ -146,7 +137,6 @@ class WarehouseTarget:
                 "TRACKWAY_DBT_TARGET": "duckdb",
                 "TRACKWAY_DUCKDB_PATH": str(self.duckdb_path),
                 "TRACKWAY_DBT_DUCKDB_MEMORY_LIMIT": self.duckdb_memory(),
-                "TRACKWAY_DBT_DUCKDB_TEMP_DIRECTORY": str(self.duckdb_spill_directory()),
             }
         if self.kind == "bigquery":
             env = {

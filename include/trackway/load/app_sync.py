@@ -186,7 +186,6 @@ def _destination(settings: Settings, database: AppDatabase) -> Iterator[tuple[An
             target.duckdb_path,
             lock_wait_seconds=target.duckdb_lock_wait_seconds,
             memory_limit=target.duckdb_memory(),
-            temp_directory=target.duckdb_spill_directory(),
         )
         try:
             yield dlt.destinations.duckdb(wh.con), database.schema, target

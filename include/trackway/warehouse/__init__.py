@@ -27,7 +27,6 @@ def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Wareh
             read_only=read_only,
             lock_wait_seconds=target.duckdb_lock_wait_seconds,
             memory_limit=target.duckdb_memory(),
-            temp_directory=target.duckdb_spill_directory(),
         )
     if target.kind == "postgres":
         from trackway.warehouse.postgres_warehouse import PostgresWarehouse

@@ -136,18 +136,16 @@ class DuckDBWarehouse(Warehouse):
         read_only: bool = False,
         lock_wait_seconds: float = 120.0,
         memory_limit: str | None = None,
-        temp_directory: Path | None = None,
     ) -> None:
-        """memory_limit, temp_directory: DuckDB's budget and where it spills (WarehouseTarget.duckdb_memory).
+        """memory_limit: DuckDB's budget (WarehouseTarget.duckdb_memory); beyond it DuckDB spills to its
+        default temp_directory, "<file>.tmp" beside the warehouse.
 
-        Given at connect, exactly as dbt-duckdb's profile gives them (config_options): DuckDB shares one
-        open database per file in a process and refuses a connection with another configuration, and it
-        refuses to SET temp_directory once it has spilled there.
+        SET after connecting, never given as connect config: DuckDB shares one open database per file in a
+        process and refuses a connection with another configuration (dbt-duckdb, in this process, opens it
+        without config and SETs its profile's settings on every cursor).
         """
         self.path = Path(path)
         self.memory_config = {"memory_limit": memory_limit} if memory_limit else {}
-        if temp_directory is not None:
-            self.memory_config["temp_directory"] = str(temp_directory)
         budget = memory_size_mib(memory_limit, "memory_limit") if memory_limit else LOAD_MEMORY_LIMIT_MIB
         self.load_memory_limit = f"{min(budget, LOAD_MEMORY_LIMIT_MIB)}MiB"
         self.lock_wait_seconds = min(lock_wait_seconds, _READER_LOCK_WAIT_SECONDS) if read_only else lock_wait_seconds
@@ -169,16 +167,16 @@ class DuckDBWarehouse(Warehouse):
             try:
                 if read_only:
                     return duckdb.connect(
-                        str(self.path), read_only=True, config={**self._read_budget(), **READ_ONLY_CONFIG}
+                        str(self.path), read_only=True, config={**self.memory_config, **READ_ONLY_CONFIG}
                     )
-                return duckdb.connect(str(self.path), config=dict(self.memory_config))
+                return self._budgeted(duckdb.connect(str(self.path)))
             except duckdb.ConnectionException as exc:
                 # This process already writes the file (dbt-duckdb runs in-process): DuckDB
                 # refuses a second, read-only handle, but sharing the open database is safe
                 # for Trackway's own reads. People's SQL is refused on it (query_with_headers).
                 if read_only and "different configuration" in str(exc):
                     self.sandboxed = False
-                    return duckdb.connect(str(self.path), config=dict(self.memory_config))
+                    return self._budgeted(duckdb.connect(str(self.path)))
                 raise
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
@@ -191,9 +189,10 @@ class DuckDBWarehouse(Warehouse):
                     ) from exc
                 time.sleep(0.5)
 
-    def _read_budget(self) -> dict[str, str]:
-        """Readers get the memory limit, not the spill folder: without external access DuckDB refuses one."""
-        return {k: v for k, v in self.memory_config.items() if k == "memory_limit"}
+    def _budgeted(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        for name, value in self.memory_config.items():
+            con.execute(f"SET {name} = '{value}'")
+        return con
 
     def ensure_raw_tables(self) -> None:
         for stmt in raw_ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE", index_source_object=False):
