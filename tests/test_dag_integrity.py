@@ -59,6 +59,7 @@ def test_every_dag_file_imports(dagbag):
         "events_reprocess",
         "privacy",
         "plan_deploy",
+        "events_audit",
     }
 
 
@@ -195,6 +196,18 @@ def test_a_large_plan_adds_no_task_to_the_hourly_transform(dagbag, tmp_path, mon
     before = {t.task_id for t in dagbag.dags["events_transform"].tasks}
     assert {t.task_id for t in with_plan.dags["events_transform"].tasks} == before
     assert len(before) < 40  # the models and singular tests, the plan check and analytics_x: none per planned event
+
+
+def test_hourly_dbt_tasks_test_new_rows_and_the_daily_audit_all_history(dagbag):
+    """adr/0034: the hourly build tests what each run wrote; events_audit runs every data test over all history."""
+    transform = dagbag.get_dag("events_transform")
+    dbt_tasks = [t for t in transform.tasks if t.task_id.startswith("dbt.")]
+    assert dbt_tasks and all(t.vars == {"test_scope": "new_rows"} for t in dbt_tasks)
+    audit = dagbag.get_dag("events_audit")
+    assert type(audit.timetable).__name__ == "CronTriggerTimetable" and audit.timetable.expression == "40 3 * * *"
+    [task] = audit.tasks
+    assert type(task).__name__ == "DbtTestLocalOperator" and task.vars == {"test_scope": "all"}
+    assert not task.install_deps and task.env == {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
 
 
 def test_privacy_runs_daily_and_alerts_whatever_the_run_did(dagbag):

@@ -393,3 +393,41 @@ def test_postgres_tables_are_analyzed_after_each_write(built):
     )
     analyzed = {row["name"] for row in rows}
     assert {"staging.stg_events", "intermediate.int_events_new", "analytics.events", "analytics.sessions"} <= analyzed
+
+
+def test_hourly_tests_read_the_latest_write_and_the_audit_reads_all(built):
+    """var test_scope=new_rows (the hourly transform): data tests read only the rows the latest run wrote,
+    so a bad row of an older run is the daily audit's (test_scope=all) to find; a bad new row fails at once."""
+    rows = built.query(
+        "select event_id, event_name, session_id, transformed_at from analytics.events order by event_id"
+    )
+    old, new = rows[0], rows[-1]  # after the fixture's full refresh, both of the latest write
+    hourly = ("--vars", "{test_scope: new_rows}")
+
+    def failing(*extra: str) -> set[str]:
+        result, _ = built.dbt("test", "--select", "events", *extra)
+        return {name for name, status in dbt_test_statuses(result).items() if status != "pass"}
+
+    def spoil(row: dict, older: bool) -> None:
+        shift = " - interval '1 hour'" if older else ""
+        built.execute(
+            f"update analytics.events set event_name = null, transformed_at = transformed_at{shift} "
+            f"where event_id = '{row['event_id']}'"
+        )
+
+    try:
+        spoil(old, older=True)  # as if an earlier run had written it
+        assert failing(*hourly) == set()
+        assert failing() == {"not_null_events_event_name"}
+        spoil(new, older=False)
+        built.execute(
+            f"update analytics.events set session_id = 'no-such-session' where event_id = '{new['event_id']}'"
+        )
+        assert failing(*hourly) == {"not_null_events_event_name", "assert_every_event_is_in_exactly_one_session"}
+    finally:
+        for row in (old, new):
+            built.execute(
+                f"update analytics.events set event_name = '{row['event_name']}', session_id = '{row['session_id']}', "
+                f"transformed_at = cast('{row['transformed_at'].isoformat()}' as timestamptz) "
+                f"where event_id = '{row['event_id']}'"
+            )

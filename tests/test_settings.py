@@ -121,6 +121,7 @@ def test_the_dag_folder_imports_with_a_bad_collector_setting(trackway_env, airfl
         "events_reprocess",
         "privacy",
         "plan_deploy",
+        "events_audit",
     }
 
 

@@ -4,7 +4,8 @@
     the kept copy), from the same source: as its messageId or its
     source-scoped id (macros/event_ids.sql). A line whose messageId is in
     events only for another source went missing. Returns the lines that are
-    in neither.
+    in neither. With var('test_scope') 'new_rows', the raw lines the latest run read
+    (macros/tests/new_rows.sql), looked up in all of events and events_rejected.
 #}
 
 with raw_rows as (
@@ -15,7 +16,7 @@ with raw_rows as (
         load_id,
         message_id,
         {{ trackway.nullif_blank('source_id') }} as source_id
-    from {{ source('raw', 'events_raw') }}
+    from {{ trackway.new_rows(source('raw', 'events_raw'), 'loaded_at') }} as raw_lines  -- noqa: AL05
 
 ),
 

@@ -146,6 +146,14 @@ class CoreSection(Section):
         ge=0.0,
         allow_inf_nan=False,
     )
+    duckdb_memory_limit: str | None = setting(
+        "TRACKWAY_DUCKDB_MEMORY_LIMIT",
+        None,
+        "DuckDB only: the most memory dbt and the loader may use (e.g. `4GiB`, `512MB`); beyond it they spill "
+        "to `<warehouse file>.tmp` (under `$TRACKWAY_HOME` by default), so a `--full-refresh` or a large "
+        "backfill fits the machine",
+        default_doc="half of the machine's memory (its cgroup limit if lower)",
+    )
     duckdb_read_wait_seconds: float = setting(
         "TRACKWAY_DUCKDB_READ_WAIT_SECONDS",
         60.0,
@@ -168,6 +176,15 @@ class CoreSection(Section):
     bigquery_api_endpoint: str | None = setting(
         "TRACKWAY_BIGQUERY_API_ENDPOINT", None, "BigQuery only: an API endpoint instead of Google's (emulators)"
     )
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        from trackway.config.warehouse import memory_size_mib
+
+        if value is not None:
+            memory_size_mib(value, "TRACKWAY_DUCKDB_MEMORY_LIMIT")  # raises with the accepted forms
+        return value
 
     @field_validator("raw_url")
     @classmethod
@@ -948,6 +965,7 @@ INTERNAL: tuple[Setting, ...] = (
         "TRACKWAY_DBT_TARGET", "string", "none", False, "transform", _DBT_PROFILE + " (the profile's target)", True
     ),
     Setting("TRACKWAY_DUCKDB_PATH", "path", "none", False, "transform", _DBT_PROFILE, True),
+    Setting("TRACKWAY_DBT_DUCKDB_MEMORY_LIMIT", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_PG_HOST", "string", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_PG_PORT", "integer", "none", False, "transform", _DBT_PROFILE, True),
     Setting("TRACKWAY_PG_USER", "string", "none", False, "transform", _DBT_PROFILE, True),

@@ -172,6 +172,7 @@ class Settings:
             api_endpoint=core.bigquery_api_endpoint,
             duckdb_lock_wait_seconds=core.duckdb_lock_wait_seconds,
             duckdb_read_wait_seconds=core.duckdb_read_wait_seconds,
+            duckdb_memory_limit=core.duckdb_memory_limit,
         )
 
     def _job_warehouse(self, env: str, url: SecretStr | None) -> WarehouseTarget:

@@ -42,6 +42,8 @@ class WarehouseTarget:
     duckdb_lock_wait_seconds: float = 120.0
     # DuckDB: how long a reader waits and retries while a load or transform holds the file.
     duckdb_read_wait_seconds: float = 60.0
+    # DuckDB: TRACKWAY_DUCKDB_MEMORY_LIMIT as given (None: half the machine's memory, see duckdb_memory).
+    duckdb_memory_limit: str | None = None
 
     @property
     def display_url(self) -> str:
@@ -59,6 +61,7 @@ class WarehouseTarget:
         env: str = "TRACKWAY_WAREHOUSE_URL",
         duckdb_lock_wait_seconds: float = 120.0,
         duckdb_read_wait_seconds: float = 60.0,
+        duckdb_memory_limit: str | None = None,
     ) -> WarehouseTarget:
         """``env``: the variable the URL came from, named in errors (the job URLs share this parser)."""
         secret = url if isinstance(url, SecretStr) else SecretStr(url)
@@ -76,6 +79,7 @@ class WarehouseTarget:
                 duckdb_path=Path(path).expanduser().resolve(),
                 duckdb_lock_wait_seconds=duckdb_lock_wait_seconds,
                 duckdb_read_wait_seconds=duckdb_read_wait_seconds,
+                duckdb_memory_limit=duckdb_memory_limit,
             )
         if parsed.scheme in ("postgres", "postgresql"):
             database = unquote(parsed.path.lstrip("/"))
@@ -118,6 +122,14 @@ class WarehouseTarget:
             "use duckdb:///path/warehouse.duckdb, postgresql://user:pass@host:5432/db or bigquery://project/prefix"
         )
 
+    def duckdb_memory(self, at_most_mib: int | None = None) -> str:
+        """DuckDB's memory_limit: TRACKWAY_DUCKDB_MEMORY_LIMIT, else half the machine's memory; capped at ``at_most_mib``."""
+        if self.duckdb_memory_limit is not None:
+            mib = memory_size_mib(self.duckdb_memory_limit, "TRACKWAY_DUCKDB_MEMORY_LIMIT")
+        else:
+            mib = machine_memory_bytes() // 2 // _MIB
+        return f"{min(mib, at_most_mib) if at_most_mib else mib}MiB"
+
     def dataset(self, schema: str) -> str:
         """The BigQuery dataset that plays Trackway's schema ``schema`` (raw, analytics, ...)."""
         return f"{self.dataset_prefix}_{schema}" if self.dataset_prefix else schema
@@ -125,7 +137,11 @@ class WarehouseTarget:
     def dbt_env(self) -> dict[str, str]:
         """Environment for ``include/dbt/profiles.yml``, which reads only env vars: the one place the password is read."""
         if self.kind == "duckdb":
-            return {"TRACKWAY_DBT_TARGET": "duckdb", "TRACKWAY_DUCKDB_PATH": str(self.duckdb_path)}
+            return {
+                "TRACKWAY_DBT_TARGET": "duckdb",
+                "TRACKWAY_DUCKDB_PATH": str(self.duckdb_path),
+                "TRACKWAY_DBT_DUCKDB_MEMORY_LIMIT": self.duckdb_memory(),
+            }
         if self.kind == "bigquery":
             env = {
                 "TRACKWAY_DBT_TARGET": "bigquery_emulator" if self.api_endpoint else "bigquery",
@@ -144,3 +160,33 @@ class WarehouseTarget:
             "TRACKWAY_PG_PASSWORD": self.password.get_secret_value() if self.password else "",
             "TRACKWAY_PG_DATABASE": self.database or "",
         }
+
+
+_MIB = 1024 * 1024
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_UNITS |= {"kib": 1024, "mib": _MIB, "gib": 1024**3, "tib": 1024**4}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)\s*", re.IGNORECASE)
+
+
+def memory_size_mib(text: str, env: str) -> int:
+    """A memory size as DuckDB writes them (``4GiB``, ``512MB``, ``1.5 GB``) in MiB; at least 64 MiB."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ConfigError(f"{env}={text!r}: write a size such as 4GiB, 512MB or 2048MiB")
+    mib = int(float(match[1]) * _UNITS[match[2].lower()] // _MIB)
+    if mib < 64:
+        raise ConfigError(f"{env}={text!r} is below 64 MiB, too little for DuckDB to run a query")
+    return mib
+
+
+def machine_memory_bytes() -> int:
+    """The memory this process may use: physical memory, or the cgroup's (container's) limit when lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total

@@ -182,7 +182,11 @@ def _destination(settings: Settings, database: AppDatabase) -> Iterator[tuple[An
 
         assert target.duckdb_path is not None, "WarehouseTarget.parse sets the path for duckdb URLs"
         # Waits while a load or transform holds the file, then WarehouseBusy (exit 75 / an Airflow retry).
-        wh = DuckDBWarehouse(target.duckdb_path, lock_wait_seconds=target.duckdb_lock_wait_seconds)
+        wh = DuckDBWarehouse(
+            target.duckdb_path,
+            lock_wait_seconds=target.duckdb_lock_wait_seconds,
+            memory_limit=target.duckdb_memory(),
+        )
         try:
             yield dlt.destinations.duckdb(wh.con), database.schema, target
         finally:

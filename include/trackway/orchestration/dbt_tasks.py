@@ -12,7 +12,10 @@ The DAG file only wires what this module builds:
   tasks of their own, so on-call sees what failed and can retry it alone;
 * dbt runs in the worker process (``InvocationMode.DBT_RUNNER``) with the
   connection taken from the environment, never from the serialized DAG;
-* DuckDB has a single writer: on DuckDB the DAG runs one task at a time.
+* DuckDB has a single writer: on DuckDB the DAG runs one task at a time;
+* the hourly tasks test only what each model's latest run wrote (var
+  ``test_scope: new_rows``, adr/0034); ``dbt_audit_task`` tests all history,
+  once a day in the events_audit DAG.
 """
 
 from __future__ import annotations
@@ -36,41 +39,54 @@ def max_active_tasks(settings: Settings) -> int:
     return 1 if settings.warehouse.kind == "duckdb" else 4
 
 
-def dbt_task_group(group_id: str = "dbt") -> Any:
-    """The Cosmos task group: one task per model (with its tests), per multi-model test, and source freshness."""
-    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, SourceRenderingBehavior, TestBehavior
+def _dbt_config(settings: Settings) -> tuple[Any, Any, dict[str, Any]]:
+    """Cosmos's profile and execution settings, shared by the hourly task group and the daily audit."""
+    from cosmos import ExecutionConfig, ProfileConfig
+    from cosmos.constants import ExecutionMode, InvocationMode
 
-    settings = load_settings()
     # profiles.yml reads only these variables; set here, in the process that
     # parses the DAG and runs its tasks, so no credential is serialized.
     os.environ.update(dbt_environment(settings))
-    # Written by `trackway transform compile`; here only read.
-    manifest = require_current_manifest(settings)
     project = project_path(settings)
     executable = {"dbt_executable_path": str(settings.dbt_executable)} if settings.dbt_executable else {}
+    profile = ProfileConfig(
+        profile_name="trackway",
+        # The profile's target as dbt_runner picks it (bigquery_emulator when an API endpoint is set).
+        target_name=settings.warehouse.dbt_env()["TRACKWAY_DBT_TARGET"],
+        profiles_yml_filepath=project / "profiles.yml",
+    )
+    execution = ExecutionConfig(
+        execution_mode=ExecutionMode.LOCAL,
+        # dbt in its own environment (BigQuery) runs as a subprocess of that dbt.
+        invocation_mode=InvocationMode.SUBPROCESS if executable else InvocationMode.DBT_RUNNER,
+        **executable,
+    )
+    return profile, execution, executable
+
+
+def dbt_task_group(group_id: str = "dbt") -> Any:
+    """The Cosmos task group: one task per model (with its tests), per multi-model test, and source freshness."""
+    from cosmos import DbtTaskGroup, ProjectConfig, RenderConfig
+    from cosmos.constants import LoadMode, SourceRenderingBehavior, TestBehavior
+
+    settings = load_settings()
+    profile, execution, _ = _dbt_config(settings)
+    # Both written by `trackway transform compile`; here only read (with a plan: the copy holding its models).
+    manifest = require_current_manifest(settings)
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
-            dbt_project_path=project,
+            dbt_project_path=project_path(settings),
             manifest_path=manifest,
             project_name="trackway",
             # Given to every dbt the tasks start, without leaking into this process's
             # environment (a later `dbt test --select test_type:unit` here must still see them).
             env_vars=PIPELINE_DBT_ENV,
+            # Each run tests what it wrote, so the hourly build does not grow with history (adr/0034).
+            dbt_vars={"test_scope": "new_rows"},
         ),
-        profile_config=ProfileConfig(
-            profile_name="trackway",
-            # The profile's target as dbt_runner picks it (bigquery_emulator when an API endpoint is set).
-            target_name=settings.warehouse.dbt_env()["TRACKWAY_DBT_TARGET"],
-            profiles_yml_filepath=project / "profiles.yml",
-        ),
-        execution_config=ExecutionConfig(
-            execution_mode=ExecutionMode.LOCAL,
-            # dbt in its own environment (BigQuery) runs as a subprocess of that dbt.
-            invocation_mode=InvocationMode.SUBPROCESS if executable else InvocationMode.DBT_RUNNER,
-            **executable,
-        ),
+        profile_config=profile,
+        execution_config=execution,
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             test_behavior=TestBehavior.BUILD,
@@ -84,6 +100,26 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
             emit_datasets=False,
         ),
         operator_args={"install_deps": False},
+    )
+
+
+def dbt_audit_task(task_id: str = "test_all_history") -> Any:
+    """One Cosmos `dbt test` of every data test over all history (var test_scope: all), for the daily audit."""
+    from cosmos.operators.local import DbtTestLocalOperator
+
+    settings = load_settings()
+    profile, execution, executable = _dbt_config(settings)
+    require_current_manifest(settings)  # the same project the hourly tasks run, compiled
+    return DbtTestLocalOperator(
+        task_id=task_id,
+        project_dir=str(project_path(settings)),
+        profile_config=profile,
+        invocation_mode=execution.invocation_mode,
+        env=PIPELINE_DBT_ENV,
+        vars={"test_scope": "all"},
+        install_deps=False,
+        emit_datasets=False,
+        **executable,
     )
 
 

@@ -26,6 +26,7 @@ def open_warehouse(target: WarehouseTarget, *, read_only: bool = False) -> Wareh
             target.duckdb_path,
             read_only=read_only,
             lock_wait_seconds=target.duckdb_read_wait_seconds if read_only else target.duckdb_lock_wait_seconds,
+            memory_limit=target.duckdb_memory(),
         )
     if target.kind == "postgres":
         from trackway.warehouse.postgres_warehouse import PostgresWarehouse

@@ -17,6 +17,7 @@ import duckdb
 if TYPE_CHECKING:  # imported where Arrow tables are built: status and queries need none (~0.3 s)
     import pyarrow as pa
 
+from trackway.config.warehouse import memory_size_mib
 from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject, ledger_row
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
 from trackway.warehouse.base import Warehouse, WarehouseBusy, ledger_params, load_run_params
@@ -36,7 +37,8 @@ def _arrow_schema(table: RawTable) -> pa.Schema:
 log = logging.getLogger(__name__)
 
 # DuckDB's buffer pool during loads; with preserve_insertion_order off, big inserts spill instead of growing.
-LOAD_MEMORY_LIMIT = "512MB"
+# Lower still when TRACKWAY_DUCKDB_MEMORY_LIMIT says so.
+LOAD_MEMORY_LIMIT_MIB = 512
 # parse_error of lines whose verdict Python gives (rare: invalid, odd or blank lines), replaced before commit.
 _PENDING = "trackway:pending-check"
 _FIX_BATCH = 10_000
@@ -134,8 +136,25 @@ class _Hazard:
 class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
-    def __init__(self, path: Path, *, read_only: bool = False, lock_wait_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        read_only: bool = False,
+        lock_wait_seconds: float = 120.0,
+        memory_limit: str | None = None,
+    ) -> None:
+        """memory_limit: DuckDB's budget (WarehouseTarget.duckdb_memory); beyond it DuckDB spills to its
+        default temp_directory, "<file>.tmp" beside the warehouse.
+
+        SET after connecting, never given as connect config: DuckDB shares one open database per file in a
+        process and refuses a connection with another configuration (dbt-duckdb, in this process, opens it
+        without config and SETs its profile's settings on every cursor).
+        """
         self.path = Path(path)
+        self.memory_config = {"memory_limit": memory_limit} if memory_limit else {}
+        budget = memory_size_mib(memory_limit, "memory_limit") if memory_limit else LOAD_MEMORY_LIMIT_MIB
+        self.load_memory_limit = f"{min(budget, LOAD_MEMORY_LIMIT_MIB)}MiB"
         self.lock_wait_seconds = lock_wait_seconds
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,15 +173,17 @@ class DuckDBWarehouse(Warehouse):
         while True:
             try:
                 if read_only:
-                    return duckdb.connect(str(self.path), read_only=True, config=dict(READ_ONLY_CONFIG))
-                return duckdb.connect(str(self.path))
+                    return duckdb.connect(
+                        str(self.path), read_only=True, config={**self.memory_config, **READ_ONLY_CONFIG}
+                    )
+                return self._budgeted(duckdb.connect(str(self.path)))
             except duckdb.ConnectionException as exc:
                 # This process already writes the file (dbt-duckdb runs in-process): DuckDB
                 # refuses a second, read-only handle, but sharing the open database is safe
                 # for Trackway's own reads. People's SQL is refused on it (query_with_headers).
                 if read_only and "different configuration" in str(exc):
                     self.sandboxed = False
-                    return duckdb.connect(str(self.path))
+                    return self._budgeted(duckdb.connect(str(self.path)))
                 raise
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
@@ -175,6 +196,11 @@ class DuckDBWarehouse(Warehouse):
                         "Retry when it has finished; nothing was written"
                     ) from exc
                 time.sleep(_RETRY_SECONDS)
+
+    def _budgeted(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        for name, value in self.memory_config.items():
+            con.execute(f"SET {name} = '{value}'")
+        return con
 
     def ensure_raw_tables(self) -> None:
         for stmt in raw_ddl("VARCHAR", "TIMESTAMP WITH TIME ZONE", index_source_object=False):
@@ -224,7 +250,7 @@ class DuckDBWarehouse(Warehouse):
             raise
 
     def _prepare_for_loads(self) -> None:
-        self.con.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
+        self.con.execute(f"SET memory_limit = '{self.load_memory_limit}'")
         self.con.execute("SET preserve_insertion_order = false")
         # Loaded blocks are written straight to the file; checkpointing after every few objects
         # only rewrites metadata at a high cost, so let the WAL (block pointers) grow a while.
