@@ -43,11 +43,11 @@ kept as (
     from verdicts
     inner join {{ ref('events') }} as events
         on
-            events.event_id = verdicts.message_id
-            and events.source_object = verdicts.source_object
-            and events.line_number = verdicts.line_number
+            verdicts.message_id = events.event_id
+            and verdicts.source_object = events.source_object
+            and verdicts.line_number = events.line_number
     -- the kept copy of a batch event was loaded with the batch: prunes analytics.events by loaded_at
-    where events.loaded_at >= (select min(loaded_at) from verdicts)
+    where events.loaded_at >= (select min(batch.loaded_at) from verdicts as batch)
 
 ),
 

@@ -33,7 +33,10 @@ select
     volume.source_id,
     volume.events,
     coalesce(violating.events_with_violations, 0) as events_with_violations,
-    cast(volume.events - coalesce(violating.events_with_violations, 0) as {{ 'float64' if target.type == 'bigquery' else 'double precision' }})
+    cast(
+        volume.events - coalesce(violating.events_with_violations, 0)
+        as {{ 'float64' if target.type == 'bigquery' else 'double precision' }}
+    )
     / volume.events as compliance_rate
 from volume
 left join violating
