@@ -15,7 +15,17 @@
     select 1 as nothing_to_create
 {%- endmacro %}
 
+{#
+    Every dbt invocation runs this hook, and Cosmos runs one per model, in parallel under
+    the Celery or Local executor: two CREATE OR REPLACE FUNCTION at once fail with "tuple
+    concurrently updated". One lock for the transaction serialises them (released at its end).
+#}
+{% macro hook_lock(name) -%}
+select pg_advisory_xact_lock(hashtext('trackway:{{ name }}'));
+{%- endmacro %}
+
 {% macro postgres__create_udfs() -%}
+{{ trackway.hook_lock('create_udfs') }}
 create schema if not exists {{ trackway.udf_schema() }};
 
 create or replace function {{ trackway.udf_schema() }}.trackway_try_timestamptz(value text)

@@ -72,7 +72,8 @@
     {%- if raw is not none and var('postgres_indexes') -%}
         {#- Only when missing: CREATE INDEX IF NOT EXISTS demands ownership of raw.events_raw even when
             the index exists, and with one role per job the loader owns it (`trackway warehouse grant`
-            makes the index; docs/reference/warehouse-roles.md). -#}
+            makes the index; docs/reference/warehouse-roles.md). Locked as the UDFs are (create_udfs.sql). -#}
+        {{ trackway.hook_lock('create_raw_indexes') }}
         do $trackway$ begin
             if to_regclass('{{ raw.schema }}.events_raw_loaded_at_idx') is null then
                 create index events_raw_loaded_at_idx on {{ raw }} (loaded_at);
