@@ -28,7 +28,13 @@ from trackway.warehouse import open_warehouse
 def health(*families: str) -> tuple[int, dict]:
     args = [TRACKWAY, "health", "--json", *(a for f in families for a in ("--check", f))]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=os.environ)
-    return result.returncode, json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    # What the on-call engineer sees (pytest -s shows it): exit status and the checks that are not ok.
+    print(f"\n$ trackway health {' '.join(args[3:])}  -> exit {result.returncode}")
+    for c in report["checks"]:
+        if c["state"] != "ok":
+            print(f"  {c['state'].upper():7} {c['family']}.{c['check']} {c['subject']}: {c['summary']}")
+    return result.returncode, report
 
 
 def failing(report: dict) -> dict[str, str]:
