@@ -85,7 +85,9 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     from trackway.transform.dbt_runner import DbtBuildError, run_dbt
     from trackway.transform.plan_models import build_with_plan
 
-    selects = {"-s", "--select", "--selector", "--exclude"} & set(args.dbt_args)
+    # Any selection of the caller's (`--select x` or `--select=x`) is run as given, analytics_x included.
+    flags = ("-s", "-m", "--select", "--models", "--selector", "--exclude")
+    selects = any(a.split("=", 1)[0] in flags for a in args.dbt_args)
     try:
         if args.dbt_command == "compile":
             return _compile(args)
