@@ -160,4 +160,7 @@ def test_chromium_opens_every_dashboard_without_errors_or_outside_requests(super
         assert failed == [], (slug, failed)
         outside = [u for u in seen["requests"] if not u.startswith((superset["url"] + "/", "data:", "blob:"))]
         assert outside == [], (slug, outside)
-        assert Path(seen["screenshot"]).stat().st_size > 20_000, slug
+        assert seen["blankCharts"] == [], (slug, seen["blankCharts"])
+        # A floor against an empty page, not a measure of content: how much a chart draws depends on the
+        # day's data (the retention cohorts were 18.9 KB on one CI run, 37 KB on another).
+        assert Path(seen["screenshot"]).stat().st_size > 10_000, slug

@@ -2,7 +2,8 @@
 // then for each dashboard wait until every chart has rendered, collect page errors, failed requests, chart
 // error messages and every request's URL (the test checks none leaves loopback), and save a screenshot.
 // usage: node superset_dashboards.js <superset-url> <user-data-dir> <screenshot-dir> <username> <password> <slug>...
-// stdout: {"login": url, "dashboards": {slug: {title, charts, chartErrors, errors, failed, requests, screenshot}}}
+// stdout: {"login": url, "dashboards": {slug: {title, charts, chartErrors, emptyCharts, blankCharts, errors, failed,
+//   requests, screenshot}}}
 'use strict'
 const path = require('path')
 const { run } = require('./chromium')
@@ -50,6 +51,11 @@ run(userDataDir, { timeout: DEADLINE_MS, viewport: { width: 1600, height: 1000 }
       (els) => els.map((e) => e.textContent.trim()).filter(Boolean))
     current.emptyCharts = await page.$$eval('.dashboard-component-chart-holder', (els) =>
       els.filter((e) => /No results were returned|No data/i.test(e.textContent)).map((e) => e.textContent.trim().slice(0, 80)))
+    // A chart that rendered but drew nothing (zero-sized canvas, svg or table) is blank, whatever the data's size.
+    current.blankCharts = await page.$$eval('.dashboard-component-chart-holder', (els) =>
+      els.filter((h) => ![...h.querySelectorAll('canvas, svg, table, .header-line, .superset-legacy-chart-big-number, .big_number')]
+        .some((e) => { const r = e.getBoundingClientRect(); return r.width > 10 && r.height > 10 }))
+        .map((h) => h.textContent.trim().slice(0, 80)))
     current.screenshot = path.join(screenshotDir, `${slug}.png`)
     await page.screenshot({ path: current.screenshot, fullPage: true })
   }
