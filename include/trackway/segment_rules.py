@@ -32,6 +32,7 @@ _OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
 # The tracking plan's verdict on the event, written by the collector's plan hook only
 # (trackway.plan.verdict); a value a client sends is dropped, so it cannot be forged.
 PLAN_VERDICT_KEY = "_trackwayPlan"
+_orjson_dumps = orjson.dumps
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
 
 
@@ -324,7 +325,10 @@ def check_events(
             if enriched is None:
                 out.dropped[index] = dropped or "dropped"
                 continue
-            line = dumps(enriched)
+            try:
+                line = _orjson_dumps(enriched)
+            except TypeError:  # integers past 64 bits: dumps' fallback
+                line = dumps(enriched)
             if len(line) > max_event_bytes:
                 raise EventTooLarge(
                     f"event is {len(line)} bytes; the limit is {max_event_bytes} bytes per event "
