@@ -498,7 +498,7 @@ class CollectorApp:
             self._reserved_bytes -= size
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        limit = self.limits.max_body_bytes
+        limit = self.settings.max_body_bytes
         if "chunked" not in (headers.get("transfer-encoding") or "").lower():
             length = headers.get("content-length")
             if length is None:
@@ -526,7 +526,7 @@ class CollectorApp:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _too_large(self, size: int, what: str = "body") -> HttpError:
-        limit = self.limits.max_body_bytes
+        limit = self.settings.max_body_bytes
         return HttpError(
             413,
             f"{what} is {size} bytes or more; the limit is {limit} bytes (TRACKWAY_MAX_BODY_BYTES): send fewer events per batch",
@@ -539,7 +539,7 @@ class CollectorApp:
             return body
         if encoding not in ("gzip", "x-gzip", "deflate"):
             raise HttpError(415, f"Content-Encoding {encoding[:40]!r} is not supported; send gzip or uncompressed JSON")
-        limit = self.limits.max_body_bytes
+        limit = self.settings.max_body_bytes
         out = bytearray()
         data = body
         try:
