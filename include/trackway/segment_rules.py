@@ -193,10 +193,8 @@ class RequestInfo:
 def enrich_event(event: dict, info: RequestInfo, implied_type: str | None = None) -> dict:
     """A copy of a validated event with the collector's fields set; input is not mutated."""
     out = dict(event)
-    if "writeKey" in out:
-        del out["writeKey"]
-    if PLAN_VERDICT_KEY in out:
-        del out[PLAN_VERDICT_KEY]
+    out.pop("writeKey", None)
+    out.pop(PLAN_VERDICT_KEY, None)
     if implied_type:
         out["type"] = implied_type
     context = out.get("context")

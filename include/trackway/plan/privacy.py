@@ -475,7 +475,7 @@ class Privacy:
         return changed
 
     def _fields(
-        self, event: dict, rules: EventPrivacy, policy: PlanPrivacy, source: str, pkey: Key | None | object = _DROP
+        self, event: dict, rules: EventPrivacy, policy: PlanPrivacy, source: str, pkey: Key | object | None = _DROP
     ) -> dict:
         if pkey is _DROP:  # not bound to a request: this event's key
             pkey = self._current_key()
@@ -513,7 +513,7 @@ class Privacy:
         def process(event: dict) -> tuple[dict | None, str | None]:
             etype = event.get("type")
             rules = for_event(etype, _event_name(event))
-            context = event.get("context")
+            context: Any = event.get("context")
             if context.__class__ is not dict and not isinstance(context, dict):
                 context = {}
             if rules.consent_category is not None:
