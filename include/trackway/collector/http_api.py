@@ -618,7 +618,7 @@ def client_ip(peer: str, forwarded_for: str | None, proxies: Proxies) -> str:
     client wrote.
     """
     peer = peer.removeprefix("::ffff:")
-    if not proxies.trusts(peer) or not forwarded_for:
+    if not forwarded_for or not proxies.trusts(peer):  # no header: no address to parse
         return peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     if not proxies.networks:  # one proxy in front, address unknown: the hop it appended is the last

@@ -57,13 +57,14 @@ class SpoolLocked(RuntimeError):
     """Another collector process owns this spool directory."""
 
 
-def _settle(future: asyncio.Future, error: BaseException | None) -> None:
-    if future.done():  # the request was cancelled (client went away); its lines are stored anyway
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(SpoolWriteError(str(error)))
+def _settle(futures: list[asyncio.Future], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # the request was cancelled (client went away); its lines are stored anyway
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(SpoolWriteError(str(error)))
 
 
 def hour_key(received: datetime) -> tuple[str, str]:
@@ -124,6 +125,8 @@ class _Batch:
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     callbacks: list[Callable[[BaseException | None], None]] = field(default_factory=list)
+    # append_async's futures, by event loop: one call_soon_threadsafe per loop per group commit.
+    futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = field(default_factory=dict)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -272,32 +275,38 @@ class Spool:
     def append_async(self, items: list[tuple[str, str, str, bytes]]) -> asyncio.Future:
         """Like append, for an event loop: a future that completes when the lines are fsync'd.
 
-        The flusher thread resolves it with call_soon_threadsafe, so one group
-        commit wakes every request it covered without a thread per request.
+        The flusher thread resolves the futures of a group commit with one call_soon_threadsafe
+        per event loop, so one commit wakes every request it covered with one loop wake-up and
+        without a thread per request.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         if not items:  # nothing to make durable (an empty batch): the flusher would never wake for it
             future.set_result(None)
             return future
-
-        def resolve(error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, error)
-
-        self._enqueue(items, resolve)
+        self._enqueue(items, None, (loop, future))
         return future
 
-    def _enqueue(self, items: list, callback: Callable[[BaseException | None], None] | None) -> _Batch:
+    def _enqueue(
+        self,
+        items: list,
+        callback: Callable[[BaseException | None], None] | None,
+        waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None,
+    ) -> _Batch:
         with self._cond:
             if self._closing:
                 raise SpoolClosed("collector is shutting down")
             if self._thread is None or not self._thread.is_alive():
                 raise SpoolWriteError("spool flusher thread is not running")
             batch = self._current
+            idle = not batch.items  # the flusher waits only while the current batch is empty
             batch.items.extend(items)
             if callback is not None:
                 batch.callbacks.append(callback)
-            self._cond.notify_all()
+            if waiter is not None:
+                batch.futures.setdefault(waiter[0], []).append(waiter[1])
+            if idle:
+                self._cond.notify_all()
         return batch
 
     def pending_bytes(self) -> int:
@@ -343,6 +352,11 @@ class Spool:
                 batch.done.set()
                 for callback in batch.callbacks:
                     callback(batch.error)
+                for loop, futures in batch.futures.items():
+                    try:
+                        loop.call_soon_threadsafe(_settle, futures, batch.error)
+                    except RuntimeError:  # that loop is closed: no request is waiting on it any more
+                        log.warning("spool: %d request(s) finished after their event loop closed", len(futures))
                 try:
                     for seg in [s for s in self._active.values() if s.size >= self.max_bytes]:
                         self._seal(seg, "size")

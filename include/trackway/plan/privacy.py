@@ -474,15 +474,18 @@ class Privacy:
                     changed = _put(changed, container, key, result)
         return changed
 
-    def _fields(self, event: dict, rules: EventPrivacy, policy: PlanPrivacy, source: str) -> dict:
-        pkey = self._current_key()
-        out = self._apply(event, rules.acting, policy, pkey) or event
+    def _fields(
+        self, event: dict, rules: EventPrivacy, policy: PlanPrivacy, source: str, pkey: Key | object | None = _DROP
+    ) -> dict:
+        if pkey is _DROP:  # not bound to a request: this event's key
+            pkey = self._current_key()
+        out = self._apply(event, rules.acting, policy, pkey) or event  # type: ignore[arg-type]
         if self.hash_user_id and (source in self.hash_user_id or "*" in self.hash_user_id):
             for key in ("userId", "previousId") if out.get("type") == "alias" else ("userId",):
                 if out.get(key) is not None:
                     if out is event:
                         out = dict(event)
-                    hashed = self._hash(out[key], pkey)
+                    hashed = self._hash(out[key], pkey)  # type: ignore[arg-type]
                     if hashed is _DROP:
                         del out[key]
                     else:
@@ -493,40 +496,57 @@ class Privacy:
 
     def process(self, event: dict, source: str) -> tuple[dict | None, str | None]:
         """(the event to store, None), or (None, why it was dropped: consent_denied, sampled_out)."""
+        return self.bind(source)(event)
+
+    def bind(self, source: str) -> Callable[[dict], tuple[dict | None, str | None]]:
+        """``process`` for the events of one request from ``source``.
+
+        What is the same for all of them is looked up once: the current rules (a plan reload
+        applies from the next request), the pseudonym key and the source's sample.
+        """
         policy = self.rules()
-        rules = policy.for_event(event.get("type"), _event_name(event))
-        context = event.get("context")
-        if not isinstance(context, dict):
-            context = {}
-        if rules.consent_category is not None:
-            consent = context.get("consent")
-            prefs = consent.get("categoryPreferences") if isinstance(consent, dict) else None
-            # Segment: no consent object, no enforcement; with categoryPreferences, a category
-            # that is missing counts as not consented.
-            if isinstance(prefs, dict) and prefs.get(rules.consent_category) is not True:
-                return None, DROP_CONSENT
-        sample = rules.sample or self.sample_by_source.get(source) or self.sample_by_source.get("*")
-        rate = 1.0
-        if sample is not None and sample.rate < 1:
-            if not sampled(_unit_value(event, sample.unit), sample.rate):
-                return None, DROP_SAMPLED
-            rate = sample.rate
-        out = self._fields(event, rules, policy, source)
-        marker = context.get("trackway")
-        if not isinstance(marker, dict):
-            marker = None
-        if rate < 1 or (marker is not None and "sample_rate" in marker):  # only the collector sets it
-            own = {k: v for k, v in marker.items() if k != "sample_rate"} if marker is not None else {}
-            if rate < 1:
-                own["sample_rate"] = rate
-            if out is event:
-                out = event.copy()
-            current = out.get("context")
-            if current is not context and isinstance(current, dict):  # already a copy of the field actions
-                current["trackway"] = own
-            else:
-                out["context"] = {**context, "trackway": own}
-        return out, None
+        pkey = self._current_key()
+        by_source = self.sample_by_source
+        source_sample = by_source.get(source) or by_source.get("*")
+        for_event = policy.for_event
+
+        def process(event: dict) -> tuple[dict | None, str | None]:
+            etype = event.get("type")
+            rules = for_event(etype, _event_name(event))
+            context: Any = event.get("context")
+            if context.__class__ is not dict and not isinstance(context, dict):
+                context = {}
+            if rules.consent_category is not None:
+                consent = context.get("consent")
+                prefs = consent.get("categoryPreferences") if isinstance(consent, dict) else None
+                # Segment: no consent object, no enforcement; with categoryPreferences, a category
+                # that is missing counts as not consented.
+                if isinstance(prefs, dict) and prefs.get(rules.consent_category) is not True:
+                    return None, DROP_CONSENT
+            sample = rules.sample or source_sample
+            rate = 1.0
+            if sample is not None and sample.rate < 1:
+                if not sampled(_unit_value(event, sample.unit), sample.rate):
+                    return None, DROP_SAMPLED
+                rate = sample.rate
+            out = self._fields(event, rules, policy, source, pkey)
+            marker = context.get("trackway")
+            if marker is not None and marker.__class__ is not dict and not isinstance(marker, dict):
+                marker = None
+            if rate < 1 or (marker is not None and "sample_rate" in marker):  # only the collector sets it
+                own = {k: v for k, v in marker.items() if k != "sample_rate"} if marker is not None else {}
+                if rate < 1:
+                    own["sample_rate"] = rate
+                if out is event:
+                    out = event.copy()
+                current = out.get("context")
+                if current is not context and isinstance(current, dict):  # already a copy of the field actions
+                    current["trackway"] = own
+                else:
+                    out["context"] = {**context, "trackway": own}
+            return out, None
+
+        return process
 
     def scrub(self, event: Any, source: str) -> Any:
         """The field actions alone, for an event the Segment rules refused (it goes to the quarantine)."""
