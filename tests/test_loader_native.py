@@ -155,7 +155,6 @@ def test_firehose_natively_matches_the_python_parser(tmp_path, caplog, tricky):
 def test_postgres_copy_text_matches_the_python_parser(tmp_path, postgres_url):
     """PostgreSQL's load writes COPY text itself (trackway.rawdata.copytext): the same rows as the Python parser."""
     from postgres_server import create_database
-
     from trackway.config.warehouse import WarehouseTarget
     from trackway.warehouse.postgres_warehouse import PostgresWarehouse
 

@@ -79,10 +79,11 @@ class PostgresWarehouse(Warehouse):
             return dict(cur.fetchall())
 
     def load_object(self, obj: RawObject, table: RawTable = EVENTS_RAW_TABLE) -> ObjectLoad:
-        """Stream the object through COPY FROM STDIN: one line in Python at a time, one transaction.
+        """Stream the object through COPY FROM STDIN, one transaction.
 
-        psycopg sends COPY data in chunks as rows are written, so memory stays flat
-        whatever the object's size.
+        The collector's lines go as COPY text built about a MiB at a time
+        (``trackway.rawdata.copytext``, adr/0035); extra sources' records, which need
+        their mapping, row by row. Memory stays flat whatever the object's size.
         """
         from trackway.rawdata.copytext import copy_chunks
         from trackway.rawdata.lines import iter_rows
