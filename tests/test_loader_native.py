@@ -17,6 +17,7 @@ from functools import partial
 import pytest
 
 from raw_files import event
+from trackway.config import Source
 from trackway.rawdata.lines import parse_object
 from trackway.rawdata.records import RawObject
 from trackway.rawdata.schema import EVENTS_RAW_TABLE, QUARANTINE_TABLE
@@ -55,7 +56,7 @@ TRICKY_LINES = [
 ]
 
 
-def _load_native(tmp_path, data: bytes, table=EVENTS_RAW_TABLE, name="obj.ndjson.gz"):
+def _load_native(tmp_path, data: bytes, table=EVENTS_RAW_TABLE, name="obj.ndjson.gz", source=None, received_at=None):
     path = tmp_path / name
     path.write_bytes(data)
     obj = RawObject(
@@ -66,6 +67,8 @@ def _load_native(tmp_path, data: bytes, table=EVENTS_RAW_TABLE, name="obj.ndjson
         loaded_at=LOADED_AT,
         open=partial(path.open, "rb"),
         local_path=path,
+        source=source,
+        received_at=received_at,
     )
     with DuckDBWarehouse(tmp_path / "wh.duckdb") as wh:
         wh.ensure_raw_tables()
@@ -78,6 +81,8 @@ def _load_native(tmp_path, data: bytes, table=EVENTS_RAW_TABLE, name="obj.ndjson
         load_id="L1",
         loaded_at=LOADED_AT,
         text_fields=table.text_fields,
+        source=source,
+        received_at=received_at,
     )
     return load, rows, reference
 
@@ -114,3 +119,68 @@ def test_hazards_fall_back_to_python_and_still_match(tmp_path, caplog):
     assert "instead of DuckDB" in caplog.text
     assert rows == [tuple(r) for r in reference.rows]
     assert [r[-3] for r in rows] == [1, 2, 3, 4] and load.parse_errors == 1  # \r is JSON whitespace: line 3 is fine
+
+
+FIREHOSE_RECORDS = [
+    json.dumps(event("f-1")),
+    json.dumps({"type": "track", "event": "No Id", "userId": "u-9"}),  # derived id; source id and arrival defaults
+    json.dumps(event("f-2", properties={"city": "Zürich", "tab": "a\tb"}), ensure_ascii=False),
+    "  \n " + json.dumps({"messageId": "f-3", "event": "ws", "_trackwayPlan": "not the loader's"}) + "\n\n",
+    json.dumps({"messageId": None, "type": None, "sourceId": "other", "receivedAt": "2026-11-22T09:00:00Z"}),
+    json.dumps({"messageId": 7, "event": {"nested": [1, "a}b{c"]}}),
+]
+
+
+@pytest.mark.parametrize("tricky", [False, True], ids=["native", "cut-inside-a-string"])
+def test_firehose_natively_matches_the_python_parser(tmp_path, caplog, tricky):
+    """Firehose objects without a field mapping are split into lines and read by DuckDB: the same rows as Python's.
+
+    A ``}{`` inside a string makes the split cut a record in two; DuckDB then finds pieces that are
+    not JSON, and the object is read by the Python parser instead (same rows again).
+    """
+    records = FIREHOSE_RECORDS + ([json.dumps(event("f-4", properties={"note": 'a "}{" b'}))] if tricky else [])
+    body = " ".join(records).encode() + b"\n"
+    source = Source(name="adgem", url="file:///firehose/", layout="firehose", type="track")
+    with caplog.at_level(logging.INFO, logger="trackway.warehouse.duckdb_warehouse"):
+        load, rows, reference = _load_native(
+            tmp_path, gzip.compress(body), source=source, received_at="2026-11-22T10:05:00.000Z"
+        )
+    assert ("instead of DuckDB" in caplog.text) is tricky
+    assert rows == [tuple(r) for r in reference.rows]
+    assert (load.rows, load.parse_errors) == (len(records), 0)
+    assert rows[1][0].startswith("derived-") and rows[1][8] == "adgem" and rows[1][12] == "2026-11-22T10:05:00.000Z"
+    assert rows[3][13] is None  # the plan verdict column is the loader's: no plan, no verdict
+
+
+def test_postgres_copy_text_matches_the_python_parser(tmp_path, postgres_url):
+    """PostgreSQL's load writes COPY text itself (trackway.rawdata.copytext): the same rows as the Python parser."""
+    from postgres_server import create_database
+    from trackway.config.warehouse import WarehouseTarget
+    from trackway.warehouse.postgres_warehouse import PostgresWarehouse
+
+    lines = [line for line in TRICKY_LINES if "m-big" not in line]  # msgspec keeps a big int exact, orjson does not
+    lines += ['{"messageId": "m-tab", "event": "a\\tb\\\\c\\nd", "type": {"x": "y\\tz"}}', "\t", " \r"]
+    data = gzip.compress("\n".join(lines).encode() + b"\n\n")
+    path = tmp_path / "obj.ndjson.gz"
+    path.write_bytes(data)
+    obj = RawObject(
+        source_object=f"file://{path}\twith a tab",
+        fingerprint="f",
+        size_bytes=len(data),
+        load_id="L1",
+        loaded_at=LOADED_AT,
+        open=partial(path.open, "rb"),
+        local_path=path,
+    )
+    target = WarehouseTarget.parse(create_database(postgres_url, "copy_text"))
+    with PostgresWarehouse(target) as wh:
+        wh.ensure_raw_tables()
+        load = wh.load_object(obj)
+        cols = ", ".join(f'"{c}"' for c in EVENTS_RAW_TABLE.columns)
+        rows = wh.query(f"SELECT {cols} FROM raw.events_raw ORDER BY line_number")
+    reference = parse_object(
+        io.BufferedReader(io.BytesIO(data)), source_object=obj.source_object, load_id="L1", loaded_at=LOADED_AT
+    )
+    assert rows == [tuple(r) for r in reference.rows]
+    stats = reference.stats
+    assert (load.rows, load.parse_errors, load.blank_lines) == (stats.rows, stats.parse_errors, stats.blank_lines)

@@ -96,6 +96,35 @@ def firehose_records(body: IO[bytes]) -> Iterator[tuple[bytes, str | None, Any]]
         pos = end
 
 
+def firehose_lines(body: IO[bytes]) -> Iterator[bytes]:
+    """Concatenated JSON records as NDJSON, a chunk at a time: each ``}{`` cut (whitespace between) becomes ``}\\n{``.
+
+    A shortcut for engines that read lines (DuckDB's native load, adr/0010): it parses
+    nothing. A cut that falls inside a string leaves a piece with an unterminated string,
+    which is not valid JSON, and so does any other stretch this cannot split; the caller
+    must then read the object with ``firehose_records``, which finds the true ends. If
+    every piece is one valid JSON object, the cuts were the records' ends, because outside
+    a string ``}`` followed by ``{`` occurs only between two top-level records.
+    Leading and trailing whitespace of the object is dropped, as ``firehose_records`` does.
+    """
+    carry, started = b"", False
+    while chunk := body.read(_CHUNK):
+        data = carry + chunk
+        if not started:
+            data = data.lstrip(_SPACE)
+            started = bool(data)
+        last = data.rfind(b"}")
+        if last != -1 and not data[last + 1 :].strip(_SPACE):
+            # A '}' then only whitespace: the next chunk may begin with the '{' of a record.
+            data, carry = data[:last], data[last:]
+        else:
+            carry = b""
+        yield _BOUNDARY.sub(b"}\n{", data)
+    tail = carry.rstrip(_SPACE)
+    if tail:
+        yield tail + b"\n"
+
+
 def _orjson_record_end(buf: bytes, pos: int, eof: bool) -> tuple[int | None, Any]:
     """(end, parsed) of the record at ``pos`` if a ``}{`` cut (or the data's end) gives one orjson accepts."""
     match = _BOUNDARY.search(buf, pos)

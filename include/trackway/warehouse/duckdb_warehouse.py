@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
 
@@ -19,7 +19,14 @@ if TYPE_CHECKING:  # imported where Arrow tables are built: status and queries n
 
 from trackway.config.warehouse import memory_size_mib
 from trackway.rawdata.records import LoadRun, ObjectLoad, ObjectStats, RawObject, ledger_row
-from trackway.rawdata.schema import EVENTS_RAW_TABLE, LOADED_OBJECTS, RAW_SCHEMA, RawTable
+from trackway.rawdata.schema import (
+    EVENTS_RAW_TABLE,
+    LOADED_OBJECTS,
+    PLAN_VERDICT_COLUMN,
+    RAW_SCHEMA,
+    RAW_TEXT_FIELDS,
+    RawTable,
+)
 from trackway.warehouse.base import Warehouse, WarehouseBusy, ledger_params, load_run_params
 from trackway.warehouse.ddl import LEDGER_UPSERT, LOAD_RUN_INSERT, delete_object_rows, privacy_statements, raw_ddl
 from trackway.warehouse.readonly import ReadOnlyQueryError
@@ -131,6 +138,56 @@ class _Hazard:
             self.found = f"a damaged stream ({exc})"  # DuckDB fails on it too; Python keeps what is readable
         finally:
             self.done.set()
+
+
+def _native_source(obj: RawObject, table: RawTable) -> bool:
+    """Whether DuckDB can load an extra source's object itself: no field mapping and no plan verdicts to compute.
+
+    The defaults of ``trackway.rawdata.layouts.map_record`` (a derived message id, the source's
+    type and name, the arrival time) are then SQL (``_source_picks``).
+    """
+    source = obj.source
+    return source is not None and not source.fields and obj.judge is None and table.text_fields == RAW_TEXT_FIELDS
+
+
+def _source_picks(obj: RawObject, table: RawTable) -> tuple[str, list[Any]]:
+    """The text columns' SELECT expressions for ``obj`` and their parameters (an extra source's defaults)."""
+    picks = [f"f[{i}]" for i in range(1, len(table.text_fields) + 1)]
+    params: list[Any] = []
+    source = obj.source
+    if source is None:
+        return ", ".join(picks), params
+    column = {c: i for i, (c, _) in enumerate(table.text_fields)}
+
+    def default(name: str, value: str | None) -> None:
+        if value:
+            picks[column[name]] = f"coalesce({picks[column[name]]}, ?)"
+            params.append(value)
+
+    # As derived_message_id: sha256 of "<source name>\n<raw line>", first 32 hex digits.
+    picks[column["message_id"]] = (
+        f"coalesce(f[{column['message_id'] + 1}], 'derived-' || left(sha256(? || chr(10) || line), 32))"
+    )
+    params.append(source.name)
+    default("type", source.type)
+    default("source_id", source.name)
+    default("received_at", obj.received_at)
+    picks[column[PLAN_VERDICT_COLUMN]] = "NULL"  # the loader's column: no plan, no verdict (map_record)
+    return ", ".join(picks), params
+
+
+def _refuse_pending(con: duckdb.DuckDBPyConnection, table: RawTable, obj: RawObject) -> None:
+    """An extra source's object with a line DuckDB could not judge goes the Python way, whole.
+
+    Such a line may be a Firehose cut inside a string (``firehose_lines``), and map_record's
+    defaults for it are Python's to give.
+    """
+    found = con.execute(
+        f"SELECT count(*) FROM {RAW_SCHEMA}.{table.name} WHERE source_object = ? AND parse_error = ?",
+        [obj.source_object, _PENDING],
+    ).fetchone()
+    if found and found[0]:
+        raise duckdb.InvalidInputException(f"{found[0]} records of {obj.source_object} need the Python parser")
 
 
 class DuckDBWarehouse(Warehouse):
@@ -273,31 +330,62 @@ class DuckDBWarehouse(Warehouse):
 
         self._prepare_for_loads()
         loads: dict[int, ObjectLoad] = {}
-        native: list[tuple[int, RawObject, str]] = []
-        for n, obj in enumerate(objs):
-            with obj.open() as handle:
+        native: list[tuple[int, RawObject, str, str]] = []
+        with contextlib.ExitStack() as temporary:
+            for n, obj in enumerate(objs):
+                with obj.open() as handle:
+                    try:
+                        kind = sniff_compression(read_head(handle))
+                    except UnsupportedObject as exc:
+                        loads[n] = self._commit_rows(obj, table, iter(()), ObjectStats(object_error=str(exc)))
+                        continue
+                if obj.source is not None and not _native_source(obj, table):
+                    loads[n] = self._load_python(obj, table)  # field mappings, a plan's verdicts: Python's job
+                elif obj.source is not None and obj.source.layout == "firehose":
+                    tmp = temporary.enter_context(
+                        tempfile.NamedTemporaryFile(prefix="trackway-load-", suffix=".ndjson")
+                    )
+                    hazard = self._decompress_to(obj, tmp, firehose=True)
+                    if hazard is None:
+                        native.append((n, obj, tmp.name, "none"))
+                    else:
+                        log.info("%s: read by Python instead of DuckDB (%s)", obj.source_object, hazard)
+                        loads[n] = self._load_python(obj, table)
+                elif obj.local_path is not None and kind in ("gzip", "none"):
+                    native.append((n, obj, str(obj.local_path), kind))
+                else:
+                    loads[n] = self._load_copy(obj, table, kind)
+            if len(native) > 1:
                 try:
-                    kind = sniff_compression(read_head(handle))
-                except UnsupportedObject as exc:
-                    loads[n] = self._commit_rows(obj, table, iter(()), ObjectStats(object_error=str(exc)))
-                    continue
-            if obj.source is not None:  # mapping, derived ids, Firehose splitting: the Python parser's job
-                loads[n] = self._load_python(obj, table)
-            elif obj.local_path is not None and kind in ("gzip", "none"):
-                native.append((n, obj, kind))
-            else:
-                loads[n] = self._load_copy(obj, table, kind)
-        if len(native) > 1:
-            try:
-                group = [(obj, str(obj.local_path), kind) for _, obj, kind in native]
-                for (n, _, _), load in zip(native, self._load_native(group, table), strict=True):
-                    loads[n] = load
-                native = []
-            except duckdb.Error as exc:  # one of them needs the slow way: take them one at a time
-                log.info("objects read one by one (%s)", str(exc).splitlines()[0])
-        for n, obj, kind in native:
-            loads[n] = self._load_one(obj, table, str(obj.local_path), kind)
+                    group = [(obj, path, kind) for _, obj, path, kind in native]
+                    for (n, _, _, _), load in zip(native, self._load_native(group, table), strict=True):
+                        loads[n] = load
+                    native = []
+                except duckdb.Error as exc:  # one of them needs the slow way: take them one at a time
+                    log.info("objects read one by one (%s)", str(exc).splitlines()[0])
+            for n, obj, path, kind in native:
+                loads[n] = self._load_one(obj, table, path, kind)
         return [loads[n] for n in range(len(objs))]
+
+    def _decompress_to(self, obj: RawObject, tmp: IO[bytes], *, firehose: bool = False) -> str | None:
+        """The object's decompressed bytes into ``tmp`` (Firehose: a record per line), scanned on the way.
+
+        Returns why DuckDB must not read the copy (a hazard byte, a damaged stream), or None.
+        Transport failures raise ObjectReadError (not caught here): the load fails, nothing is ledgered.
+        """
+        from trackway.rawdata.layouts import firehose_lines
+        from trackway.rawdata.lines import guarded, open_decompressed
+
+        hazard = None
+        try:
+            with obj.open() as handle, open_decompressed(guarded(handle, obj.source_object)) as body:
+                for chunk in firehose_lines(body) if firehose else _read_chunks(body):
+                    hazard = hazard or _scan_chunks(iter((chunk,)))
+                    tmp.write(chunk)
+            tmp.flush()
+        except (EOFError, OSError, ValueError) as exc:  # damaged: the Python path says where
+            hazard = str(exc)
+        return hazard
 
     def _load_one(self, obj: RawObject, table: RawTable, path: str, kind: str) -> ObjectLoad:
         try:
@@ -308,19 +396,8 @@ class DuckDBWarehouse(Warehouse):
 
     def _load_copy(self, obj: RawObject, table: RawTable, kind: str) -> ObjectLoad:
         """Remote or bz2/xz: decompress into a plain temporary file (scanned on the way), then read natively."""
-        from trackway.rawdata.lines import guarded, open_decompressed
-
         with tempfile.NamedTemporaryFile(prefix="trackway-load-", suffix=".ndjson") as tmp:
-            try:
-                # Transport failures raise ObjectReadError (not caught here): the load fails, nothing is ledgered.
-                with obj.open() as handle, open_decompressed(guarded(handle, obj.source_object)) as body:
-                    hazard = None
-                    for chunk in _read_chunks(body):
-                        hazard = hazard or _scan_chunks(iter((chunk,)))
-                        tmp.write(chunk)
-                tmp.flush()
-            except (EOFError, OSError, ValueError) as exc:  # damaged: the Python path says where
-                hazard = str(exc)
+            hazard = self._decompress_to(obj, tmp)
             if hazard is None:
                 return self._load_one(obj, table, tmp.name, "none")
         log.info("%s: read by Python instead of DuckDB (%s)", obj.source_object, hazard)
@@ -330,18 +407,19 @@ class DuckDBWarehouse(Warehouse):
         """One INSERT reading every (object, local path, compression) of ``group``; one transaction."""
         paths = ", ".join(f"'{_json_path(key)}'" for _, key in table.text_fields)
         cols = ", ".join(f'"{c}"' for c in table.columns)
-        picks = ", ".join(f"f[{i}]" for i in range(1, len(table.text_fields) + 1))
         # try(): NULL for what DuckDB's JSON reader refuses; such lines are pending, like odd valid ones.
-        one = f"""
+        selects = []
+        params: list[Any] = []
+        for obj, path, kind in group:
+            picks, defaults = _source_picks(obj, table)
+            selects.append(f"""
             SELECT {picks}, line, CASE WHEN {_PLAIN_LINE} THEN NULL ELSE '{_PENDING}' END, ?, ordinality, ?, ?
             FROM (
                 SELECT line, ordinality, try(json_extract_string(line, [{paths}])) AS f
                 FROM read_csv(?, {_LINES_OPTIONS}) WITH ORDINALITY
-            )"""
-        insert = f"INSERT INTO {RAW_SCHEMA}.{table.name} ({cols}) " + " UNION ALL ".join([one] * len(group))
-        params: list[Any] = []
-        for obj, path, kind in group:
-            params += [obj.source_object, obj.load_id, obj.loaded_at, path, kind]
+            )""")
+            params += [*defaults, obj.source_object, obj.load_id, obj.loaded_at, path, kind]
+        insert = f"INSERT INTO {RAW_SCHEMA}.{table.name} ({cols}) " + " UNION ALL ".join(selects)
         hazard = _Hazard(self.con)
         scanner = threading.Thread(
             target=hazard.scan_files, args=([(path, kind) for _, path, kind in group],), daemon=True
@@ -357,6 +435,8 @@ class DuckDBWarehouse(Warehouse):
                 raise duckdb.InterruptException(f"object has {hazard.found}")
             loads = []
             for obj, _, _ in group:
+                if obj.source is not None:
+                    _refuse_pending(self.con, table, obj)
                 stats = self._check_pending(obj, table)
                 stats.erased = self._drop_erased(table, obj)
                 counted = self.con.execute(

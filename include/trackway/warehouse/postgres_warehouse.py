@@ -79,11 +79,13 @@ class PostgresWarehouse(Warehouse):
             return dict(cur.fetchall())
 
     def load_object(self, obj: RawObject, table: RawTable = EVENTS_RAW_TABLE) -> ObjectLoad:
-        """Stream the object through COPY FROM STDIN: one line in Python at a time, one transaction.
+        """Stream the object through COPY FROM STDIN, one transaction.
 
-        psycopg sends COPY data in chunks as rows are written, so memory stays flat
-        whatever the object's size.
+        The collector's lines go as COPY text built about a MiB at a time
+        (``trackway.rawdata.copytext``, adr/0035); extra sources' records, which need
+        their mapping, row by row. Memory stays flat whatever the object's size.
         """
+        from trackway.rawdata.copytext import copy_chunks
         from trackway.rawdata.lines import iter_rows
 
         stats = ObjectStats()
@@ -92,17 +94,30 @@ class PostgresWarehouse(Warehouse):
             _lock_object(cur, obj.source_object)
             cur.execute(_pg(delete_object_rows(table)), [obj.source_object])
             with obj.open() as handle, cur.copy(f"COPY {RAW_SCHEMA}.{table.name} ({cols}) FROM STDIN") as copy:
-                for row in iter_rows(
-                    handle,
-                    stats,
-                    source_object=obj.source_object,
-                    load_id=obj.load_id,
-                    loaded_at=obj.loaded_at,
-                    text_fields=table.text_fields,
-                    source=obj.source,
-                    received_at=obj.received_at,
-                    judge=obj.judge,
-                ):
+                if obj.source is None:  # the collector's lines: COPY text built a chunk at a time (adr/0009)
+                    for chunk in copy_chunks(
+                        handle,
+                        stats,
+                        source_object=obj.source_object,
+                        load_id=obj.load_id,
+                        loaded_at=obj.loaded_at,
+                        text_fields=table.text_fields,
+                    ):
+                        copy.write(chunk)
+                    rows: Iterator[tuple] = iter(())
+                else:
+                    rows = iter_rows(
+                        handle,
+                        stats,
+                        source_object=obj.source_object,
+                        load_id=obj.load_id,
+                        loaded_at=obj.loaded_at,
+                        text_fields=table.text_fields,
+                        source=obj.source,
+                        received_at=obj.received_at,
+                        judge=obj.judge,
+                    )
+                for row in rows:
                     copy.write_row(row)
             stats.erased = self.drop_erased(table, obj.source_object, obj.load_id, _fetcher(cur), _fetcher(cur))
             stats.rows -= stats.erased
