@@ -24,10 +24,9 @@ import msgspec
 
 from trackway.rawdata.lines import (
     _RISKY_ESCAPE,
-    UnsupportedObject,
+    CONTENT_ERRORS,
     _as_text,
-    guarded,
-    open_decompressed,
+    open_body,
     parse_line_fast,
     row_values,
 )
@@ -105,15 +104,8 @@ def copy_chunks(
     what was readable and sets ``stats.object_error``; a transport failure raises
     ``ObjectReadError``.
     """
-    import gzip
-    import lzma
-    import zlib
-
-    stream = guarded(stream, source_object)
-    try:
-        body = open_decompressed(stream)
-    except UnsupportedObject as exc:
-        stats.object_error = str(exc)
+    body = open_body(stream, source_object, stats)
+    if body is None:
         return
     decode = _decoder(text_fields).decode
     astuple = msgspec.structs.astuple
@@ -177,7 +169,7 @@ def copy_chunks(
             if size >= _CHUNK_BYTES:
                 yield b"".join(out)
                 out, size = [], 0
-    except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
+    except CONTENT_ERRORS as exc:
         stats.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"
     if out:
         yield b"".join(out)

@@ -199,6 +199,20 @@ def open_decompressed(stream: IO[bytes]) -> IO[bytes]:
     return stream
 
 
+#: What reading a decompressed body raises when its content is damaged (a truncated or corrupt member).
+#: Transport failures cannot be among them: the guarded stream raises those as ObjectReadError.
+CONTENT_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError)
+
+
+def open_body(stream: IO[bytes], source_object: str, stats: ObjectStats) -> IO[bytes] | None:
+    """The object's decompressed body, transport errors guarded; None (and ``stats.object_error``) if unsupported."""
+    try:
+        return open_decompressed(guarded(stream, source_object))
+    except UnsupportedObject as exc:
+        stats.object_error = str(exc)
+        return None
+
+
 def row_values(obj: dict, text_fields: tuple[tuple[str, str], ...]) -> list[str | None]:
     get = obj.get
     # Most values are strings or absent: skip the call for them (this runs for every line on PostgreSQL).
@@ -223,11 +237,8 @@ def iter_rows(
     was readable and sets ``stats.object_error``. A transport failure raises
     ``ObjectReadError``: the caller must then commit nothing for this object.
     """
-    stream = guarded(stream, source_object)
-    try:
-        body = open_decompressed(stream)
-    except UnsupportedObject as exc:
-        stats.object_error = str(exc)
+    body = open_body(stream, source_object, stats)
+    if body is None:
         return
     empty: list[str | None] = [None] * len(text_fields)
     columns = [c for c, _ in text_fields]
@@ -257,7 +268,7 @@ def iter_rows(
                     values = map_record(values, obj, raw, source, columns, received_at, _as_text, judge)
             stats.rows += 1
             yield (*values, raw, error, source_object, line_number, load_id, loaded_at)
-    except (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, OSError) as exc:
+    except CONTENT_ERRORS as exc:
         # A truncated or corrupt member: keep what was readable, say why the rest is missing.
         # Transport failures cannot land here: the guarded stream raises them as ObjectReadError.
         stats.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"

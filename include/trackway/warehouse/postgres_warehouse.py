@@ -94,31 +94,21 @@ class PostgresWarehouse(Warehouse):
             _lock_object(cur, obj.source_object)
             cur.execute(_pg(delete_object_rows(table)), [obj.source_object])
             with obj.open() as handle, cur.copy(f"COPY {RAW_SCHEMA}.{table.name} ({cols}) FROM STDIN") as copy:
+                where: dict[str, Any] = {
+                    "source_object": obj.source_object,
+                    "load_id": obj.load_id,
+                    "loaded_at": obj.loaded_at,
+                    "text_fields": table.text_fields,
+                }
                 if obj.source is None:  # the collector's lines: COPY text built a chunk at a time (adr/0009)
-                    for chunk in copy_chunks(
-                        handle,
-                        stats,
-                        source_object=obj.source_object,
-                        load_id=obj.load_id,
-                        loaded_at=obj.loaded_at,
-                        text_fields=table.text_fields,
-                    ):
+                    for chunk in copy_chunks(handle, stats, **where):
                         copy.write(chunk)
-                    rows: Iterator[tuple] = iter(())
-                else:
+                else:  # an extra source's records need its mapping: row by row
                     rows = iter_rows(
-                        handle,
-                        stats,
-                        source_object=obj.source_object,
-                        load_id=obj.load_id,
-                        loaded_at=obj.loaded_at,
-                        text_fields=table.text_fields,
-                        source=obj.source,
-                        received_at=obj.received_at,
-                        judge=obj.judge,
+                        handle, stats, source=obj.source, received_at=obj.received_at, judge=obj.judge, **where
                     )
-                for row in rows:
-                    copy.write_row(row)
+                    for row in rows:
+                        copy.write_row(row)
             stats.erased = self.drop_erased(table, obj.source_object, obj.load_id, _fetcher(cur), _fetcher(cur))
             stats.rows -= stats.erased
             load = ledger_row(obj, stats)
