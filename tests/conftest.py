@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import shutil
 import subprocess
@@ -65,6 +66,49 @@ def _restore_environ():
     for key in set(os.environ) - set(saved):
         del os.environ[key]
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _frozen_heap():
+    """Each test starts with what earlier tests left frozen out of the garbage collector's reach.
+
+    A pytest worker lives for hundreds of tests and its heap only grows (Airflow, dbt manifests,
+    DuckDB results). dag.test() runs Cosmos tasks in this process, and Cosmos calls gc.collect()
+    after every dbt command (cosmos/dbt/runner.py ``_cleanup_dbt_adapters``): a full scan of that
+    heap, which made the end-to-end tests 2-3x slower late in a worker than alone (py-spy: a fifth
+    of their time). An Airflow worker runs each task in a fresh process, where that scan is ~0.1 s.
+    Reference counting still frees everything; only cycles left by earlier tests stay.
+    """
+    gc.collect()
+    gc.freeze()
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_dbt_behavior_flag_source():
+    """dbt-common names a behavior flag's source with ``inspect.stack()`` + ``inspect.getmodule`` per
+    frame (dbt_common/behavior_flags.py ``_default_source``), on every adapter registration, i.e.
+    every dbt command Cosmos runs. Each getmodule miss walks all of sys.modules: cheap in a task
+    process (13 ms a flag, 2,600 modules), but in this long-lived pytest process (deep stacks, far
+    more modules) py-spy put a quarter of the end-to-end tests' time there. Same answer (the first
+    calling module that is not behavior_flags itself), read from the frames' globals.
+    Not a mock: the flag's source only names the module in a behavior-change warning.
+    """
+    from dbt_common import behavior_flags
+
+    def _default_source() -> str:
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = frame.f_globals.get("__name__")
+            if name and name != behavior_flags.__name__ and name in sys.modules:
+                return name
+            frame = frame.f_back
+        return "Unknown"
+
+    original = behavior_flags.BehaviorFlagRendered._default_source
+    behavior_flags.BehaviorFlagRendered._default_source = staticmethod(_default_source)
+    yield
+    behavior_flags.BehaviorFlagRendered._default_source = original
 
 
 def pytest_collection_modifyitems(config, items):
