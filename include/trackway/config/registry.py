@@ -547,7 +547,14 @@ class DagsSection(Section):
         "A task that fails its last retry is POSTed here as JSON. Alerts are always appended to "
         "`$TRACKWAY_HOME/alerts.ndjson`. Secret: webhook URLs embed their token",
     )
-
+    alert_slack_conn_id: str | None = setting(
+        "TRACKWAY_ALERT_SLACK_CONN_ID",
+        None,
+        "Airflow connection (type `slackwebhook`: a Slack incoming webhook, its token as the connection's "
+        "password) alerts are also posted to, through Airflow's Slack provider; the token stays in Airflow "
+        "(docs/operations.md#alerts-from-the-dags)",
+        default_doc="none",
+    )
     alert_email: str | None = setting(
         "TRACKWAY_ALERT_EMAIL",
         None,
@@ -597,6 +604,16 @@ class DagsSection(Section):
                 "TRACKWAY_ALERT_WEBHOOK_URL is not an http(s) URL; write e.g. https://hooks.example.com/trackway"
             )
         return value
+
+    @field_validator("alert_slack_conn_id")
+    @classmethod
+    def _slack_conn_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\w.-]{1,250}", value):
+            raise ValueError(
+                "TRACKWAY_ALERT_SLACK_CONN_ID is not an Airflow connection id (letters, digits, _ . -); "
+                "write e.g. trackway_slack"
+            )
+        return value or None
 
 
 class ErasureSection(Section):

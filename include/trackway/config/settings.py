@@ -469,6 +469,11 @@ class Settings:
         return url.get_secret_value() if url else None
 
     @property
+    def alert_slack_conn_id(self) -> str | None:
+        """The Airflow connection alerts are posted to Slack through; its token stays in Airflow."""
+        return self.section(DagsSection).alert_slack_conn_id
+
+    @property
     def alert_email(self) -> list[str]:
         return [a.strip() for a in (self.section(DagsSection).alert_email or "").split(",") if a.strip()]
 

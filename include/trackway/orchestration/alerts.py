@@ -1,21 +1,22 @@
 """One way alerts leave Trackway: task failures, missed deadlines and health checks all go through here.
 
 Every alert is appended to ``$TRACKWAY_HOME/alerts.ndjson`` (visible without any
-service), POSTed to TRACKWAY_ALERT_WEBHOOK_URL as JSON (its ``text`` field is what
-Slack's incoming webhooks show) and emailed to TRACKWAY_ALERT_EMAIL through
-Airflow's SMTP provider. Repeats of the same key are held back for
-TRACKWAY_ALERT_REPEAT_HOURS, so a broken hour pages once, not once per retry or
-per health run. Each alert links to its runbook section.
+service), then sent to each channel configured (``alert_channels``): POSTed to
+TRACKWAY_ALERT_WEBHOOK_URL as JSON (its ``text`` field is what Slack's incoming
+webhooks show), posted to Slack through the Airflow connection
+TRACKWAY_ALERT_SLACK_CONN_ID (Airflow's Slack provider) and emailed to
+TRACKWAY_ALERT_EMAIL through Airflow's SMTP provider. One channel failing does not
+stop the others. Repeats of the same key are held back for
+TRACKWAY_ALERT_REPEAT_HOURS, for all channels at once, so a broken hour pages once,
+not once per retry or per health run. Each alert links to its runbook section.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
-import html
 import json
 import logging
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 
 from trackway.config import Settings, load_settings
+from trackway.orchestration.alert_channels import mail, slack, webhook
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +59,11 @@ def send_alert(alert: Alert, settings: Settings | None = None, *, now: datetime 
     with open(settings.home / "alerts.ndjson", "a", encoding="utf-8") as out:
         out.write(json.dumps(record) + "\n")
     if settings.alert_webhook_url:
-        request = urllib.request.Request(  # noqa: S310 (config allows only http/https)
-            settings.alert_webhook_url, data=json.dumps(record).encode(), headers={"Content-Type": "application/json"}
-        )
-        try:
-            urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 (see above)
-        except OSError as exc:
-            log.error("could not deliver alert to TRACKWAY_ALERT_WEBHOOK_URL: %s", exc)
+        webhook.post(settings.alert_webhook_url, record)
+    if settings.alert_slack_conn_id:
+        slack.post(settings.alert_slack_conn_id, record)
     if settings.alert_email:
-        _email(settings.alert_email, record)
+        mail.send(settings.alert_email, record)
     return True
 
 
@@ -110,29 +108,6 @@ class _state:
         self.file.flush()
         fcntl.flock(self.file, fcntl.LOCK_UN)
         self.file.close()
-
-
-def _inert(text: str) -> str:
-    """Client-supplied text (event names, errors) as inert HTML that Airflow's Jinja rendering leaves alone.
-
-    SmtpNotifier renders its subject and body as templates: a ``{%`` or ``{{`` in an event name
-    must stay text, and ``<`` must not become markup in the mail.
-    """
-    return html.escape(text).replace("{", "&#123;").replace("}", "&#125;")
-
-
-def _email(to: list[str], record: dict) -> None:
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
-
-    subject = f"[Trackway {record['severity']}] {record['text'][:150]}"
-    try:
-        SmtpNotifier(
-            to=to,
-            subject=subject.replace("{", "(").replace("}", ")").replace("\n", " ").replace("\r", " "),
-            html_content=f"<pre>{_inert(json.dumps(record, indent=2))}</pre>",
-        ).notify({})
-    except Exception as exc:  # a broken mail server must not hide the alert elsewhere
-        log.error("could not email the alert to TRACKWAY_ALERT_EMAIL: %s", exc)
 
 
 #: Where a failed task's runbook section is, by the exception it raised.
