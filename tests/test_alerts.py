@@ -215,7 +215,7 @@ def test_a_failing_slack_does_not_stop_the_other_channels(
 
     assert send_alert(_alert(), now=datetime(2026, 11, 22, 12, tzinfo=UTC)) is True
     lines = [json.loads(line) for line in (trackway_env / "alerts.ndjson").read_text().splitlines()]
-    assert len(lines) == 1 and received == lines
+    assert len(lines) == 1 and [r["key"] for r in received] == [line["key"] for line in lines]
     failed = [r.getMessage() for r in caplog.records if "could not post the alert to Slack" in r.getMessage()]
     assert len(failed) == 1 and "'trackway_slack'" in failed[0] and "alerts.ndjson" in failed[0]
     why = {"500": "Status Code: 500", "unreachable": "Connection refused", "not http": "Invalid URL detected: ***"}
@@ -231,3 +231,19 @@ def test_a_missing_slack_connection_says_so(trackway_env, monkeypatch, caplog):
     assert send_alert(_alert(), now=datetime(2026, 11, 22, 12, tzinfo=UTC)) is True
     assert "could not post the alert to Slack through Airflow connection 'no_such_connection'" in caplog.text
     assert (trackway_env / "alerts.ndjson").read_text().count("\n") == 1
+
+
+def test_the_webhook_shows_client_text_as_text(trackway_env, webhook, monkeypatch):
+    """A ``<!channel>`` or a disguised link in an event name or an error pings no one through a chat webhook:
+    the webhook's ``text`` is escaped as Slack and Mattermost read it; alerts.ndjson keeps the text as it was."""
+    from trackway.orchestration.alerts import send_alert
+
+    url, received = webhook
+    monkeypatch.setenv("TRACKWAY_ALERT_WEBHOOK_URL", url)
+    assert send_alert(_alert(), now=datetime(2026, 11, 22, 12, tzinfo=UTC)) is True
+    [body] = received
+    assert "&lt;!channel&gt; &lt;https://evil.example|click&gt;" in body["text"]
+    assert "<" not in body["text"] and ">" not in body["text"]
+    [line] = [json.loads(x) for x in (trackway_env / "alerts.ndjson").read_text().splitlines()]
+    assert "<!channel>" in line["text"]
+    assert {k: v for k, v in body.items() if k != "text"} == {k: v for k, v in line.items() if k != "text"}

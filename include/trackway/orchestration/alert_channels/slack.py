@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from trackway.config.redact import MASK
+from trackway.orchestration.alert_channels import chat_escape
 
 log = logging.getLogger(__name__)
 #: What slack_sdk logs goes here and no further: it writes the full webhook URL (token included) on retries.
@@ -28,7 +29,7 @@ def post(conn_id: str, record: dict) -> None:
 
     hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=10, logger=_SDK_LOG)
     try:
-        hook.send(text=_escape(record["text"]), blocks=blocks(record))
+        hook.send(text=chat_escape(record["text"]), blocks=blocks(record))
         return
     except Exception as exc:  # one channel down must not hide the alert in the others
         problem = _scrub(str(exc), hook)
@@ -54,7 +55,9 @@ def blocks(record: dict) -> list[dict[str, Any]]:
         {"type": "section", "text": _plain(text, 3000)},
     ]
     if details:
-        fields = [_mrkdwn(f"*{_escape(str(k))}*\n{_escape(str(v))}", 2000) for k, v in list(details.items())[:10]]
+        fields = [
+            _mrkdwn(f"*{chat_escape(str(k))}*\n{chat_escape(str(v))}", 2000) for k, v in list(details.items())[:10]
+        ]
         out.append({"type": "section", "fields": fields})
     if error:
         out.append({"type": "section", "text": _plain(f"Error: {error}", 3000)})
@@ -77,11 +80,6 @@ def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _escape(text: str) -> str:
-    """Slack's three control characters: ``<!channel>`` and ``<url|label>`` in client text stay text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _scrub(message: str, hook: Any) -> str:
