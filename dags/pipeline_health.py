@@ -1,4 +1,4 @@
-"""Hourly health checks: freshness, volume, stopped events, spikes, damaged objects, dbt tests.
+"""Hourly health checks: freshness, volume, stopped events, spikes, damaged objects, dbt tests, erasure deadlines.
 
 One task per family of checks (trackway.health); they read the warehouse, the
 ledger and the spool, never Airflow's database, and alert through the same

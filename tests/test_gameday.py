@@ -25,8 +25,9 @@ from trackway.load.loader import load_interval
 from trackway.warehouse import open_warehouse
 
 
-def health(*families: str) -> tuple[int, dict]:
+def health(*families: str, as_of: datetime | None = None) -> tuple[int, dict]:
     args = [TRACKWAY, "health", "--json", *(a for f in families for a in ("--check", f))]
+    args += ["--as-of", f"{as_of:%Y-%m-%dT%H:%M}Z"] if as_of else []
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=os.environ)
     report = json.loads(result.stdout)
     # What the on-call engineer sees (pytest -s shows it): exit status and the checks that are not ok.
@@ -266,6 +267,48 @@ def test_a_violation_spike(trackway_env):
     run_block(fix, **variables)
     out = run_block(verify, **variables).stdout  # exits 0: no spike in the hour after the fix
     assert "0 plan violations in" in out and re.search(r"^\s*30\s*$", out, re.MULTILINE), out  # its 30 events
+
+
+def test_an_erasure_request_near_its_due_date(trackway_env, monkeypatch):
+    """A deletion request recorded a day before its deadline (TRACKWAY_PRIVACY_DUE_DAYS=1) that no run has applied:
+    the privacy DAG is off. The health check reads the ledger itself, so it warns, and fails once past due."""
+    monkeypatch.setenv("TRACKWAY_PRIVACY_LEDGER_KEY", "5a" * 32)
+    [hour] = last_hours(1)
+    folder = hour_dir(trackway_env / "raw", f"{hour:%Y-%m-%d}", hour.hour)
+    lines = [
+        event(f"m-{i}", userId="u-gone" if i % 2 else "u-stays", receivedAt=f"{hour:%Y-%m-%dT%H}:10:00.000Z")
+        for i in range(6)
+    ]
+    write_gz_lines(folder / "a.ndjson.gz", lines)
+    load_interval(load_settings(), hour, hour + timedelta(hours=1))
+    recorded = subprocess.run(
+        [TRACKWAY, "privacy", "request", "--type", "delete_only", "--user-id", "u-gone", "--reason", "ticket 42"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TRACKWAY_PRIVACY_DUE_DAYS": "1"},
+        check=True,
+    )
+    request_id = recorded.stdout.strip()
+    assert request_id.startswith("rq-"), recorded
+
+    code, report = health("privacy")
+    assert code == 1 and failing(report) == {f"erasure_request_due:{request_id}": "warn"}
+    [due] = report["checks"]
+    assert "delete_only, pending, due " in due["summary"] and " h left" in due["summary"]
+    code, report = health("privacy", as_of=datetime.now(UTC) + timedelta(days=1, hours=1))  # the day after
+    assert code == 2 and failing(report) == {f"erasure_request_due:{request_id}": "fail"}
+
+    variables = {"REQUEST_ID": request_id}
+    triage, fix, verify = runbook_blocks("Erasure request due")
+    assert "pending" in run_block(triage, **variables).stdout
+    assert "1 finished, 0 failed" in run_block(fix, **variables).stdout
+    verified = run_block(verify, **variables).stdout  # exits 0: the check cleared
+    print(f"\n$ trackway health --check privacy (the runbook's verify, after the fix)\n{verified}")
+    assert "1 erasure request, all finished" in verified
+    with open_warehouse(load_settings().warehouse, read_only=True) as wh:
+        assert wh.query("SELECT count(*) FROM raw.events_raw WHERE raw LIKE '%u-gone%'") == [(0,)]
+        assert wh.query("SELECT count(*) FROM raw.events_raw WHERE raw LIKE '%u-stays%'") == [(3,)]
 
 
 def test_every_check_and_alert_has_a_runbook_section():

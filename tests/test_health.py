@@ -18,8 +18,17 @@ from trackway.config import load_settings
 from trackway.config.errors import ConfigError
 from trackway.config.registry import parse_thresholds
 from trackway.health.baseline import baseline, baseline_hours
-from trackway.health.checks import HourlyCounts, State, Thresholds, event_checks, spike_checks, volume_checks
+from trackway.health.checks import (
+    HourlyCounts,
+    State,
+    Thresholds,
+    erasure_checks,
+    event_checks,
+    spike_checks,
+    volume_checks,
+)
 from trackway.load.loader import load_interval
+from trackway.subjects.ledger import FAILED, FINISHED, LINKED, STORE, RequestEvent
 
 AS_OF = datetime(2026, 11, 30, 11, 20, tzinfo=UTC)  # a Monday; the last complete hour is 10:00
 T = Thresholds(upload_lag=(900, 3600), load_age=(7200, 10800), data_age=(10800, 21600), transform_age=(7200, 10800))
@@ -88,6 +97,46 @@ def test_a_spike_needs_both_a_multiple_and_a_minimum_count():
     )
     results = spike_checks("quarantine", "quarantine_spike", "events quarantined", counts, hour, T, START)
     assert [(r.subject, r.state) for r in results] == [("Signed Up / schema", State.WARN)]
+
+
+def _request(request_id: str, due_in: timedelta, *kinds: str) -> tuple[tuple, list[RequestEvent]]:
+    """A ledger request due ``due_in`` after AS_OF, with events of ``kinds`` in order (as the health reader reads them)."""
+    due = AS_OF + due_in
+    events = [RequestEvent(request_id, 1, due - timedelta(days=30), "received")]
+    for seq, kind in enumerate(kinds, start=2):
+        store = "warehouse" if kind == STORE else None
+        events.append(RequestEvent(request_id, seq, AS_OF - timedelta(hours=10 - seq), kind, store, "done"))
+    return (request_id, "delete_only", due - timedelta(days=30), due), events
+
+
+def test_erasure_requests_warn_near_their_due_date_and_fail_past_it():
+    made = [
+        _request("rq-past", -timedelta(hours=6)),
+        _request("rq-soon", timedelta(days=3), STORE, FAILED),
+        _request("rq-later", timedelta(days=20)),
+        _request("rq-done", -timedelta(days=2), STORE, FINISHED),  # finished: not reported, even past due
+        _request("rq-relinked", timedelta(days=2), STORE, FINISHED, LINKED),  # new ids after it finished
+    ]
+    results = erasure_checks([r for r, _ in made], [e for _, es in made for e in es], AS_OF, 7)
+    by_id = {r.subject: r for r in results}
+    assert set(by_id) == {"rq-past", "rq-soon", "rq-later", "rq-relinked"}
+    assert {r.check for r in results} == {"erasure_request_due"} and {r.family for r in results} == {"privacy"}
+    assert by_id["rq-past"].state is State.FAIL and "6.0 h overdue" in by_id["rq-past"].summary
+    assert by_id["rq-soon"].state is State.WARN and by_id["rq-soon"].value == 3.0
+    assert "delete_only, failed, due 2026-12-03 11:20 UTC: 3.0 days left" in by_id["rq-soon"].summary
+    assert by_id["rq-later"].state is State.OK and "pending" in by_id["rq-later"].summary
+    assert by_id["rq-relinked"].state is State.WARN and ", pending," in by_id["rq-relinked"].summary
+    assert by_id["rq-past"].runbook == "docs/runbook.md#erasure-request-due"
+    # The threshold is the setting's: at 2 days, the request due in 3 is fine.
+    assert {r.subject: r.state for r in erasure_checks([made[1][0]], made[1][1], AS_OF, 2)} == {"rq-soon": State.OK}
+
+
+def test_erasure_requests_all_finished_or_none_are_one_ok():
+    done, events = _request("rq-done", -timedelta(days=2), STORE, FINISHED)
+    [ok] = erasure_checks([done], events, AS_OF, 7)
+    assert (ok.state, ok.subject, ok.summary) == (State.OK, "", "1 erasure request, all finished")
+    [empty] = erasure_checks([], [], AS_OF, 7)
+    assert (empty.state, empty.summary) == (State.OK, "no erasure requests")
 
 
 @pytest.mark.parametrize("value", ["1h", "1h,30m", "0,1h", "fast,slow", "1h,2h,3h"])

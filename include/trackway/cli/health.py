@@ -47,9 +47,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     health = sub.add_parser(
         "health",
-        help="check freshness, volume, stopped events, spikes, damaged objects and dbt tests; exit 0/1/2 (ok/warn/fail)",
+        help="check freshness, volume, stopped events, spikes, damaged objects, dbt tests and erasure deadlines; "
+        "exit 0/1/2 (ok/warn/fail)",
         description=(
-            "Judge the pipeline from the warehouse, the load ledger, the spool and the collector's metrics (never "
+            "Judge the pipeline from the warehouse, the load ledger, the erasure ledger, the spool and the "
+            "collector's metrics (never "
             "from Airflow, so a stopped scheduler shows as stale). Exit status: 0 ok, 1 warn, 2 fail, 3 unknown "
             "(Nagios), for cron jobs and probes. Each problem names its section of docs/runbook.md. Thresholds: "
             "TRACKWAY_HEALTH_* (trackway config check --component health)."

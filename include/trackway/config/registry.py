@@ -790,6 +790,14 @@ class HealthSection(Section):
         "Damaged raw objects loaded within this many hours fail the objects check",
         ge=1,
     )
+    health_erasure_due_days: int = setting(
+        "TRACKWAY_HEALTH_ERASURE_DUE_DAYS",
+        7,
+        "An erasure request not finished this many days before its due_at warns (past it, it fails); the privacy "
+        "DAG's alert_due_requests alerts from the same day",
+        ge=0,
+        le=365,
+    )
     health_collector_metrics_url: str | None = setting(
         "TRACKWAY_HEALTH_COLLECTOR_METRICS_URL",
         None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from trackway.health.baseline import Baseline, baseline, baseline_hours
+from trackway.subjects.ledger import RequestEvent, request_status
 
 RUNBOOK = "docs/runbook.md"
 
@@ -47,6 +48,7 @@ CHECKS = (
     "damaged_objects",
     "dbt_test_failed",
     "unresolved_references",
+    "erasure_request_due",
     "unreadable",
 )
 
@@ -93,6 +95,7 @@ class Thresholds:
     spike_min_count: int = 20
     damaged_hours: int = 24
     app_refs: tuple[float, float] = (0.01, 0.05)  # share of references that find no application row
+    erasure_due_days: int = 7  # an unfinished erasure request this close to its due_at warns
 
 
 def worst(results: Iterable[CheckResult]) -> State:
@@ -127,6 +130,56 @@ def reference_checks(rows: Iterable[tuple[str, str, str, int, int]], limits: tup
             CheckResult("app_refs", "unresolved_references", state, summary, subject=f"{view}.{prop}", value=share)
         )
     return out
+
+
+def erasure_checks(
+    requests: Iterable[tuple[str, str, datetime, datetime]],
+    events: Iterable[RequestEvent],
+    now: datetime,
+    due_days: int,
+) -> list[CheckResult]:
+    """(request_id, type, received_at, due_at) per ledger request and their events -> one result per unfinished one.
+
+    Past its due_at fails; within ``due_days`` of it warns. The status is the ledger's own rule
+    (``request_status``), so ids linked after a request finished make it pending, and due, again.
+    """
+    by_request: dict[str, dict[int, RequestEvent]] = {}
+    for event in events:
+        by_request.setdefault(event.request_id, {})[event.seq] = event
+    results, finished = [], 0
+    for request_id, request_type, _received_at, due_at in sorted(requests, key=lambda r: (r[3], r[0])):
+        status = request_status(by_request.get(request_id, {}).values())
+        if status == "finished":
+            finished += 1
+            continue
+        seconds = (due_at - now).total_seconds()
+        days = seconds / 86400
+        state = State.FAIL if days <= 0 else State.WARN if days <= due_days else State.OK
+        left = f"{format_age(-seconds)} overdue" if days <= 0 else f"{format_age(seconds)} left"
+        results.append(
+            CheckResult(
+                "privacy",
+                "erasure_request_due",
+                state,
+                f"{request_type}, {status}, due {due_at:%Y-%m-%d %H:%M} UTC: {left}"
+                + (f" (warn within {due_days} days)" if state is State.WARN else ""),
+                subject=request_id,
+                value=round(days, 2),
+            )
+        )
+    if not results:
+        results.append(
+            CheckResult(
+                "privacy",
+                "erasure_request_due",
+                State.OK,
+                f"{finished} erasure request{'s' if finished != 1 else ''}, all finished"
+                if finished
+                else "no erasure requests",
+                value=0,
+            )
+        )
+    return results
 
 
 @dataclass

@@ -21,6 +21,7 @@ from trackway.health.checks import (
     State,
     Thresholds,
     age_check,
+    erasure_checks,
     event_checks,
     last_complete_hour,
     reference_checks,
@@ -28,8 +29,10 @@ from trackway.health.checks import (
     volume_checks,
 )
 from trackway.load.late import objects_beyond_sweep
+from trackway.subjects.ledger import RequestEvent
 from trackway.warehouse import open_warehouse
 from trackway.warehouse.base import Warehouse
+from trackway.warehouse.ddl import EVENT_HEALTH_COLUMNS, PRIVACY_SCHEMA, REQUEST_HEALTH_COLUMNS
 
 #: The collector's metrics the spool checks read when its spool is not on this machine
 #: (trackway.collector.metrics; sample names, so a counter's end in _total).
@@ -57,6 +60,7 @@ def thresholds(settings: Settings) -> Thresholds:
         spike_min_count=h.health_spike_min_count,
         damaged_hours=h.health_damaged_hours,
         app_refs=parse_shares("TRACKWAY_HEALTH_APP_REFS", h.health_app_refs),
+        erasure_due_days=h.health_erasure_due_days,
     )
 
 
@@ -73,7 +77,17 @@ class HealthReport:
         return [r for r in self.results if r.family == name]
 
 
-FAMILIES = ("freshness", "volume", "events", "quarantine", "violations", "objects", "dbt_tests", "app_refs")
+FAMILIES = (
+    "freshness",
+    "volume",
+    "events",
+    "quarantine",
+    "violations",
+    "objects",
+    "dbt_tests",
+    "app_refs",
+    "privacy",
+)
 
 
 def run_checks(
@@ -311,6 +325,49 @@ class _Reader:
         )
         results = reference_checks(((v, p, r, int(n or 0), int(u or 0)) for v, p, r, n, u in rows), self.t.app_refs)
         return results or [CheckResult("app_refs", "unresolved_references", State.OK, "no referencing events lately")]
+
+    # -- privacy: erasure requests near their due date -------------------------------
+
+    def privacy(self) -> list[CheckResult]:
+        """The erasure ledger's requests and their events, as the warehouse holds them (not the privacy DAG).
+
+        Only the columns the status needs (``REQUEST_HEALTH_COLUMNS``, ``EVENT_HEALTH_COLUMNS``,
+        which the reader role may select): no subject hash, no event detail, no ledger key.
+        """
+        if not self._ledger_exists():
+            return [CheckResult("privacy", "erasure_request_due", State.OK, "no erasure requests")]
+        requests = [
+            (str(rid), str(kind), _utc(received), _utc(due))
+            for rid, kind, received, due in self.wh.query(
+                f"SELECT {', '.join(REQUEST_HEALTH_COLUMNS)} FROM {PRIVACY_SCHEMA}.requests"
+            )
+        ]
+        events = [
+            RequestEvent(str(rid), int(seq), _utc(at), str(kind), store, status)
+            for rid, seq, kind, store, status, at in self.wh.query(
+                f"SELECT {', '.join(EVENT_HEALTH_COLUMNS)} FROM {PRIVACY_SCHEMA}.request_events"
+            )
+        ]
+        return erasure_checks(requests, events, self.now, self.t.erasure_due_days)
+
+    def _ledger_exists(self) -> bool:
+        """Whether the erasure ledger is in the warehouse; a ledger the role may not read is an error, not "none".
+
+        PostgreSQL's information_schema hides a table the role has no privilege on; its catalog does not.
+        """
+        target = self.settings.read_warehouse
+        if target.kind != "postgres":
+            return self.wh.table_exists(PRIVACY_SCHEMA, "requests")
+        (found,) = self.wh.query(
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = ? AND tablename = ?",
+            [PRIVACY_SCHEMA, "requests"],
+        )[0]
+        if found and not self.wh.table_exists(PRIVACY_SCHEMA, "requests"):
+            raise PermissionError(
+                f"role {target.user!r} may not read {PRIVACY_SCHEMA}.requests: run `trackway warehouse grant` "
+                "(docs/reference/warehouse-roles.md)"
+            )
+        return bool(found)
 
     # -- helpers -----------------------------------------------------------------------
 

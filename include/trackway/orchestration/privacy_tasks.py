@@ -59,7 +59,8 @@ def run_requests(settings: Settings, run_id: str) -> dict:
 
 
 def alert_due_soon(settings: Settings, run_id: str) -> int:
-    """One alert per request within 7 days of its deadline (or past it) and not finished; returns how many.
+    """One alert per request within TRACKWAY_HEALTH_ERASURE_DUE_DAYS of its deadline (or past it) and not
+    finished; returns how many.
 
     Reads the ledger itself: it runs after the erasure run whether that succeeded or not.
     """

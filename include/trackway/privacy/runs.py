@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from trackway.config import Settings
+from trackway.config.registry import HealthSection
 from trackway.objectstore import ObjectStore, open_object_store
 from trackway.plan.retention import rules_from_settings
 from trackway.privacy import objects as raw_objects
@@ -46,8 +47,9 @@ class UnknownRequest(LookupError):
     """No request has this id; the message says where to find them."""
 
 
-#: An alert fires for a request this close to its deadline and not finished.
-DUE_SOON = timedelta(days=7)
+def due_soon_window(settings: Settings) -> timedelta:
+    """How close to its deadline an unfinished request alerts: TRACKWAY_HEALTH_ERASURE_DUE_DAYS, as health warns."""
+    return timedelta(days=settings.section(HealthSection).health_erasure_due_days)
 
 
 @contextlib.contextmanager
@@ -174,21 +176,21 @@ class RunReport:
         return out
 
 
-def due_soon(all_states: Sequence[RequestState], now: datetime) -> list[dict[str, Any]]:
-    """Requests not finished within DUE_SOON of their deadline (or past it): what the privacy DAG alerts on."""
+def due_soon(all_states: Sequence[RequestState], now: datetime, within: timedelta) -> list[dict[str, Any]]:
+    """Requests not finished ``within`` of their deadline (or past it): what the privacy DAG alerts on."""
     return [
         {"request_id": s.request_id, "type": s.request.type, "status": s.status, "due_at": s.request.due_at.isoformat()}
         for s in all_states
-        if s.status != "finished" and s.request.due_at - now <= DUE_SOON
+        if s.status != "finished" and s.request.due_at - now <= within
     ]
 
 
 def due_requests(
     settings: Settings, now: datetime | None = None, store: ObjectStore | None = None
 ) -> list[dict[str, Any]]:
-    """The ledger's requests not finished within 7 days of their deadline (the privacy DAG's alert)."""
+    """The ledger's requests not finished within TRACKWAY_HEALTH_ERASURE_DUE_DAYS of their deadline (the DAG's alert)."""
     with open_ledger(settings, store) as ledger:
-        return due_soon(ledger.states(), now or datetime.now(UTC))
+        return due_soon(ledger.states(), now or datetime.now(UTC), due_soon_window(settings))
 
 
 def run(
@@ -259,7 +261,7 @@ def run(
             f"{sum(report.retention.sanitized.values()):,} sanitized{' (dry run)' if dry_run else ''}"
         )
         report.seconds["total"] = time.perf_counter() - started
-        report.due_soon = due_soon(received(), now)
+        report.due_soon = due_soon(received(), now, due_soon_window(settings))
     return report
 
 

@@ -196,6 +196,34 @@ def new_request(
     )
 
 
+def request_finished_at(events: Iterable[RequestEvent]) -> datetime | None:
+    """When a request with these events last finished; None while pending again because ids were linked since."""
+    events = list(events)
+    last_finished = max((e for e in events if e.kind == FINISHED), key=lambda e: e.seq, default=None)
+    last_linked = max((e.seq for e in events if e.kind == LINKED), default=0)
+    return last_finished.at if last_finished is not None and last_finished.seq > last_linked else None
+
+
+def request_status(events: Iterable[RequestEvent]) -> str:
+    """A request's status from its events: pending | running | failed | finished.
+
+    A failed attempt is retried by the next run; ids linked after it finished make it pending
+    again. Its details are not needed, so the health checks read the events without them.
+    """
+    events = sorted(events, key=lambda e: e.seq)
+    if request_finished_at(events) is not None:
+        return "finished"
+    status = "pending"
+    for event in events:
+        if event.kind == LINKED:
+            status = "pending"  # new ids to delete
+        elif event.kind == STORE and event.store in ("warehouse", "raw_objects"):
+            status = "running"
+        elif event.kind == FAILED:
+            status = "failed"
+    return status
+
+
 @dataclass
 class RequestState:
     """A request and everything its events say: what the status commands and runs read."""
@@ -214,24 +242,12 @@ class RequestState:
     @property
     def finished_at(self) -> datetime | None:
         """When it last finished; None while pending again because ids were linked to it since."""
-        last_finished = max((e for e in self.events if e.kind == FINISHED), key=lambda e: e.seq, default=None)
-        last_linked = max((e.seq for e in self.events if e.kind == LINKED), default=0)
-        return last_finished.at if last_finished is not None and last_finished.seq > last_linked else None
+        return request_finished_at(self.events)
 
     @property
     def status(self) -> str:
         """pending | running | failed | finished (a failed attempt is retried by the next run)."""
-        if self.finished_at is not None:
-            return "finished"
-        status = "pending"
-        for event in sorted(self.events, key=lambda e: e.seq):
-            if event.kind == LINKED:
-                status = "pending"  # new ids to delete
-            elif event.kind == STORE and event.store in ("warehouse", "raw_objects"):
-                status = "running"
-            elif event.kind == FAILED:
-                status = "failed"
-        return status
+        return request_status(self.events)
 
     @property
     def hashes(self) -> set[str]:

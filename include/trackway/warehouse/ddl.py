@@ -143,6 +143,10 @@ PRIVACY_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("filtered_at", "{ts}"),
     ),
 }
+# What `trackway health` reads of the ledger to judge how near each request is to its due date, and all the
+# reader role may select there (trackway.warehouse.roles): no subject hash, no event detail.
+REQUEST_HEALTH_COLUMNS = ("request_id", "request_type", "received_at", "due_at")
+EVENT_HEALTH_COLUMNS = ("request_id", "seq", "kind", "store", "status", "event_at")
 
 
 def privacy_ddl(table_name: str, *, text: str, ts: str, integer: str, boolean: str) -> str:

@@ -4,8 +4,9 @@
   app sync writes (``app`` and dlt's ``app_staging``; adr/0023), and nothing else;
 * dbt (transform) reads ``raw.events_raw`` and ``app``, owns the schemas it builds and may create schemas;
 * the reader selects from the analysts' schemas (``app`` among them), from raw's ledger and from the lineage
-  columns of the landing tables (what ``trackway status`` counts), never a raw line; its
-  sessions start read-only.
+  columns of the landing tables (what ``trackway status`` counts), never a raw line, and from the erasure
+  ledger each request's id, type and dates and its events' kinds (what ``trackway health`` judges), never
+  a subject hash; its sessions start read-only.
 
 None is a superuser. The statements are idempotent: run the command again after
 adding a typed schema, or to change a password (each comes from its job's URL).
@@ -140,7 +141,13 @@ def grant_statements(
 
     # privacy: the erasure ledger's tables (docs/privacy.md), the loader's: every load reads the erased
     # subjects and notes the objects it filtered; dbt's test that no erased subject is in a mart reads two.
-    from trackway.warehouse.ddl import PRIVACY_SCHEMA, PRIVACY_TABLES, privacy_statements
+    from trackway.warehouse.ddl import (
+        EVENT_HEALTH_COLUMNS,
+        PRIVACY_SCHEMA,
+        PRIVACY_TABLES,
+        REQUEST_HEALTH_COLUMNS,
+        privacy_statements,
+    )
 
     yield sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
         sql.Identifier(PRIVACY_SCHEMA), sql.Identifier(loader)
@@ -155,6 +162,12 @@ def grant_statements(
     yield sql.SQL("GRANT SELECT ON {}, {} TO {}").format(
         _table(PRIVACY_SCHEMA, "erased_subjects"), _table(PRIVACY_SCHEMA, "id_hashes"), sql.Identifier(transform)
     )
+    # trackway health's erasure_request_due: each request's deadline and its events' kinds, never a subject hash.
+    yield sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(PRIVACY_SCHEMA), sql.Identifier(reader))
+    for name, columns in (("requests", REQUEST_HEALTH_COLUMNS), ("request_events", EVENT_HEALTH_COLUMNS)):
+        yield sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
+            _ids(*columns), _table(PRIVACY_SCHEMA, name), sql.Identifier(reader)
+        )
 
     # The product's tables (app_sync, as the loader) and dlt's merge staging: the loader's; dbt and the reader read them.
     for schema in app_schemas:
