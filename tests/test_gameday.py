@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,10 +29,13 @@ from trackway.warehouse import open_warehouse
 def health(*families: str, as_of: datetime | None = None) -> tuple[int, dict]:
     args = [TRACKWAY, "health", "--json", *(a for f in families for a in ("--check", f))]
     args += ["--as-of", f"{as_of:%Y-%m-%dT%H:%M}Z"] if as_of else []
+    started = time.monotonic()
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=os.environ)
+    took = time.monotonic() - started
     report = json.loads(result.stdout)
-    # What the on-call engineer sees (pytest -s shows it): exit status and the checks that are not ok.
-    print(f"\n$ trackway health {' '.join(args[3:])}  -> exit {result.returncode}")
+    # What the on-call engineer sees (pytest -s shows it): exit status, how long the checks took, and the
+    # checks that are not ok.
+    print(f"\n$ trackway health {' '.join(args[3:])}  -> exit {result.returncode} in {took:.2f} s")
     for c in report["checks"]:
         if c["state"] != "ok":
             print(f"  {c['state'].upper():7} {c['family']}.{c['check']} {c['subject']}: {c['summary']}")

@@ -339,7 +339,7 @@ def test_client_text_stays_inert_in_the_table_and_the_alert_mail():
     from trackway.health.checks import CheckResult
     from trackway.health.observe import HealthReport
     from trackway.health.report import table
-    from trackway.orchestration.alerts import _inert
+    from trackway.orchestration.alert_channels.mail import _inert
 
     hostile = "Signed Up\x1b[2J\n{% for x in range(9) %}<script>"
     report = HealthReport(

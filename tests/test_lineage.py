@@ -83,6 +83,14 @@ def test_events_load_emits_its_objects_and_rows_to_openlineage(trackway_env, air
     assert outputs[events_raw]["outputFacets"]["outputStatistics"]["rowCount"] == 8
     events_quarantine = table_dataset(settings.warehouse, "raw", "events_quarantine")
     assert outputs[events_quarantine]["outputFacets"]["outputStatistics"]["rowCount"] == 1
+    # The load's COMPLETE event as a lineage backend receives it (pytest -s shows it), facets trimmed to the counts.
+    shown = {
+        "eventType": complete["eventType"],
+        "job": complete["job"]["name"],
+        "inputs": [(d["namespace"], d["name"], d["inputFacets"]["inputStatistics"]) for d in complete["inputs"]],
+        "outputs": [(d["namespace"], d["name"], d["outputFacets"]["outputStatistics"]) for d in complete["outputs"]],
+    }
+    print("\n[lineage] " + json.dumps(shown, indent=1))
 
 
 def test_dataset_names_follow_the_openlineage_spec_and_dbts_processor():

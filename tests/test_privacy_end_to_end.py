@@ -122,6 +122,12 @@ def _others(settings) -> dict[str, list]:
     return found
 
 
+def _show(capsys, step: str, **counts) -> None:
+    """The counts the closing note of the privacy work asked for (pytest -s shows them)."""
+    with capsys.disabled():
+        print(f"\n[resurrection] {step}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
 def _assert_u_gone(settings, capsys, request_id: str) -> dict:
     code, out = _cli(capsys, "verify", request_id, "--json")
     result = json.loads(out)
@@ -166,6 +172,7 @@ def test_suppress_with_delete_end_to_end(warehouse, trackway_env, monkeypatch, r
                 == 5
             )
             actives = wh.query("SELECT active_people, active_users, events FROM analytics.daily_active_users")
+        _show(capsys, "before the request", u_and_anon_events=5, **{f"others_{k}": len(v) for k, v in before.items()})
         stale = {key: store.read_bytes(key) for key in store.list("events/")}  # copies of the objects as they were
 
         # 2. The request, then the run.
@@ -185,7 +192,8 @@ def test_suppress_with_delete_end_to_end(warehouse, trackway_env, monkeypatch, r
         assert json.loads(_cli(capsys, "status", request_id, "--json")[1])["subjects"] == {"requested": 1, "linked": 1}
 
         # 3. verify: 0 everywhere, raw objects included; daily actives recomputed without U.
-        _assert_u_gone(settings, capsys, request_id)
+        verified = _assert_u_gone(settings, capsys, request_id)
+        _show(capsys, "after the privacy run (verify)", **verified["warehouse"], **verified["raw_objects"])
         assert _others(settings) == before
         with open_warehouse(settings.warehouse, read_only=True) as wh:
             recomputed = wh.query("SELECT active_people, active_users, events FROM analytics.daily_active_users")
@@ -205,9 +213,17 @@ def test_suppress_with_delete_end_to_end(warehouse, trackway_env, monkeypatch, r
         assert report.tests_failed == 0
         code, out = _cli(capsys, "run")  # the late copy, filtered at load, is rewritten too
         assert code == 0, out
-        _assert_u_gone(settings, capsys, request_id)
+        verified = _assert_u_gone(settings, capsys, request_id)
         after = _others(settings)
         assert after == before  # every other person's events, row for row
+        _show(
+            capsys,
+            "after a reload of every hour, an Airflow backfill and --full-refresh (verify)",
+            lines_erased_at_reload=erased,
+            **verified["warehouse"],
+            **verified["raw_objects"],
+            **{f"others_{k}": len(v) for k, v in after.items()},
+        )
 
         # 5. New events of U and of U's anonymous id are dropped by the collector, counted, never stored.
         later = _send(
@@ -222,6 +238,7 @@ def test_suppress_with_delete_end_to_end(warehouse, trackway_env, monkeypatch, r
         assert not [r for r in read_lines(store, "events/") if r["messageId"] in later[:2]]
         metrics = collector.metrics()
         assert re.search(r'trackway_collector_events_suppressed_total\{source="web"\} 2\.0', metrics), metrics
+        _show(capsys, "new events of U and of U's anonymous id", sent=2, stored=0, suppressed=2)
 
         # 6. The dbt test is not decorative: a row a faulty load let through (its id hashed, as loads hash
         #    the ids they keep) fails it.
