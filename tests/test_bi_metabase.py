@@ -112,7 +112,7 @@ class RecordedMetabase(ThreadingHTTPServer):
         if (method, path) == ("GET", "/api/session/properties"):
             return 200, self.properties
         if (method, path) == ("POST", "/api/setup"):
-            if self.properties.get("has-user-setup") or body.get("token") != self.properties.get("setup-token"):
+            if self.admin is not None or body.get("token") != self.properties.get("setup-token"):
                 return 403, "The /api/setup route can only be used to create the first user"
             self.set_up_by(body["user"]["email"], body["user"]["password"])
             return 200, {"id": self._new_session()}
@@ -316,3 +316,15 @@ def test_setup_fails_closed_when_someone_else_completed_the_wizard(metabase, man
     assert "set up with another admin" in output and "metabase` database" in output
     assert metabase.calls("POST", "/api/setup") == [] and metabase.calls("POST", "/api/database") == []
     assert metabase.admin == {"email": "intruder@example.com", "password": "intruder-password"}
+
+
+def test_setup_fails_closed_when_someone_else_wins_the_race_to_the_wizard(metabase, manifest, monkeypatch, capsys):
+    """Between our read of the properties and our POST /api/setup, another client completes it."""
+    token = metabase.properties["setup-token"]
+    metabase.set_up_by("intruder@example.com", "intruder-password")
+    metabase.properties = {**metabase.properties, "has-user-setup": False, "setup-token": token}  # as we read them
+    _environment(monkeypatch, metabase, manifest)
+    code, output = _run(capsys)
+    assert code == 1
+    assert "Metabase refused its first-run setup" in output and "metabase` database" in output
+    assert len(metabase.calls("POST", "/api/setup")) == 1 and metabase.calls("POST", "/api/session") == []

@@ -162,7 +162,21 @@ def _complete_setup(api: _Api, setup: MetabaseSetup) -> bool:
         return False
     token = properties.get("setup-token")
     if not token:
-        raise MetabaseError("Metabase is not set up and reports no setup-token: check its version (0.46 or later)")
+        raise MetabaseError(
+            "Metabase is not set up and reports no setup-token in /api/session/properties: check that "
+            "TRACKWAY_METABASE_URL is Metabase and that its version is the compose file's"
+        )
+    try:
+        _post_setup(api, setup, str(token))
+    except MetabaseError as exc:
+        raise MetabaseError(
+            f"Metabase refused its first-run setup ({exc}); if someone completed it first, stop Metabase, drop and "
+            "recreate its `metabase` database, then run the setup again"
+        ) from None
+    return True
+
+
+def _post_setup(api: _Api, setup: MetabaseSetup, token: str) -> None:
     api.call(
         "POST",
         "/api/setup",
@@ -178,7 +192,6 @@ def _complete_setup(api: _Api, setup: MetabaseSetup) -> bool:
             "prefs": {"site_name": "Trackway", "site_locale": "en", "allow_tracking": False},
         },
     )
-    return True
 
 
 def _sign_in(api: _Api, setup: MetabaseSetup) -> None:
