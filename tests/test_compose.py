@@ -244,7 +244,6 @@ def test_env_example_lists_every_required_variable_with_an_empty_secret(document
 def test_services_and_dependencies_exist(compose):
     services = compose["services"]
     assert {"postgres", "minio", "collector", "airflow-scheduler", "airflow-apiserver"} <= set(services)
-    assert "metabase" not in services  # its first-run wizard makes whoever reaches it first the admin
     for name, service in services.items():
         for dependency in service.get("depends_on", {}) or {}:
             assert dependency in services, f"{name} depends on unknown service {dependency}"
@@ -277,7 +276,8 @@ def _trackway_services(compose: dict) -> dict[str, dict[str, str]]:
     """The services that run Trackway code (the others use the image for Airflow alone)."""
     found = {n: environment(s) for n, s in compose["services"].items()}
     found = {n: env for n, env in found.items() if any(key.startswith("TRACKWAY_") for key in env)}
-    assert set(found) == {"collector", "gcp-init", "warehouse-init", "airflow-apiserver", "bi-render", *PIPELINE}
+    trackway = {"collector", "gcp-init", "warehouse-init", "airflow-apiserver", "bi-render", "metabase-setup"}
+    assert set(found) == {*trackway, *PIPELINE}
     return found
 
 
@@ -638,3 +638,72 @@ def test_superset_imports_the_same_bundle_and_reads_as_the_reader(compose, monke
     assert rendered.database_uri == "postgresql+psycopg2://trackway_reader:XXXXXXXXXX@postgres:5432/warehouse"
     assert rendered.password == environment(init)["SUPERSET_WAREHOUSE_PASSWORD"]
     assert environment(init)["SUPERSET_METADATA_URL"] == environment(server)["SUPERSET_METADATA_URL"]
+
+
+def test_metabase_is_behind_its_profile_on_loopback_and_set_up_by_trackway(compose, document, monkeypatch):
+    """Issue 19 §4: Metabase (--profile metabase) on a pinned image, published on 127.0.0.1 only, its application
+    database a role of its own, the warehouse as the reader; metabase-setup closes its wizard with the admin from
+    .env (tests/test_bi_metabase.py runs that command against a recorded Metabase)."""
+    services = compose["services"]
+    profiled = {n for n, s in services.items() if "metabase" in s.get("profiles", [])}
+    assert profiled == {"metabase", "metabase-setup"}  # `docker compose up` without the profile starts neither
+    metabase, setup = services["metabase"], services["metabase-setup"]
+    image, _, tag = metabase["image"].rpartition(":")
+    assert image == "metabase/metabase" and re.fullmatch(r"v\d+\.\d+\.\d+(\.\d+)?", tag), metabase["image"]
+    assert [(ip, target) for ip, _, target in published_ports(metabase)] == [("127.0.0.1", "3000")]
+    assert [p for p in exposure_problems(render_fresh(document, {"TRACKWAY_BIND": "0.0.0.0"})) if "metabase" in p]
+    mb = environment(metabase)
+    assert (mb["MB_DB_TYPE"], mb["MB_DB_HOST"], mb["MB_DB_DBNAME"], mb["MB_DB_USER"]) == (
+        "postgres",
+        "postgres",
+        "metabase",
+        "metabase",
+    )
+    for key in ("MB_DB_PASS", "MB_ENCRYPTION_SECRET_KEY"):
+        assert re.fullmatch(re.escape(SENTINEL).replace(re.escape("{}"), r"\w+"), mb[key]), key
+    # Its role and database, made on PostgreSQL's first start with the password Metabase connects with.
+    assert environment(services["postgres"])["METABASE_DB_PASSWORD"] == mb["MB_DB_PASS"]
+    init_sql = (REPO_ROOT / "ops/postgres/init.sh").read_text()
+    assert "\\getenv metabase_password METABASE_DB_PASSWORD" in init_sql
+    assert "CREATE ROLE metabase WITH LOGIN PASSWORD :'metabase_password'" in init_sql
+    assert "CREATE DATABASE metabase OWNER metabase" in init_sql
+    # No default password: `docker compose up` stops without each one (the profile does not change that).
+    required = required_variables(document)
+    assert {"METABASE_DB_PASSWORD", "METABASE_ENCRYPTION_KEY", "METABASE_ADMIN_PASSWORD"} <= required
+    # The one-shot setup: Trackway's command, after Metabase is healthy; the admin from .env, the reader's URL.
+    args = _trackway_command(setup["command"])
+    assert args is not None and (args.command, args.bi_command) == ("bi", "metabase-setup")
+    assert setup["depends_on"]["metabase"]["condition"] == "service_healthy"
+    assert "/api/health" in " ".join(metabase["healthcheck"]["test"])
+    env = environment(setup)
+    assert urlparse(env["TRACKWAY_METABASE_URL"]).hostname == "metabase"
+    assert env["TRACKWAY_METABASE_ADMIN_PASSWORD"] == SENTINEL.format("METABASE_ADMIN_PASSWORD")
+    reader = urlparse(env["TRACKWAY_READ_WAREHOUSE_URL"])
+    assert (reader.username, reader.password) == ("trackway_reader", SENTINEL.format("TRACKWAY_READER_DB_PASSWORD"))
+    assert urlparse(env["TRACKWAY_WAREHOUSE_URL"]).password is None  # names the admin, never holds its password
+    assert not [
+        k
+        for k in env
+        if k.endswith("_WAREHOUSE_URL") and k not in ("TRACKWAY_WAREHOUSE_URL", "TRACKWAY_READ_WAREHOUSE_URL")
+    ]
+    for key in [k for k in os.environ if k.startswith("TRACKWAY_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from trackway.bi.metabase import MetabaseSetup
+
+    manifest = REPO_ROOT / "pyproject.toml"  # any file: the setup's checks only ask that the manifest exists
+    config = MetabaseSetup.from_settings(load_settings(), manifest)
+    assert config.warehouse.user == "trackway_reader" and config.url == "http://metabase:3000"
+
+
+def test_alert_settings_reach_the_tasks_and_are_off_by_default(document):
+    """The DAGs' alerts (webhook, email, Slack connection) pass through to the containers that run the tasks."""
+    alerts = ("TRACKWAY_ALERT_WEBHOOK_URL", "TRACKWAY_ALERT_EMAIL", "TRACKWAY_ALERT_SLACK_CONN_ID")
+    fresh = render_fresh(document)["services"]
+    values = {"TRACKWAY_ALERT_WEBHOOK_URL": "https://hooks.example.com/t", "TRACKWAY_ALERT_EMAIL": "ops@example.com"}
+    values["TRACKWAY_ALERT_SLACK_CONN_ID"] = "trackway_slack"
+    configured = render_fresh(document, values)["services"]
+    for name in PIPELINE:
+        assert {key: environment(fresh[name])[key] for key in alerts} == dict.fromkeys(alerts, "")
+        assert {key: environment(configured[name])[key] for key in alerts} == values

@@ -2,8 +2,8 @@
 # The compose stack's PostgreSQL runs this once, on its first start (an empty data directory).
 # - The warehouse database: no role may connect by default; `trackway warehouse grant` (the
 #   warehouse-init service, on every `docker compose up`) creates one role per job and lets each connect.
-# - Airflow's and Superset's metadata databases, each owned by a role of its own that cannot reach the
-#   warehouse (Superset reads it as trackway_reader, docs/bi.md).
+# - Airflow's, Superset's and Metabase's metadata databases, each owned by a role of its own that cannot
+#   reach the warehouse (Superset and Metabase read it as trackway_reader, docs/bi.md).
 # psql's \getenv reads the password, so it is never on a command line; were it unset, :'airflow_password'
 # would stay as it is and the statement would fail (ON_ERROR_STOP) instead of making a role without one.
 set -eu
@@ -19,4 +19,9 @@ REVOKE ALL ON DATABASE airflow FROM PUBLIC;
 CREATE ROLE superset WITH LOGIN PASSWORD :'superset_password';
 CREATE DATABASE superset OWNER superset;
 REVOKE ALL ON DATABASE superset FROM PUBLIC;
+
+\getenv metabase_password METABASE_DB_PASSWORD
+CREATE ROLE metabase WITH LOGIN PASSWORD :'metabase_password';
+CREATE DATABASE metabase OWNER metabase;
+REVOKE ALL ON DATABASE metabase FROM PUBLIC;
 SQL

@@ -72,12 +72,34 @@ def _cmd_serve(args: argparse.Namespace) -> int:  # returns only on an error: gu
     os.execve(argv[0], argv, env)  # noqa: S606 - Superset replaces this process, as `make bi` expects
 
 
+def _cmd_metabase_setup(args: argparse.Namespace) -> int:
+    from trackway.bi.metabase import COMMAND, MetabaseError, MetabaseSetup, setup
+    from trackway.transform.manifest import manifest_path
+
+    settings = load_settings()
+    try:
+        config = MetabaseSetup.from_settings(settings, args.manifest or manifest_path(settings))
+        print(f"waiting for Metabase at {config.url} ...", flush=True)
+        report = setup(config, wait_seconds=args.wait, sync_timeout=args.sync_timeout)
+    except MetabaseError as exc:
+        print(f"{COMMAND}: {exc}", file=sys.stderr)
+        return 1
+    done = "completed with the admin " + repr(config.admin_email) if report.completed_setup else "already done"
+    print(f"first-run setup: {done}")
+    print(
+        f"warehouse {config.database_name!r} {report.database} (id {report.database_id}): "
+        f"{config.warehouse.display_url} (read-only)"
+    )
+    print(f"dbt models' and columns' descriptions pushed from {config.manifest}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     from trackway.bi.server import DEFAULT_VENV
 
     bi = sub.add_parser(
         "bi",
-        help="Apache Superset with the repository's dashboards: init, serve, render, snapshot",
+        help="Apache Superset with the repository's dashboards: init, serve, render, snapshot; metabase-setup",
         description="Dashboards as code (docs/bi.md): `init` imports include/superset into Superset (from .venv-bi, "
         "`make bi-venv`) with the warehouse connection and dbt's descriptions filled in, idempotently; `serve` "
         "starts it on loopback; `render` writes the bundle only (the compose file imports it); `snapshot` "
@@ -99,3 +121,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     render_parser.set_defaults(func=_cmd_render)
     snapshot = actions.add_parser("snapshot", help="publish the read-only DuckDB snapshot BI reads")
     snapshot.set_defaults(func=_cmd_snapshot)
+    metabase = actions.add_parser(
+        "metabase-setup",
+        help="set Metabase up without its wizard: admin, read-only warehouse, dbt docs (dbt-metabase)",
+        description="Waits for Metabase (TRACKWAY_METABASE_URL) to be healthy, completes its first-run setup with "
+        "TRACKWAY_METABASE_ADMIN_EMAIL/PASSWORD (once: a later run sees it done), adds the warehouse as "
+        "TRACKWAY_READ_WAREHOUSE_URL's read-only role, and pushes the dbt models' and columns' descriptions "
+        "with dbt-metabase. Refuses to run without the admin's credentials. Idempotent (docs/bi.md).",
+    )
+    metabase.add_argument("--manifest", type=Path, help="dbt manifest.json (default: `trackway transform compile`'s)")
+    metabase.add_argument("--wait", type=float, default=600.0, help="seconds to wait for Metabase (default 600)")
+    metabase.add_argument(
+        "--sync-timeout",
+        type=int,
+        default=120,
+        help="seconds dbt-metabase waits for Metabase's sync to find every model's table (default 120)",
+    )
+    metabase.set_defaults(func=_cmd_metabase_setup)

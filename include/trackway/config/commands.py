@@ -26,6 +26,7 @@ _COMPONENT_TITLES = {
     "dags": "DAGs (retries, deadlines, alerts, backfills through Airflow)",
     "health": "Health checks (`trackway health`, the pipeline_health DAG)",
     "stack": "The local stack (`trackway up`, `make up`)",
+    "bi": "Metabase (`trackway bi metabase-setup`, docker-compose.yaml's metabase profile; docs/bi.md)",
     "compose": "docker-compose only",
 }
 

@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from trackway.config.errors import ConfigError
 
 # Who reads a setting. "all": every component (where the data is).
-COMPONENTS = ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "stack", "compose")
+COMPONENTS = ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "stack", "bi", "compose")
 # What each component reads, for `trackway config check --component X`.
 READS: dict[str, tuple[str, ...]] = {
     "collector": ("all", "collector", "plan", "privacy"),
@@ -42,7 +42,9 @@ READS: dict[str, tuple[str, ...]] = {
     "demo": ("all", "collector", "load", "transform", "plan", "privacy", "dags"),
     # `trackway up` starts the collector and the Airflow processes that run the DAGs.
     "stack": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "stack"),
-    "all": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "stack"),
+    # `trackway bi metabase-setup`: Metabase's admin and where it listens (the warehouse is the reader's URL).
+    "bi": ("all", "bi"),
+    "all": ("all", "collector", "load", "transform", "plan", "privacy", "dags", "health", "stack", "bi"),
 }
 REFERENCE_PATH = "docs/reference/configuration.md"
 
@@ -859,6 +861,46 @@ class StackSection(Section):
     )
 
 
+class MetabaseSection(Section):
+    """Metabase (docker-compose.yaml, --profile metabase): `trackway bi metabase-setup` completes its first-run
+    setup with this admin, adds the warehouse as the read-only role and pushes the dbt models' docs."""
+
+    component = "bi"
+
+    metabase_url: str = setting(
+        "TRACKWAY_METABASE_URL",
+        "http://127.0.0.1:3000",
+        "Metabase's address, as `trackway bi metabase-setup` reaches it (compose: http://metabase:3000)",
+    )
+    metabase_admin_email: str | None = setting(
+        "TRACKWAY_METABASE_ADMIN_EMAIL",
+        None,
+        "The Metabase admin's email (its login), made by `trackway bi metabase-setup` when it completes Metabase's "
+        "first-run setup; required by that command",
+        default_doc="none (required by `trackway bi metabase-setup`)",
+    )
+    metabase_admin_password: SecretStr | None = setting(
+        "TRACKWAY_METABASE_ADMIN_PASSWORD",
+        None,
+        "That admin's password (secret: never printed); required by `trackway bi metabase-setup`",
+        default_doc="none (required by `trackway bi metabase-setup`)",
+    )
+    metabase_database: str = setting(
+        "TRACKWAY_METABASE_DATABASE",
+        "Trackway",
+        "The name of the warehouse connection in Metabase, which `trackway bi metabase-setup` adds (as the "
+        "read-only role) and pushes the dbt models' descriptions to",
+        min_length=1,
+    )
+
+    @field_validator("metabase_url")
+    @classmethod
+    def _metabase_url(cls, value: str) -> str:
+        if urlparse(value).scheme not in ("http", "https") or not urlparse(value).hostname:
+            raise ValueError("TRACKWAY_METABASE_URL is not an http(s) URL; write e.g. http://metabase:3000")
+        return value.rstrip("/")
+
+
 SECTIONS: tuple[type[Section], ...] = (
     CoreSection,
     CollectorSection,
@@ -870,6 +912,7 @@ SECTIONS: tuple[type[Section], ...] = (
     ErasureSection,
     HealthSection,
     StackSection,
+    MetabaseSection,
 )
 
 
