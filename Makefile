@@ -46,7 +46,7 @@ $(DBT_VENV)/bin/python:
 
 $(DBT_STAMP): $(DBT_VENV)/bin/python requirements-dbt.txt $(STAMP)
 	@echo "==> installing dbt and its adapters into $(DBT_VENV) (requirements-dbt.txt)"
-	$(BIN)/uv pip install --quiet --python $(DBT_VENV)/bin/python -r requirements-dbt.txt
+	$(BIN)/uv pip install --quiet --python $(DBT_VENV)/bin/python --compile-bytecode -r requirements-dbt.txt
 	$(DBT_VENV)/bin/python -m pip check
 	@touch $@
 
