@@ -36,16 +36,13 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
 
-# The longest files, longest first (durations as measured on 2 cores, 2026-11-23): started first, they
+# The longest files, longest first (durations inside `make test` on 2 cores, 2026-12-03): started first, they
 # overlap each other and everything else; a long file started last would leave the other workers idle.
-# xdist gives worker 1 the first and third, worker 2 the second and fourth. The DuckDB end to end goes
-# before the PostgreSQL one on its worker: after it, in the same process, it took 256-398 s instead of
-# 125-140 s (cause not found; emptying the Cosmos cache first did not help).
 LONGEST_FILES = (
-    "test_end_to_end_bigquery.py",  # ~250 s
-    "test_end_to_end.py",  # ~140 s
-    "test_demo.py",  # ~150 s
-    "test_end_to_end_postgres.py",  # ~200 s
+    "test_end_to_end_bigquery.py",  # ~200 s
+    "test_end_to_end.py",  # ~100 s
+    "test_demo.py",  # ~100 s
+    "test_end_to_end_postgres.py",  # ~90 s
     "test_reprocess_and_retries.py",  # ~140 s (measured on a loaded machine, 2026-12-02)
     "test_dbt_metrics.py",  # ~130 s
     "test_dbt_metrics_bigquery.py",  # ~80-125 s
