@@ -33,6 +33,15 @@ def test_loads_and_dbt_honour_requests_as_their_own_roles(split_roles, trackway_
     assert (report.rows_loaded, report.erased_lines) == (1, 1)
     dbt = run_dbt(load_settings(), "build")  # as the transform: assert_no_erased_subject_in_any_mart reads privacy
     assert dbt.success and dbt.tests_failed == 0
+    # The violations dbt just built, granted before they existed: health says so (it once said "no tracking plan").
+    capsys.readouterr()
+    assert main(["health", "--check", "violations"]) == 3
+    assert "may not read intermediate.plan_violation_rows: run `trackway warehouse grant`" in capsys.readouterr().out
+    assert main(["warehouse", "grant"]) == 0
+    assert main(["health", "--check", "violations"]) == 0
+    assert "no tracking plan" not in capsys.readouterr().out
+    assert _refused(urls["READ"], "SELECT event_id FROM intermediate.plan_violation_rows") == "InsufficientPrivilege"
+    assert _refused(urls["READ"], "SELECT count(*) FROM intermediate.int_events_validated") == "InsufficientPrivilege"
     # trackway health reads each request's deadline as the reader: those columns, never a subject hash.
     reader = urls["READ"]
     with psycopg.connect(reader) as con:

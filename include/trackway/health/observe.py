@@ -211,7 +211,7 @@ class _Reader:
         )
 
     def violations(self) -> list[CheckResult]:
-        if not self.wh.table_exists("intermediate", "plan_violation_rows"):
+        if not self._visible("intermediate", "plan_violation_rows"):
             return [CheckResult("violations", "violation_spike", State.OK, "no tracking plan in the warehouse")]
         # received_at is a timestamp here: one count per compared hour, bounds as parameters, so no warehouse's
         # own time-zone or date functions are involved.
@@ -334,7 +334,7 @@ class _Reader:
         Only the columns the status needs (``REQUEST_HEALTH_COLUMNS``, ``EVENT_HEALTH_COLUMNS``,
         which the reader role may select): no subject hash, no event detail, no ledger key.
         """
-        if not self._ledger_exists():
+        if not self._visible(PRIVACY_SCHEMA, "requests"):
             return [CheckResult("privacy", "erasure_request_due", State.OK, "no erasure requests")]
         requests = [
             (str(rid), str(kind), _utc(received), _utc(due))
@@ -350,21 +350,21 @@ class _Reader:
         ]
         return erasure_checks(requests, events, self.now, self.t.erasure_due_days)
 
-    def _ledger_exists(self) -> bool:
-        """Whether the erasure ledger is in the warehouse; a ledger the role may not read is an error, not "none".
+    def _visible(self, schema: str, table: str) -> bool:
+        """Whether ``schema.table`` is in the warehouse; one the role may not read is an error, not "none".
 
         PostgreSQL's information_schema hides a table the role has no privilege on; its catalog does not.
+        Without this, a reader role without the grant saw "no erasure requests" and "no tracking plan".
         """
         target = self.settings.read_warehouse
         if target.kind != "postgres":
-            return self.wh.table_exists(PRIVACY_SCHEMA, "requests")
+            return self.wh.table_exists(schema, table)
         (found,) = self.wh.query(
-            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = ? AND tablename = ?",
-            [PRIVACY_SCHEMA, "requests"],
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = ? AND tablename = ?", [schema, table]
         )[0]
-        if found and not self.wh.table_exists(PRIVACY_SCHEMA, "requests"):
+        if found and not self.wh.table_exists(schema, table):
             raise PermissionError(
-                f"role {target.user!r} may not read {PRIVACY_SCHEMA}.requests: run `trackway warehouse grant` "
+                f"role {target.user!r} may not read {schema}.{table}: run `trackway warehouse grant` "
                 "(docs/reference/warehouse-roles.md)"
             )
         return bool(found)

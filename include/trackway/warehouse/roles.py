@@ -27,6 +27,9 @@ from trackway.rawdata.schema import EVENTS_RAW, LOAD_RUNS, LOADED_OBJECTS, RAW_S
 DBT_SCHEMAS = ("staging", "intermediate", "analytics", "audit", "analytics_x")  # audit: what each dbt run did
 # The analysts' schemas among them (analytics_x: events joined with application rows, trackway.plan.xgen).
 READ_SCHEMAS = ("analytics", "audit", "analytics_x")
+# What trackway health's violation_spike reads of the tracking plan's violations (trackway.health.observe).
+VIOLATIONS_TABLE = "plan_violation_rows"
+VIOLATION_HEALTH_COLUMNS = ("event_name", "kind", "received_at")
 # What trackway status reads of a landing table: where each line came from and whether it parsed.
 LINEAGE_COLUMNS = ("source_object", "line_number", "load_id", "loaded_at", "parse_error", "received_at")
 # What trackway health counts per hour (volume per source, stopped events, quarantine spikes): names, not lines.
@@ -188,6 +191,14 @@ def grant_statements(
         yield from _own(existing, schema, transform)
     for schema in (*READ_SCHEMAS, typed_schema):
         yield from _readable(schema, transform, reader)
+    # trackway health's violation_spike counts plan violations per event, kind and hour: those columns only
+    # (intermediate's other relations carry raw lines). Once dbt has built the table: a full refresh re-creates
+    # it without the grant, and health then says to run this again.
+    if any(name == VIOLATIONS_TABLE for _, name in (existing or {}).get("intermediate", [])):
+        yield sql.SQL("GRANT USAGE ON SCHEMA intermediate TO {}").format(sql.Identifier(reader))
+        yield sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
+            _ids(*VIOLATION_HEALTH_COLUMNS), _table("intermediate", VIOLATIONS_TABLE), sql.Identifier(reader)
+        )
 
 
 def _readable(schema: str, owner: str, *readers: str) -> Iterator[sql.Composable]:
