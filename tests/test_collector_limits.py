@@ -346,6 +346,8 @@ def test_write_keys_file_several_keys_per_source_and_sighup_reload_drops_nothing
         os.kill(proc.proc.pid, signal.SIGHUP)
         wait_for(lambda: "not reloaded" in proc.stderr, "the bad key file to be refused")
         assert requests.post(proc.url + "/v1/track", json=_event(), headers=_auth("new-key")).status_code == 200
+        # On a loaded machine the steady sender may have had few turns yet: let it get through before stopping.
+        wait_for(lambda: len(acked) > 10, "the steady sender's events to be acknowledged")
     finally:
         stop.set()
         if thread.is_alive():

@@ -51,6 +51,10 @@ _PENDING = "trackway:pending-check"
 _FIX_BATCH = 10_000
 _ARROW_BATCH = 50_000
 _CHUNK = 4 * 1024 * 1024
+# DuckDB's rows per row group. A transaction that wrote at least this many rows filled whole row groups, and
+# the checkpoint's vacuum would rewrite nearly all of them to merge each transaction's partly filled last
+# ones: 6-7 s of a 16 s load of 1 M events (docs/benchmarks.md, "Loader"). Such loads skip the vacuum.
+_ROW_GROUP_ROWS = 122_880
 # DuckDB's CSV reader ends a record at a lone CR too, and splits at its delimiter: objects holding
 # either go the Python way so line numbers and texts stay exactly as written.
 _HAZARDS = ((b"\r", "carriage returns"), (b"\x01", "0x01 bytes"))
@@ -61,10 +65,16 @@ _LINES_OPTIONS = (
 # A line DuckDB may accept as JSON where Python's json refuses it, or that needs a closer look:
 # NaN/Infinity literals and trailing commas (yyjson allows both), \u0000 and lone-surrogate escapes,
 # NUL bytes. Such lines, and the ones DuckDB refuses, get their verdict from trackway.rawdata.lines.
+# One check per kind, cheapest first (DuckDB stops at the first that settles a row). The NaN/Infinity
+# pattern starts with no literal RE2 can skip to, so it cost more than the JSON extraction: it runs only on
+# lines holding "nan" or "inf" in any case, which every such literal does.
 _PLAIN_LINE = (
     "f IS NOT NULL AND starts_with(ltrim(line, ' \t'), '{') "
     "AND NOT contains(line, chr(0)) "
-    "AND NOT regexp_matches(line, '[:\\[,]\\s*[-+]?[nNiI][aAnN][nNfF]|,\\s*[\\]}]|\\\\u(0000|[dD][89a-fA-F])')"
+    "AND NOT regexp_matches(line, ',\\s*[\\]}]') "
+    "AND NOT regexp_matches(line, '\\\\u(0000|[dD][89a-fA-F])') "
+    "AND NOT (CASE WHEN regexp_matches(line, '(?i)nan') OR regexp_matches(line, '(?i)inf') "
+    "THEN regexp_matches(line, '[:\\[,]\\s*[-+]?[nNiI][aAnN][nNfF]') ELSE false END)"
 )
 
 
@@ -224,6 +234,7 @@ class DuckDBWarehouse(Warehouse):
         # Objects read in one statement: DuckDB reads each gzip stream on its own thread.
         threads = self.con.execute("SELECT current_setting('threads')").fetchone()
         self.parallel_objects = max(1, int(threads[0])) if threads else 1
+        self.vacuum_skipped = False
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_wait_seconds
@@ -447,6 +458,7 @@ class DuckDBWarehouse(Warehouse):
                 self.con.execute(LEDGER_UPSERT, ledger_params(load))
                 loads.append(load)
             self.con.execute("COMMIT")
+            self._keep_row_groups_if_full(sum(load.rows for load in loads))
             return loads
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -454,6 +466,18 @@ class DuckDBWarehouse(Warehouse):
         finally:
             hazard.stop = True
             scanner.join()
+
+    def _keep_row_groups_if_full(self, rows: int) -> None:
+        """After a big transaction: this connection's checkpoint keeps row groups as the loads wrote them.
+
+        Small loads (micro-batches) keep DuckDB's vacuum, which merges their small row groups; a big load
+        leaves at most one partly filled row group per thread and transaction beside full ones. The setting
+        is the process's DuckDB instance's, like the load's memory_limit; a later process starts with the
+        default again, and its checkpoints vacuum what deletes left.
+        """
+        if rows >= _ROW_GROUP_ROWS and not self.vacuum_skipped:
+            self.con.execute("SET max_vacuum_tasks = 0")
+            self.vacuum_skipped = True
 
     def _check_pending(self, obj: RawObject, table: RawTable) -> ObjectStats:
         """Give the lines DuckDB could not judge their exact verdict, a batch at a time."""
@@ -559,6 +583,7 @@ class DuckDBWarehouse(Warehouse):
             load = ledger_row(obj, stats)
             self.con.execute(LEDGER_UPSERT, ledger_params(load))
             self.con.execute("COMMIT")
+            self._keep_row_groups_if_full(load.rows)
             return load
         except BaseException:
             self.con.execute("ROLLBACK")
