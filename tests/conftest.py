@@ -82,50 +82,14 @@ def _frozen_heap():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _fast_dbt_behavior_flag_source():
-    """dbt-common names a behavior flag's source with ``inspect.stack()`` + ``inspect.getmodule`` per
-    frame (dbt_common/behavior_flags.py ``_default_source``), on every adapter registration, i.e.
-    every dbt command Cosmos runs. Each getmodule miss walks all of sys.modules: cheap in a task
-    process (13 ms a flag, 2,600 modules), but in this long-lived pytest process (deep stacks, far
-    more modules) py-spy put a quarter of the end-to-end tests' time there. Same answer (the first
-    calling module that is not behavior_flags itself), read from the frames' globals.
-    Not a mock: the flag's source only names the module in a behavior-change warning.
-    """
-    from dbt_common import behavior_flags
+def _fast_in_process_dbt():
+    """What the DAG does when dbt runs in its process (trackway.orchestration.dbt_in_process), from the start:
+    tests that run dbt without the DAG pay the same costs. In this long-lived process py-spy put a quarter of
+    the end-to-end tests' time in dbt-common's inspect.stack() and a quarter (36 of 148 s) in Cosmos's
+    gc.collect() after each dbt command, with only the per-test freeze above."""
+    from trackway.orchestration.dbt_in_process import speed_up_in_process_dbt
 
-    def _default_source() -> str:
-        frame = sys._getframe(1)
-        while frame is not None:
-            name = frame.f_globals.get("__name__")
-            if name and name != behavior_flags.__name__ and name in sys.modules:
-                return name
-            frame = frame.f_back
-        return "Unknown"
-
-    original = behavior_flags.BehaviorFlagRendered._default_source
-    behavior_flags.BehaviorFlagRendered._default_source = staticmethod(_default_source)
-    yield
-    behavior_flags.BehaviorFlagRendered._default_source = original
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _freeze_after_cosmos_collects():
-    """Cosmos's cleanup after each dbt command (reset the adapters, gc.collect()) runs as it is, then
-    freezes what survived: the next task's collect scans only what that task made. Within one
-    end-to-end test (dozens of dbt commands) the collects still took a quarter of its time with only
-    the per-test freeze above (py-spy, 36 of 148 s)."""
-    import airflow  # noqa: F401  (before Cosmos, which cannot be imported first: a circular import in it)
-    from cosmos.dbt import runner
-
-    original = runner._cleanup_dbt_adapters
-
-    def cleanup_then_freeze() -> None:
-        original()
-        gc.freeze()
-
-    runner._cleanup_dbt_adapters = cleanup_then_freeze
-    yield
-    runner._cleanup_dbt_adapters = original
+    speed_up_in_process_dbt()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -25,6 +25,7 @@ import os
 from typing import Any
 
 from trackway.config import Settings, load_settings
+from trackway.orchestration.dbt_in_process import speed_up_in_process_dbt
 from trackway.transform.dbt_runner import dbt_environment, project_path
 from trackway.transform.manifest import require_current_manifest
 from trackway.transform.plan_models import PLAN_MODELS
@@ -55,6 +56,8 @@ def _dbt_config(settings: Settings) -> tuple[Any, Any, dict[str, Any]]:
         target_name=settings.warehouse.dbt_env()["TRACKWAY_DBT_TARGET"],
         profiles_yml_filepath=project / "profiles.yml",
     )
+    if not executable:  # dbt in this process: many dbt commands per process under `dags test` (the demo)
+        speed_up_in_process_dbt()
     execution = ExecutionConfig(
         execution_mode=ExecutionMode.LOCAL,
         # dbt in its own environment (BigQuery) runs as a subprocess of that dbt.
