@@ -28,6 +28,10 @@ from trackway.config import Settings
 log = logging.getLogger(__name__)
 
 
+# dbt commands that run models or tests (and need raw data); the others (parse, compile, deps) read files.
+NODE_COMMANDS = ("build", "run", "test", "seed", "snapshot")
+
+
 class DbtBuildError(RuntimeError):
     """dbt failed; the message lists the failing nodes and what they said."""
 
@@ -47,6 +51,8 @@ class DbtReport:
         return asdict(self)
 
     def summary(self) -> str:
+        if self.command[:1] and self.command[0] not in NODE_COMMANDS:
+            return f"dbt {self.command[0]}: {'done' if self.success else 'failed'} in {self.seconds:.1f}s"
         return (
             f"dbt {' '.join(self.command[:1])}: {self.models} models, {self.tests_passed} tests passed, "
             f"{self.tests_warned} warned, {self.tests_failed} failed in {self.seconds:.1f}s"
@@ -156,7 +162,7 @@ def project_dir(settings: Settings) -> Path:
 
 
 def run_dbt(settings: Settings, command: str = "build", *extra: str, raise_on_failure: bool = True) -> DbtReport:
-    if command in ("build", "run", "test", "seed", "snapshot"):
+    if command in NODE_COMMANDS:
         _check_raw_exists(settings)
     args = dbt_args(settings, command, *extra)
     started = time.monotonic()

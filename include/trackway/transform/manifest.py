@@ -198,7 +198,8 @@ def compile_manifest(settings: Settings, *, force: bool = False) -> CompileResul
     parts = fingerprint(settings)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     (manifest.parent / FINGERPRINT_FILE).unlink(missing_ok=True)
-    run_dbt(settings, "parse", "--target-path", str(manifest.parent))
+    # --quiet: dbt's own start-up lines say nothing the caller does not print itself; errors still show.
+    run_dbt(settings, "parse", "--quiet", "--target-path", str(manifest.parent))
     if not manifest.is_file():
         raise ManifestError(
             f"dbt parse did not write {manifest}; see the dbt log under {settings.home / 'dbt' / 'logs'}"
