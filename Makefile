@@ -87,11 +87,10 @@ up: $(STAMP) ## run the collector and Airflow (API server, scheduler, DAG proces
 down: ## stop the stack make up runs for this TRACKWAY_HOME
 	$(BIN)/trackway down
 
-# Test files run on one worker per core plus one (pytest-xdist): several tests wait on purpose (outages,
-# retries, servers starting), and the extra worker uses the core they leave idle (2 cores: 89% busy with 3
-# workers, 72-78% with 2; docs/benchmarks.md "Test suite"). Each worker has its own Airflow DB, Cosmos cache
-# and servers (tests/conftest.py). PYTEST_WORKERS=0 runs them in this process, one after the other.
-PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+# Test files run on one worker per core (pytest-xdist); each worker has its own Airflow DB, Cosmos cache and
+# servers (tests/conftest.py). PYTEST_WORKERS=0 runs them in this process, one after the other. One worker more
+# than cores was measured (docs/benchmarks.md "Test suite"): no faster from a fresh clone, so not the default.
+PYTEST_WORKERS ?= auto
 
 test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite (but the stack's: make test-stack)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi" $(PYTEST_ARGS)
