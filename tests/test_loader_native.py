@@ -187,3 +187,34 @@ def test_postgres_copy_text_matches_the_python_parser(tmp_path, postgres_url):
     assert rows == [tuple(r) for r in reference.rows]
     stats = reference.stats
     assert (load.rows, load.parse_errors, load.blank_lines) == (stats.rows, stats.parse_errors, stats.blank_lines)
+
+
+def _plain_object(tmp_path, name: str, lines: int) -> RawObject:
+    path = tmp_path / name
+    body = "".join(json.dumps({"messageId": f"{name}-{n}", "type": "track", "event": "e"}) + "\n" for n in range(lines))
+    path.write_bytes(gzip.compress(body.encode(), compresslevel=1))
+    return RawObject(
+        source_object=f"file://{path}",
+        fingerprint="f",
+        size_bytes=path.stat().st_size,
+        load_id="L1",
+        loaded_at=LOADED_AT,
+        open=partial(path.open, "rb"),
+        local_path=path,
+    )
+
+
+def test_a_load_that_fills_row_groups_skips_the_vacuum_and_every_row_reads_back(tmp_path):
+    """adr/0039: past a row group's worth of rows the load's checkpoint keeps row groups as written."""
+    warehouse = tmp_path / "wh.duckdb"
+    vacuum = "SELECT current_setting('max_vacuum_tasks')"
+    with DuckDBWarehouse(warehouse) as wh:
+        wh.ensure_raw_tables()
+        default = wh.query(vacuum)[0][0]
+        assert wh.load_object(_plain_object(tmp_path, "small.ndjson.gz", 1_000)).rows == 1_000
+        assert wh.query(vacuum)[0][0] == default > 0  # a micro-batch keeps the vacuum
+        assert wh.load_object(_plain_object(tmp_path, "big.ndjson.gz", 130_000)).rows == 130_000
+        assert wh.query(vacuum)[0][0] == 0
+    with DuckDBWarehouse(warehouse, read_only=True) as wh:  # after the checkpoint at close
+        assert wh.query("SELECT count(*), count(DISTINCT message_id) FROM raw.events_raw") == [(131_000, 131_000)]
+        assert wh.query(vacuum)[0][0] == default  # a new process, or a reopened file, starts from the default

@@ -65,9 +65,9 @@ _LINES_OPTIONS = (
 # A line DuckDB may accept as JSON where Python's json refuses it, or that needs a closer look:
 # NaN/Infinity literals and trailing commas (yyjson allows both), \u0000 and lone-surrogate escapes,
 # NUL bytes. Such lines, and the ones DuckDB refuses, get their verdict from trackway.rawdata.lines.
-# One check per kind, cheapest first (DuckDB stops at the first that settles a row). The NaN/Infinity
-# pattern starts with no literal RE2 can skip to, so it cost more than the JSON extraction: it runs only on
-# lines holding "nan" or "inf" in any case, which every such literal does.
+# One check per kind, cheapest first. The NaN/Infinity pattern starts with no literal RE2 can skip to, so it
+# cost more than the JSON extraction: it runs only on lines holding "nan" or "inf" in any case, which every
+# such literal does.
 _PLAIN_LINE = (
     "f IS NOT NULL AND starts_with(ltrim(line, ' \t'), '{') "
     "AND NOT contains(line, chr(0)) "
