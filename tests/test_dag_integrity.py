@@ -25,11 +25,12 @@ def compiled_home(tmp_path_factory):
 
 
 @contextmanager
-def _home(home: Path, mode: str):
+def _home(home: Path, mode: str, dbt_execution: str = "per_model"):
     saved = dict(os.environ)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRACKWAY_HOME", str(home))
         mp.setenv("TRACKWAY_PIPELINE_MODE", mode)
+        mp.setenv("TRACKWAY_DBT_EXECUTION", dbt_execution)
         mp.setenv("TRACKWAY_DAG_DEADLINE_MINUTES", "45")  # the default; conftest.py turns it off for dag.test()
         for var in ("TRACKWAY_RAW_URL", "TRACKWAY_WAREHOUSE_URL", "TRACKWAY_PLAN_DIR"):
             mp.delenv(var, raising=False)
@@ -277,3 +278,30 @@ def test_micro_batch_dags_are_wired_watcher_load_transform(mode_dags):
     assert transform.get_task("publish").upstream_task_ids == {"fresh_models", *leaves}
     assert transform.get_task("publish").trigger_rule == "none_failed_min_one_success"
     assert [a.uri for a in transform.timetable.asset_condition.objects] == ["trackway://warehouse/raw/events_raw"]
+
+
+@pytest.mark.parametrize("mode", ["hourly", "micro_batch"])
+def test_in_watcher_mode_one_build_runs_first_and_each_model_keeps_its_tasks(airflow_db, compiled_home, mode):
+    """TRACKWAY_DBT_EXECUTION=watcher (adr/0040): one dbt build, then a run and a tests task per model after it."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    with _home(compiled_home, mode, "watcher"):
+        bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "events_transform.py"))
+    assert bag.import_errors == {}
+    dag = bag.get_dag("events_transform")
+    group = dag.task_group_dict["dbt"]
+    producer = dag.get_task("dbt.dbt_producer_watcher")
+    assert [t.task_id for t in group.roots] == [producer.task_id]  # micro-batch's branch picks the build
+    assert producer.retries == 0 and producer.vars == {"test_scope": "new_rows"}
+    # Not unit tests, the on-run-end hook's task or the plan's views (built by the DAG's own task).
+    assert set(producer.exclude.split()) == {"resource_type:unit_test", "resource_type:operation", "path:models/plan"}
+    models = ["stg_events", "events", "sessions", "identity_map", "daily_active_users", "stickiness"]
+    for model in models:
+        run, tests = dag.get_task(f"dbt.{model}.run"), dag.get_task(f"dbt.{model}.test")
+        assert type(run).__name__ == "DbtRunWatcherOperator" and type(tests).__name__ == "DbtTestWatcherOperator"
+        assert run.task_id in tests.upstream_task_ids and run.producer_task_id == producer.task_id
+    assert "dbt.events.test" in dag.get_task("dbt.sessions.run").upstream_task_ids
+    first = [t for t in group.iter_tasks() if t.upstream_task_ids == {producer.task_id}]
+    assert {t.task_id for t in first} >= {"dbt.raw_events_raw.source", "dbt.dbt_producer_watcher_done"}
+    assert all(t.trigger_rule == "one_done" for t in first if t.task_id != "dbt.dbt_producer_watcher_done")
+    assert not any("build" in t.task_id for t in group.iter_tasks())

@@ -1,5 +1,5 @@
 """Segment SDK → collector → gs:// (fake-gcs-server) → events_load (BigQuery load jobs) →
-events_transform (dbt-bigquery) → analytics.events on bqemulator, exactly once.
+events_transform (dbt-bigquery, one watched build: adr/0040) → analytics.events on bqemulator, exactly once.
 
 The same DAG files as on DuckDB and PostgreSQL: only TRACKWAY_RAW_URL and
 TRACKWAY_WAREHOUSE_URL change. Emulator workarounds: tests/bq_emulator.py.
@@ -48,7 +48,14 @@ def test_sdk_to_analytics_events_on_bigquery(tmp_path, trackway_env, own_asset_e
         load_dag = _load_dag("events_load")
         for hour in hours_between(started, finished + timedelta(hours=1)):
             assert load_dag.test(logical_date=hour + timedelta(hours=1)).state == "success"
-        assert _load_dag("events_transform").test().state == "success"
+        transform = _load_dag("events_transform")
+        run = transform.test()
+        assert run.state == "success"
+        # dbt-bigquery runs from .dbt-venv, a process per dbt: by default one watched build (adr/0040),
+        # whose result every model's run and tests tasks report.
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert states["dbt.dbt_producer_watcher"] == "success"
+        assert states["dbt.events.run"] == states["dbt.events.test"] == states["dbt.sessions.test"] == "success"
         _assert_health_sees_the_transform()
 
         with open_warehouse(settings.warehouse) as wh:

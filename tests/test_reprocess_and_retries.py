@@ -160,6 +160,33 @@ def test_a_schema_error_fails_at_once_and_the_runbook_fixes_it(built, trackway_e
     assert _count("SELECT count(*) FROM analytics.events") == 30
 
 
+def test_in_watcher_mode_a_failed_model_fails_its_own_task_and_its_retry_builds_it_alone(
+    built, trackway_env, monkeypatch
+):
+    """TRACKWAY_DBT_EXECUTION=watcher (adr/0040, BigQuery's default): one dbt build for the whole run.
+
+    analytics.events no longer matches its model: the build fails, but each model's tasks still report their
+    own result. events' run task failed and was retried (the build's "status 'error'" says not why); the retry
+    built events alone, which failed with the schema error itself: the alert names its runbook section.
+    """
+    from trackway.transform.manifest import compile_manifest
+
+    monkeypatch.setenv("TRACKWAY_DBT_EXECUTION", "watcher")
+    compile_manifest(load_settings())  # `trackway transform compile`, which the DAG only reads
+    with open_warehouse(load_settings().warehouse) as wh:
+        wh.con.execute("ALTER TABLE analytics.events ADD COLUMN added_by_hand VARCHAR")
+    run = _dag("events_transform").test()
+    assert run.state == "failed"
+    assert _tries(run, "dbt.dbt_producer_watcher") == ("failed", 1)  # never retried: the model tasks are
+    assert _tries(run, "dbt.events.run") == ("failed", 2)
+    assert _tries(run, "dbt.events_rejected.run")[0] == _tries(run, "dbt.int_events_new.test")[0] == "success"
+    assert _tries(run, "dbt.sessions.run")[0] == "upstream_failed"  # downstream of the failed model
+    assert _tries(run, "publish")[0] == "upstream_failed"
+    alerts = [a for a in _alerts(trackway_env) if a.get("task_id") == "dbt.events.run"]
+    assert alerts and alerts[-1]["failure"] == "schema", _alerts(trackway_env)
+    assert alerts[-1]["runbook"].endswith("docs/runbook.md#schema-changed")
+
+
 def test_a_busy_warehouse_is_retried(trackway_env, airflow_db, monkeypatch):
     """Another process holds DuckDB's write lock: the load fails as busy, is retried, and loads once it is free."""
     monkeypatch.setenv("TRACKWAY_TASK_RETRIES", "2")

@@ -130,3 +130,17 @@ def test_a_bad_load_setting_fails_the_load_with_its_message(trackway_env, airflo
     assert run.state == "failed"
     alerts = [json.loads(line) for line in (trackway_env / "alerts.ndjson").read_text().splitlines()]
     assert len(alerts) == 1 and message in alerts[0]["error"]
+
+
+def test_dbt_runs_one_watched_build_where_each_dbt_is_a_process(trackway_env, monkeypatch, tmp_path):
+    """adr/0040: per-model dbt in-process (DuckDB, PostgreSQL); one watched build with a dbt executable."""
+    monkeypatch.delenv("TRACKWAY_DBT_EXECUTION", raising=False)
+    monkeypatch.setenv("TRACKWAY_DBT_EXECUTABLE", "in-process")
+    assert load_settings().dbt_execution == "per_model"
+    monkeypatch.setenv("TRACKWAY_DBT_EXECUTABLE", str(tmp_path / "dbt"))
+    assert load_settings().dbt_execution == "watcher"
+    monkeypatch.setenv("TRACKWAY_DBT_EXECUTION", "per_model")
+    assert load_settings().dbt_execution == "per_model"
+    monkeypatch.setenv("TRACKWAY_DBT_EXECUTION", "one_big_build")
+    with pytest.raises(ConfigError, match="TRACKWAY_DBT_EXECUTION"):
+        assert load_settings().dbt_execution is None  # never reached: the setting is refused

@@ -46,6 +46,7 @@ def _effective(settings: Settings, entry: Setting) -> Any:
         "TRACKWAY_SOURCES_FILE": lambda: settings.sources_file,
         "TRACKWAY_DBT_PROJECT_DIR": lambda: settings.dbt_project_dir,
         "TRACKWAY_DBT_EXECUTABLE": lambda: settings.dbt_executable or "in-process",
+        "TRACKWAY_DBT_EXECUTION": lambda: settings.dbt_execution,
         "TRACKWAY_PLAN_MODES": lambda: ",".join(
             [*(f"{s}:{m}" for s, m in settings.plan_modes.items()), f"*:{settings.plan_default_mode}"]
         ),

@@ -417,6 +417,14 @@ class TransformSection(Section):
         "to a dbt run as a subprocess (`make dbt-venv` builds `.dbt-venv`, the one with dbt-bigquery)",
         default_doc="in-process on DuckDB/PostgreSQL; .dbt-venv/bin/dbt on BigQuery",
     )
+    dbt_execution: Literal["per_model", "watcher"] | None = setting(
+        "TRACKWAY_DBT_EXECUTION",
+        None,
+        "How events_transform runs dbt, one Airflow task per model either way: `per_model` starts a dbt per "
+        "model task (`dbt build --select <model>`); `watcher` runs one `dbt build` of the whole project (Cosmos's "
+        "watcher mode) that the model tasks watch, and a retried model task builds its model alone (adr/0040)",
+        default_doc="watcher when dbt runs as a subprocess (BigQuery's .dbt-venv); per_model in-process",
+    )
     report_path: Path | None = setting(
         "TRACKWAY_REPORT_PATH",
         None,

@@ -10,6 +10,10 @@ The DAG file only wires what this module builds:
   ``TestBehavior.BUILD``); tests spanning several models, and the raw
   source's freshness check (warn/error levels in ``_sources.yml``), are
   tasks of their own, so on-call sees what failed and can retry it alone;
+* or, with ``TRACKWAY_DBT_EXECUTION=watcher`` (the default where dbt is a
+  process of its own: BigQuery), one ``dbt build`` of the whole project runs
+  first and each model's run and tests are tasks that read its result;
+  a retried one builds its model alone (adr/0040);
 * dbt runs in the worker process (``InvocationMode.DBT_RUNNER``) with the
   connection taken from the environment, never from the serialized DAG;
 * DuckDB has a single writer: on DuckDB the DAG runs one task at a time;
@@ -59,7 +63,7 @@ def _dbt_config(settings: Settings) -> tuple[Any, Any, dict[str, Any]]:
     if not executable:  # dbt in this process: many dbt commands per process under `dags test` (the demo)
         speed_up_in_process_dbt()
     execution = ExecutionConfig(
-        execution_mode=ExecutionMode.LOCAL,
+        execution_mode=ExecutionMode.WATCHER if settings.dbt_execution == "watcher" else ExecutionMode.LOCAL,
         # dbt in its own environment (BigQuery) runs as a subprocess of that dbt.
         invocation_mode=InvocationMode.SUBPROCESS if executable else InvocationMode.DBT_RUNNER,
         **executable,
@@ -74,9 +78,10 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
 
     settings = load_settings()
     profile, execution, _ = _dbt_config(settings)
+    watcher = settings.dbt_execution == "watcher"
     # Both written by `trackway transform compile`; here only read (with a plan: the copy holding its models).
     manifest = require_current_manifest(settings)
-    return DbtTaskGroup(
+    group = DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
             dbt_project_path=project_path(settings),
@@ -92,7 +97,8 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
         execution_config=execution,
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
-            test_behavior=TestBehavior.BUILD,
+            # The watcher's one build runs every test: each model's tests are a task of their own that reads it.
+            test_behavior=TestBehavior.AFTER_EACH if watcher else TestBehavior.BUILD,
             source_rendering_behavior=SourceRenderingBehavior.WITH_TESTS_OR_FRESHNESS,
             should_detach_multiple_parents_tests=True,
             # Unit tests run in CI; the on-run-end hook (audit.dbt_results) is no task of its own.
@@ -104,6 +110,32 @@ def dbt_task_group(group_id: str = "dbt") -> Any:
         ),
         operator_args={"install_deps": False},
     )
+    if watcher:
+        _watch_after_the_build(group)
+    return group
+
+
+def _watch_after_the_build(group: Any) -> None:
+    """The watched build first; each of the group's first tasks after it, whether it succeeded or failed.
+
+    Cosmos starts a task group's watchers beside the build, waiting for its results. Under `airflow dags
+    test` (the demo, the tests), which runs one task at a time, a watcher that ran first waited forever
+    for a build that could not start. After the build they find every result at once.
+
+    ``one_done`` runs them when the build failed too, so each model shows its own result (and a retry
+    builds it alone), and skips them with a skipped build (micro-batch's fresh-models branch). The build
+    is not retried: Cosmos skips a second attempt; the model tasks' retries do that work.
+    """
+    tasks = list(group.iter_tasks())
+    ids = {task.task_id for task in tasks}
+    [producer] = [task for task in tasks if type(task).__name__ == "DbtProducerWatcherOperator"]
+    producer.retries = 0
+    for task in tasks:
+        if task is producer or task.task_id in producer.downstream_task_ids:
+            continue
+        if not set(task.upstream_task_ids) & ids:
+            producer >> task
+            task.trigger_rule = "one_done"
 
 
 def dbt_audit_task(task_id: str = "test_all_history") -> Any:
