@@ -15,10 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from trackway.config import Settings, load_settings
 from trackway.demo import answers
@@ -117,24 +120,59 @@ def _count_raw_objects(settings: Settings) -> tuple[int, int, set[str], str | No
     return objects, lines, ips, email
 
 
+class _AirflowCommand:
+    """An ``airflow`` CLI command running beside the demo, its output in a log under ``$TRACKWAY_HOME/logs``."""
+
+    def __init__(self, args: list[str], log_name: str, settings: Settings) -> None:
+        self.args = args
+        self.log_path = settings.home / "logs" / log_name
+        self.started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "airflow"), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # `airflow dags test` crashes after a successful run of a DAG with a deadline (apache/airflow#73428,
+                # Airflow 3.3.2): the one-shot demo runs without them; `make up` and production keep them.
+                env={**os.environ, "TRACKWAY_DAG_DEADLINE_MINUTES": "0"},
+            )
+
+    def wait(self) -> float:
+        """Seconds since it started; a failure raises with the log's tail."""
+        if self.process.wait() != 0:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-25:]
+            raise DemoError(
+                f"`airflow {' '.join(self.args)}` failed (exit {self.process.returncode}); log: {self.log_path}\n"
+                + "\n".join(tail)
+            )
+        return time.monotonic() - self.started
+
+
 def _airflow(args: list[str], log_name: str, settings: Settings) -> float:
-    log_path = settings.home / "logs" / log_name
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        result = subprocess.run(
-            [str(Path(sys.executable).parent / "airflow"), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # `airflow dags test` crashes after a successful run of a DAG with a deadline (apache/airflow#73428,
-            # Airflow 3.3.2): the one-shot demo runs without them; `make up` and production keep them.
-            env={**os.environ, "TRACKWAY_DAG_DEADLINE_MINUTES": "0"},
-        )
-    if result.returncode != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-25:]
-        raise DemoError(
-            f"`airflow {' '.join(args)}` failed (exit {result.returncode}); log: {log_path}\n" + "\n".join(tail)
-        )
-    return time.monotonic() - started
+    return _AirflowCommand(args, log_name, settings).wait()
+
+
+class _InBackground(threading.Thread):
+    """A step that needs neither the warehouse nor Airflow, run on the other core while a DAG runs (2 cores)."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.work = work
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = self.work()
+        except BaseException as exc:  # re-raised in the demo's thread by outcome()
+            self.error = exc
+
+    def outcome(self) -> Any:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 def _write_app_database(settings: Settings, calls: list, day: date, seed: int) -> Path | None:
@@ -214,6 +252,8 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     # Before anything imports Airflow (counting the raw objects does): with the OpenLineage namespace unset,
     # Cosmos's settings printed "section/key [openlineage/namespace] not found in config".
     apply_airflow_defaults(settings)
+    # Airflow's metadata DB (SQLite) is made while the collector starts and the SDK sends (the other core).
+    migrate = _AirflowCommand(["db", "migrate"], "airflow-db-migrate.log", settings)
     env = dict(os.environ)
     env.update({"TRACKWAY_HOME": str(settings.home), "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "2"})
     write_key = next(iter(settings.write_keys))
@@ -284,8 +324,14 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     )
 
     _stage(4, "events_load: `airflow dags test events_load <hour end>` for each hour received; then app_sync")
-    secs = _airflow(["db", "migrate"], "airflow-db-migrate.log", settings)
-    _say(f"  Airflow metadata DB ready (SQLite, {secs:.0f}s)")
+    migrate.wait()
+    _say("  Airflow metadata DB ready (SQLite, made beside the steps above)")
+    from trackway.transform.manifest import compile_manifest
+
+    # The ahead-of-time step (adr/0014): the manifest events_transform loads. It needs no warehouse, so
+    # it runs beside the loads; the line below says when it is done.
+    logging.getLogger("trackway.transform.dbt_runner").setLevel(logging.WARNING)
+    compiling = _InBackground(lambda: compile_manifest(settings))
     for hour in hours_between(first_hour, last_hour + timedelta(hours=1)):
         end = hour + timedelta(hours=1)
         secs = _airflow(["dags", "test", "events_load", end.isoformat()], f"events_load-{hour:%Y%m%dT%H}.log", settings)
@@ -310,12 +356,13 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
         _say(f"  app_sync: Nestful's own database ({app_db.name}) into schema app: {tables} — {synced.seconds:.0f}s")
 
     _stage(5, "events_transform: `airflow dags test events_transform` (one task per dbt model, via Cosmos)")
-    from trackway.transform.manifest import compile_manifest
-
-    # The ahead-of-time step (adr/0014): the manifest the DAG loads. The DAG's last task deploys the
-    # plan's typed views the first time (adr/0029); later plan changes need `trackway plan deploy`.
-    compiled = compile_manifest(settings)
-    _say(f"  `trackway transform compile`: dbt manifest {compiled.manifest} in {compiled.seconds:.0f}s")
+    # The DAG's last task deploys the plan's typed views the first time (adr/0029); later plan changes
+    # need `trackway plan deploy`.
+    compiled = compiling.outcome()
+    _say(
+        f"  `trackway transform compile`: dbt manifest {compiled.manifest} in {compiled.seconds:.0f}s "
+        "(beside the loads)"
+    )
     secs = _airflow(["dags", "test", "events_transform"], "events_transform.log", settings)
     _say(f"  dbt models and tests finished in {secs:.0f}s (log: {settings.home / 'logs' / 'events_transform.log'})")
     report_path = settings.report_path
