@@ -15,13 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from trackway.config import Settings, load_settings
 from trackway.demo import answers
@@ -150,29 +148,6 @@ class _AirflowCommand:
 
 def _airflow(args: list[str], log_name: str, settings: Settings) -> float:
     return _AirflowCommand(args, log_name, settings).wait()
-
-
-class _InBackground(threading.Thread):
-    """A step that needs neither the warehouse nor Airflow, run on the other core while a DAG runs (2 cores)."""
-
-    def __init__(self, work: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.work = work
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.result = self.work()
-        except BaseException as exc:  # re-raised in the demo's thread by outcome()
-            self.error = exc
-
-    def outcome(self) -> Any:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def _write_app_database(settings: Settings, calls: list, day: date, seed: int) -> Path | None:
@@ -328,10 +303,15 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say("  Airflow metadata DB ready (SQLite, made beside the steps above)")
     from trackway.transform.manifest import compile_manifest
 
-    # The ahead-of-time step (adr/0014): the manifest events_transform loads. It needs no warehouse, so
-    # it runs beside the loads; the line below says when it is done.
-    logging.getLogger("trackway.transform.dbt_runner").setLevel(logging.WARNING)
-    compiling = _InBackground(lambda: compile_manifest(settings))
+    # The ahead-of-time step (adr/0014): the manifest events_transform loads. It needs neither the warehouse
+    # nor Airflow, so it runs on the other core beside the loads; stage 5 says when it was done, and its own
+    # log line would land among the loads'.
+    dbt_log = logging.getLogger("trackway.transform.dbt_runner")
+    dbt_log_level = dbt_log.level
+    dbt_log.setLevel(logging.WARNING)
+    beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compile")
+    compiling = beside.submit(compile_manifest, settings)
+    beside.shutdown(wait=False)  # no more work for it; the compile runs on, and .result() below waits for it
     for hour in hours_between(first_hour, last_hour + timedelta(hours=1)):
         end = hour + timedelta(hours=1)
         secs = _airflow(["dags", "test", "events_load", end.isoformat()], f"events_load-{hour:%Y%m%dT%H}.log", settings)
@@ -358,7 +338,8 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _stage(5, "events_transform: `airflow dags test events_transform` (one task per dbt model, via Cosmos)")
     # The DAG's last task deploys the plan's typed views the first time (adr/0029); later plan changes
     # need `trackway plan deploy`.
-    compiled = compiling.outcome()
+    compiled = compiling.result()  # its exception, if it failed, is raised here
+    dbt_log.setLevel(dbt_log_level)
     _say(
         f"  `trackway transform compile`: dbt manifest {compiled.manifest} in {compiled.seconds:.0f}s "
         "(beside the loads)"
