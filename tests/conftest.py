@@ -119,8 +119,9 @@ def airflow_db() -> Path:
 def own_asset_events(airflow_db):
     """This test's asset events and queued runs only: the Airflow DB is shared by the session.
 
-    Clears events_transform's asset queue before the test, and removes the asset events
-    and queued runs it made afterwards, so a test that counts them sees its own alone.
+    Clears the asset events and events_transform's asset queue that earlier tests on this worker left
+    (not every DAG test uses this fixture: test_lineage's loads do not), and removes the ones it made
+    afterwards, so a test that counts them sees its own alone.
     """
     from airflow.models.asset import AssetDagRunQueue, AssetEvent
     from airflow.utils.session import create_session
@@ -128,6 +129,7 @@ def own_asset_events(airflow_db):
 
     with create_session() as session:
         session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == "events_transform"))
+        session.execute(delete(AssetEvent))
         before = session.scalar(select(func.max(AssetEvent.id))) or 0
     yield
     with create_session() as session:

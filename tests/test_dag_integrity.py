@@ -208,7 +208,10 @@ def test_hourly_dbt_tasks_test_new_rows_and_the_daily_audit_all_history(dagbag):
     assert type(audit.timetable).__name__ == "CronTriggerTimetable" and audit.timetable.expression == "40 3 * * *"
     [task] = audit.tasks
     assert type(task).__name__ == "DbtTestLocalOperator" and task.vars == {"test_scope": "all"}
-    assert not task.install_deps and task.env == {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
+    assert not task.install_deps and task.env == {
+        "DBT_EXCLUDE_RESOURCE_TYPES": "unit_test",
+        "DBT_LOG_LEVEL_FILE": "none",
+    }
 
 
 def test_privacy_runs_daily_and_alerts_whatever_the_run_did(dagbag):

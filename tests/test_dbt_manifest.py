@@ -107,6 +107,11 @@ def test_compile_writes_manifest_and_fingerprint_without_a_warehouse(home, compi
     assert parts["dbt target"] == "duckdb" and parts["tracking plan"] == "none"  # no plan: no analytics_x models
     assert parts["project used by the DAG"] == compiled["TRACKWAY_DBT_PROJECT_DIR"]
     assert sorted(p.name for p in home.iterdir()) == ["dbt"]  # no warehouse.duckdb: dbt parse never connected
+    # Parsed as events_transform's tasks run dbt, and put where Cosmos starts them from (the project's target):
+    # their first dbt reads it instead of parsing the project again.
+    parsed = manifest.parent / "partial_parse.msgpack"
+    seeded = Path(compiled["TRACKWAY_DBT_PROJECT_DIR"]) / "target" / "partial_parse.msgpack"
+    assert seeded.read_bytes() == parsed.read_bytes()
 
 
 def test_compile_is_a_no_op_when_current(home, spawned, capsys):

@@ -1,4 +1,4 @@
-"""Two costs of running many dbt commands in one process, removed (issue 20 §6, §7).
+"""Three costs of running many dbt commands in one process, removed (issue 20 §6, §7).
 
 Cosmos's ``InvocationMode.DBT_RUNNER`` runs each task's dbt inside the Airflow process. One process runs
 every task of a run under ``airflow dags test`` (the demo), and a pytest worker runs hundreds. Two library
@@ -10,20 +10,41 @@ costs then grow with the process:
 * Cosmos calls ``gc.collect()`` after every dbt command (``cosmos.dbt.runner._cleanup_dbt_adapters``),
   a full scan of a heap that only grows.
 
+* Each dbt command loads its manifest again (dbt's partial parse: reading it, checking every file) and
+  writes ``manifest.json`` twice, once after loading it and once at the end (0.3-0.4 s of a 1.0-1.2 s command
+  on the demo's data).
+
 The flag's source is read from the frames' globals instead (the same answer: the first calling module
 that is not behavior_flags itself; it only names the module in a behavior-change warning). After Cosmos's
 collect, what survived is frozen, so the next command's collect scans only what that command made.
 Reference counting still frees everything; only cycles made before a freeze stay. In a task process of
 its own, the usual production case, both costs were small (13 ms a flag, about 0.1 s a collect).
+
+The manifest a command loaded is kept, and the next Cosmos command of the same project, profile, target, vars
+and dbt environment is given it (``dbtRunner(manifest=...)``, dbt's documented way to skip loading one), as a
+long-lived dbt process would. The key holds the project's files by content, so an edited model or a tracking
+plan's new views load a new manifest. A task process of its own starts empty and loads as before.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
+import os
 import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 _APPLIED: dict[str, Any] = {}
+# dbt's output and dependencies inside a project folder: never what a manifest is parsed from.
+_NOT_PROJECT_FILES = {"target", "logs", "dbt_packages", "__pycache__"}
+# Flags that choose which nodes run: the same manifest serves every choice. Their values follow them.
+_SELECTION_FLAGS = {"--select", "-s", "--models", "-m", "--exclude", "--selector", "--resource-type"}
+# Commands that load a manifest and run nodes (parse, deps, debug and the rest are left alone).
+_MANIFEST_COMMANDS = {("build",), ("run",), ("test",), ("seed",), ("snapshot",), ("compile",), ("source", "freshness")}
+_KEPT_MANIFESTS = 2
 
 
 def _default_source() -> str:
@@ -38,8 +59,118 @@ def _default_source() -> str:
     return "Unknown"
 
 
+class _ManifestCache:
+    """The manifests dbt loaded in this process, by what they were loaded from; the last few only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._manifests: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+        self._parsed = threading.local()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple[str, ...]) -> Any:
+        with self._lock:
+            manifest = self._manifests.get(key)
+            if manifest is not None:
+                self._manifests.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return manifest
+
+    def put(self, key: tuple[str, ...], manifest: Any) -> None:
+        with self._lock:
+            self._manifests[key] = manifest
+            self._manifests.move_to_end(key)
+            while len(self._manifests) > _KEPT_MANIFESTS:
+                self._manifests.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._manifests.clear()
+
+    def recording(self, parse_manifest: Callable[..., Any]) -> Callable[..., Any]:
+        """dbt's parse_manifest, noting on this thread the manifest it returned."""
+
+        def parse_and_record(*args: Any, **kwargs: Any) -> Any:
+            manifest = parse_manifest(*args, **kwargs)
+            self._parsed.manifest = manifest
+            return manifest
+
+        return parse_and_record
+
+    def take_parsed(self) -> Any:
+        manifest = getattr(self._parsed, "manifest", None)
+        self._parsed.manifest = None
+        return manifest
+
+
+MANIFESTS = _ManifestCache()
+
+
+def _project_files_hash(project_dir: str) -> str:
+    """The project's files by path and content, through Cosmos's per-task copy (a folder of symlinks)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for root, dirs, files in os.walk(project_dir, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if d not in _NOT_PROJECT_FILES and not d.startswith("."))
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                digest.update(os.path.relpath(path, project_dir).encode() + b"\0" + handle.read() + b"\0")
+    return digest.hexdigest()
+
+
+def manifest_key(args: list[str], env: dict[str, str], cwd: str) -> tuple[str, ...] | None:
+    """What a command's manifest is parsed from: the project's files, its other flags (profile, target, vars,
+    ...), and the dbt and Trackway environment it runs with. None: a command that does not load a manifest."""
+    words = 2 if args[:1] == ["source"] else 1
+    if tuple(args[:words]) not in _MANIFEST_COMMANDS:
+        return None
+    flags: list[str] = []
+    project_dir = cwd
+    skipping = False
+    for index in range(words, len(args)):
+        arg = args[index]
+        if arg.startswith("-"):
+            skipping = arg in _SELECTION_FLAGS
+            if arg == "--project-dir" and index + 1 < len(args):
+                project_dir = args[index + 1]
+        if not skipping and args[index - 1] != "--project-dir":
+            flags.append(arg)
+    environment = {**os.environ, **env}
+    settings = sorted(f"{k}={v}" for k, v in environment.items() if k.startswith(("DBT_", "TRACKWAY_")))
+    return (_project_files_hash(project_dir), *flags, "\0", *settings)
+
+
+def _run_command_with_kept_manifest(run_command: Callable[..., Any]) -> Callable[..., Any]:
+    """Cosmos's dbt invocation, given the manifest an earlier command of the same key loaded."""
+    from cosmos.dbt import runner
+
+    def run(command: list[str], env: dict[str, str], cwd: str, callbacks: Any = None, **kwargs: Any) -> Any:
+        key = manifest_key(command[1:], env, cwd)
+        manifest = MANIFESTS.get(key) if key is not None else None
+        if manifest is None:
+            MANIFESTS.take_parsed()  # nothing left over from another command
+            result = run_command(command, env, cwd, callbacks=callbacks, **kwargs)
+            parsed = MANIFESTS.take_parsed()
+            if key is not None and parsed is not None:
+                MANIFESTS.put(key, parsed)
+            return result
+        from dbt.cli.main import dbtRunner
+
+        original_get_runner = runner.get_runner
+        runner.get_runner = lambda callbacks=None: dbtRunner(manifest=manifest, callbacks=callbacks or [])
+        try:
+            return run_command(command, env, cwd, callbacks=callbacks, **kwargs)
+        finally:
+            runner.get_runner = original_get_runner
+
+    return run
+
+
 def speed_up_in_process_dbt() -> None:
-    """Install both changes once per process; a dbt-common or Cosmos without these functions is left alone."""
+    """Install the three changes once per process; a dbt-common, dbt or Cosmos without these functions is left
+    alone."""
     if _APPLIED:
         return
     from dbt_common import behavior_flags
@@ -61,4 +192,12 @@ def speed_up_in_process_dbt() -> None:
             gc.freeze()
 
         runner._cleanup_dbt_adapters = cleanup_then_freeze
+
+    from dbt.cli import requires
+
+    if hasattr(requires, "parse_manifest") and hasattr(runner, "run_command") and hasattr(runner, "get_runner"):
+        _APPLIED["parse_manifest"] = requires.parse_manifest
+        requires.parse_manifest = MANIFESTS.recording(requires.parse_manifest)
+        _APPLIED["run_command"] = runner.run_command
+        runner.run_command = _run_command_with_kept_manifest(runner.run_command)
     _APPLIED.setdefault("done", True)

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 # dbt commands that run models or tests (and need raw data); the others (parse, compile, deps) read files.
 NODE_COMMANDS = ("build", "run", "test", "seed", "snapshot")
+# The profile in include/dbt/profiles.yml, and the vars of the hourly transform: each run tests only the rows it
+# wrote, so the hourly build does not grow with history (adr/0034). The daily audit tests all.
+DBT_PROFILE = "trackway"
+HOURLY_DBT_VARS = {"test_scope": "new_rows"}
 
 
 class DbtBuildError(RuntimeError):
