@@ -111,7 +111,13 @@ MANIFESTS = _ManifestCache()
 def _project_files_hash(project_dir: str) -> str:
     """The project's files by path and content, through Cosmos's per-task copy (a folder of symlinks)."""
     digest = hashlib.blake2b(digest_size=16)
+    seen: set[str] = set()  # each real folder once: a symlink loop in a project must not walk forever
     for root, dirs, files in os.walk(project_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if d not in _NOT_PROJECT_FILES and not d.startswith("."))
         for name in sorted(files):
             path = os.path.join(root, name)
@@ -142,9 +148,25 @@ def manifest_key(args: list[str], env: dict[str, str], cwd: str) -> tuple[str, .
     return (_project_files_hash(project_dir), *flags, "\0", *settings)
 
 
+_COMMAND = threading.local()  # the kept manifest of the command this thread is running, if any
+
+
+def _get_runner_with_kept_manifest(get_runner: Callable[..., Any]) -> Callable[..., Any]:
+    """Cosmos's get_runner; a dbtRunner given the kept manifest while this thread's command has one."""
+
+    def get(callbacks: Any = None) -> Any:
+        manifest = getattr(_COMMAND, "manifest", None)
+        if manifest is None:
+            return get_runner(callbacks=callbacks)
+        from dbt.cli.main import dbtRunner
+
+        return dbtRunner(manifest=manifest, callbacks=callbacks or [])
+
+    return get
+
+
 def _run_command_with_kept_manifest(run_command: Callable[..., Any]) -> Callable[..., Any]:
     """Cosmos's dbt invocation, given the manifest an earlier command of the same key loaded."""
-    from cosmos.dbt import runner
 
     def run(command: list[str], env: dict[str, str], cwd: str, callbacks: Any = None, **kwargs: Any) -> Any:
         key = manifest_key(command[1:], env, cwd)
@@ -156,14 +178,11 @@ def _run_command_with_kept_manifest(run_command: Callable[..., Any]) -> Callable
             if key is not None and parsed is not None:
                 MANIFESTS.put(key, parsed)
             return result
-        from dbt.cli.main import dbtRunner
-
-        original_get_runner = runner.get_runner
-        runner.get_runner = lambda callbacks=None: dbtRunner(manifest=manifest, callbacks=callbacks or [])
+        _COMMAND.manifest = manifest
         try:
             return run_command(command, env, cwd, callbacks=callbacks, **kwargs)
         finally:
-            runner.get_runner = original_get_runner
+            _COMMAND.manifest = None
 
     return run
 
@@ -200,4 +219,6 @@ def speed_up_in_process_dbt() -> None:
         requires.parse_manifest = MANIFESTS.recording(requires.parse_manifest)
         _APPLIED["run_command"] = runner.run_command
         runner.run_command = _run_command_with_kept_manifest(runner.run_command)
+        _APPLIED["get_runner"] = runner.get_runner
+        runner.get_runner = _get_runner_with_kept_manifest(runner.get_runner)
     _APPLIED.setdefault("done", True)
