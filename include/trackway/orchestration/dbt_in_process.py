@@ -169,7 +169,7 @@ def _run_command_with_kept_manifest(run_command: Callable[..., Any]) -> Callable
     """Cosmos's dbt invocation, given the manifest an earlier command of the same key loaded."""
 
     def run(command: list[str], env: dict[str, str], cwd: str, callbacks: Any = None, **kwargs: Any) -> Any:
-        key = manifest_key(command[1:], env, cwd)
+        key = manifest_key(command[1:], env, cwd) if _record_parsed_manifests() else None
         manifest = MANIFESTS.get(key) if key is not None else None
         if manifest is None:
             MANIFESTS.take_parsed()  # nothing left over from another command
@@ -212,13 +212,23 @@ def speed_up_in_process_dbt() -> None:
 
         runner._cleanup_dbt_adapters = cleanup_then_freeze
 
-    from dbt.cli import requires
-
-    if hasattr(requires, "parse_manifest") and hasattr(runner, "run_command") and hasattr(runner, "get_runner"):
-        _APPLIED["parse_manifest"] = requires.parse_manifest
-        requires.parse_manifest = MANIFESTS.recording(requires.parse_manifest)
+    # dbt's own module is patched at the first command, not here: this runs while the DAG is parsed, and
+    # importing dbt's CLI then would add about 3 s to every parse of events_transform.
+    if hasattr(runner, "run_command") and hasattr(runner, "get_runner"):
         _APPLIED["run_command"] = runner.run_command
         runner.run_command = _run_command_with_kept_manifest(runner.run_command)
         _APPLIED["get_runner"] = runner.get_runner
         runner.get_runner = _get_runner_with_kept_manifest(runner.get_runner)
     _APPLIED.setdefault("done", True)
+
+
+def _record_parsed_manifests() -> bool:
+    """Wrap dbt's parse_manifest once, so that a command's loaded manifest can be kept; False if dbt has none."""
+    if "parse_manifest" not in _APPLIED:
+        from dbt.cli import requires
+
+        if not hasattr(requires, "parse_manifest"):
+            return False
+        _APPLIED["parse_manifest"] = requires.parse_manifest
+        requires.parse_manifest = MANIFESTS.recording(requires.parse_manifest)
+    return True
