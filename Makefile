@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.trackway-installed
+BYTECODE_STAMP := $(VENV)/.trackway-bytecode
 # dbt and its adapters live in a virtual environment of their own (adr/0007): dbt-bigquery
 # pins google-cloud-storage<3.2, Airflow's Google provider and gcsfs need >=3.10.
 DBT_VENV ?= .dbt-venv
@@ -25,28 +26,40 @@ $(BIN)/python:
 		|| { echo "Set PYTHON=/path/to/python3.11 (make demo PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# --compile-bytecode: no command has to compile the ~2,000 modules it imports where Python may not write
-# .pyc itself (PYTHONDONTWRITEBYTECODE, a read-only site-packages); seconds per command (benchmarks/bench_cli.py).
+# Bytecode (adr/0042): what make runs writes each module's .pyc the first time it imports it, as Python does
+# by default, even where the environment says PYTHONDONTWRITEBYTECODE (this machine). Compiling the whole lock
+# at install took 110 s of a fresh clone's `make test` for ~42,000 files, most never imported. `make install`
+# still compiles all of it, for commands run by hand where .pyc cannot be written (adr/0017).
+unexport PYTHONDONTWRITEBYTECODE
 $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	@echo "==> installing the pinned lock into $(VENV) (first time: about a minute)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
-	$(BIN)/python -m compileall -q -j 0 include/trackway  # the package's own bytecode too (uv compiles site-packages)
 	$(BIN)/python -m pip check
 	@touch $@
 
 # The dbt manifest events_transform loads is compiled ahead of time (adr/0014): `dbt parse`, no warehouse
 # connection; a no-op when it is current. Again after changing a model (not the tracking plan: adr/0029).
-install: $(STAMP) $(DBT_STAMP) ## create/update .venv and .dbt-venv, then compile the dbt manifest (trackway transform compile)
+install: $(BYTECODE_STAMP) ## create/update .venv and .dbt-venv with all their bytecode, then compile the dbt manifest (trackway transform compile)
 	$(BIN)/trackway transform compile
+
+# Every module's bytecode, for commands run by hand where Python may not write .pyc (adr/0017, adr/0042). uv
+# compiles a whole environment only while it installs (skipping files no Python 3 can compile), so it reinstalls
+# the lock from its cache.
+$(BYTECODE_STAMP): $(STAMP) $(DBT_STAMP)
+	@echo "==> compiling the bytecode of $(VENV), $(DBT_VENV) and the package (about two minutes, once)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --reinstall -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(DBT_VENV)/bin/python --compile-bytecode --reinstall -r requirements-dbt.txt
+	$(BIN)/python -m compileall -q -j 0 include/trackway
+	@touch $@
 
 $(DBT_VENV)/bin/python:
 	$(PYTHON) -m venv $(DBT_VENV)
 
 $(DBT_STAMP): $(DBT_VENV)/bin/python requirements-dbt.txt $(STAMP)
 	@echo "==> installing dbt and its adapters into $(DBT_VENV) (requirements-dbt.txt)"
-	$(BIN)/uv pip install --quiet --python $(DBT_VENV)/bin/python --compile-bytecode -r requirements-dbt.txt
+	$(BIN)/uv pip install --quiet --python $(DBT_VENV)/bin/python -r requirements-dbt.txt
 	$(DBT_VENV)/bin/python -m pip check
 	@touch $@
 
@@ -92,8 +105,17 @@ down: ## stop the stack make up runs for this TRACKWAY_HOME
 # than cores was measured (docs/benchmarks.md "Test suite"): no faster from a fresh clone, so not the default.
 PYTEST_WORKERS ?= auto
 
-test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite (but the stack's: make test-stack)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi" $(PYTEST_ARGS)
+# make lint runs beside the suite (its report is printed after the tests'): mypy's cold run alone takes 75-85 s of
+# one core, which the suite, waiting on servers and outages at times, leaves idle anyway. Either failing fails.
+test: $(STAMP) $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint beside the whole test suite (but the stack's: make test-stack)
+	@echo "==> make lint, beside the test suite: its report follows the tests' (make lint alone runs it first)"
+	@( $(MAKE) --no-print-directory lint > $(VENV)/lint.out 2>&1; echo $$? > $(VENV)/lint.rc ) & \
+	  $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi" $(PYTEST_ARGS); \
+	  tests_rc=$$?; wait; \
+	  echo "==> make lint"; cat $(VENV)/lint.out; lint_rc=$$(cat $(VENV)/lint.rc); \
+	  if [ "$$lint_rc" != 0 ]; then echo "make test failed: make lint found the problems above"; fi; \
+	  if [ $$tests_rc != 0 ]; then echo "make test failed: pytest exited with $$tests_rc (its report is above make lint's)"; fi; \
+	  [ "$$lint_rc" = 0 ] && [ $$tests_rc = 0 ]
 
 # The production shape as real processes (tests/test_stack.py, marker "stack"): `trackway up` with Airflow on
 # PostgreSQL, LocalExecutor then CeleryExecutor with Redis. Minutes of Airflow processes on two cores, so it
