@@ -28,8 +28,8 @@ $(BIN)/python:
 
 # Bytecode (adr/0042): what make runs writes each module's .pyc the first time it imports it, as Python does
 # by default, even where the environment says PYTHONDONTWRITEBYTECODE (this machine). Compiling the whole lock
-# at install took 110 s of a fresh clone's `make test` for ~42,000 files, most never imported. `make install`
-# still compiles all of it, for commands run by hand where .pyc cannot be written (adr/0017).
+# at install took 110 s of a fresh clone's `make test` and `make demo` for ~42,000 files, about 10,000 of them
+# ever imported. `make install` still compiles all of it, for commands run by hand (adr/0017).
 unexport PYTHONDONTWRITEBYTECODE
 $(STAMP): $(BIN)/python requirements.txt pyproject.toml
 	@echo "==> installing the pinned lock into $(VENV) (first time: about a minute)"
@@ -105,17 +105,8 @@ down: ## stop the stack make up runs for this TRACKWAY_HOME
 # than cores was measured (docs/benchmarks.md "Test suite"): no faster from a fresh clone, so not the default.
 PYTEST_WORKERS ?= auto
 
-# make lint runs beside the suite (its report is printed after the tests'): mypy's cold run alone takes 75-85 s of
-# one core, which the suite, waiting on servers and outages at times, leaves idle anyway. Either failing fails.
-test: $(STAMP) $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint beside the whole test suite (but the stack's: make test-stack)
-	@echo "==> make lint, beside the test suite: its report follows the tests' (make lint alone runs it first)"
-	@( $(MAKE) --no-print-directory lint > $(VENV)/lint.out 2>&1; echo $$? > $(VENV)/lint.rc ) & \
-	  $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi" $(PYTEST_ARGS); \
-	  tests_rc=$$?; wait; \
-	  echo "==> make lint"; cat $(VENV)/lint.out; lint_rc=$$(cat $(VENV)/lint.rc); \
-	  if [ "$$lint_rc" != 0 ]; then echo "make test failed: make lint found the problems above"; fi; \
-	  if [ $$tests_rc != 0 ]; then echo "make test failed: pytest exited with $$tests_rc (its report is above make lint's)"; fi; \
-	  [ "$$lint_rc" = 0 ] && [ $$tests_rc = 0 ]
+test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite (but the stack's: make test-stack)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi" $(PYTEST_ARGS)
 
 # The production shape as real processes (tests/test_stack.py, marker "stack"): `trackway up` with Airflow on
 # PostgreSQL, LocalExecutor then CeleryExecutor with Redis. Minutes of Airflow processes on two cores, so it
