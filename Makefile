@@ -16,7 +16,7 @@ BI_STAMP := $(BI_VENV)/.trackway-bi-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: help install dbt-venv demo up down test test-stack lint format docs lock lock-dbt clean postgres-server
+.PHONY: help install dbt-venv demo up down test test-bigquery test-stack lint format docs lock lock-dbt clean postgres-server
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -105,8 +105,14 @@ down: ## stop the stack make up runs for this TRACKWAY_HOME
 # than cores was measured (docs/benchmarks.md "Test suite"): no faster from a fresh clone, so not the default.
 PYTEST_WORKERS ?= auto
 
-test: lint $(DBT_STAMP) postgres-server sdk-clients browser ## run make lint, then the whole test suite (but the stack's: make test-stack)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi" $(PYTEST_ARGS)
+test: lint postgres-server sdk-clients browser ## run make lint, then the suite on DuckDB, PostgreSQL, S3 and GCS (BigQuery: make test-bigquery)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi and not bigquery" $(PYTEST_ARGS)
+
+# Everything on the BigQuery emulator (marker "bigquery": bqemulator, fake-gcs-server, dbt-bigquery from
+# .dbt-venv, a process per dbt command). CPU-heavy on two cores, so a tier of its own after `make test` (CI:
+# .ci/run), as the stack's and Superset's are (adr/0043). tests/bigquery_stack.py refuses an unmarked test.
+test-bigquery: $(STAMP) $(DBT_STAMP) ## the BigQuery tier: load, dbt-bigquery, privacy and app sync on the emulators
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m bigquery $(PYTEST_ARGS)
 
 # The production shape as real processes (tests/test_stack.py, marker "stack"): `trackway up` with Airflow on
 # PostgreSQL, LocalExecutor then CeleryExecutor with Redis. Minutes of Airflow processes on two cores, so it
@@ -118,17 +124,19 @@ test-stack: $(STAMP) postgres-server redis ## the whole stack as real processes:
 LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb
 
 lint: $(STAMP) ## ruff (lint + format check), import-linter, mypy on include/trackway, sqlfluff on include/dbt, the docs site; fails on any finding
-	@echo "==> ruff check"; $(BIN)/ruff check .
-	@echo "==> ruff format --check"; $(BIN)/ruff format --check .
-	@echo "==> import-linter: the package's layers, no circles (adr/0016-package-layers.md)"; \
-	  $(BIN)/lint-imports --no-cache --no-logo || { echo "make lint failed: an import breaks a layer contract above (pyproject.toml [tool.importlinter]); move the code to the layer it belongs to"; exit 1; }
-	@echo "==> docs: mkdocs build --strict, README.md at most 150 lines"; $(DOCS_CHECK)
-	@echo "==> mypy and sqlfluff (dbt templater), in parallel"; \
-	  ( $(BIN)/mypy > $(VENV)/mypy.out 2>&1; echo $$? > $(VENV)/mypy.rc ) & \
+	@echo "==> mypy on include/trackway, beside the other checks (the longest: about a minute cold); its findings print last"; \
+	  $(BIN)/mypy > $(VENV)/mypy.out 2>&1 & mypy_pid=$$!; \
+	  trap 'kill $$mypy_pid 2>/dev/null' EXIT; \
+	  echo "==> ruff check"; $(BIN)/ruff check . || exit 1; \
+	  echo "==> ruff format --check"; $(BIN)/ruff format --check . || exit 1; \
+	  echo "==> import-linter: the package's layers, no circles (adr/0016-package-layers.md)"; \
+	  $(BIN)/lint-imports --no-cache --no-logo || { echo "make lint failed: an import breaks a layer contract above (pyproject.toml [tool.importlinter]); move the code to the layer it belongs to"; exit 1; }; \
+	  echo "==> docs: mkdocs build --strict, README.md at most 150 lines"; { $(DOCS_CHECK); } || exit 1; \
+	  echo "==> sqlfluff (dbt templater)"; \
 	  $(LINT_DBT_ENV) $(BIN)/sqlfluff lint include/dbt --disable-progress-bar > $(VENV)/sqlfluff.out 2>&1; \
-	  sqlfluff_rc=$$?; wait; \
-	  cat $(VENV)/mypy.out; grep -v "because it is a macro" $(VENV)/sqlfluff.out; \
-	  if [ "$$(cat $(VENV)/mypy.rc)" != 0 ] || [ $$sqlfluff_rc != 0 ]; then \
+	  sqlfluff_rc=$$?; grep -v "because it is a macro" $(VENV)/sqlfluff.out; \
+	  wait $$mypy_pid; mypy_rc=$$?; echo "==> mypy"; cat $(VENV)/mypy.out; \
+	  if [ $$mypy_rc != 0 ] || [ $$sqlfluff_rc != 0 ]; then \
 	    echo "make lint failed: fix the findings above ('make format' fixes formatting and most SQL layout)"; exit 1; fi
 
 # The docs site (mkdocs.yml, docs/): a broken link or a page left out of the nav fails the strict build.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ class BigQueryStack:
 
 @contextlib.contextmanager
 def bigquery_stack(workdir: Path) -> Iterator[BigQueryStack]:
+    _require_the_bigquery_marker()
     gcs = FakeGCS(root=workdir / "gcs").start()
     bq = None
     try:
@@ -52,6 +54,16 @@ def bigquery_stack(workdir: Path) -> Iterator[BigQueryStack]:
         if bq is not None:
             bq.stop()
         gcs.stop()
+
+
+def _require_the_bigquery_marker() -> None:
+    """Tests on the emulator run in `make test-bigquery`, not `make test`: one left unmarked fails, not drifts."""
+    item = getattr(sys.modules.get("conftest"), "RUNNING", {}).get("item")
+    if item is not None and item.get_closest_marker("bigquery") is None:
+        raise RuntimeError(
+            f"{item.nodeid} starts the BigQuery emulator but is not marked bigquery: add @pytest.mark.bigquery "
+            "(or pytest.param(..., marks=pytest.mark.bigquery)), so that it runs in `make test-bigquery`"
+        )
 
 
 def insert_raw_rows(target, rows: list[tuple]) -> None:

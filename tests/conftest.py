@@ -92,6 +92,15 @@ def _fast_in_process_dbt():
     speed_up_in_process_dbt()
 
 
+# The test being set up or run: tests/bigquery_stack.py refuses to start the emulator for one not marked bigquery.
+RUNNING: dict[str, pytest.Item] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    RUNNING["item"] = item
+
+
 def pytest_collection_modifyitems(config, items):
     """Longest files first, each file kept whole: `make test` runs files on parallel workers
     (pytest-xdist --dist loadfile --no-loadscope-reorder keeps this order)."""

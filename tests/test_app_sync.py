@@ -210,6 +210,7 @@ def test_app_sync_dag_syncs_each_declared_database(trackway_env, airflow_db):
 
 
 @pytest.mark.slow
+@pytest.mark.bigquery
 def test_sync_into_bigquery_on_the_emulator(trackway_env, tmp_path, monkeypatch):
     """dlt's BigQuery destination against bqemulator. Patched, because only the emulator cannot do it:
     dlt builds its BigQuery client with no endpoint option (pointed here at the emulator, credentials

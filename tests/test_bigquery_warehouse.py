@@ -44,6 +44,7 @@ def _gz(lines: list) -> bytes:
     return gzip.compress(body, mtime=0)
 
 
+@pytest.mark.bigquery
 def test_load_jobs_ledger_reruns_status_and_query(bq_env, stack, capsys):
     settings = load_settings()
     assert settings.warehouse.kind == "bigquery"
@@ -105,6 +106,7 @@ def test_load_jobs_ledger_reruns_status_and_query(bq_env, stack, capsys):
         assert wh.query("SELECT count(*) FROM raw.events_raw") == [(33,)]
 
 
+@pytest.mark.bigquery
 def test_non_json_lines_land_with_a_reason_and_damaged_objects_are_recorded(bq_env, stack):
     settings = load_settings()
     store = open_object_store(settings.raw_url, gcs_client=stack.gcs.client())

@@ -59,6 +59,7 @@ def test_bigquery_needs_the_dbt_environment(monkeypatch, trackway_env):
         run_dbt(load_settings(), "parse")
 
 
+@pytest.mark.bigquery  # .dbt-venv is installed for this tier (make test-bigquery)
 def test_parse_runs_in_the_dbt_environment(trackway_env, monkeypatch):
     # make test builds .dbt-venv first; a missing one is an install bug, not a reason to skip.
     assert (REPO_ROOT / ".dbt-venv" / "bin" / "dbt").is_file(), "run make dbt-venv (make test does it)"

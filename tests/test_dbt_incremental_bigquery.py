@@ -25,7 +25,7 @@ from trackway.config import load_settings
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bigquery]
 
 
 def _snapshot(wh, tables: list[str] = MARTS) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ from trackway.config import load_settings
 from trackway.transform.dbt_runner import run_dbt
 from trackway.warehouse import open_warehouse
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bigquery]
 # The metric marts, what they are built from and their data tests: each query is a job on the emulator.
 SELECT = ("--select", "+path:models/marts/metrics", "events_rejected", "--exclude", "resource_type:unit_test")
 

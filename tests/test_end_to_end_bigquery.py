@@ -21,7 +21,7 @@ from trackway.rawdata.partitions import hour_floor, hours_between
 from trackway.transform.manifest import compile_manifest
 from trackway.warehouse import open_warehouse
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bigquery]
 
 
 def test_sdk_to_analytics_events_on_bigquery(tmp_path, trackway_env, own_asset_events, monkeypatch):

@@ -173,6 +173,7 @@ def _pending(urls: list[str]):
     return [PendingObject(url=u, fingerprint="v1", size_bytes=1, table=EVENTS_RAW_TABLE) for u in urls]
 
 
+@pytest.mark.bigquery
 def test_a_second_load_that_found_the_objects_new_does_not_load_them_again_on_bigquery(bq_hour):
     """The window of a concurrent load, in order: both read the ledger, then one applies, then the other.
 
@@ -192,6 +193,7 @@ def test_a_second_load_that_found_the_objects_new_does_not_load_them_again_on_bi
     assert _bq_state(settings) == ((OBJECTS * LINES, OBJECTS * LINES), ["load-reload"])
 
 
+@pytest.mark.bigquery
 def test_an_apply_bigquery_cancels_for_a_concurrent_one_is_run_again_and_skips_what_that_one_loaded(
     bq_hour, monkeypatch
 ):

@@ -32,7 +32,7 @@ def bigquery(tmp_path_factory):
         yield stack
 
 
-@pytest.mark.parametrize("backend", ["duckdb", "postgres", "bigquery"])
+@pytest.mark.parametrize("backend", ["duckdb", "postgres", pytest.param("bigquery", marks=pytest.mark.bigquery)])
 def test_load_then_transform(backend, trackway_env, request, monkeypatch):
     if backend == "postgres":
         from postgres_server import create_database

@@ -22,7 +22,7 @@ from trackway.load.loader import load_interval
 from trackway.objectstore import open_object_store
 from trackway.warehouse import open_warehouse
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bigquery]
 HOUR = datetime(2026, 11, 22, 10, tzinfo=UTC)
 NEXT = HOUR + timedelta(hours=1)
 

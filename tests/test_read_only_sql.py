@@ -214,6 +214,7 @@ def bigquery(tmp_path_factory):
         yield stack
 
 
+@pytest.mark.bigquery
 def test_bigquery_runs_only_what_a_dry_run_calls_a_select(bigquery, trackway_env, monkeypatch, capsys):
     """No text reaches BigQuery unless it is one statement, wrapped as a subquery; the dry run must say SELECT.
 
