@@ -29,6 +29,7 @@ def test_dbt_lock_has_the_adapters_and_shares_dbt_core_and_duckdb_with_the_airfl
     assert "dbt-bigquery" not in airflow
 
 
+@pytest.mark.bigquery  # the default is .dbt-venv/bin/dbt once it exists: make test-bigquery installs it
 def test_default_is_in_process_except_on_bigquery(trackway_env, monkeypatch):
     """dbt-core, dbt-duckdb and dbt-postgres are in Airflow's environment: no process per task there."""
     monkeypatch.delenv("TRACKWAY_DBT_EXECUTABLE", raising=False)
