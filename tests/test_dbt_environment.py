@@ -37,7 +37,7 @@ def test_default_is_in_process_except_on_bigquery(trackway_env, monkeypatch):
     monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", "postgresql://trackway@localhost/trackway")
     assert load_settings().dbt_executable is None
     monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", "bigquery://my-project/trackway")
-    assert load_settings().dbt_executable == REPO_ROOT / ".dbt-venv" / "bin" / "dbt"  # make test builds it
+    assert load_settings().dbt_executable == REPO_ROOT / ".dbt-venv" / "bin" / "dbt"  # make test-bigquery builds it
     monkeypatch.setenv("TRACKWAY_DBT_EXECUTABLE", "in-process")
     assert load_settings().dbt_executable is None
     explicit = REPO_ROOT / ".dbt-venv" / "bin" / "dbt"
@@ -62,8 +62,8 @@ def test_bigquery_needs_the_dbt_environment(monkeypatch, trackway_env):
 
 @pytest.mark.bigquery  # .dbt-venv is installed for this tier (make test-bigquery)
 def test_parse_runs_in_the_dbt_environment(trackway_env, monkeypatch):
-    # make test builds .dbt-venv first; a missing one is an install bug, not a reason to skip.
-    assert (REPO_ROOT / ".dbt-venv" / "bin" / "dbt").is_file(), "run make dbt-venv (make test does it)"
+    # make test-bigquery builds .dbt-venv first; a missing one is an install bug, not a reason to skip.
+    assert (REPO_ROOT / ".dbt-venv" / "bin" / "dbt").is_file(), "run make dbt-venv (make test-bigquery does it)"
     monkeypatch.setenv("TRACKWAY_DBT_EXECUTABLE", str(REPO_ROOT / ".dbt-venv" / "bin" / "dbt"))
     report = run_dbt(load_settings(), "parse")
     assert report.success and report.errors == []
