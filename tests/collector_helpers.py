@@ -9,7 +9,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import requests
 
 from trackway.objectstore import ObjectStore, open_object_store
+from trackway.ports import free_ports
 from trackway.pseudonym import Keyring
 
 WRITE_KEYS = {"key-web": "web", "key-backend": "backend"}
@@ -27,9 +27,7 @@ DEADLINE = 60.0  # generous: only ever waited out when something is broken
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
@@ -87,7 +85,7 @@ class CollectorProcess:
 
     def start(self) -> CollectorProcess:
         for _ in range(5):  # another process may grab the port between probe and bind
-            self.port, self.admin_port = free_port(), free_port()
+            self.port, self.admin_port = free_ports(2)
             self._runs += 1
             self.out_path = self.home / f"collector-{self._runs}.out"
             self.err_path = self.home / f"collector-{self._runs}.err"

@@ -30,11 +30,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from collector_helpers import free_port, local_store, wait_for_events
+from collector_helpers import local_store, wait_for_events
 from postgres_server import create_database
 from raw_files import event, hour_dir, write_gz_lines
 from test_lineage import lineage_events
 from trackway.orchestration.airflow_api import AirflowApi, AirflowUnavailable
+from trackway.ports import free_ports
 from trackway.rawdata.partitions import hour_floor
 from trackway.stack.up import collector_healthy
 
@@ -114,12 +115,13 @@ def _stack_env(home: Path, postgres_url: str, executor: str, redis_url: str | No
     tag = uuid.uuid4().hex[:8]
     airflow_db = create_database(postgres_url, f"stack_airflow_{tag}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TRACKWAY_"))}
+    collector, admin, airflow = free_ports(3)  # all three ports its own: stacks side by side
     env.update(
         {
             "TRACKWAY_HOME": str(home),
-            "TRACKWAY_COLLECTOR_PORT": str(free_port()),
-            "TRACKWAY_COLLECTOR_ADMIN_PORT": str(free_port()),  # all three ports its own: stacks side by side
-            "TRACKWAY_AIRFLOW_PORT": str(free_port()),
+            "TRACKWAY_COLLECTOR_PORT": str(collector),
+            "TRACKWAY_COLLECTOR_ADMIN_PORT": str(admin),
+            "TRACKWAY_AIRFLOW_PORT": str(airflow),
             "TRACKWAY_COLLECTOR_WORKERS": "1",
             "TRACKWAY_SPOOL_MAX_AGE_SECONDS": "1",
             "TRACKWAY_TASK_RETRIES": "0",  # a failure shows at once
@@ -316,11 +318,12 @@ def test_make_up_runs_micro_batches_events_are_queryable_without_waiting_for_the
     """
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TRACKWAY_"))}
+    collector, airflow = free_ports(2)
     env.update(
         {
             "TRACKWAY_HOME": str(home),
-            "TRACKWAY_COLLECTOR_PORT": str(free_port()),
-            "TRACKWAY_AIRFLOW_PORT": str(free_port()),
+            "TRACKWAY_COLLECTOR_PORT": str(collector),
+            "TRACKWAY_AIRFLOW_PORT": str(airflow),
             "TRACKWAY_COLLECTOR_WORKERS": "1",
             "TRACKWAY_TASK_RETRIES": "0",  # a failure shows at once
         }

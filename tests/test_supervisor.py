@@ -181,6 +181,10 @@ def test_every_port_of_the_stack_is_checked_and_the_defaults_differ(tmp_path):
         (8082, "TRACKWAY_COLLECTOR_ADMIN_PORT"),
         (8081, "TRACKWAY_AIRFLOW_PORT"),
     ]
+    # The task runners' and the triggerer's log servers get free ports, never the same one twice.
+    env_ports = stack_environment(settings, {})
+    log_ports = {env_ports[f"AIRFLOW__LOGGING__{k}_LOG_SERVER_PORT"] for k in ("WORKER", "TRIGGER")}
+    assert len(log_ports) == 2
 
     env = clean_env(TRACKWAY_HOME=str(tmp_path / "home"), TRACKWAY_COLLECTOR_PORT=str(free_port()))
     env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW")}

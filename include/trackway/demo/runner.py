@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from trackway.config import Settings, load_settings
 from trackway.demo import answers
 from trackway.demo.violations import PLAN_DIR, deliberate_violations
 from trackway.orchestration.airflow_env import apply_airflow_defaults
+from trackway.ports import free_ports
 from trackway.rawdata.partitions import hour_floor, hours_between
 from trackway.status import format_table, stage_counts
 from trackway.warehouse import open_warehouse
@@ -42,12 +42,6 @@ def _say(msg: str = "") -> None:
 
 def _stage(n: int, title: str) -> None:
     _say(f"\n[{n}/7] {title}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _prepare_home(settings: Settings) -> None:
@@ -236,7 +230,7 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  data folder: {settings.home}")
 
     _stage(1, "collector: starting `trackway collect`")
-    port, admin_port = _free_port(), _free_port()
+    port, admin_port = free_ports(2)
     first_hour = hour_floor(datetime.now(UTC))
     collector = _start_collector(settings, port, admin_port, env)
     _say(f"  listening on http://127.0.0.1:{port} (log: {settings.home / 'logs' / 'collector.log'})")

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from trackway.config import Settings
 from trackway.orchestration.airflow_env import effective_airflow_env
+from trackway.ports import free_ports
 
 #: `trackway up`'s default TRACKWAY_PIPELINE_MODE (elsewhere the default is hourly: adr/0033-micro-batch-freshness.md).
 STACK_PIPELINE_MODE = "micro_batch"
@@ -64,12 +64,6 @@ def stack_processes(airflow_env: dict[str, str]) -> tuple[StackProcess, ...]:
     return tuple(processes)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def display_host(host: str) -> str:
     """Where a client on this machine reaches a server listening on ``host``."""
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 (a comparison, not a bind)
@@ -96,8 +90,12 @@ def stack_environment(settings: Settings, environ: dict[str, str] | None = None)
     if not env.get("TRACKWAY_PIPELINE_MODE"):
         env["TRACKWAY_PIPELINE_MODE"] = STACK_PIPELINE_MODE
     env.update(effective_airflow_env(settings, env))
-    for key in ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"):
-        env.setdefault(key, str(_free_port()))
+    unset = [
+        k
+        for k in ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT")
+        if k not in env
+    ]
+    env.update(zip(unset, map(str, free_ports(len(unset))), strict=True))
     # The Trackway page and the health checks read this stack's collector (its admin listener).
     env.setdefault("TRACKWAY_HEALTH_COLLECTOR_METRICS_URL", f"{collector_admin_url(settings)}/metrics")
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the supervisor as they are written
