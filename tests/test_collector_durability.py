@@ -240,6 +240,7 @@ def test_s3_outage_keeps_events_in_spool_and_retries(tmp_path):
     server = None
     try:
         wait_for(lambda: "not reachable" in proc.stderr, "the startup store check to warn")
+        assert "cannot read the suppressed subjects" in proc.stderr  # one attempt (test_objectstore counts them)
         ids = _send_sdk(proc.url, 5)  # acknowledged: they are in the spool
         wait_for(lambda: "could not store" in proc.stderr, "an upload failure to be logged")
         assert proc.health()["upload_failures"] >= 1
@@ -326,6 +327,10 @@ def test_gcs_outage_keeps_events_in_spool_and_retries(tmp_path):
     proc = CollectorProcess(tmp_path, TRACKWAY_RAW_URL="gs://lake/raw", **gcs_env(gcs.endpoint)).start()
     try:
         wait_for(lambda: "not reachable" in proc.stderr, "the startup store check to warn")
+        # The start read the suppressed subjects once, not for the client's 20-s retry deadline: an outage does
+        # not keep a restarting collector from serving (it did, for about 30 s: master, then each worker).
+        assert "cannot read the suppressed subjects" in proc.stderr
+        assert "Timeout of" not in proc.stderr, proc.stderr
         ids = _send_sdk(proc.url, 5)  # acknowledged: they are in the spool
         wait_for(lambda: "could not store" in proc.stderr, "an upload failure to be logged")
         assert proc.health()["upload_failures"] >= 1

@@ -180,3 +180,75 @@ def test_gcs_store_keeps_prefix_uploads_bytes_as_is_and_missing_bucket_is_clear(
     assert store.list() == ["events/a.ndjson.gz"] and store.read_bytes("events/a.ndjson.gz") == body
     with pytest.raises(NotFound):
         open_object_store("gs://no-such-bucket/x").check()
+
+
+class _Unavailable:
+    """A loopback HTTP server that answers every request 503 (a store in an outage) and counts them."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _unavailable(self):
+                requests.append(f"{self.command} {self.path}")
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = do_PUT = do_POST = _unavailable
+
+            def log_message(self, *args):
+                pass
+
+        self.requests = requests
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def unavailable():
+    server = _Unavailable()
+    yield server
+    server.close()
+
+
+def test_a_read_once_makes_one_attempt_where_a_read_retries(unavailable, monkeypatch):
+    """Start-up reads (the collector's suppressed subjects) use once=True: a store outage must not hold the
+    collector's start for the clients' retry deadlines (20 s on GCS per read, before the socket was bound)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    for name, value in s3_env(unavailable.endpoint).items():
+        monkeypatch.setenv(name, value)
+    gcs_client = storage.Client(
+        project="trackway-test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": unavailable.endpoint},
+    )
+    from botocore.exceptions import ClientError
+    from google.api_core.exceptions import ServiceUnavailable
+
+    stores = {
+        "s3": (open_object_store("s3://lake/raw"), ClientError),
+        "gs": (open_object_store("gs://lake/raw", gcs_client=gcs_client), ServiceUnavailable),
+    }
+    for scheme, (store, unavailable_error) in stores.items():
+        del unavailable.requests[:]
+        with pytest.raises(unavailable_error):
+            store.read_bytes("_privacy/subjects.json", once=True)
+        reads = [r for r in unavailable.requests if "subjects.json" in r]  # GCS also looks up the bucket once
+        assert len(reads) == 1, (scheme, unavailable.requests)
+    # The same read without once: the client retries (S3: four attempts in all, the first included).
+    del unavailable.requests[:]
+    with pytest.raises(ClientError):
+        stores["s3"][0].read_bytes("_privacy/subjects.json")
+    reads = [r for r in unavailable.requests if r == "GET /lake/raw/_privacy/subjects.json"]
+    assert len(reads) == 4, unavailable.requests

@@ -74,7 +74,8 @@ class Suppression:
         load filters suppressed subjects too, so none of what it lets through reaches the warehouse.
         """
         try:
-            subjects = mirror.read_subjects(self.store)
+            # One attempt: an outage must not hold the worker's start; the poller reads it again.
+            subjects = mirror.read_subjects(self.store, once=True)
         except ValueError as exc:  # damaged (JSON, format): an earlier copy, else refuse
             subjects = self._cached()
             if subjects is None:
@@ -144,7 +145,7 @@ def check_suppression(settings: Settings, store: ObjectStore) -> None:
     An unreachable store is no reason to stop: the workers fall back on their last copy.
     """
     try:
-        subjects = mirror.read_subjects(store)
+        subjects = mirror.read_subjects(store, once=True)  # before the socket is bound: no retries
     except ValueError as exc:  # damaged: a worker with an earlier copy could go on, a new one could not
         raise _damaged(store, exc) from exc
     except Exception as exc:

@@ -59,8 +59,12 @@ class ObjectStore(ABC):
         """Sorted keys under ``prefix`` (a folder-like prefix), hidden names below the prefix excluded."""
 
     @abstractmethod
-    def read_bytes(self, key: str) -> bytes:
-        """The whole object; raises FileNotFoundError when it does not exist."""
+    def read_bytes(self, key: str, *, once: bool = False) -> bytes:
+        """The whole object; raises FileNotFoundError when it does not exist.
+
+        ``once``: one attempt with short timeouts, no client-side retries, for reads on a start-up
+        path that a poller or backoff retries later: a store outage must not hold a collector's start.
+        """
 
     def open(self, key: str) -> BinaryIO:
         """A readable binary stream of the object."""

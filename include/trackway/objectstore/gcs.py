@@ -24,6 +24,7 @@ from trackway.objectstore.base import ObjectStore, clean_key, listed
 # with its own backoff, so a dead endpoint must fail fast rather than hang.
 _TIMEOUT = (10.0, 120.0)  # connect, read
 _RETRY_DEADLINE_SECONDS = 20.0
+_ONCE_TIMEOUT = (3.0, 10.0)  # read_bytes(once=True): one attempt, for start-up paths that poll again later
 
 
 def _retry() -> Any:
@@ -79,12 +80,12 @@ class GCSObjectStore(ObjectStore):
                 keys.append(key)
         return sorted(keys)
 
-    def read_bytes(self, key: str) -> bytes:
+    def read_bytes(self, key: str, *, once: bool = False) -> bytes:
         from google.api_core.exceptions import NotFound
 
         try:
             data: bytes = self.bucket.blob(self._full(key)).download_as_bytes(
-                timeout=_TIMEOUT, retry=_retry(), raw_download=True
+                timeout=_ONCE_TIMEOUT if once else _TIMEOUT, retry=None if once else _retry(), raw_download=True
             )
         except NotFound:
             raise FileNotFoundError(self.url_for(key)) from None

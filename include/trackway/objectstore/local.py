@@ -53,7 +53,7 @@ class LocalObjectStore(ObjectStore):
                     keys.append(key)
         return sorted(keys)
 
-    def read_bytes(self, key: str) -> bytes:
+    def read_bytes(self, key: str, *, once: bool = False) -> bytes:
         return self._path(key).read_bytes()
 
     def open(self, key: str) -> BinaryIO:

@@ -24,16 +24,12 @@ class S3ObjectStore(ObjectStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._own_client = client is None
         if client is None:
-            import boto3
-            from botocore.config import Config
-
             # Few quick retries: callers (the collector's uploader) retry with their own backoff.
-            client = boto3.client(
-                "s3",
-                config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120),
-            )
+            client = _client(attempts=4, connect_timeout=10, read_timeout=120)
         self.client = client
+        self._once_client = None
 
     def _full(self, key: str) -> str:
         key = clean_key(key)
@@ -58,13 +54,21 @@ class S3ObjectStore(ObjectStore):
                     keys.append(key)
         return sorted(keys)
 
-    def read_bytes(self, key: str) -> bytes:
-        return self.open(key).read()
+    def read_bytes(self, key: str, *, once: bool = False) -> bytes:
+        client = self.client
+        if once and self._own_client:  # a client passed in (an Airflow connection's) keeps its own retries
+            if self._once_client is None:
+                self._once_client = _client(attempts=1, connect_timeout=3, read_timeout=10)
+            client = self._once_client
+        return self._open(client, key).read()
 
     def open(self, key: str) -> BinaryIO:
+        return self._open(self.client, key)
+
+    def _open(self, client, key: str) -> BinaryIO:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
-        except self.client.exceptions.NoSuchKey:
+            return client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+        except client.exceptions.NoSuchKey:
             raise FileNotFoundError(self.url_for(key)) from None
 
     def exists(self, key: str) -> bool:
@@ -100,3 +104,14 @@ class S3ObjectStore(ObjectStore):
 
     def check(self) -> None:
         self.client.head_bucket(Bucket=self.bucket)
+
+
+def _client(*, attempts: int, connect_timeout: float, read_timeout: float):
+    """A boto3 S3 client making at most ``attempts`` requests per call, the first one included."""
+    import boto3
+    from botocore.config import Config
+
+    retries = {"total_max_attempts": attempts, "mode": "standard"}
+    return boto3.client(
+        "s3", config=Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    )

@@ -30,7 +30,7 @@ _REQUEST_ID = re.compile(r"rq-\d{8}T\d{6}-[0-9a-f]{8}")
 class Store(Protocol):
     def list(self, prefix: str = "") -> list[str]: ...
 
-    def read_bytes(self, key: str) -> bytes: ...
+    def read_bytes(self, key: str, *, once: bool = False) -> bytes: ...
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
@@ -89,10 +89,13 @@ def publish_subjects(store: Store, subjects: SubjectFilter, generated_at: dateti
     store.put_bytes(SUBJECTS_KEY, _dump(subjects.document(generated_at)))
 
 
-def read_subjects(store: Store) -> SubjectFilter | None:
-    """The published subject set; None when there is none yet. A damaged one raises (fail closed)."""
+def read_subjects(store: Store, *, once: bool = False) -> SubjectFilter | None:
+    """The published subject set; None when there is none yet. A damaged one raises (fail closed).
+
+    ``once``: one attempt, no retries (a start-up read; the collector's poller reads it again).
+    """
     try:
-        data = store.read_bytes(SUBJECTS_KEY)
+        data = store.read_bytes(SUBJECTS_KEY, once=once)
     except FileNotFoundError:
         return None
     return SubjectFilter.from_document(json.loads(data))
