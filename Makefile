@@ -13,10 +13,14 @@ DBT_STAMP := $(DBT_VENV)/.trackway-dbt-installed
 # marshmallow pins cannot share Airflow's lock. Installed only by the BI targets (make bi, make test-bi).
 BI_VENV ?= .venv-bi
 BI_STAMP := $(BI_VENV)/.trackway-bi-installed
+# The type checker in an environment of its own (adr/0044): mypy 2 needs pathspec>=1, which dbt-core 1.11 refuses.
+# It reads .venv's packages and stubs ([tool.mypy] python_executable).
+LINT_VENV ?= .venv-lint
+LINT_STAMP := $(LINT_VENV)/.trackway-lint-installed
 export AIRFLOW__COSMOS__ENABLE_TELEMETRY ?= False
 export DBT_SEND_ANONYMOUS_USAGE_STATS ?= false
 
-.PHONY: help install dbt-venv demo up down test test-bigquery test-stack lint format docs lock lock-dbt clean postgres-server
+.PHONY: help install dbt-venv demo up down test test-bigquery test-stack lint format docs lock lock-dbt lock-lint clean postgres-server
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +68,14 @@ $(DBT_STAMP): $(DBT_VENV)/bin/python requirements-dbt.txt $(STAMP)
 	@touch $@
 
 dbt-venv: $(DBT_STAMP) ## create/update .dbt-venv, the environment dbt-bigquery runs from (adr/0007)
+
+# No pip in it (uv installs): a few seconds from uv's cache.
+$(LINT_STAMP): requirements-lint.txt $(STAMP)
+	@echo "==> installing the type checker into $(LINT_VENV) (requirements-lint.txt)"
+	@test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(LINT_VENV)
+	$(BIN)/uv pip install --quiet --python $(LINT_VENV)/bin/python -r requirements-lint.txt
+	$(BIN)/uv pip check --quiet --python $(LINT_VENV)/bin/python
+	@touch $@
 
 $(BI_VENV)/bin/python:
 	$(PYTHON) -m venv $(BI_VENV)
@@ -123,9 +135,9 @@ test-stack: $(STAMP) postgres-server redis ## the whole stack as real processes:
 # sqlfluff's dbt templater parses the project against a throwaway DuckDB file.
 LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb
 
-lint: $(STAMP) ## ruff (lint + format check), import-linter, mypy on include/trackway, sqlfluff on include/dbt, the docs site; fails on any finding
-	@echo "==> mypy on include/trackway, beside the other checks (the longest: about a minute cold); its findings print last"; \
-	  $(BIN)/mypy > $(VENV)/mypy.out 2>&1 & mypy_pid=$$!; \
+lint: $(STAMP) $(LINT_STAMP) ## ruff (lint + format check), import-linter, mypy on include/trackway, sqlfluff on include/dbt, the docs site; fails on any finding
+	@echo "==> mypy on include/trackway, beside the other checks (the longest cold); its findings print last"; \
+	  $(LINT_VENV)/bin/mypy --python-executable $(BIN)/python > $(VENV)/mypy.out 2>&1 & mypy_pid=$$!; \
 	  trap 'kill $$mypy_pid 2>/dev/null' EXIT; \
 	  echo "==> ruff check"; $(BIN)/ruff check . || exit 1; \
 	  echo "==> ruff format --check"; $(BIN)/ruff format --check . || exit 1; \
@@ -218,6 +230,13 @@ lock-dbt: $(BIN)/python ## re-pin requirements-dbt.txt from requirements-dbt.in
 	  echo "# Regenerate with: make lock-dbt   (uv pip compile requirements-dbt.in)"; \
 	  $(BIN)/uv pip compile --quiet requirements-dbt.in --python-version 3.11 --no-header; \
 	} > requirements-dbt.txt
+
+lock-lint: $(BIN)/python ## re-pin requirements-lint.txt (the type checker) from requirements-lint.in
+	$(BIN)/python -m pip install --quiet uv
+	{ echo "# The type checker's pinned environment (.venv-lint): mypy 2."; \
+	  echo "# Regenerate with: make lock-lint   (uv pip compile requirements-lint.in)"; \
+	  $(BIN)/uv pip compile --quiet requirements-lint.in --python-version 3.11 --no-header; \
+	} > requirements-lint.txt
 
 lock-bi: $(BIN)/python ## re-pin requirements-bi.txt from requirements-bi.in
 	$(BIN)/python -m pip install --quiet uv

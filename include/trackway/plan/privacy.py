@@ -457,7 +457,7 @@ class Privacy:
             if rule.__class__ is Node:
                 if value.__class__ is not dict:
                     continue
-                result = self._apply(value, rule, policy, pkey)  # type: ignore[arg-type]
+                result = self._apply(value, rule, policy, pkey)
                 if result is None:
                     continue
             else:
