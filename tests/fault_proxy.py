@@ -50,6 +50,10 @@ class FaultProxy:
                     sink.sendall(data[: cut_after - sent])
                     self.cuts += 1
                     sink.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                    # The other direction's thread is blocked reading the client: wake it (SHUT_RD sends
+                    # nothing), or the client's socket stays open until the client times out, and the reset
+                    # the cut stands for becomes a stalled body.
+                    sink.shutdown(socket.SHUT_RD)
                     break
                 sink.sendall(data)
                 sent += len(data)

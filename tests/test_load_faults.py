@@ -76,9 +76,12 @@ def _big_object() -> bytes:
 def test_a_body_cut_mid_transfer_fails_the_load_and_ledgers_nothing(warehouse_env, flaky_s3, tmp_path):
     """End to end through s3fs: the load fails while the network cuts bodies, and loads exactly once after.
 
-    s3fs surfaces a cut body as its own error types (here an IndexError from its error
-    handling, or FSTimeoutError), so this guards the whole path rather than the OSError
-    classification, which ``test_a_connection_reset_inside_the_object_is_not_damage`` pins.
+    The proxy resets the connection after 256 KB of a body. s3fs surfaces that as its own error
+    types (aiohttp's ClientPayloadError after its retries, or the loader's ObjectReadError), so this
+    guards the whole path rather than the OSError classification, which
+    ``test_a_connection_reset_inside_the_object_is_not_damage`` pins. (Until 2026-12-04 the proxy's
+    reset reached the client only when the client's 3-s read timeout fired: a stalled body, which
+    the loader handles the same way, 20 s a run.)
     """
     settings = load_settings()
     local = tmp_path / "part.ndjson.gz"
