@@ -112,6 +112,10 @@ def test_compile_writes_manifest_and_fingerprint_without_a_warehouse(home, compi
     parsed = manifest.parent / "partial_parse.msgpack"
     seeded = Path(compiled["TRACKWAY_DBT_PROJECT_DIR"]) / "target" / "partial_parse.msgpack"
     assert seeded.read_bytes() == parsed.read_bytes()
+    # dbt's file log at info, not its debug default (trackway.transform.dbt_runner: DBT_LOG_LEVEL_FILE=debug
+    # brings each statement back): a build's every result and error stay, the statements' lines do not.
+    log = (home / "dbt" / "logs" / "dbt.log").read_text()
+    assert "[info ]" in log and "[debug]" not in log, log[:2000]
 
 
 def test_compile_is_a_no_op_when_current(home, spawned, capsys):
