@@ -92,7 +92,7 @@ def _file_log_level() -> dict[str, str]:
     """dbt's file log (``<home>/dbt/logs/dbt.log``) at info rather than dbt's debug default.
 
     Info keeps every model's and test's result and every error with its message; debug adds each
-    statement, connection and timing, about 5% of a build's CPU (docs/benchmarks.md). Setting
+    statement, connection and timing: 90% of the lines (docs/operations.md). Setting
     DBT_LOG_LEVEL_FILE (debug) in the environment wins. Cosmos's tasks write no dbt.log (dbt_tasks).
     """
     return {} if "DBT_LOG_LEVEL_FILE" in os.environ else {"DBT_LOG_LEVEL_FILE": "info"}
