@@ -125,7 +125,8 @@ def stack(tmp_path_factory, airflow_db):
             answer = requests.post(f"{collector.url}/v1/batch", json={"batch": batch}, auth=("key-web", ""), timeout=10)
             assert answer.status_code == 200, answer.text
             current = hour_dir(raw, f"{now:%Y-%m-%d}", now.hour)
-            wait_for(lambda: any(current.glob("*")), "the collector to store this hour's events")
+            # The finished object, not the store's dot-named temporary file (the load would skip that one).
+            wait_for(lambda: any(current.glob("*.ndjson.gz")), "the collector to store this hour's events")
             load_interval(settings, now, now + timedelta(hours=1))
             # Stored after the last load: the page offers the backfill of its hour.
             write_gz_lines(
