@@ -50,6 +50,14 @@ def test_every_command_and_subcommand_has_help(capsys):
         assert text.startswith(f"usage: trackway {' '.join(path)}".rstrip()) and len(text.splitlines()) > 3, path
 
 
+def test_help_after_a_dbt_command_is_trackways_not_a_dbt_run(tmp_path):
+    # REMAINDER hands `build --help` to the dbt arguments; it must print help, not start dbt on the warehouse.
+    result = _run("transform", "build", "--help", TRACKWAY_HOME=str(tmp_path / "empty"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: trackway transform")
+    assert "trackway transform build -- --select events" in " ".join(result.stdout.split())
+
+
 def test_the_installed_entry_point_prints_help():
     result = _run("--help")
     assert result.returncode == 0 and "usage: trackway" in result.stdout and "status" in result.stdout

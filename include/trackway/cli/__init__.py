@@ -85,6 +85,11 @@ def _cmd_transform(args: argparse.Namespace) -> int:
     from trackway.transform.dbt_runner import DbtBuildError, run_dbt
     from trackway.transform.plan_models import build_with_plan
 
+    # `trackway transform build --help` is this command's help; dbt's own is `trackway transform build -- --help`.
+    ours = args.dbt_args[: args.dbt_args.index("--")] if "--" in args.dbt_args else args.dbt_args
+    if {"-h", "--help"} & set(ours):
+        args.help_parser.print_help()
+        return 0
     # Any selection of the caller's (`--select x` or `--select=x`) is run as given, analytics_x included.
     flags = ("-s", "-m", "--select", "--models", "--selector", "--exclude")
     selects = any(a.split("=", 1)[0] in flags for a in args.dbt_args)
@@ -323,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile (the manifest, see above), or a dbt command passed through (default: build)",
     )
     transform.add_argument("dbt_args", nargs=argparse.REMAINDER, help="arguments passed to dbt")
-    transform.set_defaults(func=_cmd_transform)
+    transform.set_defaults(func=_cmd_transform, help_parser=transform)
 
     status = sub.add_parser(
         "status",
