@@ -117,8 +117,18 @@ down: ## stop the stack make up runs for this TRACKWAY_HOME
 # than cores was measured (docs/benchmarks.md "Test suite"): no faster from a fresh clone, so not the default.
 PYTEST_WORKERS ?= auto
 
-test: lint postgres-server sdk-clients browser ## run make lint, then the suite on DuckDB, PostgreSQL, S3 and GCS (BigQuery: make test-bigquery)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi and not bigquery" $(PYTEST_ARGS)
+# make lint runs beside the suite, not before it: its minute of mypy and sqlfluff fills the cores the suite leaves
+# idle while its tests wait on purpose (outages, retries, servers). Its report prints after the suite's, and
+# either failing fails make test. `make lint` alone is the quick check before a commit.
+test: $(STAMP) $(LINT_STAMP) postgres-server sdk-clients browser ## run the suite on DuckDB, PostgreSQL, S3 and GCS with make lint beside it (BigQuery: make test-bigquery)
+	@echo "==> make lint runs beside the suite; its report prints after the suite's"; \
+	  $(MAKE) --no-print-directory lint > $(VENV)/lint.log 2>&1 & lint_pid=$$!; \
+	  trap 'kill $$lint_pid 2>/dev/null' INT TERM; \
+	  $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi and not bigquery" $(PYTEST_ARGS); \
+	  suite_rc=$$?; wait $$lint_pid; lint_rc=$$?; \
+	  echo "==> make lint (ran beside the suite)"; cat $(VENV)/lint.log; \
+	  if [ $$lint_rc != 0 ]; then echo "make test failed: make lint's findings are above (make lint runs it alone)"; exit 1; fi; \
+	  exit $$suite_rc
 
 # Everything on the BigQuery emulator (marker "bigquery": bqemulator, fake-gcs-server, dbt-bigquery from
 # .dbt-venv, a process per dbt command). CPU-heavy on two cores, so a tier of its own after `make test` (CI:
@@ -133,7 +143,9 @@ test-stack: $(STAMP) postgres-server redis ## the whole stack as real processes:
 	$(BIN)/python -m pytest -q -m stack -p no:randomly tests/test_stack.py $(PYTEST_ARGS)
 
 # sqlfluff's dbt templater parses the project against a throwaway DuckDB file.
-LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb
+# Its own dbt target and log folders: the project's target/ holds the partial parse tests and tasks start from.
+LINT_DBT_ENV := TRACKWAY_DBT_TARGET=duckdb TRACKWAY_DUCKDB_PATH=$(abspath $(VENV))/lint.duckdb \
+  DBT_TARGET_PATH=$(abspath $(VENV))/lint-dbt/target DBT_LOG_PATH=$(abspath $(VENV))/lint-dbt/logs
 
 lint: $(STAMP) $(LINT_STAMP) ## ruff (lint + format check), import-linter, mypy on include/trackway, sqlfluff on include/dbt, the docs site; fails on any finding
 	@echo "==> mypy on include/trackway, beside the other checks (the longest cold); its findings print last"; \

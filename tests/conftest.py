@@ -36,20 +36,26 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
 
-# The longest files, longest first (durations inside `make test` on 2 cores, 2026-12-03): started first, they
-# overlap each other and everything else; a long file started last would leave the other workers idle.
+# The longest files, longest first (worker-seconds inside `make test` on 2 cores, fresh clone, 2026-12-04; the
+# BigQuery tier's own, `make test-bigquery`, 2026-12-02): started first, they overlap each other and everything
+# else; a long file started last would leave the other workers idle.
 LONGEST_FILES = (
-    "test_end_to_end_bigquery.py",  # ~200 s
-    "test_end_to_end.py",  # ~100 s
-    "test_demo.py",  # ~100 s
-    "test_end_to_end_postgres.py",  # ~90 s
-    "test_reprocess_and_retries.py",  # ~140 s (measured on a loaded machine, 2026-12-02)
-    "test_dbt_metrics.py",  # ~130 s
-    "test_dbt_metrics_bigquery.py",  # ~80-125 s
-    "test_dbt_incremental_bigquery.py",  # ~95 s
-    "test_privacy_end_to_end.py",  # ~80 s (DuckDB ~50 s, PostgreSQL ~30 s)
-    "test_privacy_retention.py",  # ~90 s on a loaded machine (DuckDB ~35 s, PostgreSQL ~55 s)
-    "test_pipeline_warehouses.py",  # ~70 s
+    "test_end_to_end_bigquery.py",  # ~200 s (make test-bigquery)
+    "test_reprocess_and_retries.py",  # ~143 s
+    "test_gameday.py",  # ~139 s
+    "test_dbt_metrics_bigquery.py",  # ~80-125 s (make test-bigquery)
+    "test_dbt_incremental.py",  # ~124 s (DuckDB and PostgreSQL)
+    "test_end_to_end.py",  # ~118 s
+    "test_demo.py",  # ~99 s
+    "test_dbt_incremental_bigquery.py",  # ~95 s (make test-bigquery)
+    "test_end_to_end_postgres.py",  # ~88 s
+    "test_dbt_metrics.py",  # ~73 s
+    "test_plan_scale.py",  # ~69 s
+    "test_collector_durability.py",  # ~65 s
+    "test_privacy_end_to_end.py",  # ~59 s
+    "test_dbt_source_dedup.py",  # ~57 s
+    "test_airflow_page.py",  # ~51 s
+    "test_plan_pipeline.py",  # ~48 s
 )
 
 
