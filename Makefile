@@ -117,19 +117,10 @@ down: ## stop the stack make up runs for this TRACKWAY_HOME
 # than cores was measured (docs/benchmarks.md "Test suite"): no faster from a fresh clone, so not the default.
 PYTEST_WORKERS ?= auto
 
-# make lint runs beside the suite, not before it, at the lowest CPU priority: its minute of mypy and sqlfluff
-# fills the cores the suite leaves idle while its tests wait on purpose (outages, retries, servers) instead of
-# delaying the first test (adr/0045). Its report prints after the suite's, and either failing fails make test.
-# `make lint` alone is the quick check before a commit.
-test: $(STAMP) $(LINT_STAMP) postgres-server sdk-clients browser ## run the suite on DuckDB, PostgreSQL, S3 and GCS with make lint beside it (BigQuery: make test-bigquery)
-	@echo "==> make lint runs beside the suite; its report prints after the suite's"; \
-	  nice -n 19 $(MAKE) --no-print-directory lint > $(VENV)/lint.log 2>&1 & lint_pid=$$!; \
-	  trap 'kill $$lint_pid 2>/dev/null' INT TERM; \
-	  $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi and not bigquery" $(PYTEST_ARGS); \
-	  suite_rc=$$?; wait $$lint_pid; lint_rc=$$?; \
-	  echo "==> make lint (ran beside the suite)"; cat $(VENV)/lint.log; \
-	  if [ $$lint_rc != 0 ]; then echo "make test failed: make lint's findings are above (make lint runs it alone)"; exit 1; fi; \
-	  exit $$suite_rc
+# make lint first, then the suite. Lint beside the suite (in the background, at normal or lowest CPU priority)
+# was measured on fresh clones and gained nothing: the suite took as much longer as lint saved (docs/benchmarks.md).
+test: lint postgres-server sdk-clients browser ## run make lint, then the suite on DuckDB, PostgreSQL, S3 and GCS (BigQuery: make test-bigquery)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not stack and not bi and not bigquery" $(PYTEST_ARGS)
 
 # Everything on the BigQuery emulator (marker "bigquery": bqemulator, fake-gcs-server, dbt-bigquery from
 # .dbt-venv, a process per dbt command). CPU-heavy on two cores, so a tier of its own after `make test` (CI:
