@@ -155,15 +155,18 @@ def test_firehose_natively_matches_the_python_parser(tmp_path, caplog, tricky):
     assert rows[3][13] is None  # the plan verdict column is the loader's: no plan, no verdict
 
 
-def test_postgres_copy_text_matches_the_python_parser(tmp_path, postgres_url):
-    """PostgreSQL's load writes COPY text itself (trackway.rawdata.copytext): the same rows as the Python parser."""
+def test_postgres_binary_copy_matches_the_python_parser(tmp_path, postgres_url):
+    """PostgreSQL's load reads lines itself and sends binary COPY (trackway.rawdata.copyrows, adr/0045): the same
+    rows as the Python parser, hostile lines included."""
     from postgres_server import create_database
     from trackway.config.warehouse import WarehouseTarget
     from trackway.warehouse.postgres_warehouse import PostgresWarehouse
 
     lines = [line for line in TRICKY_LINES if "m-big" not in line]  # msgspec keeps a big int exact, orjson does not
     lines += ['{"messageId": "m-tab", "event": "a\\tb\\\\c\\nd", "type": {"x": "y\\tz"}}', "\t", " \r"]
-    data = gzip.compress("\n".join(lines).encode() + b"\n\n")
+    # Bytes no str can carry: invalid UTF-8, a CRLF line end, a raw NUL inside a string.
+    odd = b'{"messageId": "m-bad-utf8", "event": "\xff"}\r\n{"messageId": "m-crlf"}\r\n{"event": "a\x00b"}\n'
+    data = gzip.compress("\n".join(lines).encode() + b"\n" + odd + b"\n")
     path = tmp_path / "obj.ndjson.gz"
     path.write_bytes(data)
     obj = RawObject(

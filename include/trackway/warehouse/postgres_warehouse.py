@@ -79,13 +79,14 @@ class PostgresWarehouse(Warehouse):
             return dict(cur.fetchall())
 
     def load_object(self, obj: RawObject, table: RawTable = EVENTS_RAW_TABLE) -> ObjectLoad:
-        """Stream the object through COPY FROM STDIN, one transaction.
+        """Stream the object through binary COPY FROM STDIN, one transaction (adr/0045).
 
-        The collector's lines go as COPY text built about a MiB at a time
-        (``trackway.rawdata.copytext``, adr/0035); extra sources' records, which need
-        their mapping, row by row. Memory stays flat whatever the object's size.
+        The collector's lines are read by ``trackway.rawdata.copyrows`` (msgspec, only the
+        kept keys); extra sources' records, which need their mapping, by ``iter_rows``. Both
+        go out through psycopg's compiled binary ``write_row``. Memory stays flat whatever
+        the object's size.
         """
-        from trackway.rawdata.copytext import copy_chunks
+        from trackway.rawdata.copyrows import copy_rows, copy_types
         from trackway.rawdata.lines import iter_rows
 
         stats = ObjectStats()
@@ -93,22 +94,24 @@ class PostgresWarehouse(Warehouse):
         with self.con.transaction(), self.con.cursor() as cur:
             _lock_object(cur, obj.source_object)
             cur.execute(_pg(delete_object_rows(table)), [obj.source_object])
-            with obj.open() as handle, cur.copy(f"COPY {RAW_SCHEMA}.{table.name} ({cols}) FROM STDIN") as copy:
+            copy_sql = f"COPY {RAW_SCHEMA}.{table.name} ({cols}) FROM STDIN (FORMAT binary)"
+            with obj.open() as handle, cur.copy(copy_sql) as copy:
+                copy.set_types(copy_types(table.text_fields))
                 where: dict[str, Any] = {
                     "source_object": obj.source_object,
                     "load_id": obj.load_id,
                     "loaded_at": obj.loaded_at,
                     "text_fields": table.text_fields,
                 }
-                if obj.source is None:  # the collector's lines: COPY text built a chunk at a time (adr/0009)
-                    for chunk in copy_chunks(handle, stats, **where):
-                        copy.write(chunk)
-                else:  # an extra source's records need its mapping: row by row
+                if obj.source is None:  # the collector's lines
+                    rows = copy_rows(handle, stats, **where)
+                else:  # an extra source's records need its mapping
                     rows = iter_rows(
                         handle, stats, source=obj.source, received_at=obj.received_at, judge=obj.judge, **where
                     )
-                    for row in rows:
-                        copy.write_row(row)
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
             stats.erased = self.drop_erased(table, obj.source_object, obj.load_id, _fetcher(cur), _fetcher(cur))
             stats.rows -= stats.erased
             load = ledger_row(obj, stats)
