@@ -58,7 +58,8 @@ def text_chunks(rows: list[tuple]) -> list[bytes]:
     out: list[str] = []
     size = 0
     for row in rows:
-        line = "\t".join(["\\N" if v is None else str(v).translate(_SPECIALS) for v in row]) + "\n"
+        values = [v.decode() if type(v) is bytes else v for v in row]  # copy_rows gives the raw line as bytes
+        line = "\t".join(["\\N" if v is None else str(v).translate(_SPECIALS) for v in values]) + "\n"
         out.append(line)
         size += len(line)
         if size >= 1 << 20:
@@ -75,6 +76,7 @@ def copy_once(url: str, ddl: list[str], copy_sql: str, data: list) -> tuple[floa
     import psycopg
 
     from trackway.rawdata.copyrows import copy_types
+    from trackway.warehouse.postgres_warehouse import _send_bytes_compiled
 
     with psycopg.connect(url, autocommit=True) as con:
         con.execute("DROP SCHEMA IF EXISTS bench CASCADE")
@@ -86,7 +88,8 @@ def copy_once(url: str, ddl: list[str], copy_sql: str, data: list) -> tuple[floa
         client, started = time.process_time(), time.perf_counter()
         with con.transaction(), con.cursor() as cur, cur.copy(copy_sql) as copy:
             if data and isinstance(data[0], tuple):
-                copy.set_types(copy_types())
+                _send_bytes_compiled(cur)  # as the loader does
+                copy.set_types(copy_types(raw_line_bytes=True))
                 for row in data:
                     copy.write_row(row)
             else:

@@ -43,9 +43,18 @@ _SHORT_LINE = 2 * _MAX_BRACKETS
 _CHUNK_BYTES = 1 << 20
 
 
-def copy_types(text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS) -> list[str]:
-    """The PostgreSQL types of a landing table's columns, in ``RawTable.columns`` order, for ``set_types``."""
-    return ["text"] * (len(text_fields) + 3) + ["int8", "text", "timestamptz"]
+def copy_types(
+    text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS, *, raw_line_bytes: bool = False
+) -> list[str]:
+    """The types to send a landing table's columns as, in ``RawTable.columns`` order, for ``set_types``.
+
+    ``raw_line_bytes``: the raw line comes as UTF-8 bytes (``copy_rows``) and goes out as it is,
+    typed ``bytea`` for psycopg's dumper only. Binary COPY carries no types: the server reads
+    the value with the column's (text) receive function, which verifies the encoding as it
+    would a string's. The line is neither decoded nor encoded again on the client.
+    """
+    raw_line = "bytea" if raw_line_bytes else "text"
+    return ["text"] * len(text_fields) + [raw_line, "text", "text", "int8", "text", "timestamptz"]
 
 
 def _blocks(body: IO[bytes]) -> Iterator[list[bytes]]:
@@ -80,7 +89,7 @@ def copy_rows(
     loaded_at: datetime,
     text_fields: tuple[tuple[str, str], ...] = RAW_TEXT_FIELDS,
 ) -> Iterator[tuple]:
-    """The object's rows in ``RawTable.columns`` order, typed as ``copy_types``; counts into ``stats``.
+    """The object's rows in ``RawTable.columns`` order, typed as ``copy_types(raw_line_bytes=True)``; counts into ``stats``.
 
     Collector lines only (no source mapping). As ``iter_rows``: a damaged object yields
     what was readable and sets ``stats.object_error``; a transport failure raises
@@ -112,7 +121,7 @@ def copy_rows(
                     if not texts(map(type, values)):
                         values = tuple([v if v is None or type(v) is str else _as_text(v) for v in values])
                     stats.rows += 1
-                    yield (*values, line.decode("ascii"), None, source_object, line_number, load_id, loaded_at)
+                    yield (*values, line, None, source_object, line_number, load_id, loaded_at)
                     continue
             if not line.strip():
                 stats.blank_lines += 1
@@ -124,6 +133,6 @@ def copy_rows(
             else:
                 values = tuple(row_values(obj, text_fields))
             stats.rows += 1
-            yield (*values, text, error, source_object, line_number, load_id, loaded_at)
+            yield (*values, text.encode(), error, source_object, line_number, load_id, loaded_at)
     except CONTENT_ERRORS as exc:
         stats.object_error = f"object is truncated or corrupt after line {line_number}: {exc}"

@@ -22,6 +22,7 @@ from typing import IO, Any, cast
 import orjson
 
 from trackway.config import Source
+from trackway.rawdata.gunzip import open_gzip
 from trackway.rawdata.layouts import firehose_records, map_record
 from trackway.rawdata.records import Judge, ObjectStats
 from trackway.rawdata.schema import RAW_TEXT_FIELDS
@@ -66,6 +67,22 @@ class _GuardedRaw(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        """Local files, s3fs and gcsfs seek: a damaged gzip member is read again by zlib (``gunzip``)."""
+        try:
+            return bool(self._stream.seekable())
+        except Exception:
+            return False
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return self._stream.seek(offset, whence)
+        except Exception as exc:
+            raise ObjectReadError(f"seeking in {self._name} failed: {type(exc).__name__}: {exc}") from exc
+
+    def tell(self) -> int:
+        return self._stream.tell()
 
     def readinto(self, buffer: Any) -> int:
         try:
@@ -191,7 +208,7 @@ def open_decompressed(stream: IO[bytes]) -> IO[bytes]:
     """Gzip or plain, by content rather than by name: other systems name files freely."""
     kind = sniff_compression(read_head(stream))
     if kind == "gzip":
-        return cast(IO[bytes], gzip.GzipFile(fileobj=stream, mode="rb"))
+        return open_gzip(stream)
     if kind == "bz2":
         return cast(IO[bytes], bz2.BZ2File(stream, mode="rb"))
     if kind == "xz":

@@ -130,12 +130,13 @@ class _Hazard:
 
     def scan_files(self, files: list[tuple[str, str]]) -> None:
         """Scan (path, compression) files in turn; runs in a thread beside DuckDB's read."""
-        import gzip
         import zlib
+
+        from trackway.rawdata.gunzip import open_gzip
 
         try:
             for path, kind in files:
-                with gzip.open(path, "rb") if kind == "gzip" else open(path, "rb") as body:
+                with open(path, "rb") as raw, open_gzip(raw) if kind == "gzip" else raw as body:
                     for chunk in _read_chunks(body):
                         if self.stop:
                             return
