@@ -10,7 +10,6 @@ with exponential backoff, so an outage only grows the spool.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import logging
 import os
 import random
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+from isal import igzip
 
 from trackway.collector.spool import UPLOAD_TMP_PREFIX, SealedSegment
 from trackway.collector.stats import Stats
@@ -237,12 +237,16 @@ def _now_iso() -> str:
 
 
 def _gzip_file(src: Path, dst: Path) -> int:
-    """Gzip ``src`` into ``dst`` deterministically (mtime 0); return the line count."""
+    """Gzip ``src`` into ``dst`` deterministically (mtime 0); return the line count.
+
+    ISA-L's level 1 (adr/0046): 4.6x zlib's level 1 on 1 KB events, and smaller output, on
+    the cores the workers answer on. Any gzip reader reads it.
+    """
     lines = 0
     with (
         open(src, "rb") as fin,
         open(dst, "wb") as raw_out,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0, compresslevel=1) as out,
+        igzip.IGzipFile(filename="", mode="wb", fileobj=raw_out, mtime=0, compresslevel=1) as out,
     ):
         while chunk := fin.read(1024 * 1024):
             lines += chunk.count(b"\n")

@@ -8,7 +8,6 @@ sources file) are never rewritten: every load filters them instead.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import zlib
 from collections import Counter
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from typing import IO, cast
 import orjson
 
 from trackway.objectstore import ObjectStore
+from trackway.rawdata.gunzip import open_gzip
 from trackway.rawdata.lines import GZIP_MAGIC, guarded, read_head
 from trackway.rawdata.schema import LOADED_OBJECTS, RAW_SCHEMA
 from trackway.subjects.sets import SubjectMatcher
@@ -83,11 +83,7 @@ def scan_objects(store: ObjectStore, keys: Iterable[str], matcher: SubjectMatche
         try:
             with contextlib.closing(store.open(key)) as raw:
                 source = guarded(cast(IO[bytes], raw), store.url_for(key))
-                body = (
-                    cast(IO[bytes], gzip.GzipFile(fileobj=source))
-                    if read_head(source).startswith(GZIP_MAGIC)
-                    else source
-                )
+                body = open_gzip(source) if read_head(source).startswith(GZIP_MAGIC) else source
                 for line in body:
                     if not line.strip():
                         continue
