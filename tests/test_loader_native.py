@@ -221,3 +221,28 @@ def test_a_load_that_fills_row_groups_skips_the_vacuum_and_every_row_reads_back(
     with DuckDBWarehouse(warehouse, read_only=True) as wh:  # after the checkpoint at close
         assert wh.query("SELECT count(*), count(DISTINCT message_id) FROM raw.events_raw") == [(131_000, 131_000)]
         assert wh.query(vacuum)[0][0] == default  # a new process, or a reopened file, starts from the default
+
+
+def test_copy_rows_block_by_block_matches_the_python_parser_line_for_line():
+    """copy_rows takes clean blocks at once (adr/0046): each tricky line, wherever it falls between clean ones, and a
+    stretch of numeric userIds (two refused blocks: the rest goes line by line) give the Python parser's rows."""
+    from trackway.rawdata.copyrows import copy_rows
+    from trackway.rawdata.records import ObjectStats
+
+    clean = [json.dumps(event(f"m-{n}", properties={"pad": "x" * (n % 700)})) for n in range(14_000)]
+    spanning = ['{"messageId": "m-open",', '"event": "spans"} {"messageId": "m-two"}']  # one value over two lines
+    tricky = [line for line in TRICKY_LINES if "m-big" not in line] + spanning + ["\f", "{}"]
+    lines = list(clean)
+    for n, line in enumerate(tricky):
+        lines.insert(400 * n + 1, line)  # about four 64 KiB reads apart: clean blocks between
+    lines += [json.dumps(event(f"m-num-{n}", userId=n)) for n in range(300)]  # an int userId refuses the block
+    lines += [*clean[:500], "\r", '{"messageId": "m-crlf"}\r']
+    data = gzip.compress("\n".join(lines).encode())
+    where = {"source_object": "s3://b/o.ndjson.gz", "load_id": "L1", "loaded_at": LOADED_AT}
+    stats = ObjectStats()
+    rows = [(*r[:14], r[14].decode(), *r[15:]) for r in copy_rows(io.BytesIO(data), stats, **where)]
+    reference = parse_object(io.BufferedReader(io.BytesIO(data)), **where)
+    assert rows == [tuple(r) for r in reference.rows]
+    ref = reference.stats
+    assert (stats.rows, stats.parse_errors, stats.blank_lines) == (ref.rows, ref.parse_errors, ref.blank_lines)
+    assert ref.parse_errors >= 15 and ref.blank_lines >= 3
