@@ -224,23 +224,36 @@ def test_a_load_that_fills_row_groups_skips_the_vacuum_and_every_row_reads_back(
 
 
 def test_copy_rows_block_by_block_matches_the_python_parser_line_for_line():
-    """copy_rows takes clean blocks at once (adr/0046): each tricky line, wherever it falls between clean ones, and a
-    stretch of numeric userIds (two refused blocks: the rest goes line by line) give the Python parser's rows."""
+    """copy_rows takes clean blocks at once (adr/0046): each tricky line, wherever it falls between clean ones (invalid
+    UTF-8 included), and a stretch of numeric userIds (two refused blocks: the rest goes line by line) give the
+    Python parser's rows."""
     from trackway.rawdata.copyrows import copy_rows
     from trackway.rawdata.records import ObjectStats
 
-    clean = [json.dumps(event(f"m-{n}", properties={"pad": "x" * (n % 700)})) for n in range(14_000)]
+    # Raw UTF-8 in kept and skipped values (a third of the lines) takes the block way too.
+    clean = [
+        json.dumps(
+            event(f"m-{n}", userId=f"ユーザー{n}", properties={"city": "Zürich 🏠", "pad": "x" * (n % 700)}),
+            ensure_ascii=False,
+        )
+        if n % 3 == 0
+        else json.dumps(event(f"m-{n}", properties={"pad": "x" * (n % 700)}))
+        for n in range(14_000)
+    ]
     spanning = ['{"messageId": "m-open",', '"event": "spans"} {"messageId": "m-two"}']  # one value over two lines
-    tricky = [line for line in TRICKY_LINES if "m-big" not in line] + spanning + ["\f", "{}"]
-    lines = list(clean)
+    tricky = [line.encode() for line in TRICKY_LINES if "m-big" not in line] + [s.encode() for s in spanning]
+    # Invalid UTF-8 where msgspec does not look (a skipped value) and where it does; a BOM; a raw NUL.
+    tricky += [b'{"messageId": "m-bad-skipped", "x": "\xff"}', b'{"messageId": "m-bad-kept", "event": "\xed\xa0\x80"}']
+    tricky += [b"\xef\xbb\xbf" + clean[3].encode(), b'{"event": "a\x00b"}', b"\f", b"{}"]
+    lines = [line.encode() for line in clean]
     for n, line in enumerate(tricky):
         lines.insert(400 * n + 1, line)  # about four 64 KiB reads apart: clean blocks between
-    lines += [json.dumps(event(f"m-num-{n}", userId=n)) for n in range(300)]  # an int userId refuses the block
-    lines += [*clean[:500], "\r", '{"messageId": "m-crlf"}\r']
-    data = gzip.compress("\n".join(lines).encode())
+    lines += [json.dumps(event(f"m-num-{n}", userId=n)).encode() for n in range(300)]  # an int userId refuses the block
+    lines += [*lines[:500], b"\r", b'{"messageId": "m-crlf"}\r']
+    data = gzip.compress(b"\n".join(lines))
     where = {"source_object": "s3://b/o.ndjson.gz", "load_id": "L1", "loaded_at": LOADED_AT}
     stats = ObjectStats()
-    rows = [(*r[:14], r[14].decode(), *r[15:]) for r in copy_rows(io.BytesIO(data), stats, **where)]
+    rows = [(*r[:14], r[14].decode(), *r[15:]) for r in copy_rows(io.BytesIO(data), stats, **where)]  # valid UTF-8
     reference = parse_object(io.BufferedReader(io.BytesIO(data)), **where)
     assert rows == [tuple(r) for r in reference.rows]
     ref = reference.stats

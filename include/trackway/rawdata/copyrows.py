@@ -3,9 +3,10 @@
 The rows are those of ``trackway.rawdata.lines.iter_rows``, value for value (a test
 compares them through a real load). What makes it fast:
 
-- A line that is pure ASCII, shallow, and holds no ``\\u0000``/surrogate escape is read
-  by msgspec into the 14 keys the table keeps; the rest of the line is validated and
-  skipped, not built into Python dicts (adr/0035). msgspec refuses what Python's json
+- A line that is valid UTF-8 (checked first: msgspec does not check the values it skips,
+  and the raw line goes out as its bytes), shallow, and holds no ``\\u0000``/surrogate
+  escape is read by msgspec into the 14 keys the table keeps; the rest of the line is
+  validated and skipped, not built into Python dicts (adr/0035). msgspec refuses what Python's json
   refuses (control characters, NaN, trailing text, non-objects); such lines, and every
   other line, take the exact path (``parse_line_fast``/``parse_line``), so the stored
   reasons are word for word those of the Python parser.
@@ -84,13 +85,24 @@ def _decoder(text_fields: tuple[tuple[str, str], ...], value_type: Any = Any) ->
     return msgspec.json.Decoder(struct)
 
 
+def _utf8(data: bytes) -> bool:
+    """Valid UTF-8: ASCII at once, anything else by CPython's decoder (C, no copy kept)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _plain_block(text: bytes, lines: list[bytes]) -> bool:
     """Whether every line of a block may take the fast way, by checks over the whole block at once.
 
-    ASCII, no risky escape, no blank line, nothing nested past ``_MAX_BRACKETS`` (the per-line
-    fast way's conditions): each costs C over the block, no Python per line.
+    Valid UTF-8, no risky escape, no blank line, nothing nested past ``_MAX_BRACKETS`` (the
+    per-line fast way's conditions): each costs C over the block, no Python per line.
     """
-    if not text.isascii() or not all(lines) or (b"\\u" in text and _RISKY_ESCAPE.search(text)):
+    if not _utf8(text) or not all(lines) or (b"\\u" in text and _RISKY_ESCAPE.search(text)):
         return False
     return max(map(len, lines)) < _SHORT_LINE or all(
         line.count(b"{") + line.count(b"[") < _MAX_BRACKETS for line in lines if len(line) >= _SHORT_LINE
@@ -158,7 +170,7 @@ def copy_rows(
                 line_number += 1
                 values: tuple | None = None
                 if (
-                    line.isascii()
+                    _utf8(line)
                     and (len(line) < _SHORT_LINE or line.count(b"{") + line.count(b"[") < _MAX_BRACKETS)
                     and (b"\\u" not in line or not risky(line))
                 ):
