@@ -112,10 +112,13 @@ up: $(STAMP) ## run the collector and Airflow (API server, scheduler, DAG proces
 down: ## stop the stack make up runs for this TRACKWAY_HOME
 	$(BIN)/trackway down
 
-# Test files run on one worker per core (pytest-xdist); each worker has its own Airflow DB, Cosmos cache and
-# servers (tests/conftest.py). PYTEST_WORKERS=0 runs them in this process, one after the other. One worker more
-# than cores was measured (docs/benchmarks.md "Test suite"): no faster from a fresh clone, so not the default.
-PYTEST_WORKERS ?= auto
+# Test files run on one worker per core plus one (pytest-xdist); each worker has its own Airflow DB, Cosmos cache
+# and servers (tests/conftest.py). Several tests wait on purpose (outages, retries, servers starting): the extra
+# worker uses the core they leave idle, 95 s faster from a fresh clone on 2 cores (docs/benchmarks.md "Test
+# suite"). PYTEST_WORKERS=0 runs them in this process, one after the other. The BigQuery tier keeps one worker
+# per core: its emulators and dbt processes keep both cores busy on their own.
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
+BIGQUERY_WORKERS ?= auto
 
 # make lint first, then the suite. Lint beside the suite (in the background, at normal or lowest CPU priority)
 # was measured on fresh clones and gained nothing: the suite took as much longer as lint saved (docs/benchmarks.md).
@@ -126,7 +129,7 @@ test: lint postgres-server sdk-clients browser ## run make lint, then the suite 
 # .dbt-venv, a process per dbt command). CPU-heavy on two cores, so a tier of its own after `make test` (CI:
 # .ci/run), as the stack's and Superset's are (adr/0043). tests/bigquery_stack.py refuses an unmarked test.
 test-bigquery: $(STAMP) $(DBT_STAMP) ## the BigQuery tier: load, dbt-bigquery, privacy and app sync on the emulators
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -m bigquery $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(BIGQUERY_WORKERS) --dist loadfile --no-loadscope-reorder -m bigquery $(PYTEST_ARGS)
 
 # The production shape as real processes (tests/test_stack.py, marker "stack"): `trackway up` with Airflow on
 # PostgreSQL, LocalExecutor then CeleryExecutor with Redis. Minutes of Airflow processes on two cores, so it
