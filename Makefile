@@ -117,7 +117,8 @@ down: ## stop the stack make up runs for this TRACKWAY_HOME
 # worker uses the core they leave idle, 95 s faster from a fresh clone on 2 cores (docs/benchmarks.md "Test
 # suite"). PYTEST_WORKERS=0 runs them in this process, one after the other. The BigQuery tier keeps one worker
 # per core: its emulators and dbt processes keep both cores busy on their own.
-PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
+# The CPUs this process may use (its affinity, as pytest-xdist's auto counts them), not every CPU of the host.
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1)')
 BIGQUERY_WORKERS ?= auto
 
 # make lint first, then the suite. Lint beside the suite (in the background, at normal or lowest CPU priority)

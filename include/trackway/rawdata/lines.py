@@ -82,7 +82,10 @@ class _GuardedRaw(io.RawIOBase):
             raise ObjectReadError(f"seeking in {self._name} failed: {type(exc).__name__}: {exc}") from exc
 
     def tell(self) -> int:
-        return self._stream.tell()
+        try:
+            return self._stream.tell()
+        except Exception as exc:
+            raise ObjectReadError(f"reading the position in {self._name} failed: {type(exc).__name__}: {exc}") from exc
 
     def readinto(self, buffer: Any) -> int:
         try:

@@ -247,8 +247,8 @@ def _send_bytes_compiled(cur: Any) -> None:
     """Bytes typed ``bytea`` in ``set_types`` go through psycopg's compiled dumper, on this cursor.
 
     ``psycopg.dbapi20`` registers a Python dumper for the bytea oid last (for its ``Binary``
-    wrapper), and ``set_types`` picks dumpers by oid: the raw line (``copy_rows``) would cost
-    twice the client time of the whole rest of the row.
+    wrapper), and ``set_types`` picks dumpers by oid: with it, formatting the rows took about
+    40% more client time than with the compiled one (adr/0046).
     """
     from psycopg.adapt import PyFormat
 
