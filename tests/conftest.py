@@ -9,11 +9,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 
+from dbt_parse_reuse import HOME_PARSE_FILES, ReusedFolder, worker_name
 from trackway.orchestration.airflow_env import airflow_defaults, prepare_folders
 
 # Airflow reads its configuration at import: point it at a throwaway SQLite
@@ -152,10 +152,23 @@ def own_asset_events(airflow_db):
         session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == "events_transform"))
 
 
+# The warehouse URLs whose parse the next test can use: the home's DuckDB file (the default), the worker's database.
+_REUSABLE_WAREHOUSES: dict[str, str] = {"": "duckdb"}
+
+
+@pytest.fixture(scope="session")
+def _worker_home(tmp_path_factory) -> ReusedFolder:
+    return ReusedFolder(tmp_path_factory, "home", HOME_PARSE_FILES)
+
+
 @pytest.fixture
-def trackway_env(tmp_path, monkeypatch) -> Path:
-    """A fresh embedded Trackway (raw folder + DuckDB) under tmp_path; returns TRACKWAY_HOME."""
-    home = tmp_path / "trackway"
+def trackway_env(tmp_path, _worker_home, monkeypatch) -> Path:
+    """A fresh embedded Trackway (raw folder + DuckDB) in an empty TRACKWAY_HOME; returns it.
+
+    The home is the worker's one path, which carries dbt's parse to the next test (tests/dbt_parse_reuse.py);
+    afterwards it moves to tmp_path/"trackway".
+    """
+    home = _worker_home.start("duckdb")
     monkeypatch.setenv("TRACKWAY_HOME", str(home))
     for var in (
         "TRACKWAY_RAW_URL",
@@ -167,17 +180,24 @@ def trackway_env(tmp_path, monkeypatch) -> Path:
         "TRACKWAY_WRITE_KEYS",
     ):
         monkeypatch.delenv(var, raising=False)
-    return home
+    yield home
+    # A parse made with a tracking plan (its metrics are dbt's settings) is not kept: the next test has none.
+    same_home = os.environ.get("TRACKWAY_HOME") == str(home) and "TRACKWAY_PLAN_DIR" not in os.environ
+    kind = _REUSABLE_WAREHOUSES.get(os.environ.get("TRACKWAY_WAREHOUSE_URL", "")) if same_home else None
+    _worker_home.finish(kind, tmp_path / "trackway", home / "warehouse.duckdb")
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def warehouse_env(request, trackway_env, monkeypatch) -> Path:
-    """``trackway_env`` on each warehouse: the embedded DuckDB, then a fresh database on the test PostgreSQL."""
+def warehouse_env(request, trackway_env, _worker_home, monkeypatch) -> Path:
+    """``trackway_env`` on each warehouse: the embedded DuckDB, then an empty database on the test PostgreSQL
+    (the worker's own database name, dropped and created again: tests/dbt_parse_reuse.py)."""
     if request.param == "postgres":
         from postgres_server import create_database
 
-        url = request.getfixturevalue("postgres_url")
-        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", create_database(url, f"wh_{uuid.uuid4().hex[:12]}"))
+        url = create_database(request.getfixturevalue("postgres_url"), f"wh_{worker_name(request.config)}")
+        _REUSABLE_WAREHOUSES[url] = "postgres"
+        monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", url)
+        _worker_home.bring_parse("postgres")
     return trackway_env
 
 

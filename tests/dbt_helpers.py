@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import datetime
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dbt_parse_reuse import ReusedFolder, worker_name
 from postgres_server import create_database
 from trackway.config import WarehouseTarget
 from trackway.rawdata.schema import RAW_COLUMNS, RAW_TEXT_FIELDS
@@ -106,7 +108,7 @@ class Warehouse:
             "--profiles-dir",
             str(project_dir),
             "--target-path",
-            str(self.work / ("target" if project_dir == DBT_DIR else f"target-{project_dir.name}")),
+            str(self.work / _target_folder(project_dir, args)),
             "--log-path",
             str(self.work / "logs"),
         ]
@@ -125,8 +127,28 @@ class Warehouse:
             time.tzset()
 
 
+def _target_folder(project_dir: Path, args: tuple[str, ...]) -> str:
+    """A target folder per project and per --vars: dbt keeps one parse per folder, for one set of vars."""
+    name = "target" if project_dir == DBT_DIR else f"target-{project_dir.name}"
+    if "--vars" in args:
+        name += "-vars-" + hashlib.sha256(args[args.index("--vars") + 1].encode()).hexdigest()[:12]
+    return name
+
+
 def make_warehouse(kind: str, work: Path, request: pytest.FixtureRequest, database: str) -> Warehouse:
-    """An empty warehouse with the raw tables exactly as the loader creates them."""
+    """An empty warehouse with the raw tables exactly as the loader creates them.
+
+    dbt's target and the DuckDB file are in the worker's one folder for this and its database
+    name is the worker's, so dbt's parse carries over from the last warehouse made (tests/dbt_parse_reuse.py);
+    after the fixture the folder moves to ``work``/warehouse. ``database`` names the database when the
+    worker's folder is in use by a fixture of a wider scope.
+    """
+    folder = _shared_folder(request)
+    reused = not folder.in_use
+    keep_at = work / "warehouse"
+    if reused:
+        work = folder.start(kind)
+        database = f"dbt_{worker_name(request.config)}"
     if kind == "duckdb":
         path = work / "warehouse.duckdb"
         target = WarehouseTarget.parse(f"duckdb://{path}")
@@ -135,9 +157,27 @@ def make_warehouse(kind: str, work: Path, request: pytest.FixtureRequest, databa
         url = create_database(request.getfixturevalue("postgres_url"), database)
         target = WarehouseTarget.parse(url)
         wh = Warehouse("postgres", target.dbt_env(), work, pg_url=url)
+    if reused:
+        # A parse made with a test's metric declarations is not kept: dbt would reparse it for the next one.
+        request.addfinalizer(
+            lambda: folder.finish(
+                None if "TRACKWAY_DBT_METRICS" in wh.env else kind, keep_at, path if kind == "duckdb" else None
+            )
+        )
     with open_warehouse(target) as loader_side:
         loader_side.ensure_raw_tables()
     return wh
+
+
+def _shared_folder(request: pytest.FixtureRequest) -> ReusedFolder:
+    factory = request.getfixturevalue("tmp_path_factory")
+    folder = _FOLDERS.get(id(factory))
+    if folder is None:
+        folder = _FOLDERS[id(factory)] = ReusedFolder(factory, "dbt-work", ("target/partial_parse.msgpack",))
+    return folder
+
+
+_FOLDERS: dict[int, ReusedFolder] = {}
 
 
 def dbt_test_statuses(result) -> dict[str, str]:

@@ -194,6 +194,6 @@ def create_database(url: str, name: str) -> str:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # a connection a failed test left
         conn.execute(f'CREATE DATABASE "{name}"')
     return urlunparse(urlparse(url)._replace(path="/" + name))

@@ -9,16 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from dbt_parse_reuse import module_home
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def compiled_home(tmp_path_factory):
+def compiled_home(request, tmp_path_factory):
     """A home of this worker's own, with the manifest `trackway transform compile` writes (make install, the demo)."""
     from trackway.config import load_settings
     from trackway.transform.manifest import compile_manifest
 
-    home = tmp_path_factory.mktemp("dag-integrity") / "trackway"
+    home = module_home(request, tmp_path_factory.mktemp("dag-integrity") / "trackway")
     with _home(home, "hourly"):
         compile_manifest(load_settings())
     return home

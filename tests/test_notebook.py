@@ -18,7 +18,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "analyst-notebook.
 
 
 def test_the_analyst_notebook_runs_on_a_demo_shaped_warehouse(trackway_env, tmp_path):
-    trackway_env.mkdir(parents=True)
+    trackway_env.mkdir(parents=True, exist_ok=True)
     report_helpers.build_duckdb(str(trackway_env / "warehouse.duckdb"))
     out = tmp_path / "executed.ipynb"
     papermill.execute_notebook(

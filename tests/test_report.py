@@ -89,7 +89,7 @@ def built_duckdb(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo_duckdb(trackway_env, built_duckdb) -> Path:
     """TRACKWAY_HOME with its own copy of the demo-shaped warehouse (built once per module)."""
-    trackway_env.mkdir(parents=True)
+    trackway_env.mkdir(parents=True, exist_ok=True)
     shutil.copy(built_duckdb, trackway_env / "warehouse.duckdb")
     return trackway_env
 
@@ -160,7 +160,7 @@ def test_hostile_names_stay_text(demo_duckdb, tmp_path, capsys):
 
 
 def test_an_empty_warehouse_gives_a_report_of_notes(trackway_env, tmp_path, capsys):
-    trackway_env.mkdir(parents=True)
+    trackway_env.mkdir(parents=True, exist_ok=True)
     duckdb.connect(str(trackway_env / "warehouse.duckdb")).close()
     html, said = _report(tmp_path, capsys)
     assert "0 charts" in said and "no events in the warehouse yet" in said

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from dbt_parse_reuse import module_home
 from raw_files import event, hour_dir, write_gz_lines
 from runbook_helpers import run_block, runbook_blocks
 from trackway.config import load_settings
@@ -64,10 +65,10 @@ HOURS_AGO_OLD, HOURS_AGO_NEW = 10, 2
 
 
 @pytest.fixture(scope="module")
-def built_template(tmp_path_factory):
+def built_template(request, tmp_path_factory):
     """Two hours loaded and built once per module; the older hour's raw rows were loaded 10 hours ago (outside the
     transform's lookback). Each test works on a copy (``built``)."""
-    home = tmp_path_factory.mktemp("reprocess") / "trackway"
+    home = module_home(request, tmp_path_factory.mktemp("reprocess") / "trackway")
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     old, new = now - timedelta(hours=HOURS_AGO_OLD), now - timedelta(hours=HOURS_AGO_NEW)
     with pytest.MonkeyPatch.context() as mp:
@@ -90,7 +91,8 @@ def built_template(tmp_path_factory):
 @pytest.fixture
 def built(built_template, trackway_env, airflow_db, monkeypatch):
     template, hours = built_template
-    shutil.copytree(template, trackway_env)
+    # The template's dbt parse names its own DuckDB file: the one trackway_env brought (the worker's) is kept.
+    shutil.copytree(template, trackway_env, dirs_exist_ok=True, ignore=shutil.ignore_patterns("partial_parse.msgpack"))
     monkeypatch.setenv("TRACKWAY_TASK_RETRIES", "2")  # a failure that is retried shows as try 3, not 1
     monkeypatch.setenv("TRACKWAY_TASK_RETRY_DELAY_SECONDS", "0")
     assert _count("SELECT count(*) FROM analytics.events") == 30
