@@ -80,15 +80,16 @@ def release_duckdb_file(path: Path) -> None:
     DuckDB gives a new connection to an instance still open on the same path: a leak would hand the
     next test this test's data, so it fails this test instead.
     """
+    if "duckdb" not in sys.modules:
+        return
     if "dbt.adapters.duckdb.connections" in sys.modules:
         from trackway.transform.dbt_runner import release_duckdb
 
-        release_duckdb()
-    if "duckdb" not in sys.modules:
-        return
+        release_duckdb()  # ... and collects what held a connection
+    else:
+        gc.collect()
     import duckdb
 
-    gc.collect()
     try:
         duckdb.connect(str(path)).close()  # its folder has moved: this fails unless an instance is still open
     except duckdb.Error:
