@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dbt_parse_reuse import HOME_PARSE_FILES, ReusedFolder, worker_name
+from dbt_parse_reuse import HOME_PARSE_FILES, ReusedFolder, worker_database, worker_folder
 from trackway.orchestration.airflow_env import airflow_defaults, prepare_folders
 
 # Airflow reads its configuration at import: point it at a throwaway SQLite
@@ -158,7 +158,7 @@ _REUSABLE_WAREHOUSES: dict[str, str] = {"": "duckdb"}
 
 @pytest.fixture(scope="session")
 def _worker_home(tmp_path_factory) -> ReusedFolder:
-    return ReusedFolder(tmp_path_factory, "home", HOME_PARSE_FILES)
+    return worker_folder(tmp_path_factory, "home", HOME_PARSE_FILES)
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def warehouse_env(request, trackway_env, _worker_home, monkeypatch) -> Path:
     if request.param == "postgres":
         from postgres_server import create_database
 
-        url = create_database(request.getfixturevalue("postgres_url"), f"wh_{worker_name(request.config)}")
+        url = create_database(request.getfixturevalue("postgres_url"), worker_database(request, "wh"))
         _REUSABLE_WAREHOUSES[url] = "postgres"
         monkeypatch.setenv("TRACKWAY_WAREHOUSE_URL", url)
         _worker_home.bring_parse("postgres")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dbt_parse_reuse import ReusedFolder, worker_name
+from dbt_parse_reuse import worker_database, worker_folder
 from postgres_server import create_database
 from trackway.config import WarehouseTarget
 from trackway.rawdata.schema import RAW_COLUMNS, RAW_TEXT_FIELDS
@@ -143,12 +143,12 @@ def make_warehouse(kind: str, work: Path, request: pytest.FixtureRequest, databa
     after the fixture the folder moves to ``work``/warehouse. ``database`` names the database when the
     worker's folder is in use by a fixture of a wider scope.
     """
-    folder = _shared_folder(request)
+    folder = worker_folder(request.getfixturevalue("tmp_path_factory"), "dbt-work", ("target/partial_parse.msgpack",))
     reused = not folder.in_use
     keep_at = work / "warehouse"
     if reused:
         work = folder.start(kind)
-        database = f"dbt_{worker_name(request.config)}"
+        database = worker_database(request, "dbt")
     if kind == "duckdb":
         path = work / "warehouse.duckdb"
         target = WarehouseTarget.parse(f"duckdb://{path}")
@@ -167,17 +167,6 @@ def make_warehouse(kind: str, work: Path, request: pytest.FixtureRequest, databa
     with open_warehouse(target) as loader_side:
         loader_side.ensure_raw_tables()
     return wh
-
-
-def _shared_folder(request: pytest.FixtureRequest) -> ReusedFolder:
-    factory = request.getfixturevalue("tmp_path_factory")
-    folder = _FOLDERS.get(id(factory))
-    if folder is None:
-        folder = _FOLDERS[id(factory)] = ReusedFolder(factory, "dbt-work", ("target/partial_parse.msgpack",))
-    return folder
-
-
-_FOLDERS: dict[int, ReusedFolder] = {}
 
 
 def dbt_test_statuses(result) -> dict[str, str]:

@@ -3,7 +3,7 @@
 dbt reuses a parse (``partial_parse.msgpack`` under its target path) only for the same
 connection: its ``ManifestStateCheck`` hashes the profile's rendered connection, that is the
 DuckDB file's path or PostgreSQL's database name. A folder and a database per test meant a
-full parse (4-5 s of CPU on the 2-core machine) in every test that runs dbt: 54 of them in
+full parse (4-5 s of CPU on the 2-core machine) in every test that runs dbt: 50 of them in
 `make test`. So the tests that run dbt work in one folder path (and one database name) per
 worker, and the folder moves to the test's own temporary directory afterwards, where what a
 failed test left stays to be read. dbt still checks every project file, the vars, the profile
@@ -39,13 +39,15 @@ class ReusedFolder:
         self._parse_files = parse_files
         self.in_use = False
 
-    def start(self, kind: str) -> Path:
+    def start(self, kind: str | None) -> Path:
+        """kind: whose last parse to bring (None: none)."""
         if self.in_use:
             raise RuntimeError(f"{self.path} is in use: a fixture of a wider scope holds it")
         shutil.rmtree(self.path, ignore_errors=True)  # a run interrupted before its teardown
         self.path.mkdir(parents=True)
         self.in_use = True
-        self.bring_parse(kind)
+        if kind is not None:
+            self.bring_parse(kind)
         return self.path
 
     def bring_parse(self, kind: str) -> None:
@@ -104,12 +106,11 @@ def module_home(request: pytest.FixtureRequest, keep_at: Path, kind: str | None 
     ``worker_database``); None when the fixture's dbt runs with settings no other module shares
     (a tracking plan's metrics, another project). A second such home at once gets ``keep_at`` itself.
     """
-    factory = request.getfixturevalue("tmp_path_factory")
-    folder = _MODULE_HOMES.setdefault(id(factory), ReusedFolder(factory, "module-home", HOME_PARSE_FILES))
+    folder = worker_folder(request.getfixturevalue("tmp_path_factory"), "module-home", HOME_PARSE_FILES)
     if folder.in_use:
         keep_at.mkdir(parents=True, exist_ok=True)
         return keep_at
-    home = folder.start(kind or "none")
+    home = folder.start(kind)
     request.addfinalizer(lambda: folder.finish(kind, keep_at, home / "warehouse.duckdb"))
     return home
 
@@ -119,4 +120,13 @@ def worker_database(request: pytest.FixtureRequest, use: str) -> str:
     return f"{use}_{worker_name(request.config)}"
 
 
-_MODULE_HOMES: dict[int, ReusedFolder] = {}
+def worker_folder(tmp_path_factory: pytest.TempPathFactory, use: str, parse_files: tuple[str, ...]) -> ReusedFolder:
+    """The worker's one folder for ``use`` (``home``, ``dbt-work``, ``module-home``): one object per use, which
+    knows whether a fixture holds it."""
+    folder = _FOLDERS.get(use)
+    if folder is None:
+        folder = _FOLDERS[use] = ReusedFolder(tmp_path_factory, use, parse_files)
+    return folder
+
+
+_FOLDERS: dict[str, ReusedFolder] = {}
