@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -99,10 +100,20 @@ def _api(superset) -> requests.Session:
     return session
 
 
+def _server_log_tail(superset, lines: int = 60) -> str:
+    """The server's last requests and errors (static files left out), for a failure's message."""
+    log = (superset["home"] / "superset.log").read_text(errors="replace").splitlines()
+    kept = [line[:240] for line in log if "/static/" not in line]
+    return "superset.log, last lines:\n" + "\n".join(kept[-lines:])
+
+
 def test_init_imports_the_bundle_idempotently_and_never_prints_the_password(superset):
     for out in superset["init"]:
         assert "1 databases, 10 datasets, 25 charts, 6 dashboards" in out
         assert superset["password"] not in out
+    # The two gunicorn workers share the SQLite metadata: readers never wait for the other's writes.
+    with sqlite3.connect(superset["home"] / "bi" / "superset.db") as metadata:
+        assert metadata.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     api = _api(superset)
     for kind, count in (("chart", 25), ("dashboard", 6), ("dataset", 10), ("database", 1)):
         assert api.get(f"{superset['url']}/api/v1/{kind}/?q=(page_size:100)", timeout=30).json()["count"] == count
@@ -148,7 +159,7 @@ def test_chromium_opens_every_dashboard_without_errors_or_outside_requests(super
         timeout=DEADLINE,
         cwd=SDK_DIR,
     )
-    assert proc.returncode == 0, f"superset_dashboards.js failed:\n{proc.stderr}"
+    assert proc.returncode == 0, f"superset_dashboards.js failed:\n{proc.stderr}\n{_server_log_tail(superset)}"
     out = json.loads(proc.stdout)
     assert not out["login"].startswith(superset["url"] + "/login")
     for slug in DASHBOARDS:

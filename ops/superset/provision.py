@@ -30,6 +30,11 @@ def main(bundle: Path) -> dict[str, object]:
     app = create_app()
     with app.app_context():
         upgrade(directory=str(Path(superset.__file__).parent / "migrations"))  # `superset db upgrade`
+        from superset.extensions import db
+
+        if db.engine.dialect.name == "sqlite":  # readers never wait for a writer (kept in the file)
+            with db.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         from superset.commands.importers.v1.assets import ImportAssetsCommand
 
         from superset import appbuilder, security_manager

@@ -13,6 +13,10 @@ import os
 SECRET_KEY = os.environ["SUPERSET_SECRET_KEY"]
 # Superset's metadata: SQLite under TRACKWAY_HOME on the embedded default, PostgreSQL in production.
 SQLALCHEMY_DATABASE_URI = os.environ["SUPERSET_METADATA_URL"]
+if SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
+    # gunicorn's two workers share the SQLite file (provision.py turns on its write-ahead log): a request
+    # that meets the other worker's write waits up to 30 s instead of failing after SQLite's default 5 s.
+    SQLALCHEMY_ENGINE_OPTIONS = {"connect_args": {"timeout": 30}}
 
 # The warehouse connection is imported from the bundle (trackway bi init), read-only; nobody adds
 # another through the UI that could reach the server's files (sqlite:// and the like are refused too).

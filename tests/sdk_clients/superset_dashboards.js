@@ -29,7 +29,23 @@ run(userDataDir, { timeout: DEADLINE_MS, viewport: { width: 1600, height: 1000 }
   await page.waitForSelector('input#username, input[name="username"]')
   await page.fill('input#username, input[name="username"]', username)
   await page.fill('input#password, input[name="password"]', password)
-  await Promise.all([page.waitForURL((url) => !url.pathname.startsWith('/login')), page.keyboard.press('Enter')])
+  // Every main-frame response while logging in (status, URL, redirect): when the browser lands back on the
+  // login page, the error says which step lost the session instead of only timing out.
+  const chain = []
+  const onResponse = (r) => {
+    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) {
+      chain.push(`${r.request().method()} ${r.url()} -> ${r.status()} ${r.headers().location || ''}`.trim())
+    }
+  }
+  page.on('response', onResponse)
+  try {
+    await Promise.all([page.waitForURL((url) => !url.pathname.startsWith('/login'), { timeout: 60000 }), page.keyboard.press('Enter')])
+  } catch (err) {
+    const shown = await page.evaluate(() => document.body.innerText.slice(0, 300)).catch(() => '')
+    throw new Error(`the login form did not leave /login: ${err.message.split('\n')[0]}\n` +
+      `navigations: ${JSON.stringify(chain)}\npage says: ${JSON.stringify(shown)}`)
+  }
+  page.off('response', onResponse)
   out.login = page.url()
 
   for (const slug of slugs) {
