@@ -1,5 +1,6 @@
 """Alerts: a failing events_load run alerts through TrackwayAlertNotifier (a file line and a webhook POST), and
-send_alert posts to Slack through Airflow's Slack provider beside the other channels."""
+send_alert posts to Slack through Airflow's Slack provider and mails through its SMTP provider (to a loopback
+aiosmtpd relay) beside the other channels."""
 
 from __future__ import annotations
 
@@ -247,3 +248,133 @@ def test_the_webhook_shows_client_text_as_text(trackway_env, webhook, monkeypatc
     [line] = [json.loads(x) for x in (trackway_env / "alerts.ndjson").read_text().splitlines()]
     assert "<!channel>" in line["text"]
     assert {k: v for k, v in body.items() if k != "text"} == {k: v for k, v in line.items() if k != "text"}
+
+
+# The mail relay's password: the Airflow connection's, never in Trackway's logs, alerts or the mail itself.
+SMTP_PASSWORD = "sm7pR3layP4ssw0rd"
+
+
+@dataclass
+class Mailbox:
+    port: int
+    messages: list = field(default_factory=list)  # (envelope sender, envelope recipients, parsed message)
+    logins: list = field(default_factory=list)
+
+
+@pytest.fixture
+def mailbox():
+    """A loopback SMTP relay (aiosmtpd) that wants a login, standing in for the company's mail server."""
+    import email
+    import email.policy
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    box = Mailbox(_closed_port())
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+            box.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+            return "250 OK"
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == SMTP_PASSWORD.encode()
+        box.logins.append((mechanism, auth_data.login.decode(), ok))
+        return AuthResult(success=ok, handled=False)  # a failure answers 535
+
+    relay = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=box.port,
+        authenticator=authenticate,
+        auth_required=True,
+        auth_require_tls=False,  # loopback only; a real relay would offer STARTTLS
+    )
+    relay.start()
+    yield box
+    relay.stop()
+
+
+def _smtp_connection(monkeypatch, port: int, password: str = SMTP_PASSWORD) -> None:
+    """Airflow's ``smtp_default`` the way a deployment defines it: ``AIRFLOW_CONN_SMTP_DEFAULT`` as JSON."""
+    extra = {"from_email": "trackway@example.com", "disable_tls": True, "disable_ssl": True, "retry_limit": 0}
+    connection = {"conn_type": "smtp", "host": "127.0.0.1", "port": port, "login": "alerts", "password": password}
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({**connection, "extra": extra}))
+    monkeypatch.setenv("TRACKWAY_ALERT_EMAIL", "oncall@example.com,data-team@example.com")
+
+
+def _hostile_alert():
+    """An alert whose client-supplied text tries header injection, Jinja and markup."""
+    alert = _alert()
+    alert.text = "Trackway: event {{ 7 * 7 }} {% raw %}failed\r\nBcc: victim@evil.example\r\n <b>bold</b>"
+    alert.details = {**alert.details, "error": "column {{ config }} <script>alert(1)</script>"}
+    return alert
+
+
+# aiosmtpd warns, on each connection, that the relay takes a login without TLS: the fixture's choice, on loopback.
+AUTH_WITHOUT_TLS = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+
+@AUTH_WITHOUT_TLS
+def test_the_alert_is_mailed_through_airflows_smtp_connection(trackway_env, mailbox, monkeypatch, caplog, capfd):
+    from trackway.orchestration.alerts import send_alert
+
+    caplog.set_level(logging.DEBUG)
+    _smtp_connection(monkeypatch, mailbox.port)
+    at = datetime(2026, 11, 22, 12, tzinfo=UTC)
+
+    assert send_alert(_hostile_alert(), now=at) is True
+    assert mailbox.logins == [("LOGIN", "alerts", True)] or mailbox.logins == [("PLAIN", "alerts", True)]
+    [(sender, recipients, message)] = mailbox.messages
+    assert sender == "trackway@example.com"
+    # Exactly the configured recipients: no header the event name smuggled in added one.
+    assert sorted(recipients) == ["data-team@example.com", "oncall@example.com"]
+    assert message["Bcc"] is None and "victim@evil.example" not in str(message["To"])
+    subject = message["Subject"]
+    assert subject.startswith("[Trackway fail] Trackway: event (( 7 * 7 )) (% raw %)failed")
+    assert "49" not in subject and "\n" not in subject
+    body = message.get_body(("html",)).get_content()
+    # The whole record, as inert text: Airflow's template rendering left it alone and no markup got through.
+    assert "&#123;&#123; 7 * 7 &#125;&#125;" in body and "49" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>" not in body
+    assert "events_load.load_raw_objects@2026-11-22T11" in body and "#task-failed" in body
+    # alerts.ndjson keeps the text as it was.
+    [line] = [json.loads(x) for x in (trackway_env / "alerts.ndjson").read_text().splitlines()]
+    assert "{{ 7 * 7 }}" in line["text"] and "Bcc: victim@evil.example" in line["text"]
+
+    # A repeat within TRACKWAY_ALERT_REPEAT_HOURS is held back for mail too.
+    assert send_alert(_hostile_alert(), now=at + timedelta(hours=1)) is False
+    assert len(mailbox.messages) == 1
+    _no_secret_in(caplog, capfd, trackway_env, SMTP_PASSWORD)
+
+
+@AUTH_WITHOUT_TLS
+@pytest.mark.parametrize("relay_down", ["wrong password", "unreachable"])
+def test_a_failing_mail_relay_does_not_stop_the_other_channels(
+    trackway_env, mailbox, webhook, monkeypatch, caplog, capfd, relay_down
+):
+    from trackway.orchestration.alerts import send_alert
+
+    caplog.set_level(logging.DEBUG)
+    url, received = webhook
+    monkeypatch.setenv("TRACKWAY_ALERT_WEBHOOK_URL", url)
+    if relay_down == "wrong password":
+        _smtp_connection(monkeypatch, mailbox.port, password="n0t-" + SMTP_PASSWORD)
+    else:
+        _smtp_connection(monkeypatch, _closed_port())
+
+    assert send_alert(_alert(), now=datetime(2026, 11, 22, 12, tzinfo=UTC)) is True
+    assert mailbox.messages == []
+    lines = [json.loads(line) for line in (trackway_env / "alerts.ndjson").read_text().splitlines()]
+    assert len(lines) == 1 and [r["key"] for r in received] == [lines[0]["key"]]
+    failed = [r.getMessage() for r in caplog.records if "could not email the alert" in r.getMessage()]
+    assert len(failed) == 1 and "smtp_default" in failed[0] and "alerts.ndjson" in failed[0]
+    assert ("535" if relay_down == "wrong password" else "Connection refused") in failed[0], failed[0]
+    _no_secret_in(caplog, capfd, trackway_env, SMTP_PASSWORD)
+
+
+def _no_secret_in(caplog, capfd, home: Path, secret: str) -> None:
+    out, err = capfd.readouterr()
+    for text in (caplog.text, out, err, (home / "alerts.ndjson").read_text()):
+        assert secret not in text
