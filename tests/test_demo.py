@@ -108,3 +108,31 @@ def test_demo_refuses_to_wipe_a_folder_it_did_not_create(tmp_path):
     assert result.returncode == 1
     assert "holds data the demo did not create" in result.stderr
     assert (home / "warehouse.duckdb").read_bytes() == b"not the demo's"
+
+
+def test_the_demo_chooses_other_ports_when_one_was_taken(trackway_env, monkeypatch, capsys):
+    """Another process can take a port between ``free_ports()`` and the collector's bind: the demo starts it on two
+    others instead of failing (here the first pair's public port is held by a listener of the test's own)."""
+    import socket
+
+    from trackway.config import load_settings
+    from trackway.demo import runner
+
+    (trackway_env / "logs").mkdir(parents=True, exist_ok=True)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real_free_ports = runner.free_ports
+        pairs = iter([[taken, real_free_ports(1)[0]]])
+        monkeypatch.setattr(runner, "free_ports", lambda count: next(pairs, None) or real_free_ports(count))
+        env = {**os.environ, "TRACKWAY_HOME": str(trackway_env)}
+        collector, port, admin_port = runner._start_collector_on_free_ports(load_settings(), env)
+        try:
+            assert taken not in (port, admin_port)
+            assert runner._health(admin_port)["status"] == "ok"
+        finally:
+            collector.terminate()
+            assert collector.wait(timeout=60) == 0
+    assert f"port {taken} or" in capsys.readouterr().out
+    assert f"cannot listen on 127.0.0.1:{taken}" in (trackway_env / "logs" / "collector.log").read_text()

@@ -88,6 +88,26 @@ def _start_collector(settings: Settings, port: int, admin_port: int, env: dict[s
     raise DemoError(f"the collector did not answer /health within 60s; see {log.name}")
 
 
+def _start_collector_on_free_ports(
+    settings: Settings, env: dict[str, str], attempts: int = 3
+) -> tuple[subprocess.Popen, int, int]:
+    """The collector on two ports free a moment ago; others if another process took one before it bound it."""
+    log = settings.home / "logs" / "collector.log"
+    for attempt in range(1, attempts + 1):
+        port, admin_port = free_ports(2)
+        seen = log.stat().st_size if log.exists() else 0
+        try:
+            return _start_collector(settings, port, admin_port, env), port, admin_port
+        except DemoError:
+            with log.open("rb") as handle:
+                handle.seek(seen)
+                taken = b"cannot listen on" in handle.read()
+            if not taken or attempt == attempts:
+                raise
+            _say(f"  port {port} or {admin_port} was taken before the collector bound it; choosing two others")
+    raise AssertionError("unreachable")
+
+
 def _count_raw_objects(settings: Settings) -> tuple[int, int, set[str], str | None]:
     """Objects and lines in the raw store, the context.ip values stored and one stored traits.email."""
     from airflow.sdk import ObjectStoragePath
@@ -230,9 +250,8 @@ def run_demo(people: int = 300, day: date | None = None, seed: int = 7) -> int:
     _say(f"  data folder: {settings.home}")
 
     _stage(1, "collector: starting `trackway collect`")
-    port, admin_port = free_ports(2)
     first_hour = hour_floor(datetime.now(UTC))
-    collector = _start_collector(settings, port, admin_port, env)
+    collector, port, admin_port = _start_collector_on_free_ports(settings, env)
     _say(f"  listening on http://127.0.0.1:{port} (log: {settings.home / 'logs' / 'collector.log'})")
 
     _stage(2, "sending the day through the official Segment Python SDK")
