@@ -114,6 +114,9 @@ def test_init_imports_the_bundle_idempotently_and_never_prints_the_password(supe
     # The two gunicorn workers share the SQLite metadata: readers never wait for the other's writes.
     with sqlite3.connect(superset["home"] / "bi" / "superset.db") as metadata:
         assert metadata.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # No cross-origin reads: Superset's default CORS allowance for OpenStreetMap's tile hosts is off.
+    probe = requests.get(superset["url"] + "/login/", headers={"Origin": "https://tile.openstreetmap.org"}, timeout=30)
+    assert "Access-Control-Allow-Origin" not in probe.headers, probe.headers
     api = _api(superset)
     for kind, count in (("chart", 25), ("dashboard", 6), ("dataset", 10), ("database", 1)):
         assert api.get(f"{superset['url']}/api/v1/{kind}/?q=(page_size:100)", timeout=30).json()["count"] == count

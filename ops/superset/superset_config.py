@@ -60,6 +60,10 @@ TALISMAN_CONFIG = {
 DECKGL_BASE_MAP = [["tile:///trackway/blank-tile.png", "Blank (no tiles from the internet)"]]
 MAPBOX_API_KEY = ""
 
+# Superset's default lets two OpenStreetMap tile origins read its responses (CORS); no tile is fetched
+# from them here, so no other origin is allowed anything.
+ENABLE_CORS = False
+
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_HTTPONLY = True
 WTF_CSRF_ENABLED = True
