@@ -71,7 +71,7 @@ def run_suite(repo: Path, target: str, workdir: Path) -> dict[str, object]:
     head = subprocess.run(
         ["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    env = {**os.environ, "CI": "true"}
+    env = {**os.environ, "CI": "true", "PYTHONUNBUFFERED": "1"}  # pytest's progress lines as they come
     pytest_args = f"--basetemp={workdir / 'pytest'}"
     log_path = workdir / "make.log"
     cpu_before, started = _children_cpu(), time.monotonic()
