@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from segment.analytics import Client
 
 from collector_helpers import (
@@ -72,6 +74,15 @@ RING = _ring(
 
 
 # ---- pure functions
+
+
+@settings(max_examples=2000, deadline=None)
+@given(digest=st.binary(min_size=16, max_size=16))
+def test_the_pseudonyms_base32_is_rfc_4648s(digest):
+    """The collector's own base32 of 128 bits is the stdlib's, lower case, without padding."""
+    from trackway.pseudonym.hashing import base32_128
+
+    assert base32_128(digest) == base64.b32encode(digest).decode()[:26].lower()
 
 
 def test_a_pseudonym_is_stable_within_a_key_window_and_differs_across_keys():
