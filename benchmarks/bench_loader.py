@@ -377,7 +377,9 @@ def main() -> int:
             p = iter(range(100))
             pg_ours = median_of(
                 args.runs,
-                lambda: trackway_load(work / f"pg-{next(p)}", raw_root, create_database(server, f"bench_{next(p)}")),
+                # One database name for every run: create_database drops the last run's (its rows are a
+                # gigabyte) and makes it again empty, so each run loads a fresh database.
+                lambda: trackway_load(work / f"pg-{next(p)}", raw_root, create_database(server, "bench_fresh")),
             )
             add(
                 "trackway -> PostgreSQL",
