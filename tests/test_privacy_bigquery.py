@@ -66,3 +66,52 @@ def test_erasure_on_bigquery(bq_env, capsys):
     with open_warehouse(settings.warehouse) as wh:
         assert wh.query("SELECT count(*) FROM raw.events_raw WHERE user_id = 'user-bq'") == [(0,)]
         assert wh.query("SELECT count(*) FROM privacy.requests") == [(1,)]
+
+
+def test_retention_reaches_the_marts_on_bigquery(bq_env, monkeypatch, capsys):
+    """`trackway privacy run --as-of` 100 days later on BigQuery: the raw table, the raw objects on GCS and dbt's
+    tables keep only the allowlist, and a delete rule's rows go, as on DuckDB and PostgreSQL
+    (tests/test_privacy_retention.py, whose plan and events this reuses). dbt-bigquery builds analytics.events
+    and what it reads (`--select +events`), from .dbt-venv."""
+    from test_privacy_retention import SECRETS, _events, _plan
+    from trackway.privacy.retention import MART_SCHEMAS
+    from trackway.rawdata.partitions import hour_floor
+    from trackway.transform.dbt_runner import run_dbt
+
+    settings = load_settings()
+    monkeypatch.setenv("TRACKWAY_PLAN_DIR", str(_plan(settings.home)))
+    monkeypatch.delenv("TRACKWAY_RETENTION_DEFAULT", raising=False)  # the built-in default
+    settings = load_settings()
+    hour = hour_floor(datetime.now(UTC)) - timedelta(hours=2)
+    store = open_object_store(settings.raw_url, gcs_client=bq_env.gcs.client())
+    kept, deleted, _ = _events(hour)
+    folder = f"events/dt={hour:%Y-%m-%d}/hour={hour:%H}"
+    store.put_bytes(f"{folder}/part-1.ndjson.gz", _gz(kept))
+    store.put_bytes(f"{folder}/part-2.ndjson.gz", _gz(deleted))  # only the delete rule's lines: the object goes
+    assert load_interval(settings, hour, hour + timedelta(hours=1)).rows_loaded == 5
+    build = run_dbt(settings, "run", "--select", "+events")
+    assert build.success, build.summary()
+
+    def leftovers() -> list[str]:
+        found = []
+        with open_warehouse(load_settings().warehouse, read_only=True) as wh:
+            for table in sorted(wh.table_columns(("raw", *MART_SCHEMAS))):
+                if table.startswith("raw._stage_"):  # the load jobs' staging copies: they expire in 2 days (known)
+                    continue
+                for (text,) in wh.query(f"SELECT TO_JSON_STRING(t) FROM {table} AS t"):
+                    found += [f"{value} in {table}" for value in (*SECRETS, "m-fav-") if value in text]
+        return sorted(set(found))
+
+    assert any("analytics.events" in place for place in leftovers())  # everything is there, whole
+    as_of = (datetime.now(UTC) + timedelta(days=100)).isoformat()
+    assert main(["privacy", "run", "--as-of", as_of]) == 0
+    out = capsys.readouterr().out
+    assert "raw.events_raw: delete 2 row(s), sanitize 3" in out, out
+    assert "analytics.events: delete 2 row(s), sanitize 3" in out, out
+    assert leftovers() == []
+    with open_warehouse(load_settings().warehouse, read_only=True) as wh:
+        rows = dict(wh.query("SELECT event_id, ip FROM analytics.events"))
+    assert rows == {"m-identify": None, "m-signup": None, "m-page": None}
+    assert not store.exists(f"{folder}/part-2.ndjson.gz")
+    text = gzip.decompress(store.read_bytes(f"{folder}/part-1.ndjson.gz")).decode()
+    assert not [value for value in SECRETS if value in text] and "m-signup" in text

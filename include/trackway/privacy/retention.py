@@ -172,16 +172,7 @@ def apply(
 
 def _table_columns(wh: Warehouse) -> dict[str, dict[str, str]]:
     """``schema.table`` -> column -> type, for the dbt tables (not views)."""
-    rows = wh.query(
-        "SELECT c.table_schema, c.table_name, c.column_name, c.data_type FROM information_schema.columns AS c "
-        "JOIN information_schema.tables AS t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
-        f"WHERE t.table_type = 'BASE TABLE' AND {wh.in_list('c.table_schema')}",
-        [list(MART_SCHEMAS)],
-    )
-    tables: dict[str, dict[str, str]] = {}
-    for schema, table, column, kind in rows:
-        tables.setdefault(f"{schema}.{table}", {})[str(column).lower()] = str(kind)
-    return tables
+    return wh.table_columns(MART_SCHEMAS)
 
 
 def _lineage_tables(wh: Warehouse) -> dict[str, dict[str, str]]:
@@ -240,11 +231,6 @@ def _marts(wh: Warehouse, expired: Expired, rules: RetentionRules, report: Reten
     """The dbt tables' rows of the expired lines: deleted, or their columns reduced to the allowlist."""
     if not expired.deleted and not expired.sanitized:
         return
-    if wh.kind == "bigquery":  # its information_schema is per dataset; the raw tables above are done already
-        raise RuntimeError(
-            "retention reached rows to expire, but sanitising the marts on BigQuery is not supported yet "
-            "(docs/privacy.md#retention); raw.events_raw is done: `trackway transform build --full-refresh` rebuilds the marts"
-        )
     _by_event_id(wh, expired, report, dry_run=dry_run)
     for table, columns in sorted(_lineage_tables(wh).items()):
         for source_object, lines in sorted(expired.deleted.items()):
@@ -280,7 +266,7 @@ def _sanitized_columns(
             continue
         if column in JSON_PARTS:
             part = record.get(column)
-            sets.append(f"{column} = CAST(? AS {kind})" if "json" in kind.lower() else f"{column} = ?")
+            sets.append(f"{column} = {wh.json_from_text(kind)}" if "json" in kind.lower() else f"{column} = ?")
             params.append(None if part is None else json.dumps(part, separators=(",", ":")))
         elif column == "raw":
             sets.append("raw = ?")

@@ -170,6 +170,23 @@ class Warehouse(ABC):
     @abstractmethod
     def table_exists(self, schema: str, table: str) -> bool: ...
 
+    def table_columns(self, schemas: Sequence[str]) -> dict[str, dict[str, str]]:
+        """``schema.table`` -> column -> its type, for the tables (not views) of ``schemas``; names lower case."""
+        rows = self.query(
+            "SELECT c.table_schema, c.table_name, c.column_name, c.data_type FROM information_schema.columns AS c "
+            "JOIN information_schema.tables AS t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+            f"WHERE t.table_type = 'BASE TABLE' AND {self.in_list('c.table_schema')}",
+            [list(schemas)],
+        )
+        tables: dict[str, dict[str, str]] = {}
+        for schema, table, column, kind in rows:
+            tables.setdefault(f"{schema}.{table}", {})[str(column).lower()] = str(kind)
+        return tables
+
+    def json_from_text(self, kind: str) -> str:
+        """SQL for a JSON column of type ``kind`` made from the text bound to its one ``?`` placeholder."""
+        return f"CAST(? AS {kind})"
+
     def run_script(self, statements: Sequence[str]) -> None:
         """Run statements (DDL included, no parameters) in one transaction: all of them, or none.
 

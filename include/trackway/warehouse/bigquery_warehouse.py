@@ -573,6 +573,26 @@ WHEN NOT MATCHED THEN INSERT
             return False
         return True
 
+    def table_columns(self, schemas: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The tables of each schema's dataset, by the API: INFORMATION_SCHEMA is per dataset (or per region)."""
+        from google.api_core.exceptions import NotFound
+
+        tables: dict[str, dict[str, str]] = {}
+        for schema in schemas:
+            try:
+                listed = list(self.client.list_tables(f"{self.project}.{self.dataset(schema)}"))
+            except NotFound:  # the dataset does not exist (yet): no tables
+                continue
+            for item in listed:
+                if item.table_type != "TABLE":
+                    continue
+                table = self.client.get_table(item.reference)
+                tables[f"{schema}.{item.table_id}"] = {f.name.lower(): f.field_type for f in table.schema}
+        return tables
+
+    def json_from_text(self, kind: str) -> str:
+        return "PARSE_JSON(?)"  # BigQuery casts no STRING to JSON
+
     # -- DML and the erasure ledger --------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
