@@ -352,6 +352,7 @@ def _objects(wh: Warehouse, store: ObjectStore, expiry: Expiry, report: Retentio
                 store.delete(key)
                 store.delete_old_versions(key)
                 if ledger:
+                    wh.drop_staging_copies(url)  # before the ledger forgets the version they were made from
                     wh.execute(f"DELETE FROM {RAW_SCHEMA}.{LOADED_OBJECTS} WHERE source_object = ?", [url])
             continue
         counts["rewritten"] += 1

@@ -238,6 +238,13 @@ class Warehouse(ABC):
             added += len(rows)
         return added
 
+    def drop_staging_copies(self, source_object: str) -> int:
+        """Delete the copies of an object's lines that its loads left outside the raw tables; how many.
+
+        None here: only BigQuery's load jobs stage an object (``raw._stage_<hash>``) before inserting it.
+        """
+        return 0
+
     def record_rewrite(self, source_object: str, fingerprint: str, size_bytes: int, lines_removed: int) -> int:
         """The load ledger learns an object's rewritten version: not new data, and its erased lines are blank.
 

@@ -261,15 +261,16 @@ CLUSTER BY source_object"""
             "BigQuery loads raw objects in place with load jobs (load_in_place); rows never pass through the worker"
         )
 
-    def _stage_name(self, obj: PendingObject, day: date) -> str:
-        return f"_stage_{_sha(obj.url, obj.fingerprint, day.isoformat())[:32]}"
+    @staticmethod
+    def _stage_name(url: str, fingerprint: str, day: date) -> str:
+        return f"_stage_{_sha(url, fingerprint, day.isoformat())[:32]}"
 
     def _start_load_job(self, obj: PendingObject, day: date) -> tuple[Any, str]:
         """Load one object into its staging table; an existing job of the same id is reused."""
         from google.api_core.exceptions import Conflict
         from google.cloud import bigquery
 
-        stage = self._stage_name(obj, day)
+        stage = self._stage_name(obj.url, obj.fingerprint, day)
         destination = f"{self.project}.{self.dataset(RAW_SCHEMA)}.{stage}"
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.CSV,
@@ -594,6 +595,35 @@ WHEN NOT MATCHED THEN INSERT
         return "PARSE_JSON(?)"  # BigQuery casts no STRING to JSON
 
     # -- DML and the erasure ledger --------------------------------------------------
+
+    def record_rewrite(self, source_object: str, fingerprint: str, size_bytes: int, lines_removed: int) -> int:
+        """The ledger learns the rewritten version; the staging copies of the version it replaces go first.
+
+        A load job copies an object's lines into ``raw._stage_<hash>`` (kept ``STAGING_EXPIRY``, so that a
+        retried task reuses its job): after an erasure or retention rewrite they would be the last place
+        the removed lines live. The rewritten object has a new fingerprint, so no load reuses them.
+        """
+        self.drop_staging_copies(source_object)
+        return super().record_rewrite(source_object, fingerprint, size_bytes, lines_removed)
+
+    def drop_staging_copies(self, source_object: str) -> int:
+        """The staging tables of ``source_object``'s loaded version, on each day they may still live."""
+        from google.api_core.exceptions import NotFound
+
+        rows = self.query(
+            f"SELECT fingerprint FROM {RAW_SCHEMA}.{LOADED_OBJECTS} WHERE source_object = ?", [source_object]
+        )
+        today = datetime.now(UTC).date()
+        dropped = 0
+        for (fingerprint,) in rows:
+            for back in range(STAGING_EXPIRY.days + 1):
+                stage = self._stage_name(source_object, str(fingerprint), today - timedelta(days=back))
+                try:
+                    self.client.delete_table(f"{self.project}.{self.dataset(RAW_SCHEMA)}.{stage}")
+                except NotFound:
+                    continue
+                dropped += 1
+        return dropped
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         from google.cloud import bigquery
