@@ -170,17 +170,9 @@ def apply(
     return report
 
 
-def _table_columns(wh: Warehouse) -> dict[str, dict[str, str]]:
-    """``schema.table`` -> column -> type, for the dbt tables (not views)."""
-    return wh.table_columns(MART_SCHEMAS)
-
-
-def _lineage_tables(wh: Warehouse) -> dict[str, dict[str, str]]:
-    """The dbt tables that carry an event's lineage (``source_object``, ``line_number``)."""
-    return {name: cols for name, cols in _table_columns(wh).items() if {"source_object", "line_number"} <= set(cols)}
-
-
-def _by_event_id(wh: Warehouse, expired: Expired, report: RetentionReport, *, dry_run: bool) -> None:
+def _by_event_id(
+    wh: Warehouse, tables: dict[str, dict[str, str]], expired: Expired, report: RetentionReport, *, dry_run: bool
+) -> None:
     """Tables without lineage that name a deleted event: its own rows deleted, a reference to it set to null.
 
     (The tracking plan's violation rows by ``event_id``; identity links' ``link_event_id``,
@@ -199,7 +191,7 @@ def _by_event_id(wh: Warehouse, expired: Expired, report: RetentionReport, *, dr
         ]
     if not ids:
         return
-    for table, columns in sorted(_table_columns(wh).items()):
+    for table, columns in sorted(tables.items()):
         if "source_object" in columns or table == "analytics.events":
             continue  # rows with lineage: by line (``_marts``)
         for column in sorted(c for c in columns if c.endswith("event_id")):
@@ -231,8 +223,12 @@ def _marts(wh: Warehouse, expired: Expired, rules: RetentionRules, report: Reten
     """The dbt tables' rows of the expired lines: deleted, or their columns reduced to the allowlist."""
     if not expired.deleted and not expired.sanitized:
         return
-    _by_event_id(wh, expired, report, dry_run=dry_run)
-    for table, columns in sorted(_lineage_tables(wh).items()):
+    # dbt's tables (not views) and their columns, read once: on BigQuery an API call per table.
+    tables = wh.table_columns(MART_SCHEMAS)
+    _by_event_id(wh, tables, expired, report, dry_run=dry_run)
+    # The tables that carry an event's lineage (``source_object``, ``line_number``): by line.
+    lineage = {name: cols for name, cols in tables.items() if {"source_object", "line_number"} <= set(cols)}
+    for table, columns in sorted(lineage.items()):
         for source_object, lines in sorted(expired.deleted.items()):
             where = f"source_object = ? AND {wh.in_list('line_number')}"
             if dry_run:
